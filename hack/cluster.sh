@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The local control plane: a real kube-apiserver, etcd, controller-manager and scheduler built from pinned
+# upstream sources (hack/build-tools.sh), fake kwok nodes whose pods turn Ready without a kubelet, and a
+# Prometheus from Debian's package on loopback.
+#
+#   hack/cluster.sh up     start everything; prints the kubeconfig path
+#   hack/cluster.sh down   stop everything and delete its state
+#   hack/cluster.sh env    print shell exports (KUBECONFIG, KAIZEN_PROMETHEUS_URL, PATH with the binaries)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+run="${KAIZEN_RUN_DIR:-$here/.run}"
+name="${KAIZEN_CLUSTER_NAME:-kaizen}"
+prom_port="${KAIZEN_PROMETHEUS_PORT:-19090}"
+export KWOK_WORKDIR="$run/kwok"
+export KWOK_KUBE_VERSION="$KUBERNETES_VERSION"
+
+log() { echo "[cluster] $*" >&2; }
+
+wait_for() { # wait_for <seconds> <description> <command...>
+  local deadline=$((SECONDS + $1)) what="$2"
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then return 0; fi
+  log "installing Debian's prometheus package"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+prometheus_up() {
+  ensure_prometheus
+  local dir="$run/prometheus"
+  mkdir -p "$dir/targets" "$dir/data"
+  # Tests register scrape targets by writing file_sd JSON files into targets/; nothing else is scraped.
+  cat >"$dir/prometheus.yml" <<CFG
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: kaizen-test
+    scrape_interval: 1s
+    file_sd_configs:
+      - files: ['$dir/targets/*.json']
+        refresh_interval: 1s
+CFG
+  nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address="127.0.0.1:$prom_port" --web.enable-lifecycle \
+    --storage.tsdb.retention.time=2h >"$dir/prometheus.log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for 60 "Prometheus to be ready" curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+}
+
+prometheus_down() {
+  local pidfile="$run/prometheus/pid"
+  if [[ -f "$pidfile" ]]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+write_env() {
+  local bin="$1"
+  cat >"$run/env" <<ENV
+export KUBECONFIG="$run/kubeconfig"
+export KAIZEN_PROMETHEUS_URL="http://127.0.0.1:$prom_port"
+export KAIZEN_PROMETHEUS_TARGETS="$run/prometheus/targets"
+export KAIZEN_TOOLS_BIN="$bin"
+export PATH="$bin:\$PATH"
+ENV
+}
+
+up() {
+  local bin start=$SECONDS
+  bin="$("$here/build-tools.sh")"
+  mkdir -p "$run"
+  if "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$name"; then
+    log "cluster $name already exists; recreating it"
+    down
+    mkdir -p "$run"
+  fi
+  log "starting kube-apiserver $KUBERNETES_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION"
+  "$bin/kwokctl" create cluster --name "$name" --runtime binary \
+    --kubeconfig "$run/kubeconfig" \
+    --etcd-binary "$bin/etcd" \
+    --kube-apiserver-binary "$bin/kube-apiserver" \
+    --kube-controller-manager-binary "$bin/kube-controller-manager" \
+    --kube-scheduler-binary "$bin/kube-scheduler" \
+    --kwok-controller-binary "$bin/kwok" \
+    --disable-qps-limits \
+    --wait 120s >"$run/kwokctl.log" 2>&1 || { cat "$run/kwokctl.log" >&2; return 1; }
+  export KUBECONFIG="$run/kubeconfig"
+  wait_for 60 "the apiserver to be ready" "$bin/kubectl" get --raw /readyz
+  "$bin/kubectl" apply -f "$here/kwok-nodes.yaml" >/dev/null
+  wait_for 60 "kwok nodes to be Ready" "$bin/kubectl" wait --for=condition=Ready node --all --timeout=1s
+  # The namespace "default" must have its ServiceAccount before pods can be created there.
+  wait_for 60 "the default ServiceAccount" "$bin/kubectl" get serviceaccount default -n default
+  prometheus_up
+  write_env "$bin"
+  log "up in $((SECONDS - start))s; Prometheus at http://127.0.0.1:$prom_port"
+  echo "$run/kubeconfig"
+}
+
+down() {
+  prometheus_down
+  local bin
+  bin="$("$here/build-tools.sh")"
+  "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
+  rm -rf "$run"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) cat "$run/env" ;;
+  *)
+    echo "usage: $0 up|down|env" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,262 @@
+//! The ActionItem kind: a follow-up with an owner, a priority and a deadline.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{conditions::Conditions, duration::Duration};
+
+/// A follow-up with an owner, a priority and a deadline. Kaizen tracks the deadline to the second,
+/// reminds and escalates without spam, and verifies that the fix worked.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kaizen.dev",
+    version = "v1alpha1",
+    kind = "ActionItem",
+    namespaced,
+    status = "ActionItemStatus",
+    shortname = "ai",
+    category = "kaizen",
+    derive = "PartialEq",
+    doc = "A follow-up with an owner, a priority and a deadline. Kaizen tracks the deadline, reminds and escalates without spam, and verifies that the fix worked.",
+    printcolumn(name = "Priority", type_ = "string", json_path = ".spec.priority"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Due", type_ = "string", json_path = ".status.dueAt"),
+    printcolumn(name = "Incident", type_ = "string", json_path = ".spec.incidentRef.name"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.dueAt) && has(self.dueIn))").message("set at most one of dueAt and dueIn"),
+    validation = Rule::new("!(self.state in ['Blocked', 'WontDo']) || (has(self.stateReason) && self.stateReason.size() > 0)").message("stateReason is required when state is Blocked or WontDo").field_path(".stateReason")
+)]
+pub struct ActionItemSpec {
+    /// What must be done, in one line.
+    #[schemars(length(min = 1, max = 256))]
+    pub title: String,
+    /// Who is accountable: a person or team handle that notifications address.
+    #[schemars(length(min = 1, max = 128))]
+    pub owner: String,
+    /// P0 (most urgent) to P3. Without dueAt or dueIn the deadline comes from the policy for this priority.
+    #[serde(default)]
+    pub priority: Priority,
+    /// What kind of follow-up this is.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ActionItemType>,
+    /// Details, context, links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The Incident (same namespace) this item follows up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_ref: Option<LocalRef>,
+    /// Absolute deadline (RFC 3339). Set at most one of dueAt and dueIn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Time>,
+    /// Deadline relative to the item's creation, e.g. 14d. Set at most one of dueAt and dueIn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_in: Option<Duration>,
+    /// Where the work stands. Blocked and WontDo require stateReason.
+    #[serde(default)]
+    pub state: ActionItemState,
+    /// Why the item is Blocked or will not be done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub state_reason: Option<String>,
+    /// The matching ticket in another tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<ExternalRef>,
+    /// How Kaizen checks that the fix really worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Escalation steps for this item, replacing the policy ladder: each fires once, `after` past the due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub escalation: Option<Vec<EscalationStep>>,
+}
+
+/// Follow-up priority, P0 being the most urgent.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default, PartialOrd, Ord)]
+pub enum Priority {
+    P0,
+    P1,
+    #[default]
+    P2,
+    P3,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Self::P0, Self::P1, Self::P2, Self::P3];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P0 => "P0",
+            Self::P1 => "P1",
+            Self::P2 => "P2",
+            Self::P3 => "P3",
+        }
+    }
+}
+
+/// The kind of follow-up, after the Google SRE taxonomy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ActionItemType {
+    Mitigate,
+    Prevent,
+    Detect,
+    Process,
+}
+
+/// The state the owner reports.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+pub enum ActionItemState {
+    #[default]
+    Open,
+    InProgress,
+    Blocked,
+    Done,
+    WontDo,
+}
+
+/// A reference to an object by name in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LocalRef {
+    /// Name of the object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A ticket in another tracker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ExternalRef {
+    /// Link to the ticket.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+}
+
+/// How the fix is verified: by a Canary that promotes, or by a Prometheus condition that holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.canaryRef) != has(self.prometheus)").message("set exactly one of canaryRef and prometheus"))]
+pub struct Verification {
+    /// Verified when this Canary (same namespace) promotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_ref: Option<LocalRef>,
+    /// Verified once this Prometheus condition has held for `for`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusVerification>,
+}
+
+/// A Prometheus condition that must hold for a while.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusVerification {
+    /// PromQL instant query returning one value.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// Comparison the value must satisfy, e.g. `< 0.01` or `>= 99.9`.
+    #[schemars(regex(pattern = r"^\s*(<|<=|>|>=|==|!=)\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$"))]
+    pub condition: String,
+    /// How long the condition must hold without interruption, e.g. 1h.
+    #[serde(rename = "for")]
+    pub for_: Duration,
+    /// Prometheus base URL; the operator default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub address: Option<String>,
+}
+
+/// One step of an escalation ladder.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EscalationStep {
+    /// How long past the due time this step fires, e.g. 1d.
+    pub after: Duration,
+    /// Who to notify: handles passed to the notification sinks.
+    #[schemars(length(min = 1, max = 20))]
+    pub notify: Vec<String>,
+}
+
+/// What Kaizen tracks about the item. Never edited by hand.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionItemStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The effective deadline: dueAt, creation plus dueIn, or creation plus the policy for the priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Time>,
+    /// Open, InProgress, Blocked, Overdue, Done, Verified or WontDo. Overdue wins over non-terminal states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ActionItemPhase>,
+    /// When the item reached Done or WontDo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// How many escalation steps have fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_level: Option<u32>,
+    /// Notifications sent, so a restarted operator neither re-sends nor forgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationRecord>,
+    /// Progress of the verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Conditions")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Derived lifecycle of an action item.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum ActionItemPhase {
+    Open,
+    InProgress,
+    Blocked,
+    Overdue,
+    Done,
+    Verified,
+    WontDo,
+}
+
+impl ActionItemPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "Open",
+            Self::InProgress => "InProgress",
+            Self::Blocked => "Blocked",
+            Self::Overdue => "Overdue",
+            Self::Done => "Done",
+            Self::Verified => "Verified",
+            Self::WontDo => "WontDo",
+        }
+    }
+}
+
+/// Record of notifications sent for this item.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// When the last notification was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_at: Option<Time>,
+    /// How many notifications were sent in all.
+    #[serde(default)]
+    pub sent: u32,
+}
+
+/// Progress of the verification of the fix.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// Since when the Prometheus condition has held without interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding_since: Option<Time>,
+    /// The last value the query returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_value: Option<f64>,
+    /// When the fix was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Time>,
+}

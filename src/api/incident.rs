@@ -1,0 +1,213 @@
+//! The Incident kind: what happened, and what Kaizen derives from it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Conditions;
+
+/// An incident: what happened, how bad it was, and when. Kaizen derives its phase, its durations, the
+/// postmortem deadline and the progress of its follow-up ActionItems into status.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kaizen.dev",
+    version = "v1alpha1",
+    kind = "Incident",
+    namespaced,
+    status = "IncidentStatus",
+    shortname = "inc",
+    category = "kaizen",
+    derive = "PartialEq",
+    doc = "An incident: what happened, how bad it was and when. Kaizen derives its lifecycle, its durations and the progress of its follow-up ActionItems.",
+    printcolumn(name = "Severity", type_ = "string", json_path = ".spec.severity"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Open", type_ = "integer", json_path = ".status.actionItems.open"),
+    printcolumn(name = "Overdue", type_ = "integer", json_path = ".status.actionItems.overdue"),
+    printcolumn(name = "Title", type_ = "string", json_path = ".spec.title"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.startedAt) || !has(self.detectedAt) || self.startedAt <= self.detectedAt").message("detectedAt must not be before startedAt").field_path(".detectedAt"),
+    validation = Rule::new("!has(self.startedAt) || !has(self.mitigatedAt) || self.startedAt <= self.mitigatedAt").message("mitigatedAt must not be before startedAt").field_path(".mitigatedAt"),
+    validation = Rule::new("!has(self.startedAt) || !has(self.resolvedAt) || self.startedAt <= self.resolvedAt").message("resolvedAt must not be before startedAt").field_path(".resolvedAt"),
+    validation = Rule::new("!has(self.detectedAt) || !has(self.mitigatedAt) || self.detectedAt <= self.mitigatedAt").message("mitigatedAt must not be before detectedAt").field_path(".mitigatedAt"),
+    validation = Rule::new("!has(self.detectedAt) || !has(self.resolvedAt) || self.detectedAt <= self.resolvedAt").message("resolvedAt must not be before detectedAt").field_path(".resolvedAt"),
+    validation = Rule::new("!has(self.mitigatedAt) || !has(self.resolvedAt) || self.mitigatedAt <= self.resolvedAt").message("resolvedAt must not be before mitigatedAt").field_path(".resolvedAt"),
+    validation = Rule::new("!has(self.postmortem) || !has(self.postmortem.completedAt) || !has(self.startedAt) || self.startedAt <= self.postmortem.completedAt").message("postmortem.completedAt must not be before startedAt").field_path(".postmortem.completedAt")
+)]
+pub struct IncidentSpec {
+    /// One line that says what happened, e.g. "Checkout API returned 5xx for EU users".
+    #[schemars(length(min = 1, max = 256))]
+    pub title: String,
+    /// How bad it is: SEV1 (worst) to SEV5. Sets the postmortem deadline from the operator policy.
+    pub severity: Severity,
+    /// Services affected, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub services: Vec<String>,
+    /// A short narrative of the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The person leading the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander: Option<String>,
+    /// When the problem began (RFC 3339). Time to detect is measured from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When someone or something noticed (RFC 3339). Must not be before startedAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<Time>,
+    /// When user impact stopped (RFC 3339). Moves the incident to Mitigated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigated_at: Option<Time>,
+    /// When the cause was fixed (RFC 3339). Moves the incident to Learning until the postmortem and
+    /// every follow-up are finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+    /// Who and what was affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
+    /// Notable moments, in any order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    pub timeline: Vec<TimelineEntry>,
+    /// The underlying cause, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cause: Option<String>,
+    /// Conditions that made the incident possible or worse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub contributing_factors: Vec<String>,
+    /// The written review. The incident cannot close before it is completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmortem: Option<Postmortem>,
+}
+
+/// Incident severity, SEV1 being the worst.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, PartialOrd, Ord)]
+pub enum Severity {
+    #[serde(rename = "SEV1")]
+    Sev1,
+    #[serde(rename = "SEV2")]
+    Sev2,
+    #[serde(rename = "SEV3")]
+    Sev3,
+    #[serde(rename = "SEV4")]
+    Sev4,
+    #[serde(rename = "SEV5")]
+    Sev5,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [Self::Sev1, Self::Sev2, Self::Sev3, Self::Sev4, Self::Sev5];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sev1 => "SEV1",
+            Self::Sev2 => "SEV2",
+            Self::Sev3 => "SEV3",
+            Self::Sev4 => "SEV4",
+            Self::Sev5 => "SEV5",
+        }
+    }
+}
+
+/// Who and what was affected.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Impact {
+    /// What users experienced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// How many users were affected (best estimate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub users_affected: Option<i64>,
+}
+
+/// One moment in the incident's timeline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// When it happened (RFC 3339).
+    pub at: Time,
+    /// What happened.
+    #[schemars(length(min = 1))]
+    pub event: String,
+}
+
+/// The postmortem document.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Postmortem {
+    /// Where the postmortem lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the postmortem was completed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+}
+
+/// What Kaizen derived from the incident. Never edited by hand.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Active, Mitigated, Learning (resolved, postmortem or follow-ups outstanding) or Closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<IncidentPhase>,
+    /// Durations derived from the spec's timestamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durations: Option<IncidentDurations>,
+    /// When the postmortem is due: resolution plus the policy for this severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmortem_due_at: Option<Time>,
+    /// Progress of the ActionItems whose incidentRef names this incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_items: Option<ActionItemCounts>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Conditions")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Incident lifecycle, derived from facts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IncidentPhase {
+    Active,
+    Mitigated,
+    Learning,
+    Closed,
+}
+
+/// Durations between the incident's timestamps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentDurations {
+    /// From startedAt to detectedAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_detect: Option<String>,
+    /// From startedAt (or detectedAt) to mitigatedAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_mitigate: Option<String>,
+    /// From startedAt (or detectedAt) to resolvedAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_resolve: Option<String>,
+}
+
+/// How many of the incident's ActionItems are in each phase.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionItemCounts {
+    pub total: u32,
+    pub open: u32,
+    pub in_progress: u32,
+    pub blocked: u32,
+    pub overdue: u32,
+    pub done: u32,
+    pub verified: u32,
+    pub wont_do: u32,
+}

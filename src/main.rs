@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", kaizen::api::crds_yaml().expect("CRDs serialize"));
+}

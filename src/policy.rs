@@ -1,0 +1,224 @@
+//! The operator's policy: deadlines per priority, postmortem deadlines per severity, the escalation
+//! ladder, reminders, notification sinks and the default Prometheus address. Loaded from the YAML file
+//! given with `--config`; every key is optional and falls back to the documented default, and an unknown
+//! or malformed key fails start-up with the key's path.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::{action_item::Priority, duration::Duration, incident::Severity},
+    error::{Error, Result},
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Policy {
+    /// Deadline of an ActionItem without dueAt/dueIn, from its creation, per priority.
+    pub deadlines: BTreeMap<Priority, Duration>,
+    /// How long before its deadline an item counts as due soon.
+    pub due_soon_window: Duration,
+    /// How long after resolution the postmortem is due, per severity.
+    pub postmortem_due: BTreeMap<Severity, Duration>,
+    /// Escalation steps applied to items without their own `escalation`.
+    pub escalation: Vec<EscalationStep>,
+    /// How often an overdue item's owner is reminded.
+    pub reminder_interval: Duration,
+    /// Count deadlines in business days (skipping weekends) in a time zone.
+    pub business_days: Option<BusinessDays>,
+    /// Where notifications go.
+    pub sinks: Vec<Sink>,
+    pub prometheus: PrometheusSettings,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EscalationStep {
+    pub after: Duration,
+    pub notify: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BusinessDays {
+    /// IANA time zone in which weekends are counted, e.g. Europe/Berlin.
+    pub time_zone: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sink {
+    pub name: String,
+    pub format: SinkFormat,
+    /// The webhook URL lives in a Secret in the operator's namespace; it is never logged.
+    pub url_secret_ref: SecretKeyRef,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    Slack,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PrometheusSettings {
+    pub default_address: String,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        Self { default_address: "http://prometheus.monitoring:9090".into() }
+    }
+}
+
+fn days(n: i64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            deadlines: BTreeMap::from([
+                (Priority::P0, days(7)),
+                (Priority::P1, days(14)),
+                (Priority::P2, days(30)),
+                (Priority::P3, days(90)),
+            ]),
+            due_soon_window: days(2),
+            postmortem_due: BTreeMap::from([
+                (Severity::Sev1, days(5)),
+                (Severity::Sev2, days(7)),
+                (Severity::Sev3, days(14)),
+                (Severity::Sev4, days(30)),
+                (Severity::Sev5, days(30)),
+            ]),
+            escalation: vec![
+                EscalationStep { after: days(1), notify: vec!["team-lead".into()] },
+                EscalationStep { after: days(7), notify: vec!["engineering-manager".into()] },
+            ],
+            reminder_interval: days(1),
+            business_days: None,
+            sinks: Vec::new(),
+            prometheus: PrometheusSettings::default(),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// Parses a policy document; the error names the offending key path.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let mut policy: Policy = serde_path_to_error::deserialize(de).map_err(|e| Error::Config {
+            path: origin.to_string(),
+            message: format!("key `{}`: {}", e.path(), e.inner()),
+        })?;
+        // Keys left out of a partial map keep their defaults.
+        let defaults = Policy::default();
+        for (p, d) in defaults.deadlines {
+            policy.deadlines.entry(p).or_insert(d);
+        }
+        for (s, d) in defaults.postmortem_due {
+            policy.postmortem_due.entry(s).or_insert(d);
+        }
+        policy.validate(origin)?;
+        Ok(policy)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |key: &str, message: &str| Error::Config {
+            path: origin.to_string(),
+            message: format!("key `{key}`: {message}"),
+        };
+        if self.reminder_interval.as_secs() < 60 {
+            return Err(bad("reminderInterval", "must be at least 1m so reminders never spam"));
+        }
+        for (i, step) in self.escalation.iter().enumerate() {
+            if step.notify.is_empty() {
+                return Err(bad(&format!("escalation[{i}].notify"), "must name at least one recipient"));
+            }
+        }
+        if let Some(bd) = &self.business_days {
+            jiff::tz::TimeZone::get(&bd.time_zone)
+                .map_err(|e| bad("businessDays.timeZone", &format!("unknown time zone: {e}")))?;
+        }
+        if !(self.prometheus.default_address.starts_with("http://")
+            || self.prometheus.default_address.starts_with("https://"))
+        {
+            return Err(bad("prometheus.defaultAddress", "must start with http:// or https://"));
+        }
+        Ok(())
+    }
+
+    pub fn deadline_for(&self, priority: Priority) -> Duration {
+        self.deadlines[&priority]
+    }
+
+    pub fn postmortem_due_for(&self, severity: Severity) -> Duration {
+        self.postmortem_due[&severity]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_gives_documented_defaults() {
+        let p = Policy::from_yaml("{}", "test").unwrap();
+        assert_eq!(p.deadline_for(Priority::P0).to_string(), "1w");
+        assert_eq!(p.deadline_for(Priority::P1).to_string(), "2w");
+        assert_eq!(p.deadline_for(Priority::P2).as_secs(), 30 * 86_400);
+        assert_eq!(p.deadline_for(Priority::P3).as_secs(), 90 * 86_400);
+    }
+
+    #[test]
+    fn partial_maps_keep_defaults_for_missing_keys() {
+        let p = Policy::from_yaml("deadlines:\n  P0: 1d\n", "test").unwrap();
+        assert_eq!(p.deadline_for(Priority::P0).as_secs(), 86_400);
+        assert_eq!(p.deadline_for(Priority::P3).as_secs(), 90 * 86_400);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Policy::from_yaml("deadlines:\n  P0: 1d\nremindrInterval: 1d\n", "cfg.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("remindrInterval"), "{msg}");
+        assert!(msg.contains("cfg.yaml"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_duration_names_its_path() {
+        let err = Policy::from_yaml("postmortemDue:\n  SEV1: 5 days\n", "cfg.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("postmortemDue.SEV1"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_errors_are_named() {
+        let err = Policy::from_yaml("reminderInterval: 10s\n", "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("reminderInterval"), "{err}");
+        let err = Policy::from_yaml("businessDays:\n  timeZone: Mars/Olympus\n", "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("businessDays.timeZone"), "{err}");
+    }
+}
