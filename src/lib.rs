@@ -2,3 +2,13 @@
 //! with real deadlines, and the guarded canary rollouts that ship the fixes.
 
 pub mod api;
+pub mod controllers;
+pub mod deadline;
+pub mod error;
+pub mod metrics;
+pub mod policy;
+pub mod run;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,3 +1,81 @@
-fn main() {
-    print!("{}", kaizen::api::crds_yaml().expect("CRDs serialize"));
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use kaizen::{policy::Policy, telemetry};
+
+/// Kaizen: incidents, action items with real deadlines, and guarded canary rollouts.
+#[derive(Parser)]
+#[command(name = "kaizen", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers, /metrics, /healthz and /readyz.
+    Run {
+        /// Policy file (YAML); built-in defaults when omitted.
+        #[arg(long, env = "KAIZEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address of the HTTP server.
+        #[arg(long, env = "KAIZEN_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        #[arg(long, env = "KAIZEN_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: telemetry::LogFormat,
+        /// How long to wait for the CRDs to be Established before giving up.
+        #[arg(long, default_value = "120")]
+        crd_timeout_seconds: u64,
+    },
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => match kaizen::api::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            listen,
+            log_format,
+            crd_timeout_seconds,
+        } => {
+            telemetry::init(log_format);
+            let policy = match config
+                .as_deref()
+                .map(Policy::load)
+                .unwrap_or_else(|| Ok(Policy::default()))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid configuration");
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = kaizen::run::Options {
+                policy,
+                listen,
+                crd_timeout: Duration::from_secs(crd_timeout_seconds),
+            };
+            match kaizen::run::run(opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "kaizen stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

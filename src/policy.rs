@@ -79,7 +79,9 @@ pub struct PrometheusSettings {
 
 impl Default for PrometheusSettings {
     fn default() -> Self {
-        Self { default_address: "http://prometheus.monitoring:9090".into() }
+        Self {
+            default_address: "http://prometheus.monitoring:9090".into(),
+        }
     }
 }
 
@@ -105,8 +107,14 @@ impl Default for Policy {
                 (Severity::Sev5, days(30)),
             ]),
             escalation: vec![
-                EscalationStep { after: days(1), notify: vec!["team-lead".into()] },
-                EscalationStep { after: days(7), notify: vec!["engineering-manager".into()] },
+                EscalationStep {
+                    after: days(1),
+                    notify: vec!["team-lead".into()],
+                },
+                EscalationStep {
+                    after: days(7),
+                    notify: vec!["engineering-manager".into()],
+                },
             ],
             reminder_interval: days(1),
             business_days: None,
@@ -155,7 +163,10 @@ impl Policy {
         }
         for (i, step) in self.escalation.iter().enumerate() {
             if step.notify.is_empty() {
-                return Err(bad(&format!("escalation[{i}].notify"), "must name at least one recipient"));
+                return Err(bad(
+                    &format!("escalation[{i}].notify"),
+                    "must name at least one recipient",
+                ));
             }
         }
         if let Some(bd) = &self.business_days {
@@ -211,7 +222,8 @@ mod tests {
     fn malformed_duration_names_its_path() {
         let err = Policy::from_yaml("postmortemDue:\n  SEV1: 5 days\n", "cfg.yaml").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("postmortemDue.SEV1"), "{msg}");
+        assert!(msg.contains("key `postmortemDue"), "{msg}");
+        assert!(msg.contains("\"5 days\"") && msg.contains("line 2"), "{msg}");
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub struct ConditionFact {
 
 impl ConditionFact {
     pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status, reason: reason.into(), message: message.into() }
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -31,7 +36,12 @@ fn status_str(b: bool) -> &'static str {
 /// Builds the new condition list from `facts`, keeping `lastTransitionTime` of every condition whose
 /// status did not change. Conditions of types not named in `facts` are dropped: the controller owns the
 /// whole list.
-pub fn merge(previous: &[Condition], facts: &[ConditionFact], generation: Option<i64>, now: jiff::Timestamp) -> Vec<Condition> {
+pub fn merge(
+    previous: &[Condition],
+    facts: &[ConditionFact],
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Vec<Condition> {
     facts
         .iter()
         .map(|fact| {
@@ -101,7 +111,12 @@ mod tests {
         let t0 = ts("2026-01-01T00:00:00Z");
         let t1 = ts("2026-01-01T01:00:00Z");
         let first = merge(&[], &[ConditionFact::new(READY, true, "Reconciled", "ok")], Some(1), t0);
-        let second = merge(&first, &[ConditionFact::new(READY, true, "Reconciled", "still ok")], Some(2), t1);
+        let second = merge(
+            &first,
+            &[ConditionFact::new(READY, true, "Reconciled", "still ok")],
+            Some(2),
+            t1,
+        );
         assert_eq!(second[0].last_transition_time.0, t0);
         assert_eq!(second[0].message, "still ok");
         assert_eq!(second[0].observed_generation, Some(2));
@@ -112,7 +127,12 @@ mod tests {
         let t0 = ts("2026-01-01T00:00:00Z");
         let t1 = ts("2026-01-01T01:00:00Z");
         let first = merge(&[], &[ConditionFact::new(READY, true, "Reconciled", "ok")], Some(1), t0);
-        let second = merge(&first, &[ConditionFact::new(READY, false, "Invalid", "bad")], Some(1), t1);
+        let second = merge(
+            &first,
+            &[ConditionFact::new(READY, false, "Invalid", "bad")],
+            Some(1),
+            t1,
+        );
         assert_eq!(second[0].last_transition_time.0, t1);
         assert_eq!(second[0].status, "False");
         assert!(!is_true(&second, READY));

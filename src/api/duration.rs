@@ -44,7 +44,9 @@ impl FromStr for Duration {
     type Err = ParseDurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = || ParseDurationError { input: input.to_string() };
+        let err = || ParseDurationError {
+            input: input.to_string(),
+        };
         if input.is_empty() {
             return Err(err());
         }
@@ -151,7 +153,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_input() {
-        for input in ["", "5", "h", "1.5h", "-1h", "1H", "1h 30m", "1y", "99999999999999999999s"] {
+        for input in [
+            "",
+            "5",
+            "h",
+            "1.5h",
+            "-1h",
+            "1H",
+            "1h 30m",
+            "1y",
+            "99999999999999999999s",
+        ] {
             assert!(input.parse::<Duration>().is_err(), "{input} should be rejected");
         }
     }

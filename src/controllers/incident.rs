@@ -1,0 +1,442 @@
+//! Incident controller: derives phase, durations, the postmortem deadline and the roll-up of the
+//! incident's ActionItems.
+
+use std::{sync::Arc, time::Instant};
+
+use futures::{FutureExt, future::BoxFuture};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, ResourceExt,
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::EventType,
+        reflector::{ObjectRef, Store},
+    },
+};
+
+use super::{
+    Context, apply_status, guarded_reflector, healthy_conditions, observe, report_invalid, requeue_at, store_ready,
+};
+use crate::{
+    api::{
+        action_item::{ActionItem, ActionItemPhase},
+        conditions::{self, ConditionFact},
+        duration::Duration,
+        incident::{ActionItemCounts, Incident, IncidentDurations, IncidentPhase, IncidentStatus},
+    },
+    error::{Error, Result},
+    policy::Policy,
+};
+
+pub const POSTMORTEM_OVERDUE: &str = "PostmortemOverdue";
+pub const ACTION_ITEMS_OVERDUE: &str = "ActionItemsOverdue";
+pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
+
+/// What the controller concluded.
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    pub status: IncidentStatus,
+    /// The next moment the status changes by itself (the postmortem deadline).
+    pub wake_at: Option<Timestamp>,
+}
+
+fn span(from: Option<&Time>, to: Option<&Time>) -> Option<String> {
+    let (from, to) = (from?, to?);
+    let secs = to.0.duration_since(from.0).as_secs();
+    Some(Duration::from_secs(secs.max(0)).to_string())
+}
+
+/// Counts items by phase. Items without a phase yet count by their spec state.
+pub fn roll_up<'a>(items: impl IntoIterator<Item = &'a ActionItem>) -> ActionItemCounts {
+    let mut c = ActionItemCounts::default();
+    for item in items {
+        c.total += 1;
+        let phase = item
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(match item.spec.state {
+                crate::api::action_item::ActionItemState::Open => ActionItemPhase::Open,
+                crate::api::action_item::ActionItemState::InProgress => ActionItemPhase::InProgress,
+                crate::api::action_item::ActionItemState::Blocked => ActionItemPhase::Blocked,
+                crate::api::action_item::ActionItemState::Done => ActionItemPhase::Done,
+                crate::api::action_item::ActionItemState::WontDo => ActionItemPhase::WontDo,
+            });
+        match phase {
+            ActionItemPhase::Open => c.open += 1,
+            ActionItemPhase::InProgress => c.in_progress += 1,
+            ActionItemPhase::Blocked => c.blocked += 1,
+            ActionItemPhase::Overdue => c.overdue += 1,
+            ActionItemPhase::Done => c.done += 1,
+            ActionItemPhase::Verified => c.verified += 1,
+            ActionItemPhase::WontDo => c.wont_do += 1,
+        }
+    }
+    c
+}
+
+/// Pure: the incident's status from its spec, its items, the policy and the time.
+pub fn decide(incident: &Incident, items: &[&ActionItem], policy: &Policy, now: Timestamp) -> Decision {
+    let spec = &incident.spec;
+    let counts = roll_up(items.iter().copied());
+    let unfinished = counts.open + counts.in_progress + counts.blocked + counts.overdue;
+    let postmortem_done = spec.postmortem.as_ref().and_then(|p| p.completed_at.as_ref()).is_some();
+
+    let phase = match (&spec.resolved_at, &spec.mitigated_at) {
+        (None, None) => IncidentPhase::Active,
+        (None, Some(_)) => IncidentPhase::Mitigated,
+        (Some(_), _) if postmortem_done && unfinished == 0 => IncidentPhase::Closed,
+        (Some(_), _) => IncidentPhase::Learning,
+    };
+
+    let origin = spec.started_at.as_ref().or(spec.detected_at.as_ref());
+    let durations = IncidentDurations {
+        time_to_detect: span(spec.started_at.as_ref(), spec.detected_at.as_ref()),
+        time_to_mitigate: span(origin, spec.mitigated_at.as_ref()),
+        time_to_resolve: span(origin, spec.resolved_at.as_ref()),
+    };
+    let durations = (durations != IncidentDurations::default()).then_some(durations);
+
+    let postmortem_due_at = spec.resolved_at.as_ref().and_then(|r| {
+        r.0.checked_add(policy.postmortem_due_for(spec.severity).as_signed())
+            .ok()
+    });
+
+    let mut facts = Vec::new();
+    let mut wake_at = None;
+    match postmortem_due_at {
+        Some(due) if !postmortem_done && now >= due => facts.push(ConditionFact::new(
+            POSTMORTEM_OVERDUE,
+            true,
+            "PostmortemOverdue",
+            format!("The postmortem was due at {due}; set spec.postmortem.completedAt when it is done."),
+        )),
+        Some(due) if !postmortem_done => {
+            wake_at = Some(due);
+            facts.push(ConditionFact::new(
+                POSTMORTEM_OVERDUE,
+                false,
+                "PostmortemPending",
+                format!("The postmortem is due at {due}."),
+            ))
+        }
+        Some(_) => facts.push(ConditionFact::new(
+            POSTMORTEM_OVERDUE,
+            false,
+            "PostmortemCompleted",
+            "The postmortem is completed.",
+        )),
+        None => facts.push(ConditionFact::new(
+            POSTMORTEM_OVERDUE,
+            false,
+            "NotResolved",
+            "The postmortem is due after resolution.",
+        )),
+    }
+    facts.push(if counts.overdue > 0 {
+        ConditionFact::new(
+            ACTION_ITEMS_OVERDUE,
+            true,
+            "ItemsOverdue",
+            format!("{} of {} action items are overdue.", counts.overdue, counts.total),
+        )
+    } else {
+        ConditionFact::new(ACTION_ITEMS_OVERDUE, false, "NoneOverdue", "No action item is overdue.")
+    });
+    facts.push(if unfinished == 0 {
+        ConditionFact::new(
+            FOLLOW_UP_COMPLETE,
+            true,
+            "AllItemsFinished",
+            format!("All {} action items are finished.", counts.total),
+        )
+    } else {
+        ConditionFact::new(
+            FOLLOW_UP_COMPLETE,
+            false,
+            "ItemsOutstanding",
+            format!("{unfinished} of {} action items are unfinished.", counts.total),
+        )
+    });
+
+    let (ready_reason, ready_message) = match phase {
+        IncidentPhase::Closed => (
+            "Closed",
+            "The incident is resolved, its postmortem is completed and every follow-up is finished.".to_string(),
+        ),
+        IncidentPhase::Learning => (
+            "Learning",
+            "The incident is resolved; the postmortem or follow-ups are outstanding.".to_string(),
+        ),
+        IncidentPhase::Mitigated => (
+            "Mitigated",
+            "User impact has stopped; the incident is not resolved yet.".to_string(),
+        ),
+        IncidentPhase::Active => ("Active", "The incident is active.".to_string()),
+    };
+    facts.extend(healthy_conditions(None, ready_reason, ready_message));
+
+    let previous = incident
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let status = IncidentStatus {
+        observed_generation: incident.metadata.generation,
+        phase: Some(phase),
+        durations,
+        postmortem_due_at: postmortem_due_at.map(Time),
+        action_items: Some(counts),
+        conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
+    };
+    Decision { status, wake_at }
+}
+
+pub struct Ctx {
+    pub shared: Arc<Context>,
+    pub items: Store<DeserializeGuard<ActionItem>>,
+}
+
+fn items_of<'a>(store: &'a [Arc<DeserializeGuard<ActionItem>>], ns: &str, name: &str) -> Vec<&'a ActionItem> {
+    store
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|i| {
+            i.namespace().as_deref() == Some(ns) && i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
+        })
+        .collect()
+}
+
+async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Result<Action> {
+    let started = Instant::now();
+    let incident = match &obj.0 {
+        Ok(i) => i,
+        Err(invalid) => return report_invalid::<Incident>(&ctx.shared, invalid).await,
+    };
+    let ns = incident.namespace().ok_or_else(|| Error::MissingNamespace {
+        kind: "Incident",
+        name: incident.name_any(),
+    })?;
+    if !ctx.shared.in_scope(Some(&ns)) {
+        return Ok(Action::await_change());
+    }
+    let name = incident.name_any();
+    let now = Timestamp::now();
+    let snapshot = ctx.items.state();
+    let items = items_of(&snapshot, &ns, &name);
+    let decision = decide(incident, &items, &ctx.shared.policy, now);
+    let old = incident.status.clone().unwrap_or_default();
+    if old != decision.status {
+        apply_status::<Incident>(
+            &ctx.shared,
+            &ns,
+            &name,
+            serde_json::to_value(&decision.status).map_err(|source| Error::Serialize {
+                what: "Incident status",
+                source,
+            })?,
+        )
+        .await?;
+        if old.phase != decision.status.phase {
+            let phase = decision.status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+            ctx.shared
+                .publish(
+                    incident,
+                    EventType::Normal,
+                    "PhaseChanged",
+                    format!("Incident is now {phase}."),
+                )
+                .await;
+        }
+        if !conditions::is_true(&old.conditions, POSTMORTEM_OVERDUE)
+            && conditions::is_true(&decision.status.conditions, POSTMORTEM_OVERDUE)
+        {
+            ctx.shared
+                .publish(
+                    incident,
+                    EventType::Warning,
+                    "PostmortemOverdue",
+                    "The postmortem is overdue.".into(),
+                )
+                .await;
+        }
+    }
+    observe::<Incident>(&ctx.shared, started);
+    Ok(requeue_at(decision.wake_at, now))
+}
+
+pub fn controller(
+    shared: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
+    let client = shared.client.clone();
+    let (items, item_changes) = guarded_reflector::<ActionItem>(Api::all(client.clone()));
+    let controller = Controller::new(
+        super::all::<Incident>(&client),
+        kube::runtime::watcher::Config::default().any_semantic(),
+    );
+    let stores = vec![store_ready("incidents", controller.store()), store_ready("action items (for incidents)", items.clone())];
+    let ctx = Arc::new(Ctx { shared, items });
+    let fut = controller
+        .watches_stream(item_changes, |item: DeserializeGuard<ActionItem>| {
+            let item = item.0.ok()?;
+            let ns = item.namespace()?;
+            let r = item.spec.incident_ref?;
+            Some(ObjectRef::<DeserializeGuard<Incident>>::new(&r.name).within(&ns))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |obj, err, ctx: Arc<Ctx>| super::error_policy(obj, err, ctx.shared.clone()),
+            ctx,
+        );
+    (super::drain("Incident", fut).boxed(), stores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        action_item::{ActionItemSpec, ActionItemState, ActionItemStatus},
+        incident::{IncidentSpec, Postmortem, Severity},
+    };
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn incident(f: impl FnOnce(&mut IncidentSpec)) -> Incident {
+        let mut spec: IncidentSpec =
+            serde_json::from_value(serde_json::json!({"title": "t", "severity": "SEV2"})).unwrap();
+        f(&mut spec);
+        let mut i = Incident::new("inc", spec);
+        i.metadata.generation = Some(3);
+        i
+    }
+
+    fn item(state: ActionItemState, phase: Option<ActionItemPhase>) -> ActionItem {
+        let spec: ActionItemSpec =
+            serde_json::from_value(serde_json::json!({"title": "t", "owner": "o", "incidentRef": {"name": "inc"}}))
+                .unwrap();
+        let mut i = ActionItem::new("ai", ActionItemSpec { state, ..spec });
+        i.status = phase.map(|p| ActionItemStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        i
+    }
+
+    #[test]
+    fn phase_follows_timestamps() {
+        let now = ts("2026-03-01T00:00:00Z");
+        let p = Policy::default();
+        let active = incident(|s| s.started_at = Some(Time(ts("2026-02-01T00:00:00Z"))));
+        assert_eq!(decide(&active, &[], &p, now).status.phase, Some(IncidentPhase::Active));
+        let mitigated = incident(|s| s.mitigated_at = Some(Time(ts("2026-02-01T01:00:00Z"))));
+        assert_eq!(
+            decide(&mitigated, &[], &p, now).status.phase,
+            Some(IncidentPhase::Mitigated)
+        );
+        let resolved = incident(|s| s.resolved_at = Some(Time(ts("2026-02-01T02:00:00Z"))));
+        assert_eq!(
+            decide(&resolved, &[], &p, now).status.phase,
+            Some(IncidentPhase::Learning)
+        );
+    }
+
+    #[test]
+    fn closes_only_when_postmortem_and_every_item_are_finished() {
+        let now = ts("2026-03-01T00:00:00Z");
+        let p = Policy::default();
+        let inc = incident(|s| {
+            s.resolved_at = Some(Time(ts("2026-02-01T02:00:00Z")));
+            s.postmortem = Some(Postmortem {
+                url: None,
+                completed_at: Some(Time(ts("2026-02-03T00:00:00Z"))),
+            });
+        });
+        let done = item(ActionItemState::Done, Some(ActionItemPhase::Done));
+        let open = item(ActionItemState::Open, Some(ActionItemPhase::Overdue));
+        let wont = item(ActionItemState::WontDo, Some(ActionItemPhase::WontDo));
+        assert_eq!(
+            decide(&inc, &[&done, &open], &p, now).status.phase,
+            Some(IncidentPhase::Learning)
+        );
+        let d = decide(&inc, &[&done, &wont], &p, now);
+        assert_eq!(d.status.phase, Some(IncidentPhase::Closed));
+        assert!(conditions::is_true(&d.status.conditions, FOLLOW_UP_COMPLETE));
+        assert!(conditions::is_true(&d.status.conditions, conditions::READY));
+    }
+
+    #[test]
+    fn durations_measure_from_start() {
+        let inc = incident(|s| {
+            s.started_at = Some(Time(ts("2026-02-01T00:00:00Z")));
+            s.detected_at = Some(Time(ts("2026-02-01T00:05:00Z")));
+            s.mitigated_at = Some(Time(ts("2026-02-01T01:30:00Z")));
+            s.resolved_at = Some(Time(ts("2026-02-02T00:00:00Z")));
+        });
+        let d = decide(&inc, &[], &Policy::default(), ts("2026-02-02T00:00:00Z"))
+            .status
+            .durations
+            .unwrap();
+        assert_eq!(d.time_to_detect.as_deref(), Some("5m"));
+        assert_eq!(d.time_to_mitigate.as_deref(), Some("1h30m"));
+        assert_eq!(d.time_to_resolve.as_deref(), Some("1d"));
+    }
+
+    #[test]
+    fn postmortem_turns_overdue_exactly_at_the_policy_deadline() {
+        let p = Policy::default(); // SEV2: 7d
+        let inc = incident(|s| s.resolved_at = Some(Time(ts("2026-02-01T00:00:00Z"))));
+        let due = ts("2026-02-08T00:00:00Z");
+        let before = decide(&inc, &[], &p, ts("2026-02-07T23:59:59Z"));
+        assert_eq!(before.status.postmortem_due_at, Some(Time(due)));
+        assert!(!conditions::is_true(&before.status.conditions, POSTMORTEM_OVERDUE));
+        assert_eq!(before.wake_at, Some(due));
+        let at = decide(&inc, &[], &p, due);
+        assert!(conditions::is_true(&at.status.conditions, POSTMORTEM_OVERDUE));
+        assert_eq!(at.wake_at, None);
+    }
+
+    #[test]
+    fn roll_up_counts_each_phase() {
+        let items = [
+            item(ActionItemState::Open, Some(ActionItemPhase::Open)),
+            item(ActionItemState::Open, Some(ActionItemPhase::Overdue)),
+            item(ActionItemState::Blocked, None),
+            item(ActionItemState::Done, Some(ActionItemPhase::Verified)),
+        ];
+        let c = roll_up(items.iter());
+        assert_eq!((c.total, c.open, c.overdue, c.blocked, c.verified), (4, 1, 1, 1, 1));
+    }
+
+    #[test]
+    fn unchanged_inputs_give_identical_status() {
+        let p = Policy::default();
+        let mut inc = incident(|s| s.resolved_at = Some(Time(ts("2026-02-01T00:00:00Z"))));
+        let first = decide(&inc, &[], &p, ts("2026-02-02T00:00:00Z")).status;
+        inc.status = Some(first.clone());
+        let second = decide(&inc, &[], &p, ts("2026-02-03T00:00:00Z")).status;
+        assert_eq!(
+            first, second,
+            "a later reconcile with no new facts must not change status"
+        );
+    }
+
+    #[test]
+    fn severity_sets_postmortem_deadline() {
+        let mut p = Policy::default();
+        p.postmortem_due.insert(Severity::Sev2, Duration::from_secs(3_600));
+        let inc = incident(|s| s.resolved_at = Some(Time(ts("2026-02-01T00:00:00Z"))));
+        assert_eq!(
+            decide(&inc, &[], &p, ts("2026-02-01T00:00:00Z"))
+                .status
+                .postmortem_due_at,
+            Some(Time(ts("2026-02-01T01:00:00Z")))
+        );
+    }
+}

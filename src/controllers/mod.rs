@@ -1,0 +1,351 @@
+//! The controllers, one module per kind. Each module has a pure `decide` (object, observations, policy,
+//! now → desired status and the next time something changes) and a thin `reconcile` that gathers the
+//! observations, calls `decide` and writes status only when it differs.
+
+pub mod action_item;
+pub mod canary;
+pub mod incident;
+
+use std::{
+    fmt::Debug,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use futures::{Stream, StreamExt, future::BoxFuture};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::{DeserializeGuard, NamespaceResourceScope},
+    runtime::{
+        WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{self, Store},
+        wait::{await_condition, conditions::is_crd_established},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::{
+    api::{
+        self,
+        conditions::{self, ConditionFact},
+    },
+    error::{Error, Result},
+    metrics::{ErrorLabels, KindLabels, Metrics},
+    policy::Policy,
+};
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "kaizen";
+
+/// Shared by all controllers.
+pub struct Context {
+    pub client: Client,
+    pub policy: Policy,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, policy: Policy, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: "kaizen".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            policy,
+            metrics,
+            recorder,
+        }
+    }
+
+    /// Whether the policy's namespace scope covers `ns` (empty list: every namespace).
+    pub fn in_scope(&self, ns: Option<&str>) -> bool {
+        self.policy.namespaces.is_empty() || ns.is_some_and(|ns| self.policy.namespaces.iter().any(|n| n == ns))
+    }
+
+    /// Publishes an Event about `obj`; a failure to record is logged, never fatal.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(%err, reason, "could not publish event");
+        }
+    }
+}
+
+/// Writes `status` of a namespaced object with server-side apply. Goes through the dynamic API so an
+/// object that no longer decodes into its Rust type can still be told why.
+pub async fn apply_status<K>(ctx: &Context, namespace: &str, name: &str, status: serde_json::Value) -> Result<()>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    let patch = json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    ctx.metrics
+        .status_writes
+        .get_or_create(&KindLabels {
+            kind: kind_label::<K>(),
+        })
+        .inc();
+    Ok(())
+}
+
+fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "Incident" => "Incident",
+        "ActionItem" => "ActionItem",
+        "Canary" => "Canary",
+        _ => "Other",
+    }
+}
+
+/// The kstatus triple for an object whose spec is fine and whose work is (or is not) finished.
+pub fn healthy_conditions(
+    reconciling: Option<(&str, String)>,
+    ready_reason: &str,
+    ready_message: String,
+) -> Vec<ConditionFact> {
+    let mut facts = vec![ConditionFact::new(
+        conditions::STALLED,
+        false,
+        "Progressing",
+        "The object can make progress.",
+    )];
+    match reconciling {
+        Some((reason, message)) => {
+            facts.push(ConditionFact::new(
+                conditions::RECONCILING,
+                true,
+                reason,
+                message.clone(),
+            ));
+            facts.push(ConditionFact::new(conditions::READY, false, reason, message));
+        }
+        None => {
+            facts.push(ConditionFact::new(
+                conditions::RECONCILING,
+                false,
+                "Reconciled",
+                "Nothing left to do.",
+            ));
+            facts.push(ConditionFact::new(conditions::READY, true, ready_reason, ready_message));
+        }
+    }
+    facts
+}
+
+/// The kstatus triple for an object that cannot progress until a human fixes something.
+pub fn stalled_conditions(reason: &str, message: String) -> Vec<ConditionFact> {
+    vec![
+        ConditionFact::new(conditions::STALLED, true, reason, message.clone()),
+        ConditionFact::new(
+            conditions::RECONCILING,
+            false,
+            reason,
+            "Waiting for the spec or a referenced object to change.",
+        ),
+        ConditionFact::new(conditions::READY, false, reason, message),
+    ]
+}
+
+/// Handles an object whose stored form does not decode (an old schema, a value the apiserver admits but
+/// Kaizen cannot interpret): it is marked Stalled with the decoder's message, and its watcher keeps going.
+pub async fn report_invalid<K>(ctx: &Context, invalid: &kube::core::error_boundary::InvalidObject) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::MissingNamespace {
+            kind: kind_label::<K>(),
+            name: name.clone(),
+        })?;
+    tracing::warn!(kind = kind_label::<K>(), %namespace, %name, error = %invalid.error, "object does not decode");
+    let facts = stalled_conditions(
+        "InvalidSpec",
+        format!("The object cannot be interpreted: {}. Fix the spec.", invalid.error),
+    );
+    let conds = conditions::merge(&[], &facts, invalid.metadata.generation, jiff::Timestamp::now());
+    let status = json!({ "observedGeneration": invalid.metadata.generation, "conditions": conds });
+    apply_status::<K>(ctx, &namespace, &name, status).await?;
+    Ok(Action::await_change())
+}
+
+/// Error policy shared by all controllers: count, log, retry with a bounded delay.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<DeserializeGuard<K>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let kind = kind_label::<K>();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            kind,
+            error: err.metric_label(),
+        })
+        .inc();
+    let name = match &obj.0 {
+        Ok(o) => o.name_any(),
+        Err(e) => e.metadata.name.clone().unwrap_or_default(),
+    };
+    tracing::warn!(kind, %name, error = %err, "reconcile failed; retrying");
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
+/// Times a reconcile and counts it.
+pub fn observe<K: Resource<DynamicType = ()>>(ctx: &Context, started: Instant) {
+    let labels = KindLabels {
+        kind: kind_label::<K>(),
+    };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// How long to wait until `at`, rounded up to the next whole second so the transition has happened
+/// when the requeue fires (never zero, never negative).
+pub fn requeue_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
+    match at {
+        Some(at) => {
+            let wait = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).max(0.0) as u64;
+            Action::requeue(std::time::Duration::from_millis(wait + 50))
+        }
+        None => Action::await_change(),
+    }
+}
+
+/// A reflector over a kind, tolerant of objects that do not decode: the store plus the stream of changed
+/// objects, which updates the store before it yields (so a mapper sees the store as of that change).
+pub fn guarded_reflector<K>(
+    api: Api<DeserializeGuard<K>>,
+) -> (
+    Store<DeserializeGuard<K>>,
+    impl Stream<Item = Result<DeserializeGuard<K>, watcher::Error>> + Send,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default().any_semantic()))
+        .default_backoff()
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Waits until every Kaizen CRD is Established, so watchers do not start against missing resources.
+pub async fn wait_for_crds(client: &Client, timeout: std::time::Duration) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in api::crds() {
+        let name = crd.name_any();
+        tracing::info!(crd = %name, "waiting for CRD to be Established");
+        match tokio::time::timeout(timeout, await_condition(crds.clone(), &name, is_crd_established())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(Error::CrdNotEstablished {
+                    crd: name,
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::CrdNotEstablished {
+                    crd: name,
+                    message: format!("not Established within {}s; install crds/ first", timeout.as_secs()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs every controller until `shutdown` resolves. `ready` turns true once all caches have synced.
+pub async fn run(
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+) -> Result<()> {
+    let (incident_ctl, incident_stores) = incident::controller(ctx.clone(), shutdown.clone());
+    let (item_ctl, item_stores) = action_item::controller(ctx.clone(), shutdown.clone());
+    let (canary_ctl, canary_stores) = canary::controller(ctx.clone(), shutdown.clone());
+
+    let readiness = async move {
+        let mut waits: Vec<BoxFuture<'static, bool>> = Vec::new();
+        waits.extend(incident_stores);
+        waits.extend(item_stores);
+        waits.extend(canary_stores);
+        if futures::future::join_all(waits).await.into_iter().all(|ok| ok) {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("all caches synced; ready");
+        }
+    };
+    tokio::spawn(readiness);
+
+    tokio::join!(incident_ctl, item_ctl, canary_ctl);
+    Ok(())
+}
+
+/// A future that resolves when the store has its first full list.
+pub fn store_ready<K>(what: &'static str, store: Store<K>) -> BoxFuture<'static, bool>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    Box::pin(async move {
+        let ok = store.wait_until_ready().await.is_ok();
+        tracing::debug!(cache = what, ok, "cache synced");
+        ok
+    })
+}
+
+/// Drains a controller's output stream, logging outcomes at debug level.
+pub async fn drain<S, T, E>(kind: &'static str, stream: S)
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Debug,
+    E: std::fmt::Display,
+{
+    stream
+        .for_each(|res| async move {
+            match res {
+                Ok(o) => tracing::debug!(kind, object = ?o, "reconciled"),
+                Err(e) => tracing::debug!(kind, error = %e, "controller event"),
+            }
+        })
+        .await;
+}
+
+/// Namespaced API over all namespaces for a guarded kind.
+pub fn all<K>(client: &Client) -> Api<DeserializeGuard<K>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    Api::all(client.clone())
+}
