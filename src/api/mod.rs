@@ -1,5 +1,8 @@
 //! The `kaizen.dev/v1alpha1` API: one module per kind, plus the shared condition and duration types.
 
+// kube-derive repeats `type_ = ...` across printcolumn(...) entries, which clippy mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod action_item;
 pub mod canary;
 pub mod conditions;

@@ -256,7 +256,10 @@ pub fn controller(
         kube::runtime::watcher::Config::default().any_semantic(),
     );
     let items = controller.store();
-    let stores = vec![store_ready("action items", items.clone()), store_ready("incidents (for action items)", incidents.clone())];
+    let stores = vec![
+        store_ready("action items", items.clone()),
+        store_ready("incidents (for action items)", incidents.clone()),
+    ];
     let tz = shared
         .policy
         .business_days
@@ -335,8 +338,10 @@ mod tests {
 
     #[test]
     fn turns_due_soon_then_overdue_at_exact_instants() {
-        let mut p = Policy::default();
-        p.due_soon_window = Duration::from_secs(3_600);
+        let p = Policy {
+            due_soon_window: Duration::from_secs(3_600),
+            ..Default::default()
+        };
         let i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z"}));
         let early = decide(&i, NO_REF, &p, None, ts("2026-03-02T22:59:59Z"));
         assert_eq!(early.status.phase, Some(ActionItemPhase::Open));

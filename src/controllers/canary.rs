@@ -101,7 +101,10 @@ pub fn controller(
             kube::runtime::watcher::Config::default().any_semantic(),
         ),
     );
-    let stores = vec![store_ready("canaries", canaries.clone()), store_ready("deployments", deployments.clone())];
+    let stores = vec![
+        store_ready("canaries", canaries.clone()),
+        store_ready("deployments", deployments.clone()),
+    ];
     let ctx = Arc::new(Ctx { shared, deployments });
     // A target Deployment appearing or vanishing changes whether the Canaries naming it are Stalled.
     let fut = controller

@@ -278,7 +278,10 @@ pub fn controller(
         super::all::<Incident>(&client),
         kube::runtime::watcher::Config::default().any_semantic(),
     );
-    let stores = vec![store_ready("incidents", controller.store()), store_ready("action items (for incidents)", items.clone())];
+    let stores = vec![
+        store_ready("incidents", controller.store()),
+        store_ready("action items (for incidents)", items.clone()),
+    ];
     let ctx = Arc::new(Ctx { shared, items });
     let fut = controller
         .watches_stream(item_changes, |item: DeserializeGuard<ActionItem>| {

@@ -313,15 +313,24 @@ pub async fn run(
 }
 
 /// A future that resolves when the store has its first full list.
+///
+/// The controller waits on its own store too, and a store's readiness signal wakes only its latest
+/// waiter, so this re-polls on a short timer instead of waiting once.
 pub fn store_ready<K>(what: &'static str, store: Store<K>) -> BoxFuture<'static, bool>
 where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     Box::pin(async move {
-        let ok = store.wait_until_ready().await.is_ok();
-        tracing::debug!(cache = what, ok, "cache synced");
-        ok
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(res) => {
+                    tracing::debug!(cache = what, ok = res.is_ok(), "cache synced");
+                    return res.is_ok();
+                }
+                Err(_) => continue,
+            }
+        }
     })
 }
 

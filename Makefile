@@ -1,0 +1,26 @@
+# Entry points. The first run builds the pinned Kubernetes control plane from source (see README).
+.PHONY: demo test down tools crds lint unit
+
+demo: ## local control plane + CRDs + operator + examples, then `kubectl get kaizen`
+	hack/demo.sh
+
+test: ## every check and test: fmt, clippy, CRD drift, unit and integration tests
+	hack/test.sh
+
+down: ## stop the demo cluster and the operator
+	-@[ -f hack/.run/operator.pid ] && kill $$(cat hack/.run/operator.pid) 2>/dev/null
+	hack/cluster.sh down
+
+tools: ## build the pinned control-plane binaries (cached in ~/.cache/kaizen)
+	hack/build-tools.sh
+
+crds: ## regenerate crds/ and the chart's copy from the API types
+	cargo run --quiet --bin kaizen -- crds > crds/kaizen.dev.yaml
+	cp crds/kaizen.dev.yaml charts/kaizen/crds/kaizen.dev.yaml
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test --lib --bins

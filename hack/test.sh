@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: static checks, unit tests, then integration tests against a fresh local control
+# plane that is torn down afterwards, pass or fail.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/.."
+start=$SECONDS
+step() { echo "==> $* ($((SECONDS - start))s)"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+step "CRD drift check"
+hack/check-crds.sh
+step "unit tests"
+cargo test --locked --lib --bins
+
+step "local control plane"
+export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-test}"
+trap 'hack/cluster.sh down || true' EXIT
+hack/cluster.sh up >/dev/null
+# shellcheck disable=SC1091
+source "$KAIZEN_RUN_DIR/env"
+step "integration tests"
+cargo test --locked --tests --test '*' -- --test-threads "${KAIZEN_TEST_THREADS:-4}"
+step "done"

@@ -1,0 +1,327 @@
+//! The foundation against the real local control plane: CRDs, admission-time validation, the examples,
+//! and the `kaizen run` skeleton (conditions, readiness, idleness, malformed objects, SIGTERM).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Operator, in_namespace, run_kubectl, wait_for};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kaizen::api::{ActionItem, Canary, Incident};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, PostParams},
+};
+use serde_json::json;
+
+fn condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conds.iter().find(|c| c.type_ == type_)
+}
+
+#[tokio::test]
+async fn committed_crds_match_the_generated_ones() {
+    let committed = std::fs::read_to_string(common::repo_root().join("crds/kaizen.dev.yaml")).unwrap();
+    assert_eq!(
+        committed,
+        kaizen::api::crds_yaml().unwrap(),
+        "crds/ is stale: run `make crds`"
+    );
+}
+
+#[tokio::test]
+async fn crds_install_and_become_established() {
+    let client = common::client().await;
+    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client);
+    for name in ["incidents.kaizen.dev", "actionitems.kaizen.dev", "canaries.kaizen.dev"] {
+        let crd = api.get(&name).await.unwrap();
+        let established = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        assert!(
+            established
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True"),
+            "{name}"
+        );
+        assert_eq!(crd.spec.names.categories, Some(vec!["kaizen".to_string()]), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn valid_objects_of_each_kind_round_trip() {
+    in_namespace("roundtrip", |ns| async move {
+        let client = common::client().await;
+        let inc: Incident = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "db-outage"},
+            "spec": {"title": "DB outage", "severity": "SEV1", "startedAt": "2026-01-01T00:00:00Z",
+                     "detectedAt": "2026-01-01T00:04:00Z", "impact": {"usersAffected": 1200}}
+        }))
+        .unwrap();
+        let ai: ActionItem = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": {"name": "add-alert"},
+            "spec": {"title": "Add an alert", "owner": "sre", "dueIn": "1w2d", "incidentRef": {"name": "db-outage"}}
+        }))
+        .unwrap();
+        let canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "web"},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 10}, {"pause": {}}]}
+        }))
+        .unwrap();
+        let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+        let items: Api<ActionItem> = Api::namespaced(client.clone(), &ns);
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+        let back = incidents.create(&PostParams::default(), &inc).await.unwrap();
+        assert_eq!(back.spec, inc.spec);
+        let back = items.create(&PostParams::default(), &ai).await.unwrap();
+        // Defaults are applied by the apiserver from the schema.
+        assert_eq!(back.spec.priority, kaizen::api::action_item::Priority::P2);
+        assert_eq!(back.spec.state, kaizen::api::action_item::ActionItemState::Open);
+        assert_eq!(back.spec.due_in.unwrap().to_string(), "1w2d");
+        let back = canaries.create(&PostParams::default(), &canary).await.unwrap();
+        assert_eq!(back.spec.steps, canary.spec.steps);
+        let (ok, out, err) = run_kubectl(&["get", "kaizen", "-n", &ns, "-o", "name"]).await;
+        assert!(ok, "{err}");
+        for name in [
+            "incident.kaizen.dev/db-outage",
+            "actionitem.kaizen.dev/add-alert",
+            "canary.kaizen.dev/web",
+        ] {
+            assert!(out.contains(name), "`kubectl get kaizen` lists {name}: {out}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    in_namespace("examples", |ns| async move {
+        let files = common::yaml_files(&common::repo_root().join("examples"));
+        assert!(files.len() >= 3, "examples/ holds the manifests users copy");
+        for file in files {
+            let (ok, _, err) = run_kubectl(&["apply", "-n", &ns, "-f", file.to_str().unwrap()]).await;
+            assert!(ok, "{} was rejected: {err}", file.display());
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_invalid_example_is_rejected_with_its_message() {
+    in_namespace("invalid", |ns| async move {
+        let files = common::yaml_files(&common::repo_root().join("examples/invalid"));
+        assert!(
+            files.len() >= 20,
+            "one invalid manifest per validation rule, found {}",
+            files.len()
+        );
+        let mut failures = Vec::new();
+        for file in &files {
+            let expect = common::expected_error(file);
+            let (ok, _, err) = run_kubectl(&["create", "-n", &ns, "-f", file.to_str().unwrap()]).await;
+            if ok {
+                failures.push(format!(
+                    "{}: accepted, expected rejection with {expect:?}",
+                    file.display()
+                ));
+            } else if !err.contains(&expect) {
+                failures.push(format!("{}: rejected, but without {expect:?}:\n{err}", file.display()));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operator_reports_kstatus_conditions_and_heals_a_missing_reference() {
+    in_namespace("conditions", |ns| async move {
+        let op = Operator::start(&[]).await;
+        let client = common::client().await;
+        let items: Api<ActionItem> = Api::namespaced(client.clone(), &ns);
+        let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+        let ai: ActionItem = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": {"name": "fix-it"},
+            "spec": {"title": "Fix it", "owner": "alice", "incidentRef": {"name": "outage"}}
+        }))
+        .unwrap();
+        items.create(&PostParams::default(), &ai).await.unwrap();
+
+        let stalled = wait_for(Duration::from_secs(20), "fix-it to be Stalled", || async {
+            let s = items.get("fix-it").await.ok()?.status?;
+            let c = condition(&s.conditions, "Stalled")?.clone();
+            (c.status == "True").then_some((s, c))
+        })
+        .await;
+        assert_eq!(stalled.1.reason, "IncidentNotFound");
+        assert!(stalled.1.message.contains("\"outage\""), "{}", stalled.1.message);
+        assert_eq!(stalled.0.observed_generation, Some(1));
+        assert_eq!(condition(&stalled.0.conditions, "Ready").unwrap().status, "False");
+
+        let inc: Incident = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "outage"},
+            "spec": {"title": "Outage", "severity": "SEV2", "resolvedAt": "2026-01-01T00:00:00Z"}
+        }))
+        .unwrap();
+        incidents.create(&PostParams::default(), &inc).await.unwrap();
+        let healed = wait_for(
+            Duration::from_secs(20),
+            "fix-it to heal once the incident exists",
+            || async {
+                let s = items.get("fix-it").await.ok()?.status?;
+                let ready = condition(&s.conditions, "Ready")?;
+                (ready.status == "True").then_some(s)
+            },
+        )
+        .await;
+        assert_eq!(condition(&healed.conditions, "Stalled").unwrap().status, "False");
+        assert_eq!(condition(&healed.conditions, "Reconciling").unwrap().status, "False");
+        assert!(healed.conditions.iter().all(|c| c.observed_generation == Some(1)));
+
+        let rolled = wait_for(Duration::from_secs(20), "the incident to count its item", || async {
+            let s = incidents.get("outage").await.ok()?.status?;
+            (s.action_items.as_ref()?.total == 1).then_some(s)
+        })
+        .await;
+        assert_eq!(rolled.phase, Some(kaizen::api::incident::IncidentPhase::Learning));
+        drop(op);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_operator_makes_no_writes_after_convergence() {
+    in_namespace("idle", |ns| async move {
+        for file in ["incident.yaml", "action-items.yaml", "canary.yaml"] {
+            let path = common::repo_root().join("examples").join(file);
+            let (ok, _, err) = run_kubectl(&["apply", "-n", &ns, "-f", path.to_str().unwrap()]).await;
+            assert!(ok, "{err}");
+        }
+        // Scoped to this namespace, so other tests' objects do not count as writes.
+        let cfg = common::write_config(&format!("namespaces: [{ns}]\n"));
+        let op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
+        let client = common::client().await;
+        let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+        let items: Api<ActionItem> = Api::namespaced(client.clone(), &ns);
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
+        // Converged: every object's status describes its generation.
+        let versions = || async {
+            let mut v = Vec::new();
+            for i in incidents.list(&ListParams::default()).await.ok()? {
+                (i.status.as_ref()?.observed_generation == i.metadata.generation).then_some(())?;
+                v.push(i.resource_version()?);
+            }
+            for i in items.list(&ListParams::default()).await.ok()? {
+                (i.status.as_ref()?.observed_generation == i.metadata.generation).then_some(())?;
+                v.push(i.resource_version()?);
+            }
+            for c in canaries.list(&ListParams::default()).await.ok()? {
+                (c.status.as_ref()?.observed_generation == c.metadata.generation).then_some(())?;
+                v.push(c.resource_version()?);
+            }
+            Some(v)
+        };
+        // Roll-ups settle after items get their phases; take the versions once two reads agree.
+        let mut before = wait_for(Duration::from_secs(30), "all objects to converge", versions).await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let again = versions().await.expect("still converged");
+            if again == before {
+                break;
+            }
+            before = again;
+        }
+        let writes_before = op.metric_sum("kaizen_status_writes_total").await;
+        // The observation window itself is the assertion: nothing may change during it.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = versions().await.expect("still converged");
+        let writes_after = op.metric_sum("kaizen_status_writes_total").await;
+        assert_eq!(before, after, "an idle operator changed objects");
+        assert_eq!(writes_before, writes_after, "an idle operator sent status writes");
+        assert!(writes_before > 0.0, "the operator did write status during convergence");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_object_is_stalled_and_does_not_stop_its_watcher() {
+    in_namespace("malformed", |ns| async move {
+        let op = Operator::start(&[]).await;
+        // 20 digits fit the schema (a duration pattern, 32 characters at most) but overflow any real duration.
+        let (ok, _, err) = common::run_kubectl_stdin(&["apply", "-n", &ns, "-f", "-"],
+            r#"
+apiVersion: kaizen.dev/v1alpha1
+kind: ActionItem
+metadata: {name: overflow}
+spec: {title: Overflow, owner: bob, dueIn: 99999999999999999999s}
+---
+apiVersion: kaizen.dev/v1alpha1
+kind: ActionItem
+metadata: {name: fine}
+spec: {title: Fine, owner: bob, dueIn: 1d}
+"#,
+        )
+        .await;
+        assert!(ok, "{err}");
+        let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            common::client().await,
+            &ns,
+            &kube::api::ApiResource::erase::<ActionItem>(&()),
+        );
+        let stalled = wait_for(Duration::from_secs(20), "overflow to be Stalled", || async {
+            let o = raw.get("overflow").await.ok()?;
+            let conds = o.data.get("status")?.get("conditions")?.as_array()?.clone();
+            conds.into_iter().find(|c| c["type"] == "Stalled" && c["status"] == "True")
+        })
+        .await;
+        assert_eq!(stalled["reason"], "InvalidSpec");
+        assert!(stalled["message"].as_str().unwrap().contains("99999999999999999999s"), "{stalled}");
+        let items: Api<ActionItem> = Api::namespaced(common::client().await, &ns);
+        wait_for(Duration::from_secs(20), "the valid item to get status", || async {
+            items.get("fine").await.ok()?.status?.phase
+        })
+        .await;
+        // A change made after the bad object still reaches the controller.
+        let (ok, _, err) = common::run_kubectl_stdin(&["apply", "-n", &ns, "-f", "-"],
+            "apiVersion: kaizen.dev/v1alpha1\nkind: ActionItem\nmetadata: {name: later}\nspec: {title: Later, owner: bob}\n",
+        )
+        .await;
+        assert!(ok, "{err}");
+        wait_for(Duration::from_secs(20), "a later item to get status", || async {
+            items.get("later").await.ok()?.status?.phase
+        })
+        .await;
+        assert!(op.logs().contains("does not decode"), "the bad object is logged");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_operator_cleanly() {
+    let mut op = Operator::start(&[]).await;
+    let (code, _) = op.http_get("/healthz").await.expect("healthz served");
+    assert_eq!(code, 200);
+    let pid = op.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), op.child.wait())
+        .await
+        .expect("the operator exits within 15s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}; logs:\n{}", op.logs());
+    assert!(op.logs().contains("SIGTERM received"));
+}
+
+#[tokio::test]
+async fn invalid_config_fails_start_up_naming_the_key() {
+    let cfg = common::write_config("deadlines:\n  P0: 7d\nreminderIntervall: 1d\n");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reminderIntervall"), "{stderr}");
+}
