@@ -34,7 +34,7 @@ async fn crds_install_and_become_established() {
     let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client);
     for name in ["incidents.kaizen.dev", "actionitems.kaizen.dev", "canaries.kaizen.dev"] {
-        let crd = api.get(&name).await.unwrap();
+        let crd = api.get(name).await.unwrap();
         let established = crd.status.and_then(|s| s.conditions).unwrap_or_default();
         assert!(
             established
