@@ -23,5 +23,5 @@ hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$KAIZEN_RUN_DIR/env"
 step "integration tests"
-cargo test --locked --tests --test '*' -- --test-threads "${KAIZEN_TEST_THREADS:-4}"
+cargo test --locked --test '*' -- --test-threads "${KAIZEN_TEST_THREADS:-4}"
 step "done"
