@@ -18,8 +18,8 @@ use kube::{
 };
 
 use super::{
-    Context, apply_status, guarded_reflector, healthy_conditions, observe, report_invalid, requeue_at,
-    stalled_conditions, store_ready,
+    Admitted, Context, admit, guarded_reflector, healthy_conditions, observe, requeue_at, stalled_conditions,
+    store_ready, write_status_if_changed,
 };
 use crate::{
     api::{
@@ -28,7 +28,7 @@ use crate::{
         incident::Incident,
     },
     deadline,
-    error::{Error, Result},
+    error::Result,
     policy::Policy,
 };
 
@@ -172,18 +172,10 @@ pub struct Ctx {
 
 async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Result<Action> {
     let started = Instant::now();
-    let item = match &obj.0 {
-        Ok(i) => i,
-        Err(invalid) => return report_invalid::<ActionItem>(&ctx.shared, invalid).await,
+    let (item, ns, name) = match admit(&ctx.shared, &obj).await? {
+        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
+        Admitted::Done(action) => return Ok(action),
     };
-    let ns = item.namespace().ok_or_else(|| Error::MissingNamespace {
-        kind: "ActionItem",
-        name: item.name_any(),
-    })?;
-    if !ctx.shared.in_scope(Some(&ns)) {
-        return Ok(Action::await_change());
-    }
-    let name = item.name_any();
     let now = Timestamp::now();
     let obs = Observations {
         incident_exists: item
@@ -193,13 +185,9 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
             .map(|r| ctx.incidents.get(&ObjectRef::new(&r.name).within(&ns)).is_some()),
     };
     let decision = decide(item, obs, &ctx.shared.policy, ctx.tz.as_ref(), now);
-    let old = item.status.clone().unwrap_or_default();
-    if old != decision.status {
-        let value = serde_json::to_value(&decision.status).map_err(|source| Error::Serialize {
-            what: "ActionItem status",
-            source,
-        })?;
-        apply_status::<ActionItem>(&ctx.shared, &ns, &name, value).await?;
+    if write_status_if_changed::<ActionItem, _>(&ctx.shared, &ns, &name, item.status.as_ref(), &decision.status).await?
+    {
+        let old = item.status.clone().unwrap_or_default();
         announce(&ctx.shared, item, &old, &decision.status).await;
     }
     observe::<ActionItem>(&ctx.shared, started);

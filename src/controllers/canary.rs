@@ -12,13 +12,15 @@ use kube::{
     runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 
-use super::{Context, apply_status, healthy_conditions, observe, report_invalid, stalled_conditions, store_ready};
+use super::{
+    Admitted, Context, admit, healthy_conditions, observe, stalled_conditions, store_ready, write_status_if_changed,
+};
 use crate::{
     api::{
         canary::{Canary, CanaryStatus},
         conditions,
     },
-    error::{Error, Result},
+    error::Result,
 };
 
 /// What the controller observed about the Canary's target.
@@ -55,30 +57,16 @@ struct Ctx {
 
 async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Ctx>) -> Result<Action> {
     let started = Instant::now();
-    let canary = match &obj.0 {
-        Ok(c) => c,
-        Err(invalid) => return report_invalid::<Canary>(&ctx.shared, invalid).await,
+    let (canary, ns, name) = match admit(&ctx.shared, &obj).await? {
+        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
+        Admitted::Done(action) => return Ok(action),
     };
-    let ns = canary.namespace().ok_or_else(|| Error::MissingNamespace {
-        kind: "Canary",
-        name: canary.name_any(),
-    })?;
-    if !ctx.shared.in_scope(Some(&ns)) {
-        return Ok(Action::await_change());
-    }
-    let name = canary.name_any();
     let target_exists = ctx
         .deployments
         .get(&ObjectRef::new(&canary.spec.target_ref.name).within(&ns))
         .is_some();
     let status = decide(canary, Observations { target_exists }, Timestamp::now());
-    if canary.status.as_ref() != Some(&status) {
-        let value = serde_json::to_value(&status).map_err(|source| Error::Serialize {
-            what: "Canary status",
-            source,
-        })?;
-        apply_status::<Canary>(&ctx.shared, &ns, &name, value).await?;
-    }
+    write_status_if_changed::<Canary, _>(&ctx.shared, &ns, &name, canary.status.as_ref(), &status).await?;
     observe::<Canary>(&ctx.shared, started);
     Ok(Action::await_change())
 }

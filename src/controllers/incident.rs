@@ -18,7 +18,8 @@ use kube::{
 };
 
 use super::{
-    Context, apply_status, guarded_reflector, healthy_conditions, observe, report_invalid, requeue_at, store_ready,
+    Admitted, Context, admit, guarded_reflector, healthy_conditions, observe, requeue_at, store_ready,
+    write_status_if_changed,
 };
 use crate::{
     api::{
@@ -27,7 +28,7 @@ use crate::{
         duration::Duration,
         incident::{ActionItemCounts, Incident, IncidentDurations, IncidentPhase, IncidentStatus},
     },
-    error::{Error, Result},
+    error::Result,
     policy::Policy,
 };
 
@@ -212,34 +213,18 @@ fn items_of<'a>(store: &'a [Arc<DeserializeGuard<ActionItem>>], ns: &str, name: 
 
 async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Result<Action> {
     let started = Instant::now();
-    let incident = match &obj.0 {
-        Ok(i) => i,
-        Err(invalid) => return report_invalid::<Incident>(&ctx.shared, invalid).await,
+    let (incident, ns, name) = match admit(&ctx.shared, &obj).await? {
+        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
+        Admitted::Done(action) => return Ok(action),
     };
-    let ns = incident.namespace().ok_or_else(|| Error::MissingNamespace {
-        kind: "Incident",
-        name: incident.name_any(),
-    })?;
-    if !ctx.shared.in_scope(Some(&ns)) {
-        return Ok(Action::await_change());
-    }
-    let name = incident.name_any();
     let now = Timestamp::now();
     let snapshot = ctx.items.state();
     let items = items_of(&snapshot, &ns, &name);
     let decision = decide(incident, &items, &ctx.shared.policy, now);
-    let old = incident.status.clone().unwrap_or_default();
-    if old != decision.status {
-        apply_status::<Incident>(
-            &ctx.shared,
-            &ns,
-            &name,
-            serde_json::to_value(&decision.status).map_err(|source| Error::Serialize {
-                what: "Incident status",
-                source,
-            })?,
-        )
-        .await?;
+    if write_status_if_changed::<Incident, _>(&ctx.shared, &ns, &name, incident.status.as_ref(), &decision.status)
+        .await?
+    {
+        let old = incident.status.clone().unwrap_or_default();
         if old.phase != decision.status.phase {
             let phase = decision.status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
             ctx.shared

@@ -197,6 +197,59 @@ where
     Ok(Action::await_change())
 }
 
+/// Where a reconcile stands after the checks every kind shares.
+pub enum Admitted<'a, K> {
+    /// A decoded object in the operator's scope.
+    Reconcile {
+        obj: &'a K,
+        namespace: String,
+        name: String,
+    },
+    /// Nothing more to do now: return this action.
+    Done(Action),
+}
+
+/// The shared start of every reconcile: undecodable objects are reported Stalled, objects outside the
+/// configured namespaces are left alone.
+pub async fn admit<'a, K>(ctx: &Context, guard: &'a DeserializeGuard<K>) -> Result<Admitted<'a, K>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let obj = match &guard.0 {
+        Ok(o) => o,
+        Err(invalid) => return report_invalid::<K>(ctx, invalid).await.map(Admitted::Done),
+    };
+    let name = obj.name_any();
+    let namespace = obj.namespace().ok_or_else(|| Error::MissingNamespace {
+        kind: kind_label::<K>(),
+        name: name.clone(),
+    })?;
+    if !ctx.in_scope(Some(&namespace)) {
+        return Ok(Admitted::Done(Action::await_change()));
+    }
+    Ok(Admitted::Reconcile { obj, namespace, name })
+}
+
+/// Writes `new` as the object's status unless it equals `old`; true when it wrote.
+pub async fn write_status_if_changed<K, S>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+) -> Result<bool>
+where
+    K: Resource<DynamicType = ()>,
+    S: serde::Serialize + PartialEq,
+{
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let value = serde_json::to_value(new).map_err(|source| Error::Serialize { what: "status", source })?;
+    apply_status::<K>(ctx, namespace, name, value).await?;
+    Ok(true)
+}
+
 /// Error policy shared by all controllers: count, log, retry with a bounded delay.
 pub fn error_policy<K: Resource<DynamicType = ()>>(
     obj: Arc<DeserializeGuard<K>>,
