@@ -264,13 +264,9 @@ pub fn controller(
                     e.metadata.name.clone().unwrap_or_default(),
                 ),
             };
-            items
-                .state()
-                .into_iter()
-                .filter_map(|g| g.0.as_ref().ok().cloned())
-                .filter(|i| i.namespace() == ns && i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name))
-                .map(|i| ObjectRef::new(&i.name_any()).within(&i.namespace().unwrap_or_default()))
-                .collect::<Vec<_>>()
+            super::referrers(&items, ns.as_deref(), |i| {
+                i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
+            })
         })
         .graceful_shutdown_on(shutdown)
         .run(

@@ -103,13 +103,7 @@ pub fn controller(
             move |d: Deployment| {
                 let ns = d.namespace();
                 let name = d.name_any();
-                canaries
-                    .state()
-                    .into_iter()
-                    .filter_map(|g| g.0.as_ref().ok().cloned())
-                    .filter(|c| c.namespace() == ns && c.spec.target_ref.name == name)
-                    .map(|c| ObjectRef::new(&c.name_any()).within(&c.namespace().unwrap_or_default()))
-                    .collect::<Vec<_>>()
+                super::referrers(&canaries, ns.as_deref(), |c| c.spec.target_ref.name == name)
             },
         )
         .graceful_shutdown_on(shutdown)

@@ -314,6 +314,25 @@ where
     (reader, stream)
 }
 
+/// References to the decodable objects in `store` that live in `namespace` and satisfy `refers`: how a
+/// change to one object (an Incident, a Deployment) is mapped to the objects that name it.
+pub fn referrers<K>(
+    store: &Store<DeserializeGuard<K>>,
+    namespace: Option<&str>,
+    refers: impl Fn(&K) -> bool,
+) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|o| o.namespace().as_deref() == namespace && refers(o))
+        .map(|o| kube::runtime::reflector::ObjectRef::new(&o.name_any()).within(namespace.unwrap_or_default()))
+        .collect()
+}
+
 /// Waits until every Kaizen CRD is Established, so watchers do not start against missing resources.
 pub async fn wait_for_crds(client: &Client, timeout: std::time::Duration) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
