@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod policy;
+pub mod prometheus;
 pub mod run;
 pub mod server;
 pub mod telemetry;

@@ -19,6 +19,8 @@ use kube::{
 };
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, sync::OnceCell};
 
+pub mod servers;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

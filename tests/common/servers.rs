@@ -1,0 +1,184 @@
+//! Real servers the tests control, on 127.0.0.1: a metrics exporter that the local Prometheus scrapes
+//! (registered through file_sd) and a webhook receiver that records what the operator sends.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get, routing::post};
+
+use super::{rand_suffix, repo_root, wait_for};
+
+async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (port, task)
+}
+
+/// The local Prometheus's base URL.
+pub fn prometheus_url() -> String {
+    std::env::var("KAIZEN_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into())
+}
+
+fn targets_dir() -> PathBuf {
+    std::env::var_os("KAIZEN_PROMETHEUS_TARGETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("hack/.run/prometheus/targets"))
+}
+
+/// A `/metrics` endpoint whose exposition text the test sets, scraped by the local Prometheus every
+/// second. Every series it serves carries the label `exporter="<id>"`, so tests never see each other's.
+pub struct Exporter {
+    pub id: String,
+    body: Arc<Mutex<String>>,
+    sd_file: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    pub async fn start(body: &str) -> Self {
+        let body = Arc::new(Mutex::new(body.to_string()));
+        let router = Router::new()
+            .route(
+                "/metrics",
+                get(|State(b): State<Arc<Mutex<String>>>| async move { b.lock().unwrap().clone() }),
+            )
+            .with_state(body.clone());
+        let (port, task) = serve(router).await;
+        let id = format!("exp{:08x}", rand_suffix());
+        let dir = targets_dir();
+        assert!(dir.is_dir(), "no Prometheus targets dir at {}", dir.display());
+        let sd_file = dir.join(format!("{id}.json"));
+        // Written under a temporary name and renamed, so Prometheus never reads half a file.
+        let tmp = dir.join(format!("{id}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")], "labels": { "exporter": id } }]).to_string(),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &sd_file).unwrap();
+        Self {
+            id,
+            body,
+            sd_file,
+            task,
+        }
+    }
+
+    /// Replaces the whole exposition text.
+    pub fn set(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_string();
+    }
+
+    /// Waits until Prometheus has scraped this exporter successfully and `query` returns data.
+    pub async fn wait_visible(&self, query: &str) {
+        let url = prometheus_url();
+        let http = reqwest::Client::new();
+        wait_for(
+            Duration::from_secs(30),
+            &format!("Prometheus to return data for {query}"),
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let resp: serde_json::Value = http
+                        .get(format!("{url}/api/v1/query"))
+                        .query(&[("query", query)])
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    let n = resp["data"]["result"].as_array().map(|a| a.len()).unwrap_or(0);
+                    (n > 0).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sd_file);
+        self.task.abort();
+    }
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub body: serde_json::Value,
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    received: Arc<Mutex<Vec<Received>>>,
+    failures_left: Arc<AtomicU32>,
+}
+
+/// A webhook endpoint that records every POST. `fail_next(n)` makes the next n answer HTTP 503.
+pub struct Receiver {
+    pub port: u16,
+    state: ReceiverState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = ReceiverState::default();
+        let router = Router::new()
+            .route(
+                "/{*path}",
+                post(
+                    |State(s): State<ReceiverState>, uri: axum::http::Uri, body: axum::body::Bytes| async move {
+                        let failing = s
+                            .failures_left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        if failing {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        s.received.lock().unwrap().push(Received {
+                            path: uri.path().to_string(),
+                            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                        });
+                        StatusCode::OK
+                    },
+                ),
+            )
+            .with_state(state.clone());
+        let (port, task) = serve(router).await;
+        Self { port, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn fail_next(&self, n: u32) {
+        self.state.failures_left.store(n, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
