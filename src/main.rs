@@ -26,6 +26,9 @@ enum Command {
         /// How long to wait for the CRDs to be Established before giving up.
         #[arg(long, default_value = "120")]
         crd_timeout_seconds: u64,
+        /// The operator's own namespace, where the notification sinks' Secrets are read.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "kaizen-system")]
+        namespace: String,
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
@@ -50,6 +53,7 @@ async fn main() -> ExitCode {
             listen,
             log_format,
             crd_timeout_seconds,
+            namespace,
         } => {
             telemetry::init(log_format);
             let policy = match config
@@ -68,6 +72,7 @@ async fn main() -> ExitCode {
                 policy,
                 listen,
                 crd_timeout: Duration::from_secs(crd_timeout_seconds),
+                namespace,
             };
             match kaizen::run::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,24 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ItemLabels {
+    pub phase: &'static str,
+    pub priority: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    pub priority: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// Sink names come from the operator's config, so the set is bounded.
+    pub sink: String,
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<KindLabels, Counter>,
@@ -26,6 +44,13 @@ pub struct Metrics {
     /// Status patches actually sent: the figure that proves an idle operator writes nothing.
     pub status_writes: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Gauge>,
+    /// ActionItems by derived phase and priority, recounted from the cache.
+    pub action_items: Family<ItemLabels, Gauge>,
+    pub action_items_overdue: Gauge,
+    /// Seconds from an item's creation to its completion (Done, WontDo or Verified).
+    pub action_item_completion: Family<PriorityLabels, Histogram>,
+    pub notifications_sent: Family<SinkLabels, Counter>,
+    pub notifications_failed: Family<SinkLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,8 +84,56 @@ impl Default for Metrics {
             "Objects that could not be decoded, by kind",
             invalid_objects.clone(),
         );
+        let action_items = Family::<ItemLabels, Gauge>::default();
+        let action_items_overdue = Gauge::default();
+        let action_item_completion = Family::<PriorityLabels, Histogram>::new_with_constructor(|| {
+            // One hour to one year, roughly doubling.
+            Histogram::new([
+                3_600.0,
+                21_600.0,
+                86_400.0,
+                259_200.0,
+                604_800.0,
+                1_209_600.0,
+                2_592_000.0,
+                7_776_000.0,
+                31_536_000.0,
+            ])
+        });
+        let notifications_sent = Family::<SinkLabels, Counter>::default();
+        let notifications_failed = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "action_items",
+            "ActionItems by phase and priority",
+            action_items.clone(),
+        );
+        registry.register(
+            "action_items_overdue",
+            "ActionItems past their deadline and not finished",
+            action_items_overdue.clone(),
+        );
+        registry.register(
+            "action_item_completion_seconds",
+            "Time from an ActionItem's creation to its completion, by priority",
+            action_item_completion.clone(),
+        );
+        registry.register(
+            "notifications_sent",
+            "Notifications delivered, by sink and kind",
+            notifications_sent.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Notification deliveries that failed after retries, by sink and kind",
+            notifications_failed.clone(),
+        );
         Self {
             registry,
+            action_items,
+            action_items_overdue,
+            action_item_completion,
+            notifications_sent,
+            notifications_failed,
             reconciles,
             reconcile_errors,
             reconcile_duration,

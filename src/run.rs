@@ -21,6 +21,8 @@ pub struct Options {
     pub policy: Policy,
     pub listen: SocketAddr,
     pub crd_timeout: Duration,
+    /// The operator's own namespace, where the sinks' Secrets live.
+    pub namespace: String,
 }
 
 async fn termination_signal() {
@@ -55,7 +57,7 @@ pub async fn run(opts: Options) -> Result<()> {
         res = controllers::wait_for_crds(&client, opts.crd_timeout) => res?,
         _ = shutdown.clone() => return Ok(()),
     }
-    let ctx = Arc::new(Context::new(client, opts.policy, metrics));
+    let ctx = Arc::new(Context::new(client, opts.policy, metrics, &opts.namespace));
     controllers::run(ctx, ready, shutdown.clone()).await?;
     tracing::info!("controllers stopped");
     match server.await {

@@ -221,6 +221,16 @@ pub enum ActionItemPhase {
 }
 
 impl ActionItemPhase {
+    pub const ALL: [ActionItemPhase; 7] = [
+        Self::Open,
+        Self::InProgress,
+        Self::Blocked,
+        Self::Overdue,
+        Self::Done,
+        Self::Verified,
+        Self::WontDo,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "Open",
@@ -234,16 +244,60 @@ impl ActionItemPhase {
     }
 }
 
-/// Record of notifications sent for this item.
+/// Record of notifications sent for this item: what the next notification is computed from, so a
+/// restarted operator neither re-sends nor forgets.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationRecord {
-    /// When the last notification was sent.
+    /// When the last notification was delivered to every sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sent_at: Option<Time>,
-    /// How many notifications were sent in all.
+    /// How many notifications were delivered in all.
     #[serde(default)]
     pub sent: u32,
+    /// When the last reminder to the owner was due: the next one is one reminder interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reminder_at: Option<Time>,
+    /// A notification decided on but not yet delivered to every sink; it is retried until it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingNotification>,
+}
+
+/// A notification recorded before it is sent (at-least-once delivery; receivers can use `id` to
+/// drop the rare duplicate after a crash between sending and recording).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingNotification {
+    /// Stable identifier of this notification, sent with it.
+    pub id: String,
+    /// Reminder or Escalation.
+    pub kind: NotificationKind,
+    /// The escalation step (1-based) for escalations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    /// Who is addressed.
+    pub recipients: Vec<String>,
+    /// When it was decided on.
+    pub decided_at: Time,
+    /// Sinks that already accepted it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_to: Vec<String>,
+    /// Failed delivery rounds so far.
+    #[serde(default)]
+    pub failed_attempts: u32,
+    /// Why the last delivery round failed (never the sink URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Not before this time is delivery tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+}
+
+/// What a notification is about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum NotificationKind {
+    Reminder,
+    Escalation,
 }
 
 /// Progress of the verification of the fix.
@@ -259,4 +313,7 @@ pub struct VerificationStatus {
     /// When the fix was verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Time>,
+    /// When the Prometheus condition was last evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<Time>,
 }

@@ -23,29 +23,73 @@ use super::{
 };
 use crate::{
     api::{
-        action_item::{ActionItem, ActionItemPhase, ActionItemState, ActionItemStatus},
+        action_item::{
+            ActionItem, ActionItemPhase, ActionItemState, ActionItemStatus, NotificationKind, NotificationRecord,
+            PendingNotification, Priority, PrometheusVerification, VerificationStatus,
+        },
+        canary::{Canary, CanaryPhase},
         conditions::{self, ConditionFact},
+        duration::Duration,
         incident::Incident,
     },
     deadline,
     error::Result,
-    policy::Policy,
+    ladder,
+    metrics::{ItemLabels, PriorityLabels, SinkLabels},
+    notify::Message,
+    policy::{Policy, Sink},
+    prometheus::Threshold,
 };
 
 pub const DUE_SOON: &str = "DueSoon";
 pub const OVERDUE: &str = "Overdue";
+pub const ESCALATED: &str = "Escalated";
+pub const VERIFIED: &str = "Verified";
 
 /// What the controller observed about the item's surroundings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observations {
     /// `None` when the item names no incident.
     pub incident_exists: Option<bool>,
+    /// The Canaries that can verify the item (its `verification.canaryRef`, and any Canary whose
+    /// `actionItemRef` names it).
+    pub canary: CanaryVerdict,
+    /// The Prometheus condition's evaluation, when it was evaluated this round.
+    pub probe: Option<Probe>,
+}
+
+impl Observations {
+    pub const NOTHING: Self = Self {
+        incident_exists: None,
+        canary: CanaryVerdict::NotInvolved,
+        probe: None,
+    };
+}
+
+/// Where the Canaries that verify the item stand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanaryVerdict {
+    NotInvolved,
+    /// This Canary reached Succeeded.
+    Promoted(String),
+    /// This Canary exists and has not promoted yet; its phase, if any.
+    Waiting(String, Option<String>),
+    /// `verification.canaryRef` names a Canary that does not exist.
+    Missing(String),
+}
+
+/// One evaluation of a Prometheus verification query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Value(f64),
+    NoData,
+    Error(String),
 }
 
 #[derive(Debug, PartialEq)]
 pub struct Decision {
     pub status: ActionItemStatus,
-    /// The next moment the status changes by itself (due-soon or due).
+    /// The next moment the status changes by itself (due-soon, due, a notification, a verification check).
     pub wake_at: Option<Timestamp>,
 }
 
@@ -67,10 +111,196 @@ pub fn effective_due(item: &ActionItem, policy: &Policy, tz: Option<&jiff::tz::T
     deadline::add(created, span, tz)
 }
 
+/// The item's escalation ladder: its own, else the policy's, by increasing delay.
+pub fn rungs(item: &ActionItem, policy: &Policy) -> Vec<ladder::Rung> {
+    let rungs = match &item.spec.escalation {
+        Some(steps) => steps
+            .iter()
+            .map(|s| ladder::Rung {
+                after: s.after,
+                notify: s.notify.clone(),
+            })
+            .collect(),
+        None => policy
+            .escalation
+            .iter()
+            .map(|s| ladder::Rung {
+                after: s.after,
+                notify: s.notify.clone(),
+            })
+            .collect(),
+    };
+    ladder::sorted(rungs)
+}
+
+/// How often a Prometheus verification is evaluated: often enough to see the condition break within a
+/// sixth of its hold time, at most once a second, at least once a minute.
+pub fn probe_every(hold: Duration) -> Duration {
+    Duration::from_secs((hold.as_secs() / 6).clamp(1, 60))
+}
+
+/// Whether the Prometheus condition is to be evaluated now: the item is Done (verification checks a fix
+/// someone says is in), not yet verified, and the last check is one period old.
+pub fn probe_due(item: &ActionItem, now: Timestamp) -> bool {
+    let Some(prom) = item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) else {
+        return false;
+    };
+    let v = item.status.as_ref().and_then(|s| s.verification.as_ref());
+    item.spec.state == ActionItemState::Done
+        && v.is_none_or(|v| v.verified_at.is_none())
+        && v.and_then(|v| v.last_checked_at.as_ref()).is_none_or(|t| {
+            t.0.checked_add(probe_every(prom.for_).as_signed())
+                .unwrap_or(Timestamp::MAX)
+                <= now
+        })
+}
+
+/// Advances the verification record and says where it stands.
+fn verify(
+    item: &ActionItem,
+    obs: &Observations,
+    old: Option<&VerificationStatus>,
+    now: Timestamp,
+) -> (Option<VerificationStatus>, ConditionFact, Option<Timestamp>) {
+    let mut v = old.cloned().unwrap_or_default();
+    if let Some(at) = &v.verified_at {
+        let fact = ConditionFact::new(VERIFIED, true, "Verified", format!("The fix was verified at {}.", at.0));
+        return (Some(v), fact, None);
+    }
+    if let CanaryVerdict::Promoted(name) = &obs.canary {
+        v.verified_at = Some(Time(now));
+        let fact = ConditionFact::new(
+            VERIFIED,
+            true,
+            "CanaryPromoted",
+            format!("Canary {name:?} promoted the fix at {now}."),
+        );
+        return (Some(v), fact, None);
+    }
+    let spec = item.spec.verification.as_ref();
+    if let Some(prom) = spec.and_then(|s| s.prometheus.as_ref()) {
+        if item.spec.state != ActionItemState::Done {
+            let fact = ConditionFact::new(
+                VERIFIED,
+                false,
+                "AwaitingDone",
+                "The Prometheus check starts once the item is Done.",
+            );
+            return (old.cloned(), fact, None);
+        }
+        let hold = prom.for_;
+        let fact = match &obs.probe {
+            // Not evaluated this round: the record stands as it is.
+            None => None,
+            Some(Probe::Value(x)) if Threshold::parse(&prom.condition).is_some_and(|t| t.holds(*x)) => {
+                v.last_value = Some(*x);
+                let since = v.holding_since.get_or_insert(Time(now)).0;
+                let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
+                if now >= verify_at {
+                    v.verified_at = Some(Time(now));
+                    Some(ConditionFact::new(
+                        VERIFIED,
+                        true,
+                        "ConditionHeld",
+                        format!(
+                            "The condition `{}` held for {hold} (since {since}); last value {x}.",
+                            prom.condition.trim()
+                        ),
+                    ))
+                } else {
+                    Some(ConditionFact::new(
+                        VERIFIED,
+                        false,
+                        "Holding",
+                        format!(
+                            "The condition `{}` has held since {since} (last value {x}); verified at {verify_at} if it keeps holding.",
+                            prom.condition.trim()
+                        ),
+                    ))
+                }
+            }
+            Some(Probe::Value(x)) => {
+                v.last_value = Some(*x);
+                v.holding_since = None;
+                Some(ConditionFact::new(
+                    VERIFIED,
+                    false,
+                    "ConditionNotMet",
+                    format!(
+                        "The value {x} does not satisfy `{}` (checked at {now}).",
+                        prom.condition.trim()
+                    ),
+                ))
+            }
+            // Neither counts as success: the hold starts over.
+            Some(Probe::NoData) => {
+                v.holding_since = None;
+                Some(ConditionFact::new(
+                    VERIFIED,
+                    false,
+                    "NoData",
+                    format!("The query returned no data at {now}; no data never counts as success."),
+                ))
+            }
+            Some(Probe::Error(e)) => {
+                v.holding_since = None;
+                Some(ConditionFact::new(
+                    VERIFIED,
+                    false,
+                    "QueryError",
+                    format!("The query failed at {now}: {e}. A failed query never counts as success."),
+                ))
+            }
+        };
+        if obs.probe.is_some() {
+            v.last_checked_at = Some(Time(now));
+        }
+        let fact = fact.unwrap_or_else(|| {
+            // Keep whatever the last evaluation said.
+            item.status
+                .as_ref()
+                .and_then(|s| conditions::find(&s.conditions, VERIFIED))
+                .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
+                .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due."))
+        });
+        let next_check = v
+            .last_checked_at
+            .as_ref()
+            .map(|t| t.0.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
+            .or(Some(now));
+        let wake = if v.verified_at.is_some() { None } else { next_check };
+        return (Some(v), fact, wake);
+    }
+    let fact = match &obs.canary {
+        CanaryVerdict::Missing(name) => ConditionFact::new(
+            VERIFIED,
+            false,
+            "CanaryNotFound",
+            format!("verification.canaryRef names Canary {name:?}, which does not exist in this namespace."),
+        ),
+        CanaryVerdict::Waiting(name, phase) => ConditionFact::new(
+            VERIFIED,
+            false,
+            "AwaitingCanary",
+            format!(
+                "Verified when Canary {name:?} promotes; it is {}.",
+                phase.as_deref().unwrap_or("not started")
+            ),
+        ),
+        _ => ConditionFact::new(
+            VERIFIED,
+            false,
+            "NoVerification",
+            "No verification is configured; the item completes when it is Done.",
+        ),
+    };
+    (old.cloned(), fact, None)
+}
+
 /// Pure: the item's status from its spec, observations, the policy and the time.
 pub fn decide(
     item: &ActionItem,
-    obs: Observations,
+    obs: &Observations,
     policy: &Policy,
     tz: Option<&jiff::tz::TimeZone>,
     now: Timestamp,
@@ -80,16 +310,17 @@ pub fn decide(
     let soon_from = due
         .checked_sub(policy.due_soon_window.as_signed())
         .unwrap_or(Timestamp::MIN);
-    let terminal = matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo);
+    let (verification, verified_fact, verify_wake) = verify(item, obs, old.verification.as_ref(), now);
+    let won_t_do = item.spec.state == ActionItemState::WontDo;
+    let verified = !won_t_do && verification.as_ref().is_some_and(|v| v.verified_at.is_some());
+    let terminal = verified || matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo);
     let overdue = !terminal && now >= due;
     let due_soon = !terminal && !overdue && now >= soon_from;
 
     let phase = match item.spec.state {
-        ActionItemState::Done if old.verification.as_ref().is_some_and(|v| v.verified_at.is_some()) => {
-            ActionItemPhase::Verified
-        }
-        ActionItemState::Done => ActionItemPhase::Done,
         ActionItemState::WontDo => ActionItemPhase::WontDo,
+        _ if verified => ActionItemPhase::Verified,
+        ActionItemState::Done => ActionItemPhase::Done,
         _ if overdue => ActionItemPhase::Overdue,
         ActionItemState::Open => ActionItemPhase::Open,
         ActionItemState::InProgress => ActionItemPhase::InProgress,
@@ -102,7 +333,47 @@ pub fn decide(
         None
     };
 
-    let wake_at = if terminal {
+    // Notifications: decided here and recorded before they are sent (see `deliver`).
+    let rungs = rungs(item, policy);
+    let mut record = old.notifications.clone().unwrap_or_default();
+    let mut level = old.escalation_level.unwrap_or(0);
+    let mut notify_wake = None;
+    if terminal {
+        // Nobody needs a reminder about finished work.
+        record.pending = None;
+    } else if let Some(p) = &record.pending {
+        notify_wake = Some(p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
+    } else if overdue {
+        let rec = ladder::Record {
+            level,
+            last_reminder_at: record.last_reminder_at.as_ref().map(|t| t.0),
+        };
+        let (due_now, wake) = ladder::next(due, &rungs, rec, policy.reminder_interval, &item.spec.owner, now);
+        notify_wake = wake;
+        if let Some(n) = due_now {
+            match n.kind {
+                NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
+                NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
+            }
+            let uid = item.metadata.uid.as_deref().unwrap_or_default();
+            record.pending = Some(PendingNotification {
+                id: format!("{uid}:{:?}:{}", n.kind, now.as_second()),
+                kind: n.kind,
+                level: n.level,
+                recipients: n.recipients,
+                decided_at: Time(now),
+                delivered_to: Vec::new(),
+                failed_attempts: 0,
+                last_error: None,
+                retry_at: None,
+            });
+            notify_wake = Some(now);
+        }
+    } else if !overdue {
+        notify_wake = Some(due);
+    }
+
+    let transition_wake = if terminal {
         None
     } else if now < soon_from {
         Some(soon_from)
@@ -144,6 +415,21 @@ pub fn decide(
                 format!("The item is due at {due}."),
             )
         },
+        if level > 0 {
+            let who = rungs
+                .get(level as usize - 1)
+                .map(|r| r.notify.join(", "))
+                .unwrap_or_default();
+            ConditionFact::new(
+                ESCALATED,
+                true,
+                "Escalated",
+                format!("Escalation step {level} of {} reached: {who} notified.", rungs.len()),
+            )
+        } else {
+            ConditionFact::new(ESCALATED, false, "NotEscalated", "No escalation step has fired.")
+        },
+        verified_fact,
     ];
     match (obs.incident_exists, &item.spec.incident_ref) {
         (Some(false), Some(r)) => facts.extend(stalled_conditions(
@@ -158,16 +444,82 @@ pub fn decide(
         due_at: Some(Time(due)),
         phase: Some(phase),
         completed_at,
+        escalation_level: if level > 0 { Some(level) } else { old.escalation_level },
+        notifications: if record == NotificationRecord::default() {
+            old.notifications.clone()
+        } else {
+            Some(record)
+        },
+        verification,
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
-        ..old
     };
+    let wake_at = [transition_wake, notify_wake.filter(|_| !terminal), verify_wake]
+        .into_iter()
+        .fold(None, ladder::earliest);
     Decision { status, wake_at }
 }
 
 pub struct Ctx {
     pub shared: Arc<Context>,
     pub incidents: Store<DeserializeGuard<Incident>>,
+    pub canaries: Store<DeserializeGuard<Canary>>,
     pub tz: Option<jiff::tz::TimeZone>,
+}
+
+/// Where the Canaries that can verify `item` stand.
+fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionItem, ns: &str) -> CanaryVerdict {
+    let item_name = item.name_any();
+    let by_ref = item
+        .spec
+        .verification
+        .as_ref()
+        .and_then(|v| v.canary_ref.as_ref())
+        .map(|r| r.name.clone());
+    let mut involved: Vec<Arc<DeserializeGuard<Canary>>> = canaries
+        .state()
+        .into_iter()
+        .filter(|g| {
+            g.0.as_ref().is_ok_and(|c| {
+                c.namespace().as_deref() == Some(ns)
+                    && (by_ref.as_deref() == Some(c.name_any().as_str())
+                        || c.spec.action_item_ref.as_ref().is_some_and(|r| r.name == item_name))
+            })
+        })
+        .collect();
+    involved.sort_by_key(|g| g.0.as_ref().map(|c| c.name_any()).unwrap_or_default());
+    let phase = |c: &Canary| c.status.as_ref().and_then(|s| s.phase);
+    if let Some(c) = involved
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .find(|c| phase(c) == Some(CanaryPhase::Succeeded))
+    {
+        return CanaryVerdict::Promoted(c.name_any());
+    }
+    match (by_ref, involved.first().and_then(|g| g.0.as_ref().ok())) {
+        (Some(name), None) => CanaryVerdict::Missing(name),
+        (_, Some(c)) => CanaryVerdict::Waiting(c.name_any(), phase(c).map(|p| format!("{p:?}"))),
+        (None, None) => CanaryVerdict::NotInvolved,
+    }
+}
+
+/// Evaluates the item's Prometheus verification query once.
+async fn probe(ctx: &Context, prom: &PrometheusVerification) -> Probe {
+    let address = prom
+        .address
+        .as_deref()
+        .unwrap_or(&ctx.policy.prometheus.default_address);
+    match ctx.prometheus.instant(address, &prom.query).await {
+        Err(e) => Probe::Error(e.to_string()),
+        Ok(samples) => match samples.as_slice() {
+            [] => Probe::NoData,
+            [s] if s.value.is_nan() => Probe::NoData,
+            [s] => Probe::Value(s.value),
+            many => Probe::Error(format!(
+                "the query returned {} series; verification needs exactly one (aggregate it, e.g. with sum or max)",
+                many.len()
+            )),
+        },
+    }
 }
 
 async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Result<Action> {
@@ -177,26 +529,146 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
         Admitted::Done(action) => return Ok(action),
     };
     let now = Timestamp::now();
+    let probe_result = match item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) {
+        Some(prom) if probe_due(item, now) => Some(probe(&ctx.shared, prom).await),
+        _ => None,
+    };
     let obs = Observations {
         incident_exists: item
             .spec
             .incident_ref
             .as_ref()
             .map(|r| ctx.incidents.get(&ObjectRef::new(&r.name).within(&ns)).is_some()),
+        canary: canary_verdict(&ctx.canaries, item, &ns),
+        probe: probe_result,
     };
-    let decision = decide(item, obs, &ctx.shared.policy, ctx.tz.as_ref(), now);
+    let decision = decide(item, &obs, &ctx.shared.policy, ctx.tz.as_ref(), now);
+    let old = item.status.clone().unwrap_or_default();
     if write_status_if_changed::<ActionItem, _>(&ctx.shared, &ns, &name, item.status.as_ref(), &decision.status).await?
     {
-        let old = item.status.clone().unwrap_or_default();
         announce(&ctx.shared, item, &old, &decision.status).await;
     }
+    let mut wake = decision.wake_at;
+    if let Some(p) = decision.status.notifications.as_ref().and_then(|n| n.pending.as_ref())
+        && p.retry_at.as_ref().is_none_or(|t| t.0 <= now)
+    {
+        let after = deliver(&ctx.shared, item, &decision.status, p, now).await;
+        write_status_if_changed::<ActionItem, _>(&ctx.shared, &ns, &name, Some(&decision.status), &after).await?;
+        // Delivered: decide again at once (another notification may be due at the same instant).
+        // Failed: retry at the recorded time.
+        wake = match after.notifications.as_ref().and_then(|n| n.pending.as_ref()) {
+            Some(p) => p.retry_at.as_ref().map(|t| t.0),
+            None => Some(now),
+        };
+    }
     observe::<ActionItem>(&ctx.shared, started);
-    Ok(requeue_at(decision.wake_at, now))
+    Ok(requeue_at(wake, now))
+}
+
+/// Sends the pending notification to every sink that has not taken it yet and returns the status that
+/// records the outcome: cleared and counted when every sink took it, else kept with a retry time.
+async fn deliver(
+    ctx: &Context,
+    item: &ActionItem,
+    status: &ActionItemStatus,
+    pending: &PendingNotification,
+    now: Timestamp,
+) -> ActionItemStatus {
+    let levels = rungs(item, &ctx.policy).len();
+    let msg = Message {
+        id: pending.id.clone(),
+        kind: pending.kind,
+        level: pending.level,
+        levels,
+        recipients: pending.recipients.clone(),
+        namespace: item.namespace().unwrap_or_default(),
+        name: item.name_any(),
+        title: item.spec.title.clone(),
+        owner: item.spec.owner.clone(),
+        priority: item.spec.priority.as_str().to_string(),
+        due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
+    };
+    let kind = match pending.kind {
+        NotificationKind::Reminder => "Reminder",
+        NotificationKind::Escalation => "Escalation",
+    };
+    let todo: Vec<&Sink> = ctx
+        .policy
+        .sinks
+        .iter()
+        .filter(|s| !pending.delivered_to.contains(&s.name))
+        .collect();
+    // Sinks are independent: one slow sink does not delay the others.
+    let results = futures::future::join_all(todo.iter().map(|s| ctx.notifier.deliver(s, &msg))).await;
+    let mut next = pending.clone();
+    let mut errors = Vec::new();
+    for (sink, result) in todo.iter().zip(results) {
+        let labels = SinkLabels {
+            sink: sink.name.clone(),
+            kind,
+        };
+        match result {
+            Ok(()) => {
+                ctx.metrics.notifications_sent.get_or_create(&labels).inc();
+                next.delivered_to.push(sink.name.clone());
+            }
+            Err(e) => {
+                ctx.metrics.notifications_failed.get_or_create(&labels).inc();
+                errors.push(e.to_string());
+            }
+        }
+    }
+    let mut out = status.clone();
+    let record = out.notifications.get_or_insert_with(Default::default);
+    if errors.is_empty() {
+        record.pending = None;
+        record.sent += 1;
+        record.last_sent_at = Some(Time(now));
+        let note = format!(
+            "{} sent to {}.",
+            msg.text(),
+            if ctx.policy.sinks.is_empty() {
+                "no sink (none configured)".to_string()
+            } else {
+                "every sink".to_string()
+            }
+        );
+        ctx.publish(item, EventType::Normal, kind_reason(pending.kind), note)
+            .await;
+    } else {
+        next.failed_attempts += 1;
+        let delay = ladder::retry_delay(next.failed_attempts);
+        let retry_at = now.checked_add(delay.as_signed()).unwrap_or(Timestamp::MAX);
+        next.last_error = Some(errors.join("; "));
+        next.retry_at = Some(Time(retry_at));
+        ctx.publish(
+            item,
+            EventType::Warning,
+            "NotificationFailed",
+            format!("{kind} not delivered: {}. Retrying at {retry_at}.", errors.join("; ")),
+        )
+        .await;
+        record.pending = Some(next);
+    }
+    out
+}
+
+fn kind_reason(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Reminder => "ReminderSent",
+        NotificationKind::Escalation => "EscalationSent",
+    }
 }
 
 /// One Event per transition a human cares about.
 async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new: &ActionItemStatus) {
     let rose = |t: &str| !conditions::is_true(&old.conditions, t) && conditions::is_true(&new.conditions, t);
+    let message = |t: &str| {
+        conditions::find(&new.conditions, t)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
     let due = new.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
     if rose(DUE_SOON) {
         ctx.publish(
@@ -216,20 +688,67 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
         )
         .await;
     }
-    if old.completed_at.is_none() && new.completed_at.is_some() {
-        ctx.publish(
-            item,
-            EventType::Normal,
-            "Completed",
-            format!("Finished as {:?}.", item.spec.state),
-        )
-        .await;
+    if new.escalation_level.unwrap_or(0) > old.escalation_level.unwrap_or(0) {
+        ctx.publish(item, EventType::Warning, "Escalated", message(ESCALATED))
+            .await;
+    }
+    if rose(VERIFIED) {
+        ctx.publish(item, EventType::Normal, "Verified", message(VERIFIED))
+            .await;
+    }
+    if old.completed_at.is_none()
+        && let Some(done) = &new.completed_at
+    {
+        let phase = new.phase.map(|p| p.as_str()).unwrap_or("finished");
+        ctx.publish(item, EventType::Normal, "Completed", format!("Finished as {phase}."))
+            .await;
+        if let Some(created) = &item.metadata.creation_timestamp {
+            let secs = (done.0 - created.0).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
+            ctx.metrics
+                .action_item_completion
+                .get_or_create(&PriorityLabels {
+                    priority: item.spec.priority.as_str(),
+                })
+                .observe(secs);
+        }
     }
     if rose(conditions::STALLED) {
-        let msg = conditions::find(&new.conditions, conditions::STALLED)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        ctx.publish(item, EventType::Warning, "Stalled", msg).await;
+        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
+            .await;
+    }
+}
+
+/// Recounts the items by phase and priority from the cache, so deleted items leave the gauges too.
+async fn count_items(ctx: Arc<Context>, items: Store<DeserializeGuard<ActionItem>>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let mut counts: std::collections::HashMap<(ActionItemPhase, Priority), i64> = Default::default();
+        for guard in items.state() {
+            if let Ok(i) = &guard.0
+                && let Some(phase) = i.status.as_ref().and_then(|s| s.phase)
+                && ctx.in_scope(i.namespace().as_deref())
+            {
+                *counts.entry((phase, i.spec.priority)).or_default() += 1;
+            }
+        }
+        let mut overdue = 0;
+        for phase in ActionItemPhase::ALL {
+            for priority in Priority::ALL {
+                let n = counts.get(&(phase, priority)).copied().unwrap_or(0);
+                if phase == ActionItemPhase::Overdue {
+                    overdue += n;
+                }
+                ctx.metrics
+                    .action_items
+                    .get_or_create(&ItemLabels {
+                        phase: phase.as_str(),
+                        priority: priority.as_str(),
+                    })
+                    .set(n);
+            }
+        }
+        ctx.metrics.action_items_overdue.set(overdue);
     }
 }
 
@@ -239,6 +758,7 @@ pub fn controller(
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
     let (incidents, incident_changes) = guarded_reflector::<Incident>(Api::all(client.clone()));
+    let (canaries, canary_changes) = guarded_reflector::<Canary>(Api::all(client.clone()));
     let controller = Controller::new(
         super::all::<ActionItem>(&client),
         kube::runtime::watcher::Config::default().any_semantic(),
@@ -247,25 +767,45 @@ pub fn controller(
     let stores = vec![
         store_ready("action items", items.clone()),
         store_ready("incidents (for action items)", incidents.clone()),
+        store_ready("canaries (for action items)", canaries.clone()),
     ];
     let tz = shared
         .policy
         .business_days
         .as_ref()
         .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok());
-    let ctx = Arc::new(Ctx { shared, incidents, tz });
+    tokio::spawn(count_items(shared.clone(), items.clone()));
+    let ctx = Arc::new(Ctx {
+        shared,
+        incidents,
+        canaries,
+        tz,
+    });
+    let items_for_canaries = items.clone();
     // An incident appearing (or vanishing) changes whether its items are Stalled.
     let fut = controller
         .watches_stream(incident_changes, move |incident: DeserializeGuard<Incident>| {
-            let (ns, name) = match &incident.0 {
-                Ok(i) => (i.namespace(), i.name_any()),
-                Err(e) => (
-                    e.metadata.namespace.clone(),
-                    e.metadata.name.clone().unwrap_or_default(),
-                ),
-            };
+            let (ns, name) = guard_key(&incident);
             super::referrers(&items, ns.as_deref(), |i| {
                 i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
+            })
+        })
+        // A Canary's progress can verify the items it names and the items that name it.
+        .watches_stream(canary_changes, move |canary: DeserializeGuard<Canary>| {
+            let (ns, name) = guard_key(&canary);
+            let ships = canary
+                .0
+                .as_ref()
+                .ok()
+                .and_then(|c| c.spec.action_item_ref.as_ref())
+                .map(|r| r.name.clone());
+            super::referrers(&items_for_canaries, ns.as_deref(), |i| {
+                Some(i.name_any()) == ships
+                    || i.spec
+                        .verification
+                        .as_ref()
+                        .and_then(|v| v.canary_ref.as_ref())
+                        .is_some_and(|r| r.name == name)
             })
         })
         .graceful_shutdown_on(shutdown)
@@ -275,6 +815,17 @@ pub fn controller(
             ctx,
         );
     (super::drain("ActionItem", fut).boxed(), stores)
+}
+
+/// Namespace and name of a possibly undecodable object.
+fn guard_key<K: kube::Resource>(guard: &DeserializeGuard<K>) -> (Option<String>, String) {
+    match &guard.0 {
+        Ok(o) => (o.namespace(), o.name_any()),
+        Err(e) => (
+            e.metadata.namespace.clone(),
+            e.metadata.name.clone().unwrap_or_default(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -296,7 +847,7 @@ mod tests {
         i
     }
 
-    const NO_REF: Observations = Observations { incident_exists: None };
+    const NO_REF: &Observations = &Observations::NOTHING;
 
     #[test]
     fn due_comes_from_due_at_due_in_or_priority() {
@@ -381,8 +932,9 @@ mod tests {
         let i = item(serde_json::json!({"incidentRef": {"name": "inc-404"}}));
         let d = decide(
             &i,
-            Observations {
+            &Observations {
                 incident_exists: Some(false),
+                ..Observations::NOTHING
             },
             &p,
             None,
@@ -394,8 +946,9 @@ mod tests {
         assert!(stalled.message.contains("inc-404"));
         let healed = decide(
             &i,
-            Observations {
+            &Observations {
                 incident_exists: Some(true),
+                ..Observations::NOTHING
             },
             &p,
             None,
@@ -416,5 +969,178 @@ mod tests {
             effective_due(&i, &p, Some(&jiff::tz::TimeZone::UTC)),
             ts("2026-03-09T12:00:00Z")
         );
+    }
+
+    /// Applies a decision the way the reconcile does: status written, then (when one is pending) the
+    /// delivery recorded as successful.
+    fn step(i: &mut ActionItem, obs: &Observations, p: &Policy, now: Timestamp) -> Option<PendingNotification> {
+        let mut st = decide(i, obs, p, None, now).status;
+        let pending = st.notifications.as_mut().and_then(|n| n.pending.take());
+        if pending.is_some() {
+            let n = st.notifications.as_mut().unwrap();
+            n.sent += 1;
+            n.last_sent_at = Some(Time(now));
+        }
+        i.status = Some(st);
+        pending
+    }
+
+    #[test]
+    fn overdue_item_gets_reminders_and_each_escalation_step_once() {
+        let p = Policy {
+            reminder_interval: Duration::from_secs(3_600),
+            ..Default::default()
+        };
+        let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z", "escalation": [
+            {"after": "2h", "notify": ["lead"]}, {"after": "30m", "notify": ["buddy"]}]}));
+        assert_eq!(step(&mut i, NO_REF, &p, ts("2026-03-02T23:59:59Z")), None);
+        let first = step(&mut i, NO_REF, &p, ts("2026-03-03T00:00:00Z")).expect("reminder at the deadline");
+        assert_eq!(first.kind, NotificationKind::Reminder);
+        assert_eq!(first.recipients, vec!["alice".to_string()]);
+        // Reconciles in between send nothing.
+        assert_eq!(step(&mut i, NO_REF, &p, ts("2026-03-03T00:10:00Z")), None);
+        let e1 = step(&mut i, NO_REF, &p, ts("2026-03-03T00:30:00Z")).unwrap();
+        assert_eq!((e1.kind, e1.level), (NotificationKind::Escalation, Some(1)));
+        assert_eq!(e1.recipients, vec!["buddy".to_string()]);
+        assert_eq!(step(&mut i, NO_REF, &p, ts("2026-03-03T00:30:00Z")), None);
+        let r2 = step(&mut i, NO_REF, &p, ts("2026-03-03T01:00:00Z")).unwrap();
+        assert_eq!(r2.kind, NotificationKind::Reminder);
+        let e2 = step(&mut i, NO_REF, &p, ts("2026-03-03T02:00:00Z")).unwrap();
+        assert_eq!(e2.level, Some(2));
+        let st = i.status.clone().unwrap();
+        assert_eq!(st.escalation_level, Some(2));
+        assert!(conditions::is_true(&st.conditions, ESCALATED));
+        assert!(
+            conditions::find(&st.conditions, ESCALATED)
+                .unwrap()
+                .message
+                .contains("lead")
+        );
+        assert_eq!(st.notifications.as_ref().unwrap().sent, 4);
+        // Done: nothing more, and a pending notification is dropped.
+        i.spec.state = ActionItemState::Done;
+        let d = decide(&i, NO_REF, &p, None, ts("2026-03-04T00:00:00Z"));
+        assert_eq!(d.status.notifications.unwrap().pending, None);
+        assert_eq!(d.wake_at, None);
+    }
+
+    #[test]
+    fn a_recorded_but_undelivered_notification_is_retried_not_decided_again() {
+        let p = Policy::default();
+        let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z"}));
+        let d = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:00:01Z"));
+        let pending = d.status.notifications.as_ref().unwrap().pending.clone().unwrap();
+        // The operator dies after recording: the restarted one finds the same notification pending.
+        i.status = Some(d.status);
+        let again = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:05:00Z"));
+        assert_eq!(again.status.notifications.unwrap().pending, Some(pending));
+        assert_eq!(again.wake_at, Some(ts("2026-03-03T00:05:00Z")), "deliver now");
+    }
+
+    fn prom_item(condition: &str) -> ActionItem {
+        item(
+            serde_json::json!({"state": "Done", "dueIn": "30d", "verification": {"prometheus": {
+            "query": "x", "condition": condition, "for": "60s"}}}),
+        )
+    }
+
+    fn probe_obs(p: Probe) -> Observations {
+        Observations {
+            probe: Some(p),
+            ..Observations::NOTHING
+        }
+    }
+
+    #[test]
+    fn prometheus_verification_needs_the_condition_to_hold_for_the_whole_period() {
+        let p = Policy::default();
+        let mut i = prom_item("< 0.01");
+        let t0 = ts("2026-03-05T00:00:00Z");
+        assert!(probe_due(&i, t0));
+        i.status = Some(decide(&i, &probe_obs(Probe::Value(0.001)), &p, None, t0).status);
+        let st = i.status.as_ref().unwrap();
+        assert_eq!(st.phase, Some(ActionItemPhase::Done));
+        assert_eq!(st.verification.as_ref().unwrap().holding_since, Some(Time(t0)));
+        // Checked every 10s (a sixth of 60s), not before.
+        assert!(!probe_due(&i, ts("2026-03-05T00:00:09Z")));
+        assert!(probe_due(&i, ts("2026-03-05T00:00:10Z")));
+        // A breach restarts the hold.
+        let t1 = ts("2026-03-05T00:00:30Z");
+        i.status = Some(decide(&i, &probe_obs(Probe::Value(0.5)), &p, None, t1).status);
+        let v = i.status.as_ref().unwrap().verification.clone().unwrap();
+        assert_eq!(v.holding_since, None);
+        assert!(
+            conditions::find(&i.status.as_ref().unwrap().conditions, VERIFIED)
+                .unwrap()
+                .message
+                .contains("0.5")
+        );
+        let t2 = ts("2026-03-05T00:00:40Z");
+        i.status = Some(decide(&i, &probe_obs(Probe::Value(0.0)), &p, None, t2).status);
+        let t3 = ts("2026-03-05T00:01:39Z");
+        i.status = Some(decide(&i, &probe_obs(Probe::Value(0.0)), &p, None, t3).status);
+        assert_eq!(
+            i.status.as_ref().unwrap().phase,
+            Some(ActionItemPhase::Done),
+            "59s is not 60s"
+        );
+        let t4 = ts("2026-03-05T00:01:40Z");
+        let d = decide(&i, &probe_obs(Probe::Value(0.0)), &p, None, t4);
+        assert_eq!(d.status.phase, Some(ActionItemPhase::Verified));
+        assert!(conditions::is_true(&d.status.conditions, VERIFIED));
+        i.status = Some(d.status);
+        assert!(!probe_due(&i, ts("2026-03-06T00:00:00Z")), "verified is final");
+    }
+
+    #[test]
+    fn no_data_and_query_errors_never_count_as_success() {
+        let p = Policy::default();
+        let mut i = prom_item("< 0.01");
+        let t0 = ts("2026-03-05T00:00:00Z");
+        i.status = Some(decide(&i, &probe_obs(Probe::Value(0.0)), &p, None, t0).status);
+        for (probe, reason) in [
+            (Probe::NoData, "NoData"),
+            (Probe::Error("connection refused".into()), "QueryError"),
+        ] {
+            let d = decide(&i, &probe_obs(probe), &p, None, ts("2026-03-05T00:05:00Z"));
+            let c = conditions::find(&d.status.conditions, VERIFIED).unwrap();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason));
+            assert_eq!(d.status.verification.unwrap().holding_since, None);
+            assert_eq!(d.status.phase, Some(ActionItemPhase::Done));
+        }
+    }
+
+    #[test]
+    fn prometheus_check_waits_for_done_and_canary_promotion_verifies() {
+        let p = Policy::default();
+        let mut open = prom_item("< 0.01");
+        open.spec.state = ActionItemState::Open;
+        assert!(!probe_due(&open, ts("2026-03-05T00:00:00Z")));
+        let i = item(serde_json::json!({"verification": {"canaryRef": {"name": "api"}}}));
+        let waiting = decide(
+            &i,
+            &Observations {
+                canary: CanaryVerdict::Waiting("api".into(), Some("Progressing".into())),
+                ..Observations::NOTHING
+            },
+            &p,
+            None,
+            ts("2026-03-05T00:00:00Z"),
+        );
+        assert_eq!(waiting.status.phase, Some(ActionItemPhase::Open));
+        let c = conditions::find(&waiting.status.conditions, VERIFIED).unwrap();
+        assert!(c.message.contains("Progressing"));
+        let promoted = decide(
+            &i,
+            &Observations {
+                canary: CanaryVerdict::Promoted("api".into()),
+                ..Observations::NOTHING
+            },
+            &p,
+            None,
+            ts("2026-03-05T00:00:00Z"),
+        );
+        assert_eq!(promoted.status.phase, Some(ActionItemPhase::Verified));
+        assert!(promoted.status.completed_at.is_some());
     }
 }

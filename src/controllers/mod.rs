@@ -40,7 +40,9 @@ use crate::{
     },
     error::{Error, Result},
     metrics::{ErrorLabels, KindLabels, Metrics},
+    notify::Notifier,
     policy::Policy,
+    prometheus::Prometheus,
 };
 
 /// The field manager of every write the operator makes.
@@ -52,20 +54,27 @@ pub struct Context {
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    pub notifier: Notifier,
+    pub prometheus: Prometheus,
 }
 
 impl Context {
-    pub fn new(client: Client, policy: Policy, metrics: Arc<Metrics>) -> Self {
+    /// `namespace` is the operator's own: where the sinks' Secrets live.
+    pub fn new(client: Client, policy: Policy, metrics: Arc<Metrics>, namespace: &str) -> Self {
         let reporter = Reporter {
             controller: "kaizen".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let notifier = Notifier::new(client.clone(), namespace, std::time::Duration::from_secs(5));
+        let prometheus = Prometheus::new(std::time::Duration::from_secs(10));
         Self {
             client,
             policy,
             metrics,
             recorder,
+            notifier,
+            prometheus,
         }
     }
 

@@ -127,9 +127,11 @@ pub struct Received {
 struct ReceiverState {
     received: Arc<Mutex<Vec<Received>>>,
     failures_left: Arc<AtomicU32>,
+    failing_path: Arc<Mutex<String>>,
 }
 
-/// A webhook endpoint that records every POST. `fail_next(n)` makes the next n answer HTTP 503.
+/// A webhook endpoint that records every POST. `fail_next(path, n)` makes the next n requests to `path`
+/// answer HTTP 503.
 pub struct Receiver {
     pub port: u16,
     state: ReceiverState,
@@ -144,10 +146,10 @@ impl Receiver {
                 "/{*path}",
                 post(
                     |State(s): State<ReceiverState>, uri: axum::http::Uri, body: axum::body::Bytes| async move {
-                        let failing = s
-                            .failures_left
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
+                        let failing = *s.failing_path.lock().unwrap() == uri.path()
+                            && s.failures_left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                                .is_ok();
                         if failing {
                             return StatusCode::SERVICE_UNAVAILABLE;
                         }
@@ -172,7 +174,8 @@ impl Receiver {
         self.state.received.lock().unwrap().clone()
     }
 
-    pub fn fail_next(&self, n: u32) {
+    pub fn fail_next(&self, path: &str, n: u32) {
+        *self.state.failing_path.lock().unwrap() = path.to_string();
         self.state.failures_left.store(n, Ordering::SeqCst);
     }
 }
