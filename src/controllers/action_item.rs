@@ -10,7 +10,6 @@ use kube::{
     Api, ResourceExt,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::EventType,
         reflector::{ObjectRef, Store},
@@ -757,12 +756,9 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
-    let (incidents, incident_changes) = guarded_reflector::<Incident>(Api::all(client.clone()));
+    let (incidents, incident_changes) = super::guarded_reflector_of_specs::<Incident>(Api::all(client.clone()));
     let (canaries, canary_changes) = guarded_reflector::<Canary>(Api::all(client.clone()));
-    let controller = Controller::new(
-        super::all::<ActionItem>(&client),
-        kube::runtime::watcher::Config::default().any_semantic(),
-    );
+    let controller = super::slim_controller::<ActionItem>(&client);
     let items = controller.store();
     let stores = vec![
         store_ready("action items", items.clone()),
@@ -782,17 +778,17 @@ pub fn controller(
         tz,
     });
     let items_for_canaries = items.clone();
-    // An incident appearing (or vanishing) changes whether its items are Stalled.
+    // An incident appearing (or vanishing) changes whether its items are Stalled; its status does not.
     let fut = controller
         .watches_stream(incident_changes, move |incident: DeserializeGuard<Incident>| {
-            let (ns, name) = guard_key(&incident);
+            let (ns, name) = super::guard_key(&incident);
             super::referrers(&items, ns.as_deref(), |i| {
                 i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
             })
         })
         // A Canary's progress can verify the items it names and the items that name it.
         .watches_stream(canary_changes, move |canary: DeserializeGuard<Canary>| {
-            let (ns, name) = guard_key(&canary);
+            let (ns, name) = super::guard_key(&canary);
             let ships = canary
                 .0
                 .as_ref()
@@ -815,17 +811,6 @@ pub fn controller(
             ctx,
         );
     (super::drain("ActionItem", fut).boxed(), stores)
-}
-
-/// Namespace and name of a possibly undecodable object.
-fn guard_key<K: kube::Resource>(guard: &DeserializeGuard<K>) -> (Option<String>, String) {
-    match &guard.0 {
-        Ok(o) => (o.namespace(), o.name_any()),
-        Err(e) => (
-            e.metadata.namespace.clone(),
-            e.metadata.name.clone().unwrap_or_default(),
-        ),
-    }
 }
 
 #[cfg(test)]

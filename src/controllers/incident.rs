@@ -10,7 +10,6 @@ use kube::{
     Api, ResourceExt,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::EventType,
         reflector::{ObjectRef, Store},
@@ -259,10 +258,7 @@ pub fn controller(
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
     let (items, item_changes) = guarded_reflector::<ActionItem>(Api::all(client.clone()));
-    let controller = Controller::new(
-        super::all::<Incident>(&client),
-        kube::runtime::watcher::Config::default().any_semantic(),
-    );
+    let controller = super::slim_controller::<Incident>(&client);
     let stores = vec![
         store_ready("incidents", controller.store()),
         store_ready("action items (for incidents)", items.clone()),
