@@ -3,22 +3,24 @@
 
 use std::{sync::Arc, time::Instant};
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, ResourceExt,
     core::DeserializeGuard,
     runtime::{
+        Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store},
+        watcher,
     },
 };
 
 use super::{
-    Admitted, Context, admit, guarded_reflector, healthy_conditions, observe, requeue_at, stalled_conditions,
-    store_ready, write_status_if_changed,
+    Admitted, Context, Written, admit, apply_status_at, follow_ups::FollowUps, guarded_reflector, healthy_conditions,
+    observe, requeue_at, stalled_conditions, store_ready, write_status_if_changed,
 };
 use crate::{
     api::{
@@ -32,7 +34,7 @@ use crate::{
         incident::Incident,
     },
     deadline,
-    error::Result,
+    error::{Error, Result},
     ladder,
     metrics::{ItemLabels, PriorityLabels, SinkLabels},
     notify::Message,
@@ -41,6 +43,8 @@ use crate::{
 };
 
 pub const DUE_SOON: &str = "DueSoon";
+/// How soon a reconcile that met a stale cache runs again (the watch event it waits for is in flight).
+const STALE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 pub const OVERDUE: &str = "Overdue";
 pub const ESCALATED: &str = "Escalated";
 pub const VERIFIED: &str = "Verified";
@@ -163,7 +167,16 @@ fn verify(
 ) -> (Option<VerificationStatus>, ConditionFact, Option<Timestamp>) {
     let mut v = old.cloned().unwrap_or_default();
     if let Some(at) = &v.verified_at {
-        let fact = ConditionFact::new(VERIFIED, true, "Verified", format!("The fix was verified at {}.", at.0));
+        // Verified is final; keep saying how it was verified.
+        let fact = item
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, VERIFIED))
+            .filter(|c| c.status == "True")
+            .map(|c| ConditionFact::new(VERIFIED, true, &c.reason, c.message.clone()))
+            .unwrap_or_else(|| {
+                ConditionFact::new(VERIFIED, true, "Verified", format!("The fix was verified at {}.", at.0))
+            });
         return (Some(v), fact, None);
     }
     if let CanaryVerdict::Promoted(name) = &obs.canary {
@@ -543,17 +556,46 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
     };
     let decision = decide(item, &obs, &ctx.shared.policy, ctx.tz.as_ref(), now);
     let old = item.status.clone().unwrap_or_default();
-    if write_status_if_changed::<ActionItem, _>(&ctx.shared, &ns, &name, item.status.as_ref(), &decision.status).await?
-    {
+    // Decisions are written only onto the version they were made from, so a cache that lags behind the
+    // operator's own last write cannot record (and then send) a notification a second time.
+    let mut written_rv = None;
+    if item.status.as_ref() != Some(&decision.status) {
+        let value =
+            serde_json::to_value(&decision.status).map_err(|source| Error::Serialize { what: "status", source })?;
+        match apply_status_at::<ActionItem>(
+            &ctx.shared,
+            &ns,
+            &name,
+            value,
+            item.metadata.resource_version.as_deref(),
+        )
+        .await?
+        {
+            Written::Yes(rv) => written_rv = Some(rv),
+            Written::Stale => return Ok(Action::requeue(STALE_RETRY)),
+        }
         announce(&ctx.shared, item, &old, &decision.status).await;
     }
     let mut wake = decision.wake_at;
     if let Some(p) = decision.status.notifications.as_ref().and_then(|n| n.pending.as_ref())
         && p.retry_at.as_ref().is_none_or(|t| t.0 <= now)
     {
+        // A pending notification read from the cache may already have been delivered: confirm it with
+        // the API server unless this reconcile has just recorded it.
+        if written_rv.is_none() {
+            let items: Api<ActionItem> = Api::namespaced(ctx.shared.client.clone(), &ns);
+            let current = items.get_status(&name).await?;
+            let still_pending = current
+                .status
+                .as_ref()
+                .and_then(|s| s.notifications.as_ref()?.pending.as_ref());
+            if still_pending != Some(p) {
+                return Ok(Action::requeue(STALE_RETRY));
+            }
+        }
         let after = deliver(&ctx.shared, item, &decision.status, p, now).await;
         write_status_if_changed::<ActionItem, _>(&ctx.shared, &ns, &name, Some(&decision.status), &after).await?;
-        // Delivered: decide again at once (another notification may be due at the same instant).
+        // Delivered: decide again soon (another notification may be due at the same instant).
         // Failed: retry at the recorded time.
         wake = match after.notifications.as_ref().and_then(|n| n.pending.as_ref()) {
             Some(p) => p.retry_at.as_ref().map(|t| t.0),
@@ -751,14 +793,41 @@ async fn count_items(ctx: Arc<Context>, items: Store<DeserializeGuard<ActionItem
     }
 }
 
+/// `follow_ups` is kept current from this controller's watch of items; `wake_incidents` receives the
+/// incidents whose roll-up changed.
 pub fn controller(
     shared: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    follow_ups: Arc<FollowUps>,
+    wake_incidents: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<Incident>>>,
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
     let (incidents, incident_changes) = super::guarded_reflector_of_specs::<Incident>(Api::all(client.clone()));
     let (canaries, canary_changes) = guarded_reflector::<Canary>(Api::all(client.clone()));
-    let controller = super::slim_controller::<ActionItem>(&client);
+    // The item cache is shared with the incident controller through `follow_ups`: the index is updated
+    // from the same events, after the store, so the items are cached once.
+    let (reader, writer) = reflector::store();
+    let wake = move |incidents: Vec<super::follow_ups::Key>| {
+        for (ns, name) in incidents {
+            let _ = wake_incidents.unbounded_send(ObjectRef::new(&name).within(&ns));
+        }
+    };
+    let stream = reflector::reflector(writer, super::slim_watch(super::all::<ActionItem>(&client)))
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
+                let (ns, name) = super::guard_key(g);
+                wake(follow_ups.apply((ns.unwrap_or_default(), name), g.0.as_ref().ok()));
+            }
+            Ok(watcher::Event::Delete(g)) => {
+                let (ns, name) = super::guard_key(g);
+                wake(follow_ups.apply((ns.unwrap_or_default(), name), None));
+            }
+            Ok(watcher::Event::Init) => follow_ups.relist_started(),
+            Ok(watcher::Event::InitDone) => wake(follow_ups.relist_done()),
+            Err(_) => {}
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(stream, reader).with_config(super::controller_config());
     let items = controller.store();
     let stores = vec![
         store_ready("action items", items.clone()),

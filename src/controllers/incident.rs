@@ -3,26 +3,21 @@
 
 use std::{sync::Arc, time::Instant};
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, Stream, future::BoxFuture};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
-    Api, ResourceExt,
     core::DeserializeGuard,
-    runtime::{
-        controller::Action,
-        events::EventType,
-        reflector::{ObjectRef, Store},
-    },
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 
 use super::{
-    Admitted, Context, admit, guarded_reflector, healthy_conditions, observe, requeue_at, store_ready,
+    Admitted, Context, admit, follow_ups::FollowUps, healthy_conditions, observe, requeue_at, store_ready,
     write_status_if_changed,
 };
 use crate::{
     api::{
-        action_item::{ActionItem, ActionItemPhase},
+        action_item::ActionItemPhase,
         conditions::{self, ConditionFact},
         duration::Duration,
         incident::{ActionItemCounts, Incident, IncidentDurations, IncidentPhase, IncidentStatus},
@@ -49,22 +44,11 @@ fn span(from: Option<&Time>, to: Option<&Time>) -> Option<String> {
     Some(Duration::from_secs(secs.max(0)).to_string())
 }
 
-/// Counts items by phase. Items without a phase yet count by their spec state.
-pub fn roll_up<'a>(items: impl IntoIterator<Item = &'a ActionItem>) -> ActionItemCounts {
+/// Counts items by phase.
+pub fn roll_up(phases: impl IntoIterator<Item = ActionItemPhase>) -> ActionItemCounts {
     let mut c = ActionItemCounts::default();
-    for item in items {
+    for phase in phases {
         c.total += 1;
-        let phase = item
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or(match item.spec.state {
-                crate::api::action_item::ActionItemState::Open => ActionItemPhase::Open,
-                crate::api::action_item::ActionItemState::InProgress => ActionItemPhase::InProgress,
-                crate::api::action_item::ActionItemState::Blocked => ActionItemPhase::Blocked,
-                crate::api::action_item::ActionItemState::Done => ActionItemPhase::Done,
-                crate::api::action_item::ActionItemState::WontDo => ActionItemPhase::WontDo,
-            });
         match phase {
             ActionItemPhase::Open => c.open += 1,
             ActionItemPhase::InProgress => c.in_progress += 1,
@@ -79,7 +63,7 @@ pub fn roll_up<'a>(items: impl IntoIterator<Item = &'a ActionItem>) -> ActionIte
 }
 
 /// Pure: the incident's status from its spec, its items, the policy and the time.
-pub fn decide(incident: &Incident, items: &[&ActionItem], policy: &Policy, now: Timestamp) -> Decision {
+pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, now: Timestamp) -> Decision {
     let spec = &incident.spec;
     let counts = roll_up(items.iter().copied());
     let unfinished = counts.open + counts.in_progress + counts.blocked + counts.overdue;
@@ -197,17 +181,7 @@ pub fn decide(incident: &Incident, items: &[&ActionItem], policy: &Policy, now: 
 
 pub struct Ctx {
     pub shared: Arc<Context>,
-    pub items: Store<DeserializeGuard<ActionItem>>,
-}
-
-fn items_of<'a>(store: &'a [Arc<DeserializeGuard<ActionItem>>], ns: &str, name: &str) -> Vec<&'a ActionItem> {
-    store
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|i| {
-            i.namespace().as_deref() == Some(ns) && i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
-        })
-        .collect()
+    pub follow_ups: Arc<FollowUps>,
 }
 
 async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Result<Action> {
@@ -217,9 +191,12 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Resul
         Admitted::Done(action) => return Ok(action),
     };
     let now = Timestamp::now();
-    let snapshot = ctx.items.state();
-    let items = items_of(&snapshot, &ns, &name);
-    let decision = decide(incident, &items, &ctx.shared.policy, now);
+    if !ctx.follow_ups.synced() {
+        // A roll-up from a partial list of items would be written, then corrected: wait for the list.
+        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+    }
+    let phases = ctx.follow_ups.phases(&(ns.clone(), name.clone()));
+    let decision = decide(incident, &phases, &ctx.shared.policy, now);
     if write_status_if_changed::<Incident, _>(&ctx.shared, &ns, &name, incident.status.as_ref(), &decision.status)
         .await?
     {
@@ -252,31 +229,22 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Resul
     Ok(requeue_at(decision.wake_at, now))
 }
 
+/// `wake` carries the incidents whose items changed (see `FollowUps`).
 pub fn controller(
     shared: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    follow_ups: Arc<FollowUps>,
+    wake: impl Stream<Item = ObjectRef<DeserializeGuard<Incident>>> + Send + 'static,
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
-    let (items, item_changes) = guarded_reflector::<ActionItem>(Api::all(client.clone()));
     let controller = super::slim_controller::<Incident>(&client);
-    let stores = vec![
-        store_ready("incidents", controller.store()),
-        store_ready("action items (for incidents)", items.clone()),
-    ];
-    let ctx = Arc::new(Ctx { shared, items });
-    let fut = controller
-        .watches_stream(item_changes, |item: DeserializeGuard<ActionItem>| {
-            let item = item.0.ok()?;
-            let ns = item.namespace()?;
-            let r = item.spec.incident_ref?;
-            Some(ObjectRef::<DeserializeGuard<Incident>>::new(&r.name).within(&ns))
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, err, ctx: Arc<Ctx>| super::error_policy(obj, err, ctx.shared.clone()),
-            ctx,
-        );
+    let stores = vec![store_ready("incidents", controller.store())];
+    let ctx = Arc::new(Ctx { shared, follow_ups });
+    let fut = controller.reconcile_on(wake).graceful_shutdown_on(shutdown).run(
+        reconcile,
+        |obj, err, ctx: Arc<Ctx>| super::error_policy(obj, err, ctx.shared.clone()),
+        ctx,
+    );
     (super::drain("Incident", fut).boxed(), stores)
 }
 
@@ -301,16 +269,16 @@ mod tests {
         i
     }
 
-    fn item(state: ActionItemState, phase: Option<ActionItemPhase>) -> ActionItem {
+    fn item(state: ActionItemState, phase: Option<ActionItemPhase>) -> ActionItemPhase {
         let spec: ActionItemSpec =
             serde_json::from_value(serde_json::json!({"title": "t", "owner": "o", "incidentRef": {"name": "inc"}}))
                 .unwrap();
-        let mut i = ActionItem::new("ai", ActionItemSpec { state, ..spec });
+        let mut i = crate::api::ActionItem::new("ai", ActionItemSpec { state, ..spec });
         i.status = phase.map(|p| ActionItemStatus {
             phase: Some(p),
             ..Default::default()
         });
-        i
+        super::super::follow_ups::item_phase(&i)
     }
 
     #[test]
@@ -346,10 +314,10 @@ mod tests {
         let open = item(ActionItemState::Open, Some(ActionItemPhase::Overdue));
         let wont = item(ActionItemState::WontDo, Some(ActionItemPhase::WontDo));
         assert_eq!(
-            decide(&inc, &[&done, &open], &p, now).status.phase,
+            decide(&inc, &[done, open], &p, now).status.phase,
             Some(IncidentPhase::Learning)
         );
-        let d = decide(&inc, &[&done, &wont], &p, now);
+        let d = decide(&inc, &[done, wont], &p, now);
         assert_eq!(d.status.phase, Some(IncidentPhase::Closed));
         assert!(conditions::is_true(&d.status.conditions, FOLLOW_UP_COMPLETE));
         assert!(conditions::is_true(&d.status.conditions, conditions::READY));
@@ -394,7 +362,7 @@ mod tests {
             item(ActionItemState::Blocked, None),
             item(ActionItemState::Done, Some(ActionItemPhase::Verified)),
         ];
-        let c = roll_up(items.iter());
+        let c = roll_up(items.iter().copied());
         assert_eq!((c.total, c.open, c.overdue, c.blocked, c.verified), (4, 1, 1, 1, 1));
     }
 

@@ -4,6 +4,7 @@
 
 pub mod action_item;
 pub mod canary;
+pub mod follow_ups;
 pub mod incident;
 
 use std::{
@@ -114,22 +115,58 @@ pub async fn apply_status<K>(ctx: &Context, namespace: &str, name: &str, status:
 where
     K: Resource<DynamicType = ()>,
 {
+    apply_status_at::<K>(ctx, namespace, name, status, None)
+        .await
+        .map(|_| ())
+}
+
+/// What a status write guarded by a resourceVersion achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Written; the object's new resourceVersion.
+    Yes(String),
+    /// The object changed since the version the decision was made on: nothing was written.
+    Stale,
+}
+
+/// Like `apply_status`, but when `resource_version` is given the write only happens if the object is
+/// still at that version: a decision made on a cached object that lags behind the operator's own last
+/// write (and would, say, record a notification that was already sent) is refused by the API server.
+pub async fn apply_status_at<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: serde_json::Value,
+    resource_version: Option<&str>,
+) -> Result<Written>
+where
+    K: Resource<DynamicType = ()>,
+{
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": resource.api_version,
         "kind": resource.kind,
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
+    let written = match api
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+    {
+        Ok(obj) => obj,
+        Err(kube::Error::Api(e)) if e.code == 409 && resource_version.is_some() => return Ok(Written::Stale),
+        Err(e) => return Err(e.into()),
+    };
     ctx.metrics
         .status_writes
         .get_or_create(&KindLabels {
             kind: kind_label::<K>(),
         })
         .inc();
-    Ok(())
+    Ok(Written::Yes(written.metadata.resource_version.unwrap_or_default()))
 }
 
 fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -459,8 +496,11 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) -> Result<()> {
-    let (incident_ctl, incident_stores) = incident::controller(ctx.clone(), shutdown.clone());
-    let (item_ctl, item_stores) = action_item::controller(ctx.clone(), shutdown.clone());
+    let follow_ups = Arc::new(follow_ups::FollowUps::default());
+    let (wake_incidents, incident_wakes) = futures::channel::mpsc::unbounded();
+    let (incident_ctl, incident_stores) =
+        incident::controller(ctx.clone(), shutdown.clone(), follow_ups.clone(), incident_wakes);
+    let (item_ctl, item_stores) = action_item::controller(ctx.clone(), shutdown.clone(), follow_ups, wake_incidents);
     let (canary_ctl, canary_stores) = canary::controller(ctx.clone(), shutdown.clone());
 
     let readiness = async move {

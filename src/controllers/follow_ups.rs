@@ -1,0 +1,204 @@
+//! Which ActionItems follow up which Incident, and the phase of each: everything the incident
+//! controller needs to know about items. Kept up to date from the item controller's own watch, so the
+//! items are cached once, and an incident is woken only when one of its items changes phase, arrives,
+//! leaves or moves to another incident (both incidents are woken then).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Mutex,
+};
+
+use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState};
+
+/// (namespace, name)
+pub type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    /// Incident → its items and their phases.
+    by_incident: HashMap<Key, BTreeMap<String, ActionItemPhase>>,
+    /// Item → the incident it names.
+    incident_of: HashMap<Key, Key>,
+    /// Items seen since a relist began; the rest are gone when it ends.
+    relisting: Option<HashSet<Key>>,
+    synced: bool,
+}
+
+#[derive(Default)]
+pub struct FollowUps {
+    inner: Mutex<Inner>,
+}
+
+/// The phase an item counts under: the derived one, or its spec state before the first status.
+pub fn item_phase(item: &ActionItem) -> ActionItemPhase {
+    item.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(match item.spec.state {
+            ActionItemState::Open => ActionItemPhase::Open,
+            ActionItemState::InProgress => ActionItemPhase::InProgress,
+            ActionItemState::Blocked => ActionItemPhase::Blocked,
+            ActionItemState::Done => ActionItemPhase::Done,
+            ActionItemState::WontDo => ActionItemPhase::WontDo,
+        })
+}
+
+impl Inner {
+    fn remove(&mut self, item: &Key) -> Option<Key> {
+        let incident = self.incident_of.remove(item)?;
+        if let Some(items) = self.by_incident.get_mut(&incident) {
+            items.remove(&item.1);
+            if items.is_empty() {
+                self.by_incident.remove(&incident);
+            }
+        }
+        Some(incident)
+    }
+}
+
+impl FollowUps {
+    /// Records an item as it is now (`None`: it no longer counts, e.g. it does not decode); returns the
+    /// incidents whose roll-up changed.
+    pub fn apply(&self, key: Key, item: Option<&ActionItem>) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("follow-up index lock");
+        if let Some(seen) = inner.relisting.as_mut() {
+            seen.insert(key.clone());
+        }
+        let target = item.and_then(|i| {
+            let r = i.spec.incident_ref.as_ref()?;
+            Some(((key.0.clone(), r.name.clone()), item_phase(i)))
+        });
+        let before = inner.incident_of.get(&key).cloned();
+        let old_phase = before
+            .as_ref()
+            .and_then(|inc| inner.by_incident.get(inc)?.get(&key.1).copied());
+        match target {
+            Some((incident, phase)) if before.as_ref() == Some(&incident) => {
+                if old_phase == Some(phase) {
+                    return Vec::new();
+                }
+                inner
+                    .by_incident
+                    .entry(incident.clone())
+                    .or_default()
+                    .insert(key.1.clone(), phase);
+                vec![incident]
+            }
+            Some((incident, phase)) => {
+                let mut woken: Vec<Key> = inner.remove(&key).into_iter().collect();
+                inner.incident_of.insert(key.clone(), incident.clone());
+                inner
+                    .by_incident
+                    .entry(incident.clone())
+                    .or_default()
+                    .insert(key.1.clone(), phase);
+                woken.push(incident);
+                woken
+            }
+            None => inner.remove(&key).into_iter().collect(),
+        }
+    }
+
+    /// A relist began: items not seen again before it ends were deleted while the watch was down.
+    pub fn relist_started(&self) {
+        self.inner.lock().expect("follow-up index lock").relisting = Some(HashSet::new());
+    }
+
+    /// A relist ended; returns the incidents that lost items.
+    pub fn relist_done(&self) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("follow-up index lock");
+        inner.synced = true;
+        let Some(seen) = inner.relisting.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<Key> = inner
+            .incident_of
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        gone.iter().filter_map(|k| inner.remove(k)).collect()
+    }
+
+    /// Whether the first full list of items has been seen.
+    pub fn synced(&self) -> bool {
+        self.inner.lock().expect("follow-up index lock").synced
+    }
+
+    /// The phases of the incident's items.
+    pub fn phases(&self, incident: &Key) -> Vec<ActionItemPhase> {
+        self.inner
+            .lock()
+            .expect("follow-up index lock")
+            .by_incident
+            .get(incident)
+            .map(|items| items.values().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::action_item::{ActionItemSpec, ActionItemStatus};
+
+    fn item(incident: Option<&str>, phase: Option<ActionItemPhase>) -> ActionItem {
+        let mut spec: ActionItemSpec = serde_json::from_value(serde_json::json!({"title": "t", "owner": "o"})).unwrap();
+        spec.incident_ref = incident.map(|n| crate::api::action_item::LocalRef { name: n.into() });
+        let mut i = ActionItem::new("ai", spec);
+        i.status = phase.map(|p| ActionItemStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        i
+    }
+
+    fn key(n: &str) -> Key {
+        ("ns".into(), n.into())
+    }
+
+    #[test]
+    fn wakes_an_incident_only_when_its_roll_up_changes() {
+        let f = FollowUps::default();
+        assert_eq!(f.apply(key("a"), Some(&item(Some("inc"), None))), vec![key("inc")]);
+        // Its first status says Open, as the spec state did: nothing to roll up again.
+        assert_eq!(
+            f.apply(key("a"), Some(&item(Some("inc"), Some(ActionItemPhase::Open)))),
+            vec![]
+        );
+        assert_eq!(
+            f.apply(key("a"), Some(&item(Some("inc"), Some(ActionItemPhase::Overdue)))),
+            vec![key("inc")]
+        );
+        assert_eq!(f.phases(&key("inc")), vec![ActionItemPhase::Overdue]);
+    }
+
+    #[test]
+    fn an_item_that_moves_wakes_both_incidents_and_a_deleted_one_its_incident() {
+        let f = FollowUps::default();
+        f.apply(key("a"), Some(&item(Some("one"), None)));
+        f.apply(key("b"), Some(&item(Some("one"), None)));
+        assert_eq!(
+            f.apply(key("a"), Some(&item(Some("two"), None))),
+            vec![key("one"), key("two")]
+        );
+        assert_eq!(f.phases(&key("one")).len(), 1);
+        assert_eq!(f.phases(&key("two")).len(), 1);
+        assert_eq!(f.apply(key("b"), None), vec![key("one")]);
+        assert!(f.phases(&key("one")).is_empty());
+        assert_eq!(f.apply(key("c"), Some(&item(None, None))), vec![]);
+    }
+
+    #[test]
+    fn a_relist_forgets_items_deleted_while_the_watch_was_down() {
+        let f = FollowUps::default();
+        f.apply(key("a"), Some(&item(Some("inc"), None)));
+        f.apply(key("b"), Some(&item(Some("inc"), None)));
+        assert!(!f.synced());
+        f.relist_started();
+        f.apply(key("a"), Some(&item(Some("inc"), None)));
+        assert_eq!(f.relist_done(), vec![key("inc")]);
+        assert!(f.synced());
+        assert_eq!(f.phases(&key("inc")).len(), 1);
+    }
+}
