@@ -1,11 +1,14 @@
 # Entry points. The first run builds the pinned Kubernetes control plane from source (see README).
-.PHONY: demo test down tools crds lint unit
+.PHONY: demo test bench down tools crds lint unit
 
 demo: ## local control plane + CRDs + operator + examples, then `kubectl get kaizen`
 	hack/demo.sh
 
 test: ## every check and test: fmt, clippy, CRD drift, unit and integration tests
 	hack/test.sh
+
+bench: ## benchmarks on a fresh local control plane; they print their figures (BENCH=action_items for one)
+	hack/bench.sh $(BENCH)
 
 down: ## stop the demo cluster and the operator
 	-@[ -f hack/.run/operator.pid ] && kill $$(cat hack/.run/operator.pid) 2>/dev/null

@@ -164,7 +164,7 @@ fn verify(
     obs: &Observations,
     old: Option<&VerificationStatus>,
     now: Timestamp,
-) -> (Option<VerificationStatus>, ConditionFact, Option<Timestamp>) {
+) -> (Option<VerificationStatus>, Option<ConditionFact>, Option<Timestamp>) {
     let mut v = old.cloned().unwrap_or_default();
     if let Some(at) = &v.verified_at {
         // Verified is final; keep saying how it was verified.
@@ -177,7 +177,7 @@ fn verify(
             .unwrap_or_else(|| {
                 ConditionFact::new(VERIFIED, true, "Verified", format!("The fix was verified at {}.", at.0))
             });
-        return (Some(v), fact, None);
+        return (Some(v), Some(fact), None);
     }
     if let CanaryVerdict::Promoted(name) = &obs.canary {
         v.verified_at = Some(Time(now));
@@ -187,7 +187,7 @@ fn verify(
             "CanaryPromoted",
             format!("Canary {name:?} promoted the fix at {now}."),
         );
-        return (Some(v), fact, None);
+        return (Some(v), Some(fact), None);
     }
     let spec = item.spec.verification.as_ref();
     if let Some(prom) = spec.and_then(|s| s.prometheus.as_ref()) {
@@ -198,7 +198,7 @@ fn verify(
                 "AwaitingDone",
                 "The Prometheus check starts once the item is Done.",
             );
-            return (old.cloned(), fact, None);
+            return (old.cloned(), Some(fact), None);
         }
         let hold = prom.for_;
         let fact = match &obs.probe {
@@ -281,16 +281,17 @@ fn verify(
             .map(|t| t.0.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
             .or(Some(now));
         let wake = if v.verified_at.is_some() { None } else { next_check };
-        return (Some(v), fact, wake);
+        return (Some(v), Some(fact), wake);
     }
+    // Without any verification there is no Verified condition at all (it would say nothing).
     let fact = match &obs.canary {
-        CanaryVerdict::Missing(name) => ConditionFact::new(
+        CanaryVerdict::Missing(name) => Some(ConditionFact::new(
             VERIFIED,
             false,
             "CanaryNotFound",
             format!("verification.canaryRef names Canary {name:?}, which does not exist in this namespace."),
-        ),
-        CanaryVerdict::Waiting(name, phase) => ConditionFact::new(
+        )),
+        CanaryVerdict::Waiting(name, phase) => Some(ConditionFact::new(
             VERIFIED,
             false,
             "AwaitingCanary",
@@ -298,13 +299,8 @@ fn verify(
                 "Verified when Canary {name:?} promotes; it is {}.",
                 phase.as_deref().unwrap_or("not started")
             ),
-        ),
-        _ => ConditionFact::new(
-            VERIFIED,
-            false,
-            "NoVerification",
-            "No verification is configured; the item completes when it is Done.",
-        ),
+        )),
+        _ => None,
     };
     (old.cloned(), fact, None)
 }
@@ -427,22 +423,21 @@ pub fn decide(
                 format!("The item is due at {due}."),
             )
         },
-        if level > 0 {
-            let who = rungs
-                .get(level as usize - 1)
-                .map(|r| r.notify.join(", "))
-                .unwrap_or_default();
-            ConditionFact::new(
-                ESCALATED,
-                true,
-                "Escalated",
-                format!("Escalation step {level} of {} reached: {who} notified.", rungs.len()),
-            )
-        } else {
-            ConditionFact::new(ESCALATED, false, "NotEscalated", "No escalation step has fired.")
-        },
-        verified_fact,
     ];
+    // Escalated appears with the first step that fires; until then it would only say "not yet".
+    if level > 0 {
+        let who = rungs
+            .get(level as usize - 1)
+            .map(|r| r.notify.join(", "))
+            .unwrap_or_default();
+        facts.push(ConditionFact::new(
+            ESCALATED,
+            true,
+            "Escalated",
+            format!("Escalation step {level} of {} reached: {who} notified.", rungs.len()),
+        ));
+    }
+    facts.extend(verified_fact);
     match (obs.incident_exists, &item.spec.incident_ref) {
         (Some(false), Some(r)) => facts.extend(stalled_conditions(
             "IncidentNotFound",

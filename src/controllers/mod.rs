@@ -352,8 +352,8 @@ pub fn requeue_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
     }
 }
 
-/// A watch whose objects are kept without `managedFields`: nothing here reads them, and as parsed JSON
-/// they were most of the memory a cached object took.
+/// A watch whose objects are kept without `managedFields` and kubectl's last-applied copy: nothing here
+/// reads them, and as parsed JSON they were most of the memory a cached object took.
 pub fn slim_watch<K>(
     api: Api<DeserializeGuard<K>>,
 ) -> impl Stream<Item = Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>> + Send
@@ -362,7 +362,12 @@ where
 {
     watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(|o| {
+            o.managed_fields_mut().clear();
+            // `kubectl apply` keeps a full copy of the object here; nothing in Kaizen reads it.
+            o.annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
 }
 
 /// A controller over a kind whose cache holds slim objects (see `slim_watch`), with the shared settings.
