@@ -3,6 +3,11 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use kaizen::{policy::Policy, telemetry};
 
+/// jemalloc hands freed memory back to the system where glibc's allocator keeps it: with 10,000 cached
+/// objects the operator's RSS was measured lower with it (see README, Performance).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Kaizen: incidents, action items with real deadlines, and guarded canary rollouts.
 #[derive(Parser)]
 #[command(name = "kaizen", version)]
