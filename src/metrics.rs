@@ -26,6 +26,17 @@ pub struct Metrics {
     /// Status patches actually sent: the figure that proves an idle operator writes nothing.
     pub status_writes: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Gauge>,
+    /// Canary rollouts started, promoted and rolled back.
+    pub canary_rollouts_started: Counter,
+    pub canary_rollouts_promoted: Counter,
+    pub canary_rollouts_rolled_back: Counter,
+    /// Canary metric checks by outcome (Pass, Fail, Inconclusive, Error).
+    pub canary_analysis_outcomes: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -59,6 +70,30 @@ impl Default for Metrics {
             "Objects that could not be decoded, by kind",
             invalid_objects.clone(),
         );
+        let canary_rollouts_started = Counter::default();
+        let canary_rollouts_promoted = Counter::default();
+        let canary_rollouts_rolled_back = Counter::default();
+        let canary_analysis_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "canary_rollouts_started",
+            "Canary rollouts started (new revisions, retries and restarts)",
+            canary_rollouts_started.clone(),
+        );
+        registry.register(
+            "canary_rollouts_promoted",
+            "Canary rollouts promoted",
+            canary_rollouts_promoted.clone(),
+        );
+        registry.register(
+            "canary_rollouts_rolled_back",
+            "Canary rollouts rolled back",
+            canary_rollouts_rolled_back.clone(),
+        );
+        registry.register(
+            "canary_analysis_checks",
+            "Canary metric checks, by outcome",
+            canary_analysis_outcomes.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -66,6 +101,10 @@ impl Default for Metrics {
             reconcile_duration,
             status_writes,
             invalid_objects,
+            canary_rollouts_started,
+            canary_rollouts_promoted,
+            canary_rollouts_rolled_back,
+            canary_analysis_outcomes,
         }
     }
 }
