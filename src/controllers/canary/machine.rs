@@ -25,7 +25,7 @@
 //!
 //! Replica arithmetic, with `N` the replica count the primary serves when idle (the target's
 //! `spec.replicas` at initialization, recorded on the primary): a weight `w` runs
-//! `c = clamp(ceil(N·w/100), 1, N)` canary pods. With `replicas` routing the primary runs `N - c` (at least
+//! `c = clamp(round(N·w/100), 1, N)` canary pods. With `replicas` routing the primary runs `N - c` (at least
 //! 1 below weight 100, 0 at 100), so the ready pods under your Service approximate the weight as closely
 //! as `N` allows; with `gatewayAPI` routing the primary keeps `N` and the route's weights split traffic.
 
@@ -232,7 +232,8 @@ pub fn canary_replicas(n: i32, w: i32) -> i32 {
     if w <= 0 || n <= 0 {
         return 0;
     }
-    (((n as i64) * (w as i64) + 99) / 100).clamp(1, n as i64) as i32
+    // Nearest, halves up: 34% of 3 is 1 pod, 67% is 2.
+    (((n as i64) * (w as i64) + 50) / 100).clamp(1, n as i64) as i32
 }
 
 /// Primary pods for weight `w` out of `n`.

@@ -27,7 +27,7 @@ use futures::{FutureExt, future::BoxFuture};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -153,7 +153,7 @@ async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Actio
                 } else {
                     EventType::Normal
                 };
-                ctx.shared.publish(canary, type_, reason, note.clone()).await;
+                publish(&ctx.shared, canary, type_, reason, note).await;
             }
             Step::Count(c) => count(&ctx.shared, *c),
             _ => {}
@@ -161,6 +161,24 @@ async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Actio
     }
     announce_stall(&ctx.shared, canary, &plan.status).await;
     Ok(requeue_at(plan.wake_at, now))
+}
+
+/// Publishes an Event whose `action` carries a digest of the note. The recorder folds events with the
+/// same key (reason and action among others) into one series that keeps the first note, so without it
+/// "StepAdvanced: weight 67%" would vanish into the "weight 34%" event of the same rollout.
+async fn publish(ctx: &Context, canary: &Canary, type_: EventType, reason: &str, note: &str) {
+    use sha2::Digest;
+    let digest = hex::encode(&sha2::Sha256::digest(note.as_bytes())[..4]);
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: format!("{reason}-{digest}"),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &canary.object_ref(&())).await {
+        tracing::warn!(%err, reason, "could not publish event");
+    }
 }
 
 /// A Stalled condition that just turned True gets an Event too.

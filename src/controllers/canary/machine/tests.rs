@@ -646,6 +646,9 @@ fn replica_arithmetic() {
     assert_eq!(canary_replicas(3, 0), 0);
     assert_eq!(canary_replicas(3, 20), 1);
     assert_eq!(canary_replicas(3, 50), 2);
+    assert_eq!(canary_replicas(3, 34), 1);
+    assert_eq!(canary_replicas(3, 67), 2);
+    assert_eq!(canary_replicas(3, 1), 1, "any weight runs at least one pod");
     assert_eq!(canary_replicas(3, 100), 3);
     assert_eq!(canary_replicas(10, 10), 1);
     assert_eq!(primary_replicas(10, 10, false), 9);
