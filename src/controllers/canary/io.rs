@@ -580,17 +580,16 @@ impl Io<'_> {
             if let Some(template) = restored_template(self.canary, target, primary)
                 && target.spec.as_ref().map(|s| &s.template) != Some(&template)
             {
-                let mut restored = target.clone();
-                if let Some(spec) = restored.spec.as_mut() {
-                    spec.template = template;
-                    spec.replicas = Some(p.total);
-                }
-                restored.metadata.managed_fields = None;
-                let params = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                api.replace(&target.name_any(), &params, &restored).await?;
+                // A JSON merge patch of the difference (keys the old template lacks are nulled), guarded by
+                // the resourceVersion: `patch` is all the RBAC grants on Deployments.
+                let old = serde_json::to_value(target.spec.as_ref().map(|s| &s.template)).unwrap_or(Value::Null);
+                let new = serde_json::to_value(&template).unwrap_or(Value::Null);
+                let patch = json!({
+                    "metadata": {"resourceVersion": target.metadata.resource_version},
+                    "spec": {"replicas": p.total, "template": merge_diff(&old, &new)},
+                });
+                api.patch(&target.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
                 return Ok(false);
             }
         }
@@ -618,6 +617,31 @@ impl Io<'_> {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`.
+fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, v) in n {
+                match o.get(k) {
+                    Some(ov) if ov == v => {}
+                    Some(ov) => {
+                        patch.insert(k.clone(), merge_diff(ov, v));
+                    }
+                    None => {
+                        patch.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
     }
 }
 
@@ -693,6 +717,51 @@ mod tests {
         let mut c = a.clone();
         c.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
         assert_ne!(revision(&a), revision(&c));
+    }
+
+    #[test]
+    fn merge_diff_nulls_removed_keys_and_replaces_lists() {
+        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2], "same": {"x": 1}});
+        let new = json!({"a": 1, "b": {"c": 5}, "l": [1], "n": "x", "same": {"x": 1}});
+        assert_eq!(
+            merge_diff(&old, &new),
+            json!({"b": {"c": 5, "d": null}, "l": [1], "n": "x"})
+        );
+    }
+
+    #[test]
+    fn primary_labels_round_trip() {
+        let target: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"containers": []}}
+            }
+        }))
+        .unwrap();
+        for gateway in [false, true] {
+            let mut spec =
+                serde_json::json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]});
+            if gateway {
+                spec["trafficRouting"] = json!({"gatewayAPI": {"httpRoute": "r"}});
+            }
+            let canary = Canary::new("c", serde_json::from_value(spec).unwrap());
+            let (template, selector) = primary_template(&canary, &target);
+            let labels = template.metadata.as_ref().unwrap().labels.clone().unwrap();
+            assert_eq!(labels.get(PRIMARY_LABEL).map(String::as_str), Some("c"));
+            let app = if gateway { "web-primary" } else { "web" };
+            assert_eq!(labels.get("app").map(String::as_str), Some(app));
+            assert_eq!(selector.match_labels.unwrap().get("app").map(String::as_str), Some(app));
+            let primary = Deployment {
+                spec: Some(DeploymentSpec {
+                    template,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let restored = restored_template(&canary, &target, &primary).unwrap();
+            assert_eq!(Some(restored), target.spec.as_ref().map(|s| s.template.clone()));
+        }
     }
 
     #[test]
