@@ -46,7 +46,12 @@ impl Error {
             Error::MissingNamespace { .. } => "namespace",
             Error::Server(_) => "server",
             Error::ControllerStopped(_) => "controller",
-            Error::Finalizer(_) => "finalizer",
+            // The reconcile's own error says more than the wrapper around it.
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
             Error::CleanupPending(_) => "pending",
         }
     }

@@ -543,7 +543,7 @@ async fn gateway_api_weights_follow_the_steps() {
             "metadata": {"name": "web", "namespace": ns},
             "spec": {
                 "parentRefs": [{"name": "gateway"}],
-                "rules": [{"backendRefs": [{"name": "web-primary", "port": 8080}]}]
+                "rules": [{"backendRefs": [{"name": "web-primary", "port": 80}]}]
             }
         }))
         .unwrap();
@@ -565,11 +565,32 @@ async fn gateway_api_weights_follow_the_steps() {
         })
         .await;
         let primary_svc = services.get("web-primary").await.unwrap();
+        // The route's port 80 reaches the pods' 8080 through both Services.
+        for svc in [&canary_svc, &primary_svc] {
+            let ports: Vec<(i32, Option<String>)> = svc
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p.port,
+                        p.target_port.as_ref().map(|t| match t {
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+                        }),
+                    )
+                })
+                .collect();
+            assert!(ports.contains(&(80, Some("8080".into()))), "{ports:?}");
+        }
         assert_eq!(
-            canary_svc.spec.unwrap().selector.unwrap(),
+            canary_svc.spec.clone().unwrap().selector.unwrap(),
             [("app".to_string(), "web".to_string())].into()
         );
-        let sel = primary_svc.spec.unwrap().selector.unwrap();
+        let sel = primary_svc.spec.clone().unwrap().selector.unwrap();
         assert_eq!(sel.get("app").map(String::as_str), Some("web-primary"));
         wait_for(WAIT, "route weights 100/0", || async {
             let w = weights(&routes.get("web").await.ok()?);

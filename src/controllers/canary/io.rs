@@ -251,6 +251,28 @@ fn service_ports(template: &PodTemplateSpec) -> Vec<ServicePort> {
     ports
 }
 
+fn with_route_ports(mut ports: Vec<ServicePort>, route_ports: &[i32]) -> Vec<ServicePort> {
+    let Some(first) = ports.first().map(|p| p.port) else {
+        return ports;
+    };
+    for &port in route_ports {
+        if !ports.iter().any(|p| p.port == port) {
+            ports.push(ServicePort {
+                name: Some(format!("route-{port}")),
+                port,
+                target_port: Some(IntOrString::Int(first)),
+                ..Default::default()
+            });
+        }
+    }
+    if ports.len() > 1 {
+        for p in ports.iter_mut().filter(|p| p.name.is_none()) {
+            p.name = Some(format!("port-{}", p.port));
+        }
+    }
+    ports
+}
+
 /// What the reconcile needs to act on one Canary.
 pub struct Io<'a> {
     pub ctx: &'a Context,
@@ -472,12 +494,20 @@ impl Io<'_> {
         let Some(route) = gateway_route(self.canary) else {
             return Ok(());
         };
-        self.ensure_services().await?;
         let api = self.route_api();
         let Some(obj) = api.get_opt(route).await? else {
             return Ok(());
         };
         let (primary, canary) = (primary_name(self.canary), canary_service_name(self.canary));
+        let route_ports: Vec<i32> = obj.data["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(backends)
+            .filter(|b| b["name"] == json!(primary))
+            .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
+            .collect();
+        self.ensure_services(&route_ports).await?;
         let mut rules = obj.data["spec"]["rules"].as_array().cloned().unwrap_or_default();
         let mut changed = false;
         for rule in rules.iter_mut() {
@@ -519,13 +549,15 @@ impl Io<'_> {
     }
 
     /// The `<target>-primary` and `<target>-canary` Services of gatewayAPI routing (created when missing).
-    async fn ensure_services(&self) -> Result<()> {
+    /// They expose every TCP containerPort, plus each port the route sends to `<target>-primary` that is
+    /// not one of them, forwarded to the first containerPort (a route on port 80 to a pod on 9898).
+    async fn ensure_services(&self, route_ports: &[i32]) -> Result<()> {
         let (Some(target), Some(_)) = (self.target, self.primary) else {
             return Ok(());
         };
         let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
         let template = &target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-        let ports = service_ports(template);
+        let ports = with_route_ports(service_ports(template), route_ports);
         let (_, primary_selector) = primary_template(self.canary, target);
         for (name, selector) in [
             (
@@ -762,6 +794,24 @@ mod tests {
             let restored = restored_template(&canary, &target, &primary).unwrap();
             assert_eq!(Some(restored), target.spec.as_ref().map(|s| s.template.clone()));
         }
+    }
+
+    #[test]
+    fn services_expose_container_ports_and_route_ports() {
+        let template: PodTemplateSpec = serde_json::from_value(json!({
+            "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 9898, "name": "http"}]}]}
+        }))
+        .unwrap();
+        let ports = with_route_ports(service_ports(&template), &[80, 9898]);
+        let got: Vec<(i32, Option<IntOrString>, Option<String>)> =
+            ports.into_iter().map(|p| (p.port, p.target_port, p.name)).collect();
+        assert_eq!(
+            got,
+            [
+                (9898, Some(IntOrString::Int(9898)), Some("http".into())),
+                (80, Some(IntOrString::Int(9898)), Some("route-80".into()))
+            ]
+        );
     }
 
     #[test]
