@@ -7,6 +7,11 @@
 //! 2. Scale: `KAIZEN_BENCH_CANARIES` (default 100) Canaries progressing at once (analysis every 5s):
 //!    the operator's CPU (utime+stime from /proc over a window) and peak RSS, and how long it took to
 //!    initialize them all and to move them all into their first pause.
+//!
+//! Measured 2026-11-21 on the shared 2-core dev machine (load average ~3 from other builds), release
+//! build, 100 Canaries: rollback latency min 0.11s / median 0.21s / max 0.32s (n=5; both ends are
+//! observed by 100ms polling); all 100 initialized in 11.6s, all in their first pause 9.5s after the
+//! template bump; steady state with 100 analyses every 5s: 3.2% of one core, peak RSS 26.0 MiB.
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -662,3 +662,46 @@ fn replica_arithmetic() {
     assert_eq!(incident_name("web", "0123456789abcdef"), "web-rollback-0123456789");
     assert!(incident_name(&"x".repeat(300), "0123456789abcdef").len() <= 253);
 }
+
+#[test]
+fn a_handled_abort_value_does_not_abort_the_next_rollout() {
+    let mut w = rolling();
+    w.obs.annotations.abort = Some("a1".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    w.set_revision("r3");
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["RolloutStarted", "StepAdvanced"]);
+    w.plan();
+    assert_eq!(
+        w.status().phase,
+        Some(CanaryPhase::Progressing),
+        "a1 acted once already"
+    );
+    w.obs.annotations.abort = Some("a2".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(
+        w.status().handled_annotations.as_ref().unwrap().abort.as_deref(),
+        Some("a2")
+    );
+}
+
+#[test]
+fn annotations_wait_while_stalled_and_act_after_the_fix() {
+    let mut w = rolling();
+    let target = w.obs.target.clone();
+    w.obs.target = TargetState::Missing;
+    w.obs.annotations.promote = Some("p".into());
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(w.status().handled_annotations, None);
+    assert_eq!(
+        w.status().phase,
+        Some(CanaryPhase::Progressing),
+        "the rollout state is kept"
+    );
+    w.obs.target = target;
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+}
