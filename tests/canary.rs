@@ -30,6 +30,26 @@ struct Env {
     op: Operator,
 }
 
+/// Canaries carry a finalizer that only a running operator removes, so they are deleted while this
+/// test's operator still runs (Drop runs before the fields drop), pass or fail; otherwise the namespace
+/// would stay Terminating after the test.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(common::kubectl())
+            .args([
+                "delete",
+                "canaries",
+                "--all",
+                "-n",
+                &self.ns,
+                "--wait=true",
+                "--timeout=30s",
+            ])
+            .env("KUBECONFIG", common::kubeconfig())
+            .output();
+    }
+}
+
 async fn env(ns: &str) -> Env {
     let cfg = common::write_config(&format!(
         "namespaces: [{ns}]\nprometheus:\n  defaultAddress: {}\n",

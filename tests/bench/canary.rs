@@ -172,6 +172,7 @@ async fn rollback_latency(runs: usize) {
         "rollback latency, breach visible in Prometheus -> target scaled to 0 (interval 1s): {}",
         summary(latencies)
     );
+    delete_canaries(&canaries).await;
     drop(op);
     ns.delete().await;
 }
@@ -262,8 +263,18 @@ async fn scale(n: usize) {
         peak,
         checks
     );
+    delete_canaries(&canaries).await;
     drop(op);
     ns.delete().await;
+}
+
+/// Canaries carry a finalizer only a running operator removes: delete them before stopping it.
+async fn delete_canaries(api: &Api<Canary>) {
+    let _ = api.delete_collection(&Default::default(), &Default::default()).await;
+    wait_for(Duration::from_secs(120), "the Canaries to be gone", || async {
+        api.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::main]
