@@ -291,7 +291,7 @@ struct Planner<'a> {
     s: CanaryStatus,
     actions: Vec<Action>,
     /// The message of the RolledBack condition, when this plan rolls back.
-    stall: Option<(&'static str, String)>,
+    rollback_cause: Option<(&'static str, String)>,
 }
 
 impl Planner<'_> {
@@ -344,7 +344,7 @@ impl Planner<'_> {
                 format!("Opened Incident {name} for the rollback."),
             );
         }
-        self.stall = Some((reason, message));
+        self.rollback_cause = Some((reason, message));
     }
 
     fn advance(&mut self) {
@@ -407,12 +407,18 @@ impl Planner<'_> {
         let failure_limit = spec.failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT);
         let error_limit = spec.error_limit.unwrap_or(DEFAULT_ERROR_LIMIT);
         let describe = |outcome: MetricOutcome| {
-            results
+            let detail = results
                 .iter()
                 .filter(|r| r.outcome == outcome)
                 .map(|r| format!("metric {}: {}", r.name, r.message.as_deref().unwrap_or("")))
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; ");
+            // Only when a limit was lowered below counts reached in earlier runs.
+            if detail.is_empty() {
+                "none of this kind; the limit is below earlier counts (see status.analysis)".to_string()
+            } else {
+                detail
+            }
         };
         if a.failures >= failure_limit {
             let detail = describe(MetricOutcome::Fail);
@@ -474,7 +480,7 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
             ..old.clone()
         },
         actions: Vec::new(),
-        stall: None,
+        rollback_cause: None,
     };
 
     // Problems only a human can fix hold everything, annotations included (they act after the fix).
@@ -621,7 +627,7 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
     }
 
     // The RolledBack message: this plan's, or the one recorded when the rollback happened.
-    let rolled_back: Option<(String, String)> = match (&p.stall, p.s.phase) {
+    let rolled_back: Option<(String, String)> = match (&p.rollback_cause, p.s.phase) {
         (Some((r, m)), _) => Some((r.to_string(), m.clone())),
         (None, Some(CanaryPhase::RolledBack)) => conditions::find(&old.conditions, ROLLED_BACK)
             .filter(|c| c.status == "True")
