@@ -640,7 +640,8 @@ async fn gateway_api_weights_follow_the_steps() {
     .await;
 }
 
-/// A route that does not exist stalls the Canary with a message saying what to fix.
+/// A route that does not exist, or a Deployment that already has a Canary, stalls with a message saying
+/// what to fix.
 #[tokio::test]
 async fn missing_route_stalls_with_a_human_message() {
     in_namespace("canary-stall", |ns| async move {
@@ -663,6 +664,21 @@ async fn missing_route_stalls_with_a_human_message() {
         let c = condition(&s, "Stalled");
         assert_eq!(c.reason, "RouteNotReady");
         assert!(c.message.contains("\"nope\""), "{}", c.message);
+        // A second Canary for the same Deployment stalls and names the first.
+        create_canary(
+            &e,
+            "web-again",
+            json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 30}]}),
+        )
+        .await;
+        let s = status_where(&e, "web-again", "Stalled", |s| {
+            s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True")
+        })
+        .await;
+        let c = condition(&s, "Stalled");
+        assert_eq!(c.reason, "InvalidTarget");
+        assert!(c.message.contains("Canary \"web\""), "{}", c.message);
+        assert_eq!(s.phase, None, "it touched nothing");
         // No hot loop: a stalled Canary is looked at again only every 30s.
         let reconciles = e.op.metric_sum("kaizen_reconciles_total").await;
         tokio::time::sleep(Duration::from_secs(3)).await;

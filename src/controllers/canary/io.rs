@@ -132,12 +132,27 @@ fn match_labels(d: &Deployment) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The target as the step machine sees it.
-pub fn observe_target(canary: &Canary, target: Option<&Deployment>, primary: Option<&Deployment>) -> TargetState {
+/// The target as the step machine sees it. `rival` is another Canary of the same namespace that
+/// targets the same Deployment and was created first: it keeps the Deployment, this one stalls.
+pub fn observe_target(
+    canary: &Canary,
+    target: Option<&Deployment>,
+    primary: Option<&Deployment>,
+    rival: Option<&str>,
+) -> TargetState {
     let Some(target) = target else {
         return TargetState::Missing;
     };
     let name = &canary.spec.target_ref.name;
+    if let Some(rival) = rival {
+        return TargetState::Invalid(format!(
+            "Deployment {name:?} is already rolled out by Canary {rival:?}; a Deployment can have one Canary. Delete this one or point it elsewhere."
+        ));
+    }
+    // Being deleted (a namespace going away, say): nothing left to roll out or hand back.
+    if target.metadata.deletion_timestamp.is_some() {
+        return TargetState::Missing;
+    }
     let Some(spec) = target.spec.as_ref() else {
         return TargetState::Invalid(format!("Deployment {name:?} has no spec."));
     };
@@ -600,7 +615,8 @@ impl Io<'_> {
         let (Some(target), Some(primary)) = (self.target, self.primary) else {
             return Ok(true);
         };
-        if !owned_by(primary, self.canary) {
+        // A target being deleted needs nothing back; a primary of someone else is not ours to remove.
+        if !owned_by(primary, self.canary) || target.metadata.deletion_timestamp.is_some() {
             return Ok(true);
         }
         let p = observe_primary(Some(primary)).unwrap_or_else(|| unreachable!("primary is Some"));
@@ -749,6 +765,68 @@ mod tests {
         let mut c = a.clone();
         c.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
         assert_ne!(revision(&a), revision(&c));
+    }
+
+    fn deployment(name: &str, owner_uid: Option<&str>) -> Deployment {
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}
+            }
+        }))
+        .unwrap();
+        if let Some(uid) = owner_uid {
+            d.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "kaizen.dev/v1alpha1".into(),
+                kind: "Canary".into(),
+                name: "web".into(),
+                uid: uid.into(),
+                ..Default::default()
+            }]);
+        }
+        d
+    }
+
+    #[test]
+    fn target_problems_stall_with_what_to_fix() {
+        let mut canary = Canary::new(
+            "web",
+            serde_json::from_value(
+                json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]}),
+            )
+            .unwrap(),
+        );
+        canary.metadata.uid = Some("u1".into());
+        let target = deployment("web", None);
+        assert!(matches!(
+            observe_target(
+                &canary,
+                Some(&target),
+                Some(&deployment("web-primary", Some("u1"))),
+                None
+            ),
+            TargetState::Found { .. }
+        ));
+        let TargetState::Invalid(msg) =
+            observe_target(&canary, Some(&target), Some(&deployment("web-primary", None)), None)
+        else {
+            panic!("a foreign primary must stall")
+        };
+        assert!(
+            msg.contains("\"web-primary\" exists and is not managed by this Canary"),
+            "{msg}"
+        );
+        let TargetState::Invalid(msg) = observe_target(&canary, Some(&target), None, Some("older")) else {
+            panic!("a second Canary must stall")
+        };
+        assert!(msg.contains("Canary \"older\""), "{msg}");
+        canary.spec.traffic_routing = serde_json::from_value(json!({"gatewayAPI": {"httpRoute": "r"}})).unwrap();
+        let TargetState::Invalid(msg) = observe_target(&canary, Some(&target), None, None) else {
+            panic!("gatewayAPI without ports must stall")
+        };
+        assert!(msg.contains("containerPorts"), "{msg}");
+        assert_eq!(observe_target(&canary, None, None, None), TargetState::Missing);
     }
 
     #[test]

@@ -55,6 +55,7 @@ const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Ctx {
     shared: Arc<Context>,
+    canaries: Store<DeserializeGuard<Canary>>,
     deployments: Store<Deployment>,
     prometheus: Prometheus,
     /// The last status written per Canary UID. The watch delivers our own write a moment later; a
@@ -83,6 +84,21 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Ctx>) -> Result<
     res
 }
 
+/// The first-created other Canary of the namespace that targets the same Deployment, if any.
+fn rival(ctx: &Ctx, canary: &Canary, ns: &str) -> Option<String> {
+    let key = |c: &Canary| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
+    let mine = key(canary);
+    ctx.canaries
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|c| c.namespace().as_deref() == Some(ns) && c.uid() != canary.uid())
+        .filter(|c| c.spec.target_ref.name == canary.spec.target_ref.name && c.metadata.deletion_timestamp.is_none())
+        .filter(|c| key(c) < mine)
+        .min_by_key(|c| key(c))
+        .map(|c| c.name_any())
+}
+
 fn deployment(ctx: &Ctx, ns: &str, name: &str) -> Option<Arc<Deployment>> {
     ctx.deployments.get(&ObjectRef::new(name).within(ns))
 }
@@ -107,7 +123,12 @@ async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Actio
         primary: primary.as_deref(),
     };
     let mut obs = Observations {
-        target: io::observe_target(canary, target.as_deref(), primary.as_deref()),
+        target: io::observe_target(
+            canary,
+            target.as_deref(),
+            primary.as_deref(),
+            rival(ctx, canary, ns).as_deref(),
+        ),
         primary: io::observe_primary(primary.as_deref()),
         route: io.observe_route().await?,
         annotations: Annotations::from_canary(canary),
@@ -266,6 +287,7 @@ pub fn controller(
     ];
     let ctx = Arc::new(Ctx {
         shared,
+        canaries: canaries.clone(),
         deployments,
         prometheus: Prometheus::new(QUERY_TIMEOUT),
         written: Mutex::new(HashMap::new()),
