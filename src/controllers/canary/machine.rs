@@ -17,8 +17,10 @@
 //! * Analysis runs every `interval` while the canary has ready pods, first one interval after a step
 //!   starts, also during pauses and while `spec.paused` holds the rollout (paused means "do not advance",
 //!   not "stop watching"). Outcomes feed separate counters; a limit reached rolls back.
-//! * The progress deadline runs from the start of each step: canary pods not all ready by then (crash
-//!   loops, unschedulable pods) roll back.
+//! * The progress deadline runs from the start of each step, or from the last analysis run if later
+//!   (analysis runs only while the canary is ready): canary pods not all ready within it (crash loops,
+//!   unschedulable pods) roll back. Without analysis a pod that turns unready in the middle of a long
+//!   pause counts from the step's start.
 //! * Annotations act once per distinct value; every value seen is recorded in `handledAnnotations`,
 //!   whether or not it applied (a `resume` outside a pause does not linger to skip a later pause).
 //!   Precedence within one reconcile: newer revision, abort, promote, analysis, deadline, steps.
@@ -249,6 +251,21 @@ pub fn primary_replicas(n: i32, w: i32, gateway: bool) -> i32 {
 
 fn started(status: &CanaryStatus) -> Option<Timestamp> {
     status.step_started_at.as_ref().map(|t| t.0)
+}
+
+/// Where the progress deadline counts from: the start of the step, or the last analysis run if later
+/// (analysis runs only while the canary's pods are ready, so a pod that starts crashing in the middle
+/// of a long pause gets the whole deadline to recover, counted from when it was last known ready).
+fn last_seen_ready(status: &CanaryStatus) -> Option<Timestamp> {
+    let last_run = status
+        .analysis
+        .as_ref()
+        .and_then(|a| a.last_run_at.as_ref())
+        .map(|t| t.0);
+    match (started(status), last_run) {
+        (Some(s), Some(r)) => Some(s.max(r)),
+        (s, r) => s.or(r),
+    }
 }
 
 fn in_rollout(phase: CanaryPhase) -> bool {
@@ -589,7 +606,7 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
                 }
                 if c > 0
                     && !workload.ready_at(c)
-                    && let Some(t) = started(&p.s)
+                    && let Some(t) = last_seen_ready(&p.s)
                 {
                     wake.push(t + progress_deadline(canary));
                 }
@@ -777,7 +794,10 @@ fn step(
             let n = p.obs.primary.as_ref().map(|p| p.total).unwrap_or(1);
             let w = p.s.canary_weight.unwrap_or(0);
             let c = canary_replicas(n, w);
-            if c > 0 && !workload.ready_at(c) && started(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary)) {
+            if c > 0
+                && !workload.ready_at(c)
+                && last_seen_ready(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary))
+            {
                 p.rollback(
                     "ProgressDeadlineExceeded",
                     format!(

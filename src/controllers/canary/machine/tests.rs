@@ -705,3 +705,38 @@ fn annotations_wait_while_stalled_and_act_after_the_fix() {
     w.plan();
     assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
 }
+
+#[test]
+fn a_canary_that_breaks_mid_pause_gets_the_deadline_from_when_it_was_last_ready() {
+    let mut w = World::idle(serde_json::json!({
+        "progressDeadline": "30s",
+        "steps": [{"setWeight": 20}, {"pause": {}}]
+    }));
+    w.set_revision("r2");
+    w.plan();
+    w.tick(5);
+    assert!(w.analyse(MetricOutcome::Pass));
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    for _ in 0..20 {
+        w.tick(5);
+        w.analyse(MetricOutcome::Pass);
+        w.plan();
+    }
+    let last_ready = w.now;
+    // The canary pod starts crashing long after the step began.
+    w.broken = true;
+    if let TargetState::Found { workload, .. } = &mut w.obs.target {
+        workload.available = 0;
+    }
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused), "not at once");
+    assert_eq!(p.wake_at, Some(last_ready + SignedDuration::from_secs(30)));
+    w.tick(29);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    w.tick(1);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(cond(w.status(), ROLLED_BACK).reason, "ProgressDeadlineExceeded");
+}
