@@ -101,11 +101,25 @@ fn canonical(v: &Value, out: &mut String) {
 /// The revision of a pod template: the first 16 hex digits of the SHA-256 of its canonical JSON. It
 /// depends on the template's content only — not on field order or on the operator's version — so an
 /// operator upgrade never starts a rollout.
-pub fn revision(template: &PodTemplateSpec) -> String {
-    let value = serde_json::to_value(template).unwrap_or(Value::Null);
+///
+/// The controller hashes the template exactly as the apiserver serves it ([`raw_revision`]), not
+/// after a round trip through the typed struct: a newer k8s-openapi that knows one more pod field
+/// would otherwise change every hash on upgrade.
+pub fn revision_of(template: &Value) -> String {
     let mut s = String::new();
-    canonical(&value, &mut s);
+    canonical(template, &mut s);
     hex::encode(Sha256::digest(s.as_bytes()))[..16].to_string()
+}
+
+/// The revision of a Deployment's pod template as served by the apiserver.
+pub fn raw_revision(deployment: &kube::api::DynamicObject) -> Option<String> {
+    let template = deployment.data.get("spec")?.get("template")?;
+    Some(revision_of(template))
+}
+
+#[cfg(test)]
+fn revision(template: &PodTemplateSpec) -> String {
+    revision_of(&serde_json::to_value(template).unwrap_or(Value::Null))
 }
 
 fn workload(d: &Deployment) -> Workload {
@@ -136,11 +150,11 @@ fn match_labels(d: &Deployment) -> BTreeMap<String, String> {
 /// targets the same Deployment and was created first: it keeps the Deployment, this one stalls.
 pub fn observe_target(
     canary: &Canary,
-    target: Option<&Deployment>,
+    target: Option<(&Deployment, &str)>,
     primary: Option<&Deployment>,
     rival: Option<&str>,
 ) -> TargetState {
-    let Some(target) = target else {
+    let Some((target, target_revision)) = target else {
         return TargetState::Missing;
     };
     let name = &canary.spec.target_ref.name;
@@ -177,7 +191,7 @@ pub fn observe_target(
         }
     }
     TargetState::Found {
-        revision: revision(&spec.template),
+        revision: target_revision.to_string(),
         workload: workload(target),
     }
 }
@@ -294,6 +308,8 @@ pub struct Io<'a> {
     pub ns: &'a str,
     pub canary: &'a Canary,
     pub target: Option<&'a Deployment>,
+    /// The target's revision, from its template as the apiserver serves it.
+    pub target_revision: Option<&'a str>,
     pub primary: Option<&'a Deployment>,
 }
 
@@ -398,11 +414,10 @@ impl Io<'_> {
     }
 
     pub async fn create_primary(&self, replicas: i32) -> Result<()> {
-        let rev = match self.target.and_then(|t| t.spec.as_ref()) {
-            Some(spec) => revision(&spec.template),
-            None => return Ok(()),
+        let Some(rev) = self.target_revision else {
+            return Ok(());
         };
-        self.apply_primary(Some(&rev), replicas).await
+        self.apply_primary(Some(rev), replicas).await
     }
 
     pub async fn act(&self, action: &super::machine::Action) -> Result<()> {
@@ -422,8 +437,7 @@ impl Io<'_> {
                 replicas,
             } => {
                 // The target's template must still be the revision being promoted.
-                let now = self.target.and_then(|t| t.spec.as_ref()).map(|s| revision(&s.template));
-                if now.as_deref() != Some(rev.as_str()) {
+                if self.target_revision != Some(rev.as_str()) {
                     return Ok(());
                 }
                 self.apply_primary(Some(rev), *replicas).await
@@ -620,7 +634,7 @@ impl Io<'_> {
             return Ok(true);
         }
         let p = observe_primary(Some(primary)).unwrap_or_else(|| unreachable!("primary is Some"));
-        let target_rev = target.spec.as_ref().map(|s| revision(&s.template));
+        let target_rev = self.target_revision.map(str::to_string);
         let api = self.deployments();
         if p.revision.is_some() && target_rev != p.revision {
             // Mid-rollout or rolled back: the target goes back to the last promoted template. Compared by
@@ -802,27 +816,30 @@ mod tests {
         assert!(matches!(
             observe_target(
                 &canary,
-                Some(&target),
+                Some((&target, "r1")),
                 Some(&deployment("web-primary", Some("u1"))),
                 None
             ),
             TargetState::Found { .. }
         ));
-        let TargetState::Invalid(msg) =
-            observe_target(&canary, Some(&target), Some(&deployment("web-primary", None)), None)
-        else {
+        let TargetState::Invalid(msg) = observe_target(
+            &canary,
+            Some((&target, "r1")),
+            Some(&deployment("web-primary", None)),
+            None,
+        ) else {
             panic!("a foreign primary must stall")
         };
         assert!(
             msg.contains("\"web-primary\" exists and is not managed by this Canary"),
             "{msg}"
         );
-        let TargetState::Invalid(msg) = observe_target(&canary, Some(&target), None, Some("older")) else {
+        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, Some("older")) else {
             panic!("a second Canary must stall")
         };
         assert!(msg.contains("Canary \"older\""), "{msg}");
         canary.spec.traffic_routing = serde_json::from_value(json!({"gatewayAPI": {"httpRoute": "r"}})).unwrap();
-        let TargetState::Invalid(msg) = observe_target(&canary, Some(&target), None, None) else {
+        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, None) else {
             panic!("gatewayAPI without ports must stall")
         };
         assert!(msg.contains("containerPorts"), "{msg}");
@@ -889,6 +906,29 @@ mod tests {
                 (9898, Some(IntOrString::Int(9898)), Some("http".into())),
                 (80, Some(IntOrString::Int(9898)), Some("route-80".into()))
             ]
+        );
+    }
+
+    #[test]
+    fn raw_revision_hashes_what_the_apiserver_served_not_what_the_typed_struct_knows() {
+        let raw = |extra: i64| -> kube::api::DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                "spec": {"template": {"spec": {"futureField": extra, "containers": [{"name": "c"}]}}}
+            }))
+            .unwrap()
+        };
+        // A field this k8s-openapi does not know still counts, so a newer one that knows it hashes the same.
+        assert_ne!(raw_revision(&raw(1)), raw_revision(&raw(2)));
+        let typed: PodTemplateSpec = serde_json::from_value(raw(1).data["spec"]["template"].clone()).unwrap();
+        assert_ne!(
+            raw_revision(&raw(1)).unwrap(),
+            revision(&typed),
+            "the typed round trip drops futureField"
+        );
+        assert_eq!(
+            raw_revision(&raw(1)).unwrap(),
+            revision_of(&json!({"spec": {"containers": [{"name": "c"}], "futureField": 1}}))
         );
     }
 

@@ -28,6 +28,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -56,7 +57,9 @@ const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 struct Ctx {
     shared: Arc<Context>,
     canaries: Store<DeserializeGuard<Canary>>,
-    deployments: Store<Deployment>,
+    /// Deployments as the apiserver serves them, so revisions hash the served JSON.
+    deployments: Store<DynamicObject>,
+    deployment_resource: ApiResource,
     prometheus: Prometheus,
     /// The last status written per Canary UID. The watch delivers our own write a moment later; a
     /// reconcile triggered in between (a Deployment changed) must plan from what was written, or it
@@ -99,8 +102,16 @@ fn rival(ctx: &Ctx, canary: &Canary, ns: &str) -> Option<String> {
         .map(|c| c.name_any())
 }
 
-fn deployment(ctx: &Ctx, ns: &str, name: &str) -> Option<Arc<Deployment>> {
-    ctx.deployments.get(&ObjectRef::new(name).within(ns))
+/// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
+fn deployment(ctx: &Ctx, ns: &str, name: &str) -> Option<(Deployment, String)> {
+    let raw = ctx
+        .deployments
+        .get(&ObjectRef::new_with(name, ctx.deployment_resource.clone()).within(ns))?;
+    let revision = io::raw_revision(&raw)?;
+    let typed = serde_json::to_value(raw.as_ref())
+        .and_then(serde_json::from_value::<Deployment>)
+        .ok()?;
+    Some((typed, revision))
 }
 
 async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
@@ -114,22 +125,23 @@ async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Actio
     }
     let canary = &canary;
     let target = deployment(ctx, ns, &canary.spec.target_ref.name);
-    let primary = deployment(ctx, ns, &io::primary_name(canary));
+    let primary = deployment(ctx, ns, &io::primary_name(canary)).map(|(d, _)| d);
     let io = io::Io {
         ctx: &ctx.shared,
         ns,
         canary,
-        target: target.as_deref(),
-        primary: primary.as_deref(),
+        target: target.as_ref().map(|(d, _)| d),
+        target_revision: target.as_ref().map(|(_, r)| r.as_str()),
+        primary: primary.as_ref(),
     };
     let mut obs = Observations {
         target: io::observe_target(
             canary,
-            target.as_deref(),
-            primary.as_deref(),
+            target.as_ref().map(|(d, r)| (d, r.as_str())),
+            primary.as_ref(),
             rival(ctx, canary, ns).as_deref(),
         ),
-        primary: io::observe_primary(primary.as_deref()),
+        primary: io::observe_primary(primary.as_ref()),
         route: io.observe_route().await?,
         annotations: Annotations::from_canary(canary),
         analysis: None,
@@ -244,13 +256,14 @@ fn count(ctx: &Context, c: Counted) {
 
 async fn cleanup(ctx: &Ctx, canary: &Canary, ns: &str) -> Result<Action> {
     let target = deployment(ctx, ns, &canary.spec.target_ref.name);
-    let primary = deployment(ctx, ns, &io::primary_name(canary));
+    let primary = deployment(ctx, ns, &io::primary_name(canary)).map(|(d, _)| d);
     let io = io::Io {
         ctx: &ctx.shared,
         ns,
         canary,
-        target: target.as_deref(),
-        primary: primary.as_deref(),
+        target: target.as_ref().map(|(d, _)| d),
+        target_revision: target.as_ref().map(|(_, r)| r.as_str()),
+        primary: primary.as_ref(),
     };
     if io.release().await? {
         if let Some(uid) = canary.uid() {
@@ -273,11 +286,13 @@ pub fn controller(
         kube::runtime::watcher::Config::default().any_semantic(),
     );
     let canaries = controller.store();
-    let (deployments, writer) = kube::runtime::reflector::store();
+    let deployment_resource = ApiResource::erase::<Deployment>(&());
+    let writer = kube::runtime::reflector::store::Writer::<DynamicObject>::new(deployment_resource.clone());
+    let deployments = writer.as_reader();
     let deployment_changes = kube::runtime::reflector::reflector(
         writer,
         kube::runtime::watcher(
-            Api::<Deployment>::all(client.clone()),
+            Api::<DynamicObject>::all_with(client.clone(), &deployment_resource),
             kube::runtime::watcher::Config::default().any_semantic(),
         ),
     );
@@ -289,17 +304,18 @@ pub fn controller(
         shared,
         canaries: canaries.clone(),
         deployments,
+        deployment_resource,
         prometheus: Prometheus::new(QUERY_TIMEOUT),
         written: Mutex::new(HashMap::new()),
     });
     // A change of a target (its template, its ready pods) or of a primary (owner-referenced by its
     // Canary) moves the Canaries that depend on it.
     let fut = controller
-        .watches_stream(
+        .watches_stream_with(
             kube::runtime::WatchStreamExt::touched_objects(kube::runtime::WatchStreamExt::default_backoff(
                 deployment_changes,
             )),
-            move |d: Deployment| {
+            move |d: DynamicObject| {
                 let ns = d.namespace();
                 let name = d.name_any();
                 let owners: Vec<String> = d
@@ -312,6 +328,7 @@ pub fn controller(
                     c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
                 })
             },
+            ApiResource::erase::<Deployment>(&()),
         )
         .graceful_shutdown_on(shutdown)
         .run(
