@@ -9,9 +9,10 @@
 //!    initialize them all and to move them all into their first pause.
 //!
 //! Measured 2026-11-21 on the shared 2-core dev machine (load average ~3 from other builds), release
-//! build, 100 Canaries: rollback latency min 0.11s / median 0.21s / max 0.32s (n=5; both ends are
-//! observed by 100ms polling); all 100 initialized in 11.6s, all in their first pause 9.5s after the
-//! template bump; steady state with 100 analyses every 5s: 3.2% of one core, peak RSS 26.0 MiB.
+//! build, 100 Canaries, two runs: rollback latency median 0.21s / 0.22s, max 0.32s / 0.33s (n=5 each;
+//! both ends observed by 100ms polling, so the true figure is within ~0.1s of this); all 100
+//! initialized in 10.8-11.6s, all in their first pause 9.5-9.8s after the template bump; steady state
+//! with 100 analyses every 5s: 3.2-4.3% of one core, peak RSS 26.0-27.6 MiB.
 
 #[path = "../common/mod.rs"]
 mod common;
