@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local control plane: a real kube-apiserver, etcd, controller-manager and scheduler built from pinned
-# upstream sources (hack/build-tools.sh), fake kwok nodes whose pods turn Ready without a kubelet, and a
-# Prometheus from Debian's package on loopback.
+# upstream sources (hack/build-tools.sh), fake kwok nodes whose pods turn Ready without a kubelet, the
+# Gateway API CRDs, and a Prometheus from Debian's package on loopback.
 #
 #   hack/cluster.sh up     start everything; prints the kubeconfig path
 #   hack/cluster.sh down   stop everything and delete its state
@@ -36,6 +36,19 @@ ensure_prometheus() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+# Gateway API CRDs (standard channel), for Canaries with gatewayAPI routing: from the module zip on the Go
+# module proxy, pinned in versions.env. No gateway controller runs; tests check the HTTPRoute's weights.
+gateway_api_crds() {
+  local bin="$1" dir
+  dir="$(cd "$run" && GOFLAGS=-mod=mod GOSUMDB=off GOTOOLCHAIN=local \
+    go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$dir/config/crd/standard" ]] || { log "no Gateway API CRDs in $dir"; return 1; }
+  "$bin/kubectl" apply --server-side -f "$dir/config/crd/standard/" >/dev/null
+  wait_for 60 "the HTTPRoute CRD to be Established" \
+    "$bin/kubectl" wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io --timeout=1s
 }
 
 prometheus_up() {
@@ -105,6 +118,8 @@ up() {
   wait_for 60 "kwok nodes to be Ready" "$bin/kubectl" wait --for=condition=Ready node --all --timeout=1s
   # The namespace "default" must have its ServiceAccount before pods can be created there.
   wait_for 60 "the default ServiceAccount" "$bin/kubectl" get serviceaccount default -n default
+  log "installing Gateway API $GATEWAY_API_VERSION CRDs"
+  gateway_api_crds "$bin"
   prometheus_up
   write_env "$bin"
   log "up in $((SECONDS - start))s; Prometheus at http://127.0.0.1:$prom_port"

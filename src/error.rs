@@ -26,6 +26,12 @@ pub enum Error {
 
     #[error("a controller stopped unexpectedly: {0}")]
     ControllerStopped(String),
+
+    #[error("Canary {0} is still handing its workload back to the target")]
+    CleanupPending(String),
+
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -40,6 +46,13 @@ impl Error {
             Error::MissingNamespace { .. } => "namespace",
             Error::Server(_) => "server",
             Error::ControllerStopped(_) => "controller",
+            // The reconcile's own error says more than the wrapper around it.
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+            Error::CleanupPending(_) => "pending",
         }
     }
 }

@@ -51,6 +51,17 @@ pub struct Metrics {
     pub action_item_completion: Family<PriorityLabels, Histogram>,
     pub notifications_sent: Family<SinkLabels, Counter>,
     pub notifications_failed: Family<SinkLabels, Counter>,
+    /// Canary rollouts started, promoted and rolled back.
+    pub canary_rollouts_started: Counter,
+    pub canary_rollouts_promoted: Counter,
+    pub canary_rollouts_rolled_back: Counter,
+    /// Canary metric checks by outcome (Pass, Fail, Inconclusive, Error).
+    pub canary_analysis_outcomes: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -127,6 +138,30 @@ impl Default for Metrics {
             "Notification deliveries that failed after retries, by sink and kind",
             notifications_failed.clone(),
         );
+        let canary_rollouts_started = Counter::default();
+        let canary_rollouts_promoted = Counter::default();
+        let canary_rollouts_rolled_back = Counter::default();
+        let canary_analysis_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "canary_rollouts_started",
+            "Canary rollouts started (new revisions, retries and restarts)",
+            canary_rollouts_started.clone(),
+        );
+        registry.register(
+            "canary_rollouts_promoted",
+            "Canary rollouts promoted",
+            canary_rollouts_promoted.clone(),
+        );
+        registry.register(
+            "canary_rollouts_rolled_back",
+            "Canary rollouts rolled back",
+            canary_rollouts_rolled_back.clone(),
+        );
+        registry.register(
+            "canary_analysis_checks",
+            "Canary metric checks, by outcome",
+            canary_analysis_outcomes.clone(),
+        );
         Self {
             registry,
             action_items,
@@ -139,6 +174,10 @@ impl Default for Metrics {
             reconcile_duration,
             status_writes,
             invalid_objects,
+            canary_rollouts_started,
+            canary_rollouts_promoted,
+            canary_rollouts_rolled_back,
+            canary_analysis_outcomes,
         }
     }
 }

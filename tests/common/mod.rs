@@ -150,6 +150,24 @@ impl TestNamespace {
     }
 
     pub async fn delete(self) {
+        // The test's operator is gone (or going) by now, and only a running operator removes the Canary
+        // finalizer (kaizen.dev/canary): drop it, or the namespace stays Terminating. Deleted first, so an
+        // operator still shutting down cannot add the finalizer back.
+        let canaries: Api<kaizen::api::Canary> = self.api();
+        let _ = canaries
+            .delete_collection(&Default::default(), &Default::default())
+            .await;
+        if let Ok(list) = canaries.list(&Default::default()).await {
+            for c in list.items.iter().filter(|c| c.metadata.finalizers.is_some()) {
+                let _ = canaries
+                    .patch(
+                        &c.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+            }
+        }
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::default())
             .await;

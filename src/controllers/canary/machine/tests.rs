@@ -1,0 +1,742 @@
+//! The step machine, edge by edge, with an injected clock and a simulated cluster in which scaling takes
+//! effect at once (unless a test says the pods never become ready).
+
+use super::*;
+use crate::api::canary::CanarySpec;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+const T0: &str = "2026-03-02T12:00:00Z";
+
+fn ready(n: i32) -> Workload {
+    Workload {
+        spec_replicas: n,
+        updated: n,
+        available: n,
+        current: true,
+    }
+}
+
+fn canary(spec: serde_json::Value) -> Canary {
+    let mut base = serde_json::json!({
+        "targetRef": {"kind": "Deployment", "name": "web"},
+        "steps": [{"setWeight": 20}, {"pause": {"duration": "10s"}}, {"setWeight": 50}, {"pause": {}}],
+        "analysis": {"interval": "5s", "metrics": [{"name": "latency", "prometheus": {"query": "q"}, "thresholdRange": {"max": 0.3}}]},
+    });
+    base.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
+    let spec: CanarySpec = serde_json::from_value(base).unwrap();
+    let mut c = Canary::new("web", spec);
+    c.metadata.generation = Some(1);
+    c
+}
+
+/// A Canary, what the cluster looks like, and a clock.
+struct World {
+    canary: Canary,
+    obs: Observations,
+    now: Timestamp,
+    /// Pods of the target never become ready (crash loop).
+    broken: bool,
+}
+
+impl World {
+    fn new(spec: serde_json::Value) -> Self {
+        Self {
+            canary: canary(spec),
+            obs: Observations {
+                target: TargetState::Found {
+                    revision: "r1".into(),
+                    workload: ready(3),
+                },
+                primary: None,
+                route: RouteState::NotUsed,
+                annotations: Annotations::default(),
+                analysis: None,
+            },
+            now: ts(T0),
+            broken: false,
+        }
+    }
+
+    /// An initialized Canary: the primary serves r1 on 3 replicas, the target is at 0.
+    fn idle(spec: serde_json::Value) -> Self {
+        let mut w = Self::new(spec);
+        w.obs.primary = Some(Primary {
+            revision: Some("r1".into()),
+            total: 3,
+            workload: ready(3),
+        });
+        let p = w.plan();
+        assert_eq!(p.status.phase, Some(CanaryPhase::Idle));
+        w
+    }
+
+    fn target(&mut self) -> (&mut String, &mut Workload) {
+        match &mut self.obs.target {
+            TargetState::Found { revision, workload } => (revision, workload),
+            _ => panic!("no target"),
+        }
+    }
+
+    fn set_revision(&mut self, r: &str) {
+        *self.target().0 = r.into();
+    }
+
+    /// Plans, stores the status as the apiserver would, and lets the cluster follow the actions.
+    fn plan(&mut self) -> Plan {
+        let p = plan(&self.canary, &self.obs, self.now);
+        self.canary.status = Some(p.status.clone());
+        self.obs.analysis = None;
+        for a in &p.actions {
+            match a {
+                Action::ScaleTarget(n) => {
+                    let broken = self.broken;
+                    let w = self.target().1;
+                    *w = if broken && *n > 0 {
+                        Workload {
+                            spec_replicas: *n,
+                            updated: *n,
+                            available: 0,
+                            current: true,
+                        }
+                    } else {
+                        ready(*n)
+                    };
+                }
+                Action::ScalePrimary(n) => self.obs.primary.as_mut().unwrap().workload = ready(*n),
+                Action::PromotePrimary { revision, replicas } => {
+                    let pr = self.obs.primary.as_mut().unwrap();
+                    pr.revision = Some(revision.clone());
+                    pr.workload = ready(*replicas);
+                }
+                Action::CreatePrimary { replicas } => {
+                    self.obs.primary = Some(Primary {
+                        revision: Some(self.target_revision()),
+                        total: *replicas,
+                        workload: Workload::default(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+
+    fn target_revision(&self) -> String {
+        match &self.obs.target {
+            TargetState::Found { revision, .. } => revision.clone(),
+            _ => panic!(),
+        }
+    }
+
+    fn status(&self) -> &CanaryStatus {
+        self.canary.status.as_ref().unwrap()
+    }
+
+    fn tick(&mut self, secs: i64) {
+        self.now += SignedDuration::from_secs(secs);
+    }
+
+    /// Runs an analysis if due, with every metric ending in `outcome`.
+    fn analyse(&mut self, outcome: MetricOutcome) -> bool {
+        if !analysis_due(&self.canary, &self.obs, self.now) {
+            return false;
+        }
+        self.obs.analysis = Some(vec![result("latency", outcome)]);
+        true
+    }
+}
+
+fn result(name: &str, outcome: MetricOutcome) -> MetricResult {
+    MetricResult {
+        name: name.into(),
+        outcome,
+        message: Some(format!("{name} was {outcome:?}: canary value 0.5 is above max 0.3.")),
+        canary_value: Some(0.5),
+        primary_value: None,
+        canary_samples: Some(1),
+        primary_samples: None,
+        p_value: None,
+        effect_size: None,
+    }
+}
+
+fn events(p: &Plan) -> Vec<(&'static str, String)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event { reason, note, .. } => Some((*reason, note.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reasons(p: &Plan) -> Vec<&'static str> {
+    events(p).into_iter().map(|(r, _)| r).collect()
+}
+
+fn cond<'a>(s: &'a CanaryStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conditions::find(&s.conditions, t).unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+/// Starts a rollout of r2 and sets the first weight.
+fn rolling() -> World {
+    let mut w = World::idle(serde_json::json!({}));
+    w.set_revision("r2");
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["RolloutStarted", "StepAdvanced"]);
+    assert_eq!(w.status().canary_weight, Some(20));
+    assert!(p.actions.contains(&Action::ScaleTarget(1)));
+    w
+}
+
+#[test]
+fn initialization_creates_the_primary_waits_then_scales_the_target_to_zero() {
+    let mut w = World::new(serde_json::json!({}));
+    let p = w.plan();
+    assert_eq!(p.status.phase, Some(CanaryPhase::Initializing));
+    assert_eq!(p.actions, [Action::CreatePrimary { replicas: 3 }]);
+    assert!(conditions::is_true(&p.status.conditions, conditions::RECONCILING));
+    // Not yet available: nothing to do, nothing changes.
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(p.status.phase, Some(CanaryPhase::Initializing));
+    w.obs.primary.as_mut().unwrap().workload = ready(3);
+    let p = w.plan();
+    assert_eq!(p.status.phase, Some(CanaryPhase::Idle));
+    assert_eq!(p.status.stable_revision.as_deref(), Some("r1"));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert_eq!(reasons(&p), ["Initialized"]);
+    assert!(conditions::is_true(&p.status.conditions, conditions::READY));
+    // Idle is a fixed point: same status, no events.
+    let before = w.status().clone();
+    let p = w.plan();
+    assert_eq!(p.status, before);
+    assert!(events(&p).is_empty());
+    assert_eq!(p.wake_at, None);
+}
+
+#[test]
+fn missing_target_and_route_stall_without_a_hot_loop() {
+    let mut w = World::new(serde_json::json!({}));
+    w.obs.target = TargetState::Missing;
+    let p = w.plan();
+    let stalled = cond(&p.status, conditions::STALLED);
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "TargetNotFound")
+    );
+    assert!(stalled.message.contains("\"web\""));
+    assert!(p.actions.is_empty());
+    assert_eq!(p.wake_at, None, "a Deployment appearing is watched");
+    let mut w = World::idle(serde_json::json!({}));
+    w.obs.route = RouteState::Invalid("HTTPRoute \"r\" does not exist".into());
+    let p = w.plan();
+    assert_eq!(cond(&p.status, conditions::STALLED).reason, "RouteNotReady");
+    assert_eq!(p.wake_at, Some(w.now + STALLED_RETRY));
+}
+
+#[test]
+fn a_template_change_starts_a_rollout_and_steps_advance_only_after_analysis() {
+    let mut w = rolling();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Progressing));
+    assert_eq!(w.status().canary_revision.as_deref(), Some("r2"));
+    // Canary ready, but no analysis yet: the step holds, and the plan wakes up when analysis is due.
+    let p = w.plan();
+    assert_eq!(w.status().current_step, Some(0));
+    assert_eq!(p.wake_at, Some(ts(T0) + SignedDuration::from_secs(5)));
+    assert!(!w.analyse(MetricOutcome::Pass), "not due before one interval");
+    w.tick(5);
+    assert!(w.analyse(MetricOutcome::Pass));
+    let p = w.plan();
+    assert_eq!(w.status().current_step, Some(1));
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    assert_eq!(reasons(&p), ["Paused"]);
+    let a = w.status().analysis.clone().unwrap();
+    assert_eq!((a.failures, a.errors, a.inconclusive), (0, 0, 0));
+    assert_eq!(a.last_run_at.map(|t| t.0), Some(w.now));
+    assert!(conditions::is_true(&w.status().conditions, PAUSED));
+    // Replicas routing: 1 of 3 canary pods, the primary drops to 2.
+    assert!(p.actions.contains(&Action::ScaleTarget(1)));
+    assert!(p.actions.contains(&Action::ScalePrimary(2)));
+}
+
+#[test]
+fn a_timed_pause_ends_at_its_duration() {
+    let mut w = rolling();
+    w.tick(5);
+    w.analyse(MetricOutcome::Pass);
+    w.plan();
+    assert_eq!(w.status().current_step, Some(1));
+    let paused_at = w.now;
+    w.tick(9);
+    let p = w.plan();
+    assert_eq!(w.status().current_step, Some(1));
+    assert!(p.wake_at.unwrap() <= paused_at + SignedDuration::from_secs(10));
+    w.tick(1);
+    let p = w.plan();
+    assert_eq!(w.status().current_step, Some(2));
+    assert_eq!(reasons(&p), ["Resumed", "StepAdvanced"]);
+    assert_eq!(w.status().canary_weight, Some(50));
+    assert!(p.actions.contains(&Action::ScaleTarget(2)));
+}
+
+/// Drives a rollout to the final pause (step 3, waiting for a human).
+fn at_final_pause() -> World {
+    let mut w = rolling();
+    for _ in 0..20 {
+        if w.status().current_step == Some(3) {
+            return w;
+        }
+        w.tick(5);
+        w.analyse(MetricOutcome::Pass);
+        w.plan();
+    }
+    panic!("never reached the final pause: {:?}", w.status());
+}
+
+#[test]
+fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
+    let mut w = at_final_pause();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    w.tick(600);
+    w.analyse(MetricOutcome::Pass);
+    w.plan();
+    assert_eq!(w.status().current_step, Some(3), "no duration: waits for a human");
+    w.obs.annotations.resume = Some("t1".into());
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+    assert!(reasons(&p).contains(&"Resumed"));
+    assert_eq!(
+        w.status().handled_annotations.as_ref().unwrap().resume.as_deref(),
+        Some("t1")
+    );
+    // Promotion: primary takes r2 and rolls out (at once in this simulation), then the canary goes to 0.
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PromotePrimary { revision, replicas: 3 } if revision == "r2"))
+    );
+    assert!(
+        p.actions.contains(&Action::ScaleTarget(2)),
+        "the canary serves until the primary has rolled out"
+    );
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+    assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
+    assert!(reasons(&p).contains(&"Promoted"));
+    assert!(p.actions.contains(&Action::Count(Counted::Promoted)));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(conditions::is_true(&w.status().conditions, PROMOTED));
+    assert!(conditions::is_true(&w.status().conditions, conditions::READY));
+    // Succeeded is kept, and the same resume value does nothing at the next revision's pause.
+    let p = w.plan();
+    assert!(events(&p).is_empty());
+    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+}
+
+#[test]
+fn a_stale_resume_does_not_skip_a_later_pause() {
+    let mut w = rolling();
+    w.obs.annotations.resume = Some("early".into());
+    w.plan();
+    assert_eq!(w.status().current_step, Some(0));
+    let mut w2 = at_final_pause();
+    w2.obs.annotations.resume = Some("early".into());
+    w2.canary.status.as_mut().unwrap().handled_annotations = Some(HandledAnnotations {
+        resume: Some("early".into()),
+        ..Default::default()
+    });
+    w2.plan();
+    assert_eq!(w2.status().current_step, Some(3), "an already handled value never acts");
+}
+
+#[test]
+fn promote_annotation_skips_the_remaining_steps_once() {
+    let mut w = rolling();
+    w.obs.annotations.promote = Some("now".into());
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+    assert!(reasons(&p).contains(&"Promoting"));
+    w.plan();
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+    // The next revision's rollout is not promoted by the same value.
+    w.set_revision("r3");
+    w.plan();
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Progressing));
+}
+
+#[test]
+fn abort_rolls_back_and_opens_an_incident_naming_the_revision() {
+    let mut w = World::idle(serde_json::json!({"onRollback": {"openIncident": {"severity": "SEV3"}}}));
+    w.set_revision("r2");
+    w.plan();
+    w.obs.annotations.abort = Some("stop".into());
+    let p = w.plan();
+    let s = w.status();
+    assert_eq!(s.phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(s.canary_weight, Some(0));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(p.actions.contains(&Action::ScalePrimary(3)));
+    let rb = cond(s, ROLLED_BACK);
+    assert_eq!((rb.status.as_str(), rb.reason.as_str()), ("True", "Aborted"));
+    assert!(rb.message.contains("kaizen.dev/abort"));
+    let inc = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::OpenIncident(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("an incident");
+    assert_eq!(inc.name, "web-rollback-r2");
+    assert_eq!(inc.severity, Severity::Sev3);
+    assert!(inc.title.contains("r2") && inc.summary.contains("abort"));
+    assert_eq!(
+        s.incident_ref.as_ref().map(|r| r.name.as_str()),
+        Some("web-rollback-r2")
+    );
+    assert_eq!(reasons(&p), ["RolledBack", "IncidentOpened"]);
+    // RolledBack holds: the same revision is not retried, no more events.
+    let p = w.plan();
+    assert!(events(&p).is_empty());
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert!(!conditions::is_true(&w.status().conditions, conditions::READY));
+    assert_eq!(
+        cond(w.status(), ROLLED_BACK).reason,
+        "Aborted",
+        "the cause stays visible"
+    );
+}
+
+#[test]
+fn retry_reruns_a_rolled_back_revision_with_fresh_counters() {
+    let mut w = rolling();
+    w.tick(5);
+    w.analyse(MetricOutcome::Fail);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(w.status().analysis.as_ref().unwrap().failures, 1);
+    w.obs.annotations.retry = Some("again".into());
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["RolloutStarted", "StepAdvanced"]);
+    assert!(events(&p)[0].1.contains("Retrying revision r2"));
+    assert_eq!(w.status().phase, Some(CanaryPhase::Progressing));
+    assert_eq!(w.status().current_step, Some(0));
+    assert_eq!(w.status().analysis.as_ref().unwrap().failures, 0);
+    assert!(!conditions::is_true(&w.status().conditions, ROLLED_BACK));
+    // A retry value outside RolledBack is recorded and ignored.
+    w.obs.annotations.retry = Some("again2".into());
+    let p = w.plan();
+    assert!(!reasons(&p).contains(&"RolloutStarted"));
+    assert_eq!(
+        w.status().handled_annotations.as_ref().unwrap().retry.as_deref(),
+        Some("again2")
+    );
+}
+
+#[test]
+fn one_failure_rolls_back_with_the_metric_and_numbers_in_the_condition() {
+    let mut w = rolling();
+    w.tick(5);
+    assert!(w.analyse(MetricOutcome::Fail));
+    let p = w.plan();
+    let rb = cond(w.status(), ROLLED_BACK);
+    assert_eq!(rb.reason, "AnalysisFailed");
+    assert!(
+        rb.message.contains("metric latency") && rb.message.contains("0.5"),
+        "{}",
+        rb.message
+    );
+    assert!(rb.message.contains("failureLimit 1"));
+    assert!(p.actions.contains(&Action::Count(Counted::RolledBack)));
+    assert!(
+        p.actions
+            .contains(&Action::Count(Counted::Analysis(MetricOutcome::Fail)))
+    );
+    assert_eq!(
+        w.status().analysis.as_ref().unwrap().metrics[0].outcome,
+        MetricOutcome::Fail
+    );
+}
+
+#[test]
+fn errors_count_separately_up_to_the_error_limit() {
+    let mut w = rolling();
+    for i in 1..=3 {
+        w.tick(5);
+        assert!(w.analyse(MetricOutcome::Error));
+        w.plan();
+        let a = w.status().analysis.clone().unwrap();
+        assert_eq!((a.errors, a.failures), (i, 0));
+        assert_ne!(
+            w.status().phase,
+            Some(CanaryPhase::RolledBack),
+            "errors are not failures"
+        );
+        // Errors do not count as an analysis that lets a step advance? They do: the run happened. Stay
+        // at step 0 here by holding the rollout.
+        w.canary.spec.paused = true;
+    }
+    w.tick(5);
+    assert!(w.analyse(MetricOutcome::Error));
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(cond(w.status(), ROLLED_BACK).reason, "AnalysisErrors");
+    assert!(cond(w.status(), ROLLED_BACK).message.contains("errorLimit 4"));
+}
+
+#[test]
+fn inconclusive_checks_roll_back_only_with_a_limit() {
+    let mut w = rolling();
+    w.canary.spec.paused = true;
+    for _ in 0..5 {
+        w.tick(5);
+        assert!(w.analyse(MetricOutcome::Inconclusive));
+        w.plan();
+    }
+    assert_eq!(w.status().analysis.as_ref().unwrap().inconclusive, 5);
+    assert_eq!(w.status().phase, Some(CanaryPhase::Progressing));
+    assert!(
+        conditions::is_true(&w.status().conditions, PAUSED),
+        "spec.paused shows as Paused"
+    );
+    w.canary.spec.analysis.as_mut().unwrap().inconclusive_limit = Some(6);
+    w.tick(5);
+    w.analyse(MetricOutcome::Inconclusive);
+    w.plan();
+    assert_eq!(cond(w.status(), ROLLED_BACK).reason, "AnalysisInconclusive");
+}
+
+#[test]
+fn canary_pods_never_ready_roll_back_at_the_progress_deadline() {
+    let mut w = World::idle(serde_json::json!({"progressDeadline": "30s"}));
+    w.broken = true;
+    w.set_revision("r2");
+    let p = w.plan();
+    assert!(p.actions.contains(&Action::ScaleTarget(1)));
+    assert!(
+        !p.actions.contains(&Action::ScalePrimary(2)),
+        "primary keeps its pods while the canary is not ready"
+    );
+    let start = ts(T0);
+    assert_eq!(p.wake_at, Some(start + SignedDuration::from_secs(30)));
+    assert!(
+        !analysis_due(&w.canary, &w.obs, w.now + SignedDuration::from_secs(10)),
+        "no analysis of unready pods"
+    );
+    w.tick(29);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Progressing));
+    w.tick(1);
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    let rb = cond(w.status(), ROLLED_BACK);
+    assert_eq!(rb.reason, "ProgressDeadlineExceeded");
+    assert!(
+        rb.message.contains("30s") && rb.message.contains("0 of 1"),
+        "{}",
+        rb.message
+    );
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+}
+
+#[test]
+fn a_restarted_operator_resumes_at_the_same_step_with_the_same_counters() {
+    let mut w = rolling();
+    w.tick(5);
+    w.analyse(MetricOutcome::Error);
+    w.plan();
+    w.tick(5);
+    w.analyse(MetricOutcome::Pass);
+    w.plan();
+    let before = w.status().clone();
+    assert_eq!(before.current_step, Some(1));
+    // Status goes through the apiserver as JSON; a new process plans from it.
+    let json = serde_json::to_value(&before).unwrap();
+    let mut restarted = canary(serde_json::json!({}));
+    restarted.status = Some(serde_json::from_value(json).unwrap());
+    let p = plan(&restarted, &w.obs, w.now);
+    assert_eq!(p.status, before);
+    assert!(events(&p).is_empty());
+    assert_eq!(p.status.analysis.as_ref().unwrap().errors, 1);
+}
+
+#[test]
+fn a_newer_revision_mid_rollout_restarts_at_step_zero_and_a_revert_cancels() {
+    let mut w = at_final_pause();
+    w.canary.status.as_mut().unwrap().analysis.as_mut().unwrap().errors = 2;
+    w.set_revision("r3");
+    let p = w.plan();
+    assert!(events(&p)[0].1.contains("Newer revision r3 replaces r2"));
+    let s = w.status();
+    assert_eq!((s.current_step, s.canary_revision.as_deref()), (Some(0), Some("r3")));
+    assert_eq!(s.analysis.as_ref().unwrap().errors, 0);
+    assert_eq!(s.stable_revision.as_deref(), Some("r1"));
+    assert_eq!(s.canary_weight, Some(20));
+    w.set_revision("r1");
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["RolloutCancelled"]);
+    assert_eq!(w.status().phase, Some(CanaryPhase::Idle));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+}
+
+#[test]
+fn analysis_is_due_every_interval_while_the_canary_is_ready() {
+    let mut w = rolling();
+    w.canary.spec.paused = true;
+    let start = ts(T0);
+    assert!(!analysis_due(
+        &w.canary,
+        &w.obs,
+        start + SignedDuration::from_millis(4_999)
+    ));
+    assert!(analysis_due(&w.canary, &w.obs, start + SignedDuration::from_secs(5)));
+    w.tick(7);
+    w.analyse(MetricOutcome::Pass);
+    let p = w.plan();
+    assert_eq!(p.wake_at, Some(start + SignedDuration::from_secs(12)));
+    assert!(!analysis_due(&w.canary, &w.obs, start + SignedDuration::from_secs(11)));
+    // Not in a rollout: never.
+    let idle = World::idle(serde_json::json!({}));
+    assert!(!analysis_due(
+        &idle.canary,
+        &idle.obs,
+        start + SignedDuration::from_secs(3600)
+    ));
+}
+
+#[test]
+fn without_analysis_steps_advance_when_pods_are_ready() {
+    let mut w = World::idle(serde_json::json!({"analysis": null, "steps": [{"setWeight": 50}, {"setWeight": 100}]}));
+    w.set_revision("r2");
+    w.plan();
+    assert_eq!(w.status().canary_weight, Some(50));
+    w.plan();
+    assert_eq!(w.status().canary_weight, Some(100));
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+}
+
+#[test]
+fn gateway_routing_keeps_the_primary_and_moves_route_weights() {
+    let mut w = World::idle(serde_json::json!({"trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}}));
+    w.obs.route = RouteState::Ready;
+    w.set_revision("r2");
+    let p = w.plan();
+    assert!(p.actions.contains(&Action::ScaleTarget(1)));
+    assert!(
+        !p.actions.contains(&Action::SetRoute { canary: 20 }),
+        "traffic moves once the canary pods are ready"
+    );
+    let p = w.plan();
+    assert!(p.actions.contains(&Action::SetRoute { canary: 20 }));
+    assert!(p.actions.contains(&Action::ScalePrimary(3)));
+    w.obs.annotations.abort = Some("x".into());
+    let p = w.plan();
+    assert!(p.actions.contains(&Action::SetRoute { canary: 0 }));
+}
+
+#[test]
+fn replica_arithmetic() {
+    assert_eq!(canary_replicas(3, 0), 0);
+    assert_eq!(canary_replicas(3, 20), 1);
+    assert_eq!(canary_replicas(3, 50), 2);
+    assert_eq!(canary_replicas(3, 34), 1);
+    assert_eq!(canary_replicas(3, 67), 2);
+    assert_eq!(canary_replicas(3, 1), 1, "any weight runs at least one pod");
+    assert_eq!(canary_replicas(3, 100), 3);
+    assert_eq!(canary_replicas(10, 10), 1);
+    assert_eq!(primary_replicas(10, 10, false), 9);
+    assert_eq!(
+        primary_replicas(1, 50, false),
+        1,
+        "never empties the primary below 100%"
+    );
+    assert_eq!(primary_replicas(3, 100, false), 0);
+    assert_eq!(primary_replicas(3, 50, true), 3);
+    assert_eq!(incident_name("web", "0123456789abcdef"), "web-rollback-0123456789");
+    assert!(incident_name(&"x".repeat(300), "0123456789abcdef").len() <= 253);
+}
+
+#[test]
+fn a_handled_abort_value_does_not_abort_the_next_rollout() {
+    let mut w = rolling();
+    w.obs.annotations.abort = Some("a1".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    w.set_revision("r3");
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["RolloutStarted", "StepAdvanced"]);
+    w.plan();
+    assert_eq!(
+        w.status().phase,
+        Some(CanaryPhase::Progressing),
+        "a1 acted once already"
+    );
+    w.obs.annotations.abort = Some("a2".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(
+        w.status().handled_annotations.as_ref().unwrap().abort.as_deref(),
+        Some("a2")
+    );
+}
+
+#[test]
+fn annotations_wait_while_stalled_and_act_after_the_fix() {
+    let mut w = rolling();
+    let target = w.obs.target.clone();
+    w.obs.target = TargetState::Missing;
+    w.obs.annotations.promote = Some("p".into());
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(w.status().handled_annotations, None);
+    assert_eq!(
+        w.status().phase,
+        Some(CanaryPhase::Progressing),
+        "the rollout state is kept"
+    );
+    w.obs.target = target;
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+}
+
+#[test]
+fn a_canary_that_breaks_mid_pause_gets_the_deadline_from_when_it_was_last_ready() {
+    let mut w = World::idle(serde_json::json!({
+        "progressDeadline": "30s",
+        "steps": [{"setWeight": 20}, {"pause": {}}]
+    }));
+    w.set_revision("r2");
+    w.plan();
+    w.tick(5);
+    assert!(w.analyse(MetricOutcome::Pass));
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    for _ in 0..20 {
+        w.tick(5);
+        w.analyse(MetricOutcome::Pass);
+        w.plan();
+    }
+    let last_ready = w.now;
+    // The canary pod starts crashing long after the step began.
+    w.broken = true;
+    if let TargetState::Found { workload, .. } = &mut w.obs.target {
+        workload.available = 0;
+    }
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused), "not at once");
+    assert_eq!(p.wake_at, Some(last_ready + SignedDuration::from_secs(30)));
+    w.tick(29);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    w.tick(1);
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    assert_eq!(cond(w.status(), ROLLED_BACK).reason, "ProgressDeadlineExceeded");
+}
