@@ -679,7 +679,13 @@ async fn missing_route_stalls_with_a_human_message() {
         assert_eq!(c.reason, "InvalidTarget");
         assert!(c.message.contains("Canary \"web\""), "{}", c.message);
         assert_eq!(s.phase, None, "it touched nothing");
-        // No hot loop: a stalled Canary is looked at again only every 30s.
+        // No hot loop: a stalled Canary is looked at again only every 30s. The untouched target must be
+        // settled first, or its pods turning ready would (rightly) wake both Canaries in the window.
+        wait_for(WAIT, "the target to settle", || async {
+            let (want, available) = replicas(&e, "web").await;
+            (available == want.unwrap_or(1)).then_some(())
+        })
+        .await;
         let reconciles = e.op.metric_sum("kaizen_reconciles_total").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(e.op.metric_sum("kaizen_reconciles_total").await - reconciles <= 2.0);

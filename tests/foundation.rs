@@ -134,7 +134,8 @@ async fn every_invalid_example_is_rejected_with_its_message() {
 #[tokio::test]
 async fn operator_reports_kstatus_conditions_and_heals_a_missing_reference() {
     in_namespace("conditions", |ns| async move {
-        let op = Operator::start(&[]).await;
+        let cfg = common::write_config(&format!("namespaces: [{ns}]\n"));
+        let op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
         let client = common::client().await;
         let items: Api<ActionItem> = Api::namespaced(client.clone(), &ns);
         let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
@@ -244,7 +245,8 @@ async fn idle_operator_makes_no_writes_after_convergence() {
 #[tokio::test]
 async fn malformed_object_is_stalled_and_does_not_stop_its_watcher() {
     in_namespace("malformed", |ns| async move {
-        let op = Operator::start(&[]).await;
+        let cfg = common::write_config(&format!("namespaces: [{ns}]\n"));
+        let op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
         // 20 digits fit the schema (a duration pattern, 32 characters at most) but overflow any real duration.
         let (ok, _, err) = common::run_kubectl_stdin(&["apply", "-n", &ns, "-f", "-"],
             r#"
@@ -296,7 +298,9 @@ spec: {title: Fine, owner: bob, dueIn: 1d}
 
 #[tokio::test]
 async fn sigterm_stops_the_operator_cleanly() {
-    let mut op = Operator::start(&[]).await;
+    // Scoped to a namespace nobody uses, so it never acts on other tests' objects.
+    let cfg = common::write_config("namespaces: [sigterm-nothing-here]\n");
+    let mut op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
     let (code, _) = op.http_get("/healthz").await.expect("healthz served");
     assert_eq!(code, 200);
     let pid = op.pid().to_string();

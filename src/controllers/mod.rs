@@ -271,6 +271,10 @@ pub async fn admit<'a, K>(ctx: &Context, guard: &'a DeserializeGuard<K>) -> Resu
 where
     K: Resource<DynamicType = ()>,
 {
+    // Scope first: an operator limited to some namespaces must not even report on the others.
+    if !ctx.in_scope(guard_meta(guard).namespace.as_deref()) {
+        return Ok(Admitted::Done(Action::await_change()));
+    }
     let obj = match &guard.0 {
         Ok(o) => o,
         Err(invalid) => return report_invalid::<K>(ctx, invalid).await.map(Admitted::Done),

@@ -31,7 +31,6 @@ use kube::{
     api::{ApiResource, DynamicObject},
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::EventType,
         finalizer::{Event as Finalizer, finalizer},
@@ -281,19 +280,20 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
-    let controller = Controller::new(
-        super::all::<Canary>(&client),
-        kube::runtime::watcher::Config::default().any_semantic(),
-    );
+    let controller = super::slim_controller::<Canary>(&client);
     let canaries = controller.store();
     let deployment_resource = ApiResource::erase::<Deployment>(&());
     let writer = kube::runtime::reflector::store::Writer::<DynamicObject>::new(deployment_resource.clone());
     let deployments = writer.as_reader();
     let deployment_changes = kube::runtime::reflector::reflector(
         writer,
-        kube::runtime::watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &deployment_resource),
-            kube::runtime::watcher::Config::default().any_semantic(),
+        kube::runtime::WatchStreamExt::modify(
+            kube::runtime::watcher(
+                Api::<DynamicObject>::all_with(client.clone(), &deployment_resource),
+                kube::runtime::watcher::Config::default().any_semantic(),
+            ),
+            // Every Deployment in the cluster is cached; their managedFields are not needed.
+            |d| d.managed_fields_mut().clear(),
         ),
     );
     let stores = vec![
