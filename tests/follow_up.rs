@@ -312,13 +312,34 @@ async fn an_item_is_verified_when_its_canary_succeeds() {
                 .find(|c| c.type_ == "Verified" && c.reason == "AwaitingCanary")
         })
         .await;
-        // Stand in for the Canary controller's promotion by writing the status a promotion leaves.
+        // Stand in for the Canary controller's promotion by writing the status a promotion leaves. A
+        // promotion dated before the item was created proves nothing about it and is ignored.
+        let promote = |at: String| {
+            json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "status": {"phase": "Succeeded",
+                "conditions": [{"type": "Promoted", "status": "True", "reason": "Promoted", "message": "Revision promoted.",
+                    "lastTransitionTime": at}]}})
+        };
         canaries
             .patch_status(
                 "api",
                 &PatchParams::apply("test-promotion").force(),
-                &Patch::Apply(json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary",
-                    "status": {"phase": "Succeeded"}})),
+                &Patch::Apply(promote("2020-01-01T00:00:00Z".into())),
+            )
+            .await
+            .unwrap();
+        wait_for(Duration::from_secs(15), "the old promotion to be seen", || async {
+            let s = status(&items, "fix").await?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Verified" && c.reason == "AwaitingCanary" && c.message.contains("Succeeded"))
+        })
+        .await;
+        assert_ne!(status(&items, "fix").await.unwrap().phase, Some(ActionItemPhase::Verified));
+        canaries
+            .patch_status(
+                "api",
+                &PatchParams::apply("test-promotion").force(),
+                &Patch::Apply(promote(jiff::Timestamp::now().to_string())),
             )
             .await
             .unwrap();

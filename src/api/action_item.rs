@@ -69,7 +69,7 @@ pub struct ActionItemSpec {
     pub external_ref: Option<ExternalRef>,
     /// How Kaizen checks that the fix really worked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<Verification>,
+    pub verification: Option<Box<Verification>>,
     /// Escalation steps for this item, replacing the policy ladder: each fires once, `after` past the due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
@@ -199,10 +199,10 @@ pub struct ActionItemStatus {
     pub escalation_level: Option<u32>,
     /// Notifications sent, so a restarted operator neither re-sends nor forgets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<NotificationRecord>,
+    pub notifications: Option<Box<NotificationRecord>>,
     /// Progress of the verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<VerificationStatus>,
+    pub verification: Option<Box<VerificationStatus>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
@@ -307,13 +307,10 @@ pub struct VerificationStatus {
     /// Since when the Prometheus condition has held without interruption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holding_since: Option<Time>,
-    /// The last value the query returned.
+    /// The value the query returned when the outcome (holding, not met, verified) last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_value: Option<f64>,
     /// When the fix was verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Time>,
-    /// When the Prometheus condition was last evaluated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_checked_at: Option<Time>,
 }

@@ -48,6 +48,8 @@ const STALE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 pub const OVERDUE: &str = "Overdue";
 pub const ESCALATED: &str = "Escalated";
 pub const VERIFIED: &str = "Verified";
+/// The Canary condition whose transition time says when the last promotion happened.
+const PROMOTED: &str = super::canary::machine::PROMOTED;
 
 /// What the controller observed about the item's surroundings.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,8 @@ pub struct Observations {
     pub canary: CanaryVerdict,
     /// The Prometheus condition's evaluation, when it was evaluated this round.
     pub probe: Option<Probe>,
+    /// When the Prometheus condition was last evaluated (this round included).
+    pub last_probe_at: Option<Timestamp>,
 }
 
 impl Observations {
@@ -66,6 +70,7 @@ impl Observations {
         incident_exists: None,
         canary: CanaryVerdict::NotInvolved,
         probe: None,
+        last_probe_at: None,
     };
 }
 
@@ -143,19 +148,30 @@ pub fn probe_every(hold: Duration) -> Duration {
 }
 
 /// Whether the Prometheus condition is to be evaluated now: the item is Done (verification checks a fix
-/// someone says is in), not yet verified, and the last check is one period old.
-pub fn probe_due(item: &ActionItem, now: Timestamp) -> bool {
+/// someone says is in), not yet verified, and the last check (`last_probe_at`, kept in memory so that
+/// checking writes nothing) is one period old.
+pub fn probe_due(item: &ActionItem, last_probe_at: Option<Timestamp>, now: Timestamp) -> bool {
     let Some(prom) = item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) else {
         return false;
     };
     let v = item.status.as_ref().and_then(|s| s.verification.as_ref());
     item.spec.state == ActionItemState::Done
         && v.is_none_or(|v| v.verified_at.is_none())
-        && v.and_then(|v| v.last_checked_at.as_ref()).is_none_or(|t| {
-            t.0.checked_add(probe_every(prom.for_).as_signed())
+        && last_probe_at.is_none_or(|t| {
+            t.checked_add(probe_every(prom.for_).as_signed())
                 .unwrap_or(Timestamp::MAX)
                 <= now
         })
+}
+
+/// `now` rounded up to the whole second: status times have one-second precision, and a hold must never
+/// look longer than it was.
+fn ceil_second(now: Timestamp) -> Timestamp {
+    if now.subsec_nanosecond() == 0 {
+        now
+    } else {
+        Timestamp::from_second(now.as_second() + 1).unwrap_or(now)
+    }
 }
 
 /// Advances the verification record and says where it stands.
@@ -201,84 +217,83 @@ fn verify(
             return (old.cloned(), Some(fact), None);
         }
         let hold = prom.for_;
+        let cond = prom.condition.trim();
+        let previous = item
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, VERIFIED))
+            .filter(|c| c.status == "False");
+        // A check that ends where the last one did keeps the last message and value, so checking
+        // every few seconds writes nothing until the outcome changes.
+        let outcome = |reason: &str, message: String, value: Option<f64>, v: &mut VerificationStatus| match previous
+            .filter(|c| c.reason == reason)
+        {
+            Some(c) => ConditionFact::new(VERIFIED, false, reason, c.message.clone()),
+            None => {
+                v.last_value = value.or(v.last_value);
+                ConditionFact::new(VERIFIED, false, reason, message)
+            }
+        };
         let fact = match &obs.probe {
             // Not evaluated this round: the record stands as it is.
-            None => None,
-            Some(Probe::Value(x)) if Threshold::parse(&prom.condition).is_some_and(|t| t.holds(*x)) => {
-                v.last_value = Some(*x);
-                let since = v.holding_since.get_or_insert(Time(now)).0;
+            None => previous
+                .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
+                .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due.")),
+            Some(Probe::Value(x)) if Threshold::parse(cond).is_some_and(|t| t.holds(*x)) => {
+                let since = v.holding_since.get_or_insert(Time(ceil_second(now))).0;
                 let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
                 if now >= verify_at {
                     v.verified_at = Some(Time(now));
-                    Some(ConditionFact::new(
+                    v.last_value = Some(*x);
+                    ConditionFact::new(
                         VERIFIED,
                         true,
                         "ConditionHeld",
-                        format!(
-                            "The condition `{}` held for {hold} (since {since}); last value {x}.",
-                            prom.condition.trim()
-                        ),
-                    ))
+                        format!("The condition `{cond}` held for {hold} (since {since}); last value {x}."),
+                    )
                 } else {
-                    Some(ConditionFact::new(
-                        VERIFIED,
-                        false,
+                    outcome(
                         "Holding",
                         format!(
-                            "The condition `{}` has held since {since} (last value {x}); verified at {verify_at} if it keeps holding.",
-                            prom.condition.trim()
+                            "The condition `{cond}` has held since {since} (value {x}); verified at {verify_at} if it keeps holding."
                         ),
-                    ))
+                        Some(*x),
+                        &mut v,
+                    )
                 }
             }
             Some(Probe::Value(x)) => {
-                v.last_value = Some(*x);
                 v.holding_since = None;
-                Some(ConditionFact::new(
-                    VERIFIED,
-                    false,
+                outcome(
                     "ConditionNotMet",
-                    format!(
-                        "The value {x} does not satisfy `{}` (checked at {now}).",
-                        prom.condition.trim()
-                    ),
-                ))
+                    format!("The value {x} does not satisfy `{cond}` (first seen at {now})."),
+                    Some(*x),
+                    &mut v,
+                )
             }
             // Neither counts as success: the hold starts over.
             Some(Probe::NoData) => {
                 v.holding_since = None;
-                Some(ConditionFact::new(
-                    VERIFIED,
-                    false,
+                outcome(
                     "NoData",
-                    format!("The query returned no data at {now}; no data never counts as success."),
-                ))
+                    format!("The query returned no data (since {now}); no data never counts as success."),
+                    None,
+                    &mut v,
+                )
             }
             Some(Probe::Error(e)) => {
                 v.holding_since = None;
-                Some(ConditionFact::new(
-                    VERIFIED,
-                    false,
+                outcome(
                     "QueryError",
-                    format!("The query failed at {now}: {e}. A failed query never counts as success."),
-                ))
+                    format!("The query failed (since {now}): {e}. A failed query never counts as success."),
+                    None,
+                    &mut v,
+                )
             }
         };
-        if obs.probe.is_some() {
-            v.last_checked_at = Some(Time(now));
-        }
-        let fact = fact.unwrap_or_else(|| {
-            // Keep whatever the last evaluation said.
-            item.status
-                .as_ref()
-                .and_then(|s| conditions::find(&s.conditions, VERIFIED))
-                .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
-                .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due."))
-        });
-        let next_check = v
-            .last_checked_at
-            .as_ref()
-            .map(|t| t.0.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
+        let next_check = obs
+            .last_probe_at
+            .map(|t| t.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
             .or(Some(now));
         let wake = if v.verified_at.is_some() { None } else { next_check };
         return (Some(v), Some(fact), wake);
@@ -318,7 +333,7 @@ pub fn decide(
     let soon_from = due
         .checked_sub(policy.due_soon_window.as_signed())
         .unwrap_or(Timestamp::MIN);
-    let (verification, verified_fact, verify_wake) = verify(item, obs, old.verification.as_ref(), now);
+    let (verification, verified_fact, verify_wake) = verify(item, obs, old.verification.as_deref(), now);
     let won_t_do = item.spec.state == ActionItemState::WontDo;
     let verified = !won_t_do && verification.as_ref().is_some_and(|v| v.verified_at.is_some());
     let terminal = verified || matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo);
@@ -349,6 +364,13 @@ pub fn decide(
     if terminal {
         // Nobody needs a reminder about finished work.
         record.pending = None;
+    } else if !overdue {
+        // Not (or no longer: the deadline moved) overdue: nothing is owed, and a later deadline that
+        // passes starts the ladder and the reminders afresh.
+        record.pending = None;
+        level = 0;
+        record.last_reminder_at = None;
+        notify_wake = Some(due);
     } else if let Some(p) = &record.pending {
         notify_wake = Some(p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
     } else if overdue {
@@ -377,8 +399,6 @@ pub fn decide(
             });
             notify_wake = Some(now);
         }
-    } else if !overdue {
-        notify_wake = Some(due);
     }
 
     let transition_wake = if terminal {
@@ -391,39 +411,26 @@ pub fn decide(
         None
     };
 
-    let mut facts = vec![
-        if due_soon {
-            ConditionFact::new(DUE_SOON, true, "DueSoon", format!("The item is due at {due}."))
-        } else {
-            ConditionFact::new(
-                DUE_SOON,
-                false,
-                if terminal {
-                    "Completed"
-                } else if overdue {
-                    "PastDue"
-                } else {
-                    "NotYetDue"
-                },
-                format!("The item is due at {due}."),
-            )
-        },
-        if overdue {
-            ConditionFact::new(
-                OVERDUE,
-                true,
-                "PastDue",
-                format!("The item was due at {due} and is not finished."),
-            )
-        } else {
-            ConditionFact::new(
-                OVERDUE,
-                false,
-                if terminal { "Completed" } else { "NotYetDue" },
-                format!("The item is due at {due}."),
-            )
-        },
-    ];
+    // DueSoon and Overdue are abnormal-true conditions (as kstatus treats Stalled): present while
+    // true, absent otherwise. `status.dueAt` and the phase say the rest, and each cached item stays
+    // two conditions smaller (see README, Performance).
+    let mut facts = Vec::new();
+    if due_soon {
+        facts.push(ConditionFact::new(
+            DUE_SOON,
+            true,
+            "DueSoon",
+            format!("The item is due at {due}."),
+        ));
+    }
+    if overdue {
+        facts.push(ConditionFact::new(
+            OVERDUE,
+            true,
+            "PastDue",
+            format!("The item was due at {due} and is not finished."),
+        ));
+    }
     // Escalated appears with the first step that fires; until then it would only say "not yet".
     if level > 0 {
         let who = rungs
@@ -451,13 +458,9 @@ pub fn decide(
         due_at: Some(Time(due)),
         phase: Some(phase),
         completed_at,
-        escalation_level: if level > 0 { Some(level) } else { old.escalation_level },
-        notifications: if record == NotificationRecord::default() {
-            old.notifications.clone()
-        } else {
-            Some(record)
-        },
-        verification,
+        escalation_level: (level > 0 || old.escalation_level.is_some()).then_some(level),
+        notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
+        verification: verification.map(Box::new),
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
     };
     let wake_at = [transition_wake, notify_wake.filter(|_| !terminal), verify_wake]
@@ -471,6 +474,9 @@ pub struct Ctx {
     pub incidents: Store<DeserializeGuard<Incident>>,
     pub canaries: Store<DeserializeGuard<Canary>>,
     pub tz: Option<jiff::tz::TimeZone>,
+    /// When each item's Prometheus verification was last evaluated, by UID. In memory, so checks write
+    /// nothing; a restarted operator simply checks at once.
+    pub probed: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
 /// Where the Canaries that can verify `item` stand.
@@ -495,10 +501,20 @@ fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionItem,
         .collect();
     involved.sort_by_key(|g| g.0.as_ref().map(|c| c.name_any()).unwrap_or_default());
     let phase = |c: &Canary| c.status.as_ref().and_then(|s| s.phase);
+    // Only a promotion after the item was written counts: a Canary keeps Succeeded until its next
+    // rollout, and last week's promotion proves nothing about today's fix.
+    let created = item.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let promoted_since_created = |c: &Canary| {
+        phase(c) == Some(CanaryPhase::Succeeded)
+            && c.status
+                .as_ref()
+                .and_then(|s| conditions::find(&s.conditions, PROMOTED))
+                .is_some_and(|p| p.status == "True" && created.is_none_or(|t| p.last_transition_time.0 >= t))
+    };
     if let Some(c) = involved
         .iter()
         .filter_map(|g| g.0.as_ref().ok())
-        .find(|c| phase(c) == Some(CanaryPhase::Succeeded))
+        .find(|c| promoted_since_created(c))
     {
         return CanaryVerdict::Promoted(c.name_any());
     }
@@ -536,8 +552,15 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
         Admitted::Done(action) => return Ok(action),
     };
     let now = Timestamp::now();
+    let uid = item.metadata.uid.clone().unwrap_or_default();
+    let mut last_probe_at = ctx.probed.lock().expect("probe schedule lock").get(&uid).copied();
     let probe_result = match item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) {
-        Some(prom) if probe_due(item, now) => Some(probe(&ctx.shared, prom).await),
+        Some(prom) if probe_due(item, last_probe_at, now) => {
+            let result = probe(&ctx.shared, prom).await;
+            ctx.probed.lock().expect("probe schedule lock").insert(uid.clone(), now);
+            last_probe_at = Some(now);
+            Some(result)
+        }
         _ => None,
     };
     let obs = Observations {
@@ -548,8 +571,17 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
             .map(|r| ctx.incidents.get(&ObjectRef::new(&r.name).within(&ns)).is_some()),
         canary: canary_verdict(&ctx.canaries, item, &ns),
         probe: probe_result,
+        last_probe_at,
     };
     let decision = decide(item, &obs, &ctx.shared.policy, ctx.tz.as_ref(), now);
+    if decision
+        .status
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.verified_at.is_some())
+    {
+        ctx.probed.lock().expect("probe schedule lock").remove(&uid);
+    }
     let old = item.status.clone().unwrap_or_default();
     // Decisions are written only onto the version they were made from, so a cache that lags behind the
     // operator's own last write cannot record (and then send) a notification a second time.
@@ -840,6 +872,7 @@ pub fn controller(
         incidents,
         canaries,
         tz,
+        probed: Default::default(),
     });
     let items_for_canaries = items.clone();
     // An incident appearing (or vanishing) changes whether its items are Stalled; its status does not.
@@ -1105,14 +1138,23 @@ mod tests {
         let p = Policy::default();
         let mut i = prom_item("< 0.01");
         let t0 = ts("2026-03-05T00:00:00Z");
-        assert!(probe_due(&i, t0));
+        assert!(probe_due(&i, None, t0));
         i.status = Some(decide(&i, &probe_obs(Probe::Value(0.001)), &p, None, t0).status);
-        let st = i.status.as_ref().unwrap();
+        let st = i.status.clone().unwrap();
         assert_eq!(st.phase, Some(ActionItemPhase::Done));
         assert_eq!(st.verification.as_ref().unwrap().holding_since, Some(Time(t0)));
         // Checked every 10s (a sixth of 60s), not before.
-        assert!(!probe_due(&i, ts("2026-03-05T00:00:09Z")));
-        assert!(probe_due(&i, ts("2026-03-05T00:00:10Z")));
+        assert!(!probe_due(&i, Some(t0), ts("2026-03-05T00:00:09Z")));
+        assert!(probe_due(&i, Some(t0), ts("2026-03-05T00:00:10Z")));
+        // Another check that finds it still holding (another value) changes nothing: no write.
+        let same = decide(
+            &i,
+            &probe_obs(Probe::Value(0.002)),
+            &p,
+            None,
+            ts("2026-03-05T00:00:10Z"),
+        );
+        assert_eq!(same.status, st);
         // A breach restarts the hold.
         let t1 = ts("2026-03-05T00:00:30Z");
         i.status = Some(decide(&i, &probe_obs(Probe::Value(0.5)), &p, None, t1).status);
@@ -1138,7 +1180,7 @@ mod tests {
         assert_eq!(d.status.phase, Some(ActionItemPhase::Verified));
         assert!(conditions::is_true(&d.status.conditions, VERIFIED));
         i.status = Some(d.status);
-        assert!(!probe_due(&i, ts("2026-03-06T00:00:00Z")), "verified is final");
+        assert!(!probe_due(&i, None, ts("2026-03-06T00:00:00Z")), "verified is final");
     }
 
     #[test]
@@ -1164,7 +1206,7 @@ mod tests {
         let p = Policy::default();
         let mut open = prom_item("< 0.01");
         open.spec.state = ActionItemState::Open;
-        assert!(!probe_due(&open, ts("2026-03-05T00:00:00Z")));
+        assert!(!probe_due(&open, None, ts("2026-03-05T00:00:00Z")));
         let i = item(serde_json::json!({"verification": {"canaryRef": {"name": "api"}}}));
         let waiting = decide(
             &i,
@@ -1191,5 +1233,35 @@ mod tests {
         );
         assert_eq!(promoted.status.phase, Some(ActionItemPhase::Verified));
         assert!(promoted.status.completed_at.is_some());
+    }
+
+    #[test]
+    fn finishing_or_moving_the_deadline_drops_what_is_owed() {
+        let p = Policy::default();
+        let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z",
+            "escalation": [{"after": "0s", "notify": ["lead"]}]}));
+        // The escalation is decided, then its delivery keeps failing.
+        let d = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:00:01Z"));
+        assert_eq!(
+            d.status.notifications.as_ref().unwrap().pending.as_ref().unwrap().level,
+            Some(1)
+        );
+        i.status = Some(d.status);
+        // Done before delivery: nothing is sent about finished work.
+        let mut done = i.clone();
+        done.spec.state = ActionItemState::Done;
+        let d = decide(&done, NO_REF, &p, None, ts("2026-03-03T00:00:02Z"));
+        assert_eq!(d.status.notifications.as_ref().unwrap().pending, None);
+        // The deadline moved a week later: nothing is owed, the ladder starts afresh at the new deadline.
+        let mut moved = i.clone();
+        moved.spec.due_at = Some(Time(ts("2026-03-10T00:00:00Z")));
+        let d = decide(&moved, NO_REF, &p, None, ts("2026-03-03T00:00:02Z"));
+        assert_eq!(d.status.notifications.as_ref().unwrap().pending, None);
+        assert_eq!(d.status.escalation_level, Some(0));
+        assert!(!conditions::is_true(&d.status.conditions, ESCALATED));
+        moved.status = Some(d.status);
+        let later = decide(&moved, NO_REF, &p, None, ts("2026-03-10T00:00:00Z"));
+        let pending = later.status.notifications.unwrap().pending.unwrap();
+        assert_eq!((pending.kind, pending.level), (NotificationKind::Escalation, Some(1)));
     }
 }

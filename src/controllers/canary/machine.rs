@@ -542,7 +542,12 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
         promote: obs.annotations.promote.clone().or(handled.promote),
         abort: obs.annotations.abort.clone().or(handled.abort),
         retry: obs.annotations.retry.clone().or(handled.retry),
-        resume: obs.annotations.resume.clone().or(handled.resume),
+        // While spec.paused holds the rollout, a resume is kept for when it is lifted.
+        resume: if canary.spec.paused {
+            handled.resume.clone()
+        } else {
+            obs.annotations.resume.clone().or(handled.resume.clone())
+        },
     };
     p.s.handled_annotations = (merged != HandledAnnotations::default()).then_some(merged);
 
@@ -707,7 +712,10 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
     Plan {
         status: p.s,
         actions: p.actions,
-        wake_at: wake.into_iter().min(),
+        // While spec.paused holds the rollout, a moment already past (a timed pause that has run out)
+        // would requeue at once, forever: only the future counts then. Lifting the pause is a change
+        // of the object, which wakes it anyway.
+        wake_at: wake.into_iter().filter(|t| *t > now || !canary.spec.paused).min(),
     }
 }
 

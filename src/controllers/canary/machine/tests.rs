@@ -740,3 +740,35 @@ fn a_canary_that_breaks_mid_pause_gets_the_deadline_from_when_it_was_last_ready(
     assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
     assert_eq!(cond(w.status(), ROLLED_BACK).reason, "ProgressDeadlineExceeded");
 }
+
+#[test]
+fn spec_paused_over_an_elapsed_timed_pause_does_not_spin_and_keeps_resume() {
+    let mut w = rolling();
+    // Walk to the first timed pause.
+    for _ in 0..20 {
+        if w.status().phase == Some(CanaryPhase::Paused) {
+            break;
+        }
+        w.tick(5);
+        w.analyse(MetricOutcome::Pass);
+        w.plan();
+    }
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    w.canary.spec.paused = true;
+    w.tick(3_600);
+    w.obs.annotations.resume = Some("r1".into());
+    let p = w.plan();
+    assert!(
+        p.wake_at.is_none_or(|t| t > w.now),
+        "no wake-up in the past: {:?}",
+        p.wake_at
+    );
+    assert_ne!(
+        w.status()
+            .handled_annotations
+            .as_ref()
+            .and_then(|h| h.resume.as_deref()),
+        Some("r1"),
+        "a resume given while paused is kept for later"
+    );
+}
