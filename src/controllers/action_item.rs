@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, ResourceExt,
+    api::PartialObjectMeta,
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
@@ -471,7 +472,8 @@ pub fn decide(
 
 pub struct Ctx {
     pub shared: Arc<Context>,
-    pub incidents: Store<DeserializeGuard<Incident>>,
+    /// Which Incidents exist (metadata only).
+    pub incidents: Store<PartialObjectMeta<Incident>>,
     pub canaries: Store<DeserializeGuard<Canary>>,
     pub tz: Option<jiff::tz::TimeZone>,
     /// When each item's Prometheus verification was last evaluated, by UID. In memory, so checks write
@@ -693,17 +695,12 @@ async fn deliver(
         record.pending = None;
         record.sent += 1;
         record.last_sent_at = Some(Time(now));
-        let note = format!(
-            "{} sent to {}.",
-            msg.text(),
-            if ctx.policy.sinks.is_empty() {
-                "no sink (none configured)".to_string()
-            } else {
-                "every sink".to_string()
-            }
-        );
-        ctx.publish(item, EventType::Normal, kind_reason(pending.kind), note)
-            .await;
+        // Without sinks there was nothing to send; the Overdue and Escalated Events already said it.
+        if !ctx.policy.sinks.is_empty() {
+            let note = format!("{} sent to every sink.", msg.text());
+            ctx.publish(item, EventType::Normal, kind_reason(pending.kind), note)
+                .await;
+        }
     } else {
         next.failed_attempts += 1;
         let delay = ladder::retry_delay(next.failed_attempts);
@@ -829,7 +826,7 @@ pub fn controller(
     wake_incidents: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<Incident>>>,
 ) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
     let client = shared.client.clone();
-    let (incidents, incident_changes) = super::guarded_reflector_of_specs::<Incident>(Api::all(client.clone()));
+    let (incidents, incident_changes) = super::metadata_reflector_of_specs::<Incident>(&client);
     let (canaries, canary_changes) = guarded_reflector::<Canary>(Api::all(client.clone()));
     // The item cache is shared with the incident controller through `follow_ups`: the index is updated
     // from the same events, after the store, so the items are cached once.
@@ -877,8 +874,8 @@ pub fn controller(
     let items_for_canaries = items.clone();
     // An incident appearing (or vanishing) changes whether its items are Stalled; its status does not.
     let fut = controller
-        .watches_stream(incident_changes, move |incident: DeserializeGuard<Incident>| {
-            let (ns, name) = super::guard_key(&incident);
+        .watches_stream(incident_changes, move |incident: PartialObjectMeta<Incident>| {
+            let (ns, name) = (incident.metadata.namespace, incident.metadata.name.unwrap_or_default());
             super::referrers(&items, ns.as_deref(), |i| {
                 i.spec.incident_ref.as_ref().is_some_and(|r| r.name == name)
             })

@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, PartialObjectMeta, Patch, PatchParams},
     core::{DeserializeGuard, NamespaceResourceScope},
     runtime::{
         WatchStreamExt,
@@ -406,31 +406,50 @@ where
     (reader, stream)
 }
 
-/// Like `guarded_reflector`, but the stream yields an object only when it appears, its spec changes
-/// (generation) or it is deleted: for watchers that care whether an object exists and what it asks for,
-/// not about its status, so status writes do not fan out into reconciles of everything that names it.
-pub fn guarded_reflector_of_specs<K>(
-    api: Api<DeserializeGuard<K>>,
+/// A reflector over the metadata of a kind (no spec, no status: it tells which objects exist), whose
+/// stream yields an object only when it appears, its spec changes (generation) or it is deleted. For
+/// watchers that care whether an object exists, so status writes do not fan out into reconciles of
+/// everything that names it, and the cache holds a few hundred bytes per object.
+pub fn metadata_reflector_of_specs<K>(
+    client: &Client,
 ) -> (
-    Store<DeserializeGuard<K>>,
-    impl Stream<Item = Result<DeserializeGuard<K>, watcher::Error>> + Send,
+    Store<PartialObjectMeta<K>>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>,
 )
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let mut generations: std::collections::HashMap<(Option<String>, String), Option<i64>> = Default::default();
-    let stream = reflector::reflector(writer, slim_watch(api)).filter_map(move |event| {
+    let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
+    let watch = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|o| {
+            o.managed_fields_mut().clear();
+            o.annotations_mut().clear();
+            o.labels_mut().clear();
+        });
+    let stream = reflector::reflector(writer, watch).filter_map(move |event| {
         let out = match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                let meta = guard_meta(&o);
-                let key = (meta.namespace.clone(), meta.name.clone().unwrap_or_default());
-                let generation = meta.generation;
+                let key = (
+                    o.metadata.namespace.clone(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                );
+                let generation = o.metadata.generation;
                 (generations.insert(key, generation) != Some(generation)).then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => {
-                let meta = guard_meta(&o);
-                generations.remove(&(meta.namespace.clone(), meta.name.clone().unwrap_or_default()));
+                generations.remove(&(
+                    o.metadata.namespace.clone(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                ));
                 Some(Ok(o))
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
