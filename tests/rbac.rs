@@ -16,10 +16,13 @@ use std::{
 };
 
 use common::{Operator, in_namespace, servers::Receiver, wait_for};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    authentication::v1::TokenRequest,
-    core::v1::{Secret, ServiceAccount},
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        authentication::v1::TokenRequest,
+        core::v1::{Secret, ServiceAccount},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kaizen::api::{
     ActionItem, Canary, Incident,
@@ -478,6 +481,8 @@ async fn chart_rbac_is_sufficient_for_every_controller_and_grants_nothing_more()
         // operator's first requests are judged by them.
         let sa_secrets: Api<Secret> = Api::namespaced(sa.clone(), &ns);
         wait_for(WAIT, "the chart's bindings to take effect", || async {
+            let crds: Api<CustomResourceDefinition> = Api::all(sa.clone());
+            crds.get("canaries.kaizen.dev").await.ok()?;
             let canaries: Api<Canary> = Api::all(sa.clone());
             canaries.list(&Default::default()).await.ok()?;
             sa_secrets.get("hooks").await.ok()
@@ -542,11 +547,14 @@ async fn chart_rbac_is_sufficient_for_every_controller_and_grants_nothing_more()
             (reasons.iter().any(|r| r == "Overdue") && reasons.iter().any(|r| r == "ReminderSent")).then_some(())
         })
         .await;
-        let fix = items.get("fix").await.unwrap().status.unwrap();
-        assert!(
-            fix.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
-            "{fix:?}"
-        );
+        wait_for(WAIT, "the item on time to be Ready", || async {
+            let s = items.get("fix").await.ok()?.status?;
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .then_some(())
+        })
+        .await;
 
         // Canary: initialization, a rollout promoted, an abort that opens an Incident, deletion.
         let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
@@ -597,16 +605,19 @@ async fn chart_rbac_is_sufficient_for_every_controller_and_grants_nothing_more()
         .await;
         let opened = incidents.get(&rb.incident_ref.unwrap().name).await.unwrap();
         assert!(opened.spec.title.contains("web"), "{}", opened.spec.title);
-        let reasons = event_reasons(&admin, &ns, "web").await;
-        for reason in [
+        // Events are published after the status write that a watcher sees first.
+        let want = [
             "Initialized",
             "RolloutStarted",
             "Promoted",
             "RolledBack",
             "IncidentOpened",
-        ] {
-            assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");
-        }
+        ];
+        wait_for(WAIT, &format!("Canary events {want:?}"), || async {
+            let reasons = event_reasons(&admin, &ns, "web").await;
+            want.iter().all(|w| reasons.iter().any(|r| r == w)).then_some(())
+        })
+        .await;
 
         canaries.delete("web", &Default::default()).await.unwrap();
         wait_for(WAIT, "the Canary and the primary to be gone", || async {
