@@ -315,15 +315,6 @@ fn assert_forbidden<T: std::fmt::Debug>(res: kube::Result<T>, what: &str) {
     }
 }
 
-/// `kaizen_reconcile_errors_total` for error="api", summed over kinds.
-async fn api_errors(op: &Operator) -> f64 {
-    let (_, body) = op.http_get("/metrics").await.expect("metrics served");
-    body.lines()
-        .filter(|l| l.starts_with("kaizen_reconcile_errors_total{") && l.contains("error=\"api\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn due_in(secs: i64) -> String {
     jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + secs)
         .unwrap()
@@ -779,10 +770,12 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
             "get an Incident outside the watched namespaces",
         );
     }
+    // kaizen_reconcile_errors_total{error="api"} is not asserted: it also counts optimistic-concurrency
+    // conflicts (HTTP 409), which are retried, e.g. when the operator hands back a Deployment that just
+    // changed. The log names every refused request, whatever its category.
     let logs = op.logs();
     let refused = refusals(&logs);
     assert!(refused.is_empty(), "the operator was refused:\n{}", refused.join("\n"));
-    assert_eq!(api_errors(&op).await, 0.0, "no reconcile failed on an API error");
     drop(op);
     let _ = std::fs::remove_file(&kubeconfig);
 }
