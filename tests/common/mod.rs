@@ -254,6 +254,12 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_kubeconfig(&kubeconfig(), extra_args).await
+    }
+
+    /// Like `start`, but the operator talks to the control plane with the credentials in `kubeconfig`
+    /// (say, a ServiceAccount token with only the chart's RBAC) instead of the admin's.
+    pub async fn start_with_kubeconfig(kubeconfig: &Path, extra_args: &[&str]) -> Self {
         client().await; // CRDs installed
         let port = free_port();
         let log = std::env::temp_dir().join(format!("kaizen-operator-{port}.log"));
@@ -262,7 +268,7 @@ impl Operator {
             .arg("run")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra_args)
-            .env("KUBECONFIG", kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kaizen=debug")
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
