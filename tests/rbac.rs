@@ -42,7 +42,7 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Values<'a> {
     /// `kaizen.fullname`, and so the ServiceAccount's name (serviceAccount.name is empty by default).
     fullname: &'a str,
-    /// `.Release.Namespace`: the operator's own namespace, where its Lease and sink Secrets live.
+    /// `.Release.Namespace`: the operator's own namespace, where its sink Secrets live.
     namespace: &'a str,
     /// `config.sinks[].urlSecretRef.name`.
     sink_secrets: &'a [&'a str],

@@ -70,10 +70,3 @@ Name of the ConfigMap holding the policy file.
 {{- define "kaizen.configMapName" -}}
 {{- printf "%s-config" (include "kaizen.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
-
-{{/*
-Name of the Lease the replicas elect a leader through (in the release namespace).
-*/}}
-{{- define "kaizen.leaseName" -}}
-{{- printf "%s-leader" (include "kaizen.fullname" .) | trunc 63 | trimSuffix "-" }}
-{{- end }}
