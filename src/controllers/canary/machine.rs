@@ -342,7 +342,8 @@ impl Planner<'_> {
             .as_ref()
             .and_then(|o| o.open_incident.as_ref())
         {
-            let name = incident_name(&self.canary.metadata.name.clone().unwrap_or_default(), &revision);
+            let retry = self.s.handled_annotations.as_ref().and_then(|h| h.retry.as_deref());
+            let name = incident_name(&self.canary.metadata.name.clone().unwrap_or_default(), &revision, retry);
             let target = &self.canary.spec.target_ref.name;
             self.actions.push(Action::OpenIncident(IncidentRequest {
                 name: name.clone(),
@@ -477,11 +478,17 @@ impl Planner<'_> {
 }
 
 /// The Incident a rollback of `revision` opens: deterministic, so a retried reconcile finds the one it
-/// created instead of opening another.
-pub fn incident_name(canary: &str, revision: &str) -> String {
+/// created instead of opening another. A rollout started by `kaizen.dev/retry` carries a short digest
+/// of that annotation's value, so a revision that fails again opens a new Incident instead of
+/// pointing at the first (perhaps closed) one.
+pub fn incident_name(canary: &str, revision: &str, retry: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
     let short: String = revision.chars().take(10).collect();
-    let base: String = canary.chars().take(253 - 10 - short.len()).collect();
-    format!("{base}-rollback-{short}")
+    let attempt = retry
+        .map(|r| format!("-{}", &hex::encode(Sha256::digest(r.as_bytes()))[..6]))
+        .unwrap_or_default();
+    let base: String = canary.chars().take(253 - 10 - short.len() - attempt.len()).collect();
+    format!("{base}-rollback-{short}{attempt}")
 }
 
 /// Pure: the next status, the actions to take and when to look again.
@@ -703,7 +710,26 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
                     p.s.canary_weight.unwrap_or(0)
                 ),
             };
-            healthy_conditions(Some((phase_str(phase), what)), phase_str(phase), String::new())
+            let promotion_deadline = (phase == CanaryPhase::Promoting)
+                .then(|| started(&p.s).map(|t| t + progress_deadline(canary)))
+                .flatten();
+            match promotion_deadline {
+                // The primary took the new template but does not roll it out (quota, scheduling, a
+                // crash only the primary's pods hit): a human has to look; the canary keeps serving.
+                Some(deadline) if now >= deadline => stalled_conditions(
+                    "PromotionStuck",
+                    format!(
+                        "{}-primary has not rolled out revision {} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
+                        canary.spec.target_ref.name,
+                        p.s.canary_revision.as_deref().unwrap_or_default()
+                    ),
+                ),
+                Some(deadline) => {
+                    wake.push(deadline);
+                    healthy_conditions(Some((phase_str(phase), what)), phase_str(phase), String::new())
+                }
+                None => healthy_conditions(Some((phase_str(phase), what)), phase_str(phase), String::new()),
+            }
         }
         None => vec![],
     };
@@ -784,6 +810,8 @@ fn step(
             }
             if let Some(v) = promote {
                 p.s.phase = Some(CanaryPhase::Promoting);
+                // The promotion's own deadline counts from here.
+                p.s.step_started_at = Some(Time(p.now));
                 p.event(
                     false,
                     "Promoting",
@@ -823,6 +851,7 @@ fn step(
             let idx = p.s.current_step.unwrap_or(0) as usize;
             let Some(step_spec) = canary.spec.steps.get(idx) else {
                 p.s.phase = Some(CanaryPhase::Promoting);
+                p.s.step_started_at = Some(Time(p.now));
                 return;
             };
             if let Some(w) = step_spec.set_weight {

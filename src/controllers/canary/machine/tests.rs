@@ -659,8 +659,23 @@ fn replica_arithmetic() {
     );
     assert_eq!(primary_replicas(3, 100, false), 0);
     assert_eq!(primary_replicas(3, 50, true), 3);
-    assert_eq!(incident_name("web", "0123456789abcdef"), "web-rollback-0123456789");
-    assert!(incident_name(&"x".repeat(300), "0123456789abcdef").len() <= 253);
+    assert_eq!(
+        incident_name("web", "0123456789abcdef", None),
+        "web-rollback-0123456789"
+    );
+    assert!(incident_name(&"x".repeat(300), "0123456789abcdef", None).len() <= 253);
+    // A retried rollout that fails again opens its own Incident; the same retry value, the same name.
+    let retried = incident_name("web", "0123456789abcdef", Some("2026-11-21T07:00:00Z"));
+    assert!(retried.starts_with("web-rollback-0123456789-") && retried.len() == "web-rollback-0123456789".len() + 7);
+    assert_eq!(
+        retried,
+        incident_name("web", "0123456789abcdef", Some("2026-11-21T07:00:00Z"))
+    );
+    assert_ne!(
+        retried,
+        incident_name("web", "0123456789abcdef", Some("2026-11-21T08:00:00Z"))
+    );
+    assert!(incident_name(&"x".repeat(300), "0123456789abcdef", Some("t")).len() <= 253);
 }
 
 #[test]
@@ -770,5 +785,42 @@ fn spec_paused_over_an_elapsed_timed_pause_does_not_spin_and_keeps_resume() {
             .and_then(|h| h.resume.as_deref()),
         Some("r1"),
         "a resume given while paused is kept for later"
+    );
+}
+
+#[test]
+fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
+    let mut w = rolling();
+    w.obs.annotations.promote = Some("now".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+    // The primary took the template but its pods never become ready.
+    w.obs.primary.as_mut().unwrap().workload = Workload {
+        spec_replicas: 3,
+        updated: 3,
+        available: 0,
+        current: true,
+    };
+    w.obs.primary.as_mut().unwrap().revision = Some("r2".into());
+    let before = plan(&w.canary, &w.obs, w.now);
+    assert!(!conditions::is_true(&before.status.conditions, conditions::STALLED));
+    let deadline = w.now + DEFAULT_PROGRESS_DEADLINE;
+    assert!(
+        before.wake_at.is_some_and(|t| t <= deadline),
+        "wakes by the deadline: {:?}",
+        before.wake_at
+    );
+    w.now = deadline;
+    let p = plan(&w.canary, &w.obs, w.now);
+    assert_eq!(p.status.phase, Some(CanaryPhase::Promoting));
+    let stalled = cond(&p.status, conditions::STALLED);
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "PromotionStuck")
+    );
+    assert!(
+        stalled.message.contains("web-primary") && stalled.message.contains("r2"),
+        "{}",
+        stalled.message
     );
 }
