@@ -357,16 +357,27 @@ where
         })
 }
 
-/// A controller over a kind whose cache holds slim objects (see `slim_watch`), with the shared settings.
-pub fn slim_controller<K>(client: &Client) -> kube::runtime::Controller<DeserializeGuard<K>>
-where
+/// What a namespaced kind must be for the operator to cache and reconcile it.
+pub trait CachedKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> CachedKind for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
+{
+}
+
+/// A controller over a kind whose cache holds slim objects (see `slim_watch`), with the shared settings.
+pub fn slim_controller<K>(client: &Client) -> kube::runtime::Controller<DeserializeGuard<K>>
+where
+    K: CachedKind,
 {
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, slim_watch(all::<K>(client))).applied_objects();
@@ -400,13 +411,7 @@ pub fn metadata_reflector_of_specs<K>(
     impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>,
 )
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: CachedKind,
 {
     let (reader, writer) = reflector::store();
     let mut generations: std::collections::HashMap<(Option<String>, String), Option<i64>> = Default::default();

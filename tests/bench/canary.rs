@@ -67,17 +67,8 @@ async fn phase_of(api: &Api<Canary>, name: &str) -> Option<CanaryPhase> {
 
 /// Prometheus's answer to an instant query, as one number.
 async fn prom_value(query: &str) -> Option<f64> {
-    let url = common::servers::prometheus_url();
-    let resp: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", query)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    resp["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    let result = common::servers::query_result(query).await?;
+    result.first()?["value"][1].as_str()?.parse().ok()
 }
 
 /// utime + stime of a process, in seconds.

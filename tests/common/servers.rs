@@ -82,31 +82,27 @@ impl Exporter {
 
     /// Waits until Prometheus has scraped this exporter successfully and `query` returns data.
     pub async fn wait_visible(&self, query: &str) {
-        let url = prometheus_url();
-        let http = reqwest::Client::new();
         wait_for(
             Duration::from_secs(30),
             &format!("Prometheus to return data for {query}"),
-            || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    let resp: serde_json::Value = http
-                        .get(format!("{url}/api/v1/query"))
-                        .query(&[("query", query)])
-                        .send()
-                        .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()?;
-                    let n = resp["data"]["result"].as_array().map(|a| a.len()).unwrap_or(0);
-                    (n > 0).then_some(())
-                }
-            },
+            || async { (!query_result(query).await?.is_empty()).then_some(()) },
         )
         .await;
     }
+}
+
+/// The series the local Prometheus returns for an instant query; `None` when it cannot be asked.
+pub async fn query_result(query: &str) -> Option<Vec<serde_json::Value>> {
+    let resp: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/query", prometheus_url()))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    resp["data"]["result"].as_array().cloned()
 }
 
 impl Drop for Exporter {
