@@ -184,13 +184,7 @@ impl Notifier {
                 Err(e) => {
                     last = Some(DeliveryError::Transport {
                         sink: sink.name.clone(),
-                        reason: if e.is_timeout() {
-                            "timed out".into()
-                        } else if e.is_connect() {
-                            "connection failed".into()
-                        } else {
-                            "request failed".into()
-                        },
+                        reason: crate::prometheus::transport_failure(&e).into(),
                     });
                     true
                 }

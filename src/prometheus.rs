@@ -188,15 +188,21 @@ impl Prometheus {
     }
 }
 
-/// reqwest's own message embeds the full URL, query included; describe the failure without it.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = String::from(if e.is_timeout() {
+/// What went wrong with an HTTP request, in words without its URL: reqwest's own message embeds the
+/// full URL (query, or a webhook's secret path, included). Shared by every HTTP client here.
+pub fn transport_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
     } else {
         "request failed"
-    });
+    }
+}
+
+/// `transport_failure` plus the chain of underlying causes, which do not carry the URL.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = String::from(transport_failure(e));
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));

@@ -20,8 +20,8 @@ use kube::{
 };
 
 use super::{
-    Admitted, Context, Written, admit, apply_status_at, follow_ups::FollowUps, guarded_reflector, healthy_conditions,
-    observe, requeue_at, stalled_conditions, store_ready, write_status_if_changed,
+    Admitted, Context, Written, admit, follow_ups::FollowUps, guarded_reflector, healthy_conditions, observe,
+    requeue_at, stalled_conditions, store_ready, write_status_at, write_status_if_changed,
 };
 use crate::{
     api::{
@@ -35,7 +35,7 @@ use crate::{
         incident::Incident,
     },
     deadline,
-    error::{Error, Result},
+    error::Result,
     ladder,
     metrics::{ItemLabels, PriorityLabels, SinkLabels},
     notify::Message,
@@ -587,24 +587,18 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Ctx>) -> Res
     let old = item.status.clone().unwrap_or_default();
     // Decisions are written only onto the version they were made from, so a cache that lags behind the
     // operator's own last write cannot record (and then send) a notification a second time.
-    let mut written_rv = None;
-    if item.status.as_ref() != Some(&decision.status) {
-        let value =
-            serde_json::to_value(&decision.status).map_err(|source| Error::Serialize { what: "status", source })?;
-        match apply_status_at::<ActionItem>(
-            &ctx.shared,
-            &ns,
-            &name,
-            value,
-            item.metadata.resource_version.as_deref(),
-        )
-        .await?
+    let rv = item.metadata.resource_version.as_deref();
+    let written_rv =
+        match write_status_at::<ActionItem, _>(&ctx.shared, &ns, &name, rv, item.status.as_ref(), &decision.status)
+            .await?
         {
-            Written::Yes(rv) => written_rv = Some(rv),
-            Written::Stale => return Ok(Action::requeue(STALE_RETRY)),
-        }
-        announce(&ctx.shared, item, &old, &decision.status).await;
-    }
+            None => None,
+            Some(Written::Stale) => return Ok(Action::requeue(STALE_RETRY)),
+            Some(Written::Yes(rv)) => {
+                announce(&ctx.shared, item, &old, &decision.status).await;
+                Some(rv)
+            }
+        };
     let mut wake = decision.wake_at;
     if let Some(p) = decision.status.notifications.as_ref().and_then(|n| n.pending.as_ref())
         && p.retry_at.as_ref().is_none_or(|t| t.0 <= now)

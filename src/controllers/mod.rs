@@ -285,12 +285,32 @@ where
     K: Resource<DynamicType = ()>,
     S: serde::Serialize + PartialEq,
 {
+    Ok(write_status_at::<K, S>(ctx, namespace, name, None, old, new)
+        .await?
+        .is_some())
+}
+
+/// Like `write_status_if_changed`, guarded by `resource_version` as `apply_status_at` is: `None` when
+/// `new` equals `old` and nothing was written.
+pub async fn write_status_at<K, S>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    resource_version: Option<&str>,
+    old: Option<&S>,
+    new: &S,
+) -> Result<Option<Written>>
+where
+    K: Resource<DynamicType = ()>,
+    S: serde::Serialize + PartialEq,
+{
     if old == Some(new) {
-        return Ok(false);
+        return Ok(None);
     }
     let value = serde_json::to_value(new).map_err(|source| Error::Serialize { what: "status", source })?;
-    apply_status::<K>(ctx, namespace, name, value).await?;
-    Ok(true)
+    apply_status_at::<K>(ctx, namespace, name, value, resource_version)
+        .await
+        .map(Some)
 }
 
 /// Error policy shared by all controllers: count, log, retry with a bounded delay.
