@@ -89,16 +89,7 @@ async fn create_target(e: &Env, name: &str, version: &str) {
 
 /// A GitOps commit changing the image: a new revision.
 async fn set_version(e: &Env, name: &str, version: &str) {
-    e.deployments
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "app", "image": format!("example.com/{name}:{version}")}
-            ]}}}})),
-        )
-        .await
-        .unwrap();
+    common::set_image_version(&e.deployments, name, version).await;
 }
 
 async fn create_canary(e: &Env, name: &str, spec: Value) {
@@ -158,13 +149,9 @@ async fn image(e: &Env, name: &str) -> String {
 
 /// Events the operator recorded about a Canary, as "Reason: note".
 async fn events(e: &Env, name: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(e.client.clone(), &e.ns);
-    api.list(&Default::default())
+    common::events_about(&e.client, &e.ns, name)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|ev| ev.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .map(|ev| format!("{}: {}", ev.reason.unwrap_or_default(), ev.note.unwrap_or_default()))
         .collect()
 }

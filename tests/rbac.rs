@@ -331,13 +331,9 @@ where
 
 /// Reasons of the Events recorded about the object `name`.
 async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    api.list(&Default::default())
+    common::events_about(client, ns, name)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|ev| ev.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .filter_map(|ev| ev.reason)
         .collect()
 }
@@ -367,15 +363,7 @@ async fn image(api: &Api<Deployment>, name: &str) -> String {
 }
 
 async fn set_version(api: &Api<Deployment>, version: &str) {
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": format!("example.com/web:{version}")}
-        ]}}}})),
-    )
-    .await
-    .unwrap();
+    common::set_image_version(api, "web", version).await;
 }
 
 async fn annotate(api: &Api<Canary>, key: &str, value: &str) {

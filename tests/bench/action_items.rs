@@ -38,18 +38,7 @@ async fn metric(port: u16, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+    common::sum_metric(&body, name)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -208,7 +197,7 @@ async fn main() {
     }
     let converge_secs = started.elapsed().as_secs_f64();
     let writes_converge = metric(port, "kaizen_status_writes_total").await;
-    let rss_converged = rss_kib(pid, "VmRSS:");
+    let rss_converged = common::proc_status_kib(pid, "VmRSS:");
     println!("converged in {converge_secs:.1}s after operator start");
 
     // Items due 5 to 35 seconds from now, on whole seconds (deadlines are stored with second precision).
@@ -249,7 +238,7 @@ async fn main() {
     tokio::time::sleep(idle_window).await;
     let after = metric(port, "kaizen_status_writes_total").await;
     let idle_per_min = (after - before) * 60.0 / idle_window.as_secs_f64();
-    let peak = rss_kib(pid, "VmHWM:");
+    let peak = common::proc_status_kib(pid, "VmHWM:");
     let reconciles = metric(port, "kaizen_reconciles_total").await;
 
     println!();

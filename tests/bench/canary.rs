@@ -22,10 +22,7 @@ use std::time::{Duration, Instant};
 use common::{Operator, TestNamespace, servers::Exporter, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kaizen::api::{Canary, canary::CanaryPhase};
-use kube::{
-    Api,
-    api::{Patch, PatchParams, PostParams},
-};
+use kube::{Api, api::PostParams};
 use serde_json::json;
 
 fn target(name: &str, version: &str, replicas: i32) -> Deployment {
@@ -36,18 +33,6 @@ fn target(name: &str, version: &str, replicas: i32) -> Deployment {
                               "spec": {"containers": [{"name": "app", "image": format!("example.com/{name}:{version}")}]}}}
     }))
     .unwrap()
-}
-
-async fn set_version(api: &Api<Deployment>, name: &str, version: &str) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": format!("example.com/{name}:{version}")}
-        ]}}}})),
-    )
-    .await
-    .unwrap();
 }
 
 fn canary(name: &str, exporter: &Exporter, interval: &str, steps: serde_json::Value) -> Canary {
@@ -84,13 +69,7 @@ fn cpu_seconds(pid: i32) -> f64 {
 }
 
 fn rss_mib(pid: i32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    common::proc_status_kib(pid as u32, "VmRSS:") as f64 / 1024.0
 }
 
 fn summary(mut xs: Vec<f64>) -> String {
@@ -140,7 +119,7 @@ async fn rollback_latency(runs: usize) {
             (prom_value(&series).await == Some(0.1)).then_some(())
         })
         .await;
-        set_version(&deployments, "web", &format!("v{run}")).await;
+        common::set_image_version(&deployments, "web", &format!("v{run}")).await;
         // Progressing at the pause with at least one passed check: the canary is being judged.
         wait_for(Duration::from_secs(60), "paused with a passed check", || async {
             let s = canaries.get("web").await.ok()?.status?;
@@ -226,7 +205,7 @@ async fn scale(n: usize) {
     let init = started.elapsed();
     let bumped = Instant::now();
     for name in &names {
-        set_version(&deployments, name, "v2").await;
+        common::set_image_version(&deployments, name, "v2").await;
     }
     wait_for(Duration::from_secs(600), "all Paused", || async {
         (count(CanaryPhase::Paused).await == n).then_some(())

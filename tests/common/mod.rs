@@ -301,10 +301,7 @@ impl Operator {
     /// The value of a counter summed over every label set, from `/metrics`.
     pub async fn metric_sum(&self, name: &str) -> f64 {
         let (_, body) = self.http_get("/metrics").await.expect("metrics served");
-        body.lines()
-            .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum_metric(&body, name)
     }
 
     pub fn pid(&self) -> i32 {
@@ -349,4 +346,48 @@ pub fn write_config(yaml: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kaizen-config-{:08x}.yaml", rand_suffix()));
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// The value of metric `name` summed over every label set, from a Prometheus text exposition.
+pub fn sum_metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`); 0 once the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Events recorded about the object `name` in `ns`.
+pub async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|ev| ev.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// A GitOps commit changing the image of Deployment `name` (container `app`) to `example.com/<name>:<version>`:
+/// a new revision.
+pub async fn set_image_version(api: &Api<k8s_openapi::api::apps::v1::Deployment>, name: &str, version: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": format!("example.com/{name}:{version}")}
+        ]}}}})),
+    )
+    .await
+    .unwrap();
 }
