@@ -113,6 +113,32 @@ fn deployment(ctx: &Ctx, ns: &str, name: &str) -> Option<(Deployment, String)> {
     Some((typed, revision))
 }
 
+/// The Canary's target (with its revision) and its primary, as the cache has them.
+struct Workloads {
+    target: Option<(Deployment, String)>,
+    primary: Option<Deployment>,
+}
+
+impl Workloads {
+    fn of(ctx: &Ctx, ns: &str, canary: &Canary) -> Self {
+        Self {
+            target: deployment(ctx, ns, &canary.spec.target_ref.name),
+            primary: deployment(ctx, ns, &io::primary_name(canary)).map(|(d, _)| d),
+        }
+    }
+
+    fn io<'a>(&'a self, ctx: &'a Ctx, ns: &'a str, canary: &'a Canary) -> io::Io<'a> {
+        io::Io {
+            ctx: &ctx.shared,
+            ns,
+            canary,
+            target: self.target.as_ref().map(|(d, _)| d),
+            target_revision: self.target.as_ref().map(|(_, r)| r.as_str()),
+            primary: self.primary.as_ref(),
+        }
+    }
+}
+
 async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
     let uid = canary.uid().unwrap_or_default();
     // Plan from the freshest status: ours if the cache has not caught up with our last write.
@@ -123,24 +149,16 @@ async fn apply(ctx: &Ctx, canary: &Canary, ns: &str, name: &str) -> Result<Actio
         canary.status = Some(written);
     }
     let canary = &canary;
-    let target = deployment(ctx, ns, &canary.spec.target_ref.name);
-    let primary = deployment(ctx, ns, &io::primary_name(canary)).map(|(d, _)| d);
-    let io = io::Io {
-        ctx: &ctx.shared,
-        ns,
-        canary,
-        target: target.as_ref().map(|(d, _)| d),
-        target_revision: target.as_ref().map(|(_, r)| r.as_str()),
-        primary: primary.as_ref(),
-    };
+    let workloads = Workloads::of(ctx, ns, canary);
+    let io = workloads.io(ctx, ns, canary);
     let mut obs = Observations {
         target: io::observe_target(
             canary,
-            target.as_ref().map(|(d, r)| (d, r.as_str())),
-            primary.as_ref(),
+            io.target.zip(io.target_revision),
+            io.primary,
             rival(ctx, canary, ns).as_deref(),
         ),
-        primary: io::observe_primary(primary.as_ref()),
+        primary: io::observe_primary(io.primary),
         route: io.observe_route().await?,
         annotations: Annotations::from_canary(canary),
         analysis: None,
@@ -254,17 +272,8 @@ fn count(ctx: &Context, c: Counted) {
 }
 
 async fn cleanup(ctx: &Ctx, canary: &Canary, ns: &str) -> Result<Action> {
-    let target = deployment(ctx, ns, &canary.spec.target_ref.name);
-    let primary = deployment(ctx, ns, &io::primary_name(canary)).map(|(d, _)| d);
-    let io = io::Io {
-        ctx: &ctx.shared,
-        ns,
-        canary,
-        target: target.as_ref().map(|(d, _)| d),
-        target_revision: target.as_ref().map(|(_, r)| r.as_str()),
-        primary: primary.as_ref(),
-    };
-    if io.release().await? {
+    let workloads = Workloads::of(ctx, ns, canary);
+    if workloads.io(ctx, ns, canary).release().await? {
         if let Some(uid) = canary.uid() {
             ctx.written.lock().expect("not poisoned").remove(&uid);
         }
