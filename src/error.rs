@@ -27,11 +27,8 @@ pub enum Error {
     #[error("a controller stopped unexpectedly: {0}")]
     ControllerStopped(String),
 
-    #[error("Canary {0} is still handing its workload back to the target")]
-    CleanupPending(String),
-
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("could not build a JSON patch: {0}")]
+    Patch(#[source] serde_json::Error),
 }
 
 impl Error {
@@ -46,13 +43,7 @@ impl Error {
             Error::MissingNamespace { .. } => "namespace",
             Error::Server(_) => "server",
             Error::ControllerStopped(_) => "controller",
-            // The reconcile's own error says more than the wrapper around it.
-            Error::Finalizer(e) => match e.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-                _ => "finalizer",
-            },
-            Error::CleanupPending(_) => "pending",
+            Error::Patch(_) => "patch",
         }
     }
 }

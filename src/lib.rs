@@ -1,17 +1,21 @@
 //! Kaizen: a Kubernetes operator for the improvement loop — incidents, their follow-up action items
 //! with real deadlines, and the guarded canary rollouts that ship the fixes.
+//!
+//! Where things live: `api/` holds the three kinds; each kind has its folder (`incident/`,
+//! `action_item/`, `canary/`) with a pure `decide` beside the code that observes and applies it;
+//! `runtime/` is what they share (context, status writer, watches, run loop); the rest are services.
 
+pub mod action_item;
 pub mod analysis;
 pub mod api;
-pub mod controllers;
-pub mod deadline;
+pub mod canary;
 pub mod error;
-pub mod ladder;
+pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod prometheus;
-pub mod run;
+pub mod runtime;
 pub mod server;
 pub mod telemetry;
 

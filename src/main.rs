@@ -79,13 +79,13 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = kaizen::run::Options {
+            let opts = kaizen::runtime::run::Options {
                 policy,
                 listen,
                 crd_timeout: Duration::from_secs(crd_timeout_seconds),
                 namespace,
             };
-            match kaizen::run::run(opts).await {
+            match kaizen::runtime::run::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "kaizen stopped");

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{conditions::Conditions, duration::Duration};
 
+/// Condition types an ActionItem carries besides the kstatus ones.
+pub const DUE_SOON: &str = "DueSoon";
+pub const OVERDUE: &str = "Overdue";
+pub const ESCALATED: &str = "Escalated";
+pub const VERIFIED: &str = "Verified";
+
 /// A follow-up with an owner, a priority and a deadline. Kaizen tracks the deadline to the second,
 /// reminds and escalates without spam, and verifies that the fix worked.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -77,7 +83,23 @@ pub struct ActionItemSpec {
 }
 
 /// Follow-up priority, P0 being the most urgent.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default, PartialOrd, Ord)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    Default,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
+)]
 pub enum Priority {
     P0,
     P1,
@@ -87,20 +109,16 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 4] = [Self::P0, Self::P1, Self::P2, Self::P3];
-
+    /// The stable spelling (`P0`), the same as in YAML.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::P0 => "P0",
-            Self::P1 => "P1",
-            Self::P2 => "P2",
-            Self::P3 => "P3",
-        }
+        self.into()
     }
 }
 
 /// The kind of follow-up, after the Google SRE taxonomy.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
 pub enum ActionItemType {
     Mitigate,
     Prevent,
@@ -109,7 +127,20 @@ pub enum ActionItemType {
 }
 
 /// The state the owner reports.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    Default,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 pub enum ActionItemState {
     #[default]
     Open,
@@ -209,7 +240,20 @@ pub struct ActionItemStatus {
 }
 
 /// Derived lifecycle of an action item.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
+)]
 pub enum ActionItemPhase {
     Open,
     InProgress,
@@ -221,26 +265,9 @@ pub enum ActionItemPhase {
 }
 
 impl ActionItemPhase {
-    pub const ALL: [ActionItemPhase; 7] = [
-        Self::Open,
-        Self::InProgress,
-        Self::Blocked,
-        Self::Overdue,
-        Self::Done,
-        Self::Verified,
-        Self::WontDo,
-    ];
-
+    /// The stable spelling, the same as in YAML.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "Open",
-            Self::InProgress => "InProgress",
-            Self::Blocked => "Blocked",
-            Self::Overdue => "Overdue",
-            Self::Done => "Done",
-            Self::Verified => "Verified",
-            Self::WontDo => "WontDo",
-        }
+        self.into()
     }
 }
 
@@ -294,7 +321,9 @@ pub struct PendingNotification {
 }
 
 /// What a notification is about.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
 pub enum NotificationKind {
     Reminder,
     Escalation,

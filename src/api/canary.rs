@@ -16,6 +16,12 @@ pub const ANNOTATION_RETRY: &str = "kaizen.dev/retry";
 /// Annotation whose new value resumes a pause that waits for a human.
 pub const ANNOTATION_RESUME: &str = "kaizen.dev/resume";
 
+/// Condition types a Canary carries besides the kstatus ones.
+pub const PROGRESSING: &str = "Progressing";
+pub const PROMOTED: &str = "Promoted";
+pub const ROLLED_BACK: &str = "RolledBack";
+pub const PAUSED: &str = "Paused";
+
 /// A staged rollout of a Deployment: Kaizen keeps a stable `<name>-primary` copy, runs your Deployment
 /// as the canary, shifts traffic step by step, analyses metrics and promotes or rolls back on its own.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -222,7 +228,9 @@ pub struct Comparison {
 }
 
 /// Which direction of change counts against the canary.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, strum::IntoStaticStr, strum::Display,
+)]
 pub enum Direction {
     #[default]
     Increase,
@@ -231,7 +239,9 @@ pub enum Direction {
 }
 
 /// What an empty query result means.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, strum::IntoStaticStr, strum::Display,
+)]
 pub enum NoDataPolicy {
     #[default]
     Inconclusive,
@@ -295,7 +305,9 @@ pub struct CanaryStatus {
 }
 
 /// Phases of a Canary.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
 pub enum CanaryPhase {
     Initializing,
     Idle,
@@ -358,7 +370,9 @@ pub struct MetricResult {
 }
 
 /// Outcome of one metric check.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
 pub enum MetricOutcome {
     Pass,
     Fail,

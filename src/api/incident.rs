@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::conditions::Conditions;
 
+/// Condition types an Incident carries besides the kstatus ones.
+pub const POSTMORTEM_OVERDUE: &str = "PostmortemOverdue";
+pub const ACTION_ITEMS_OVERDUE: &str = "ActionItemsOverdue";
+pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
+
 /// An incident: what happened, how bad it was, and when. Kaizen derives its phase, its durations, the
 /// postmortem deadline and the progress of its follow-up ActionItems into status.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -86,31 +91,44 @@ pub struct IncidentSpec {
 }
 
 /// Incident severity, SEV1 being the worst.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, PartialOrd, Ord)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
+)]
 pub enum Severity {
     #[serde(rename = "SEV1")]
+    #[strum(serialize = "SEV1")]
     Sev1,
     #[serde(rename = "SEV2")]
+    #[strum(serialize = "SEV2")]
     Sev2,
     #[serde(rename = "SEV3")]
+    #[strum(serialize = "SEV3")]
     Sev3,
     #[serde(rename = "SEV4")]
+    #[strum(serialize = "SEV4")]
     Sev4,
     #[serde(rename = "SEV5")]
+    #[strum(serialize = "SEV5")]
     Sev5,
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [Self::Sev1, Self::Sev2, Self::Sev3, Self::Sev4, Self::Sev5];
-
+    /// The stable spelling (`SEV1`), the same as in YAML.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sev1 => "SEV1",
-            Self::Sev2 => "SEV2",
-            Self::Sev3 => "SEV3",
-            Self::Sev4 => "SEV4",
-            Self::Sev5 => "SEV5",
-        }
+        self.into()
     }
 }
 
@@ -175,7 +193,19 @@ pub struct IncidentStatus {
 }
 
 /// Incident lifecycle, derived from facts.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
+)]
 pub enum IncidentPhase {
     Active,
     Mitigated,

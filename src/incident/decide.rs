@@ -1,34 +1,21 @@
-//! Incident controller: derives phase, durations, the postmortem deadline and the roll-up of the
-//! incident's ActionItems.
+//! The Incident decision, pure: phase, durations, the postmortem deadline and the roll-up of its
+//! ActionItems, from the spec, the items' phases, the policy and the time.
 
-use std::{sync::Arc, time::Instant};
-
-use futures::{FutureExt, Stream, future::BoxFuture};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    core::DeserializeGuard,
-    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
-};
 
-use super::{
-    Admitted, Context, admit, follow_ups::FollowUps, healthy_conditions, observe, requeue_at, store_ready,
-    write_status_if_changed,
-};
 use crate::{
     api::{
         action_item::ActionItemPhase,
         conditions::{self, ConditionFact},
         duration::Duration,
-        incident::{ActionItemCounts, Incident, IncidentDurations, IncidentPhase, IncidentStatus},
+        incident::{
+            ACTION_ITEMS_OVERDUE, ActionItemCounts, FOLLOW_UP_COMPLETE, Incident, IncidentDurations, IncidentPhase,
+            IncidentStatus, POSTMORTEM_OVERDUE,
+        },
     },
-    error::Result,
     policy::Policy,
 };
-
-pub const POSTMORTEM_OVERDUE: &str = "PostmortemOverdue";
-pub const ACTION_ITEMS_OVERDUE: &str = "ActionItemsOverdue";
-pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
 
 /// What the controller concluded.
 #[derive(Debug, PartialEq)]
@@ -161,7 +148,7 @@ pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, n
         ),
         IncidentPhase::Active => ("Active", "The incident is active.".to_string()),
     };
-    facts.extend(healthy_conditions(None, ready_reason, ready_message));
+    facts.extend(conditions::healthy(None, ready_reason, ready_message));
 
     let previous = incident
         .status
@@ -177,75 +164,6 @@ pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, n
         conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
     };
     Decision { status, wake_at }
-}
-
-pub struct Ctx {
-    pub shared: Arc<Context>,
-    pub follow_ups: Arc<FollowUps>,
-}
-
-async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Ctx>) -> Result<Action> {
-    let started = Instant::now();
-    let (incident, ns, name) = match admit(&ctx.shared, &obj).await? {
-        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
-        Admitted::Done(action) => return Ok(action),
-    };
-    let now = Timestamp::now();
-    if !ctx.follow_ups.synced() {
-        // A roll-up from a partial list of items would be written, then corrected: wait for the list.
-        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
-    }
-    let phases = ctx.follow_ups.phases(&(ns.clone(), name.clone()));
-    let decision = decide(incident, &phases, &ctx.shared.policy, now);
-    if write_status_if_changed::<Incident, _>(&ctx.shared, &ns, &name, incident.status.as_ref(), &decision.status)
-        .await?
-    {
-        let old = incident.status.clone().unwrap_or_default();
-        if old.phase != decision.status.phase {
-            let phase = decision.status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-            ctx.shared
-                .publish(
-                    incident,
-                    EventType::Normal,
-                    "PhaseChanged",
-                    format!("Incident is now {phase}."),
-                )
-                .await;
-        }
-        if !conditions::is_true(&old.conditions, POSTMORTEM_OVERDUE)
-            && conditions::is_true(&decision.status.conditions, POSTMORTEM_OVERDUE)
-        {
-            ctx.shared
-                .publish(
-                    incident,
-                    EventType::Warning,
-                    "PostmortemOverdue",
-                    "The postmortem is overdue.".into(),
-                )
-                .await;
-        }
-    }
-    observe::<Incident>(&ctx.shared, started);
-    Ok(requeue_at(decision.wake_at, now))
-}
-
-/// `wake` carries the incidents whose items changed (see `FollowUps`).
-pub fn controller(
-    shared: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    follow_ups: Arc<FollowUps>,
-    wake: impl Stream<Item = ObjectRef<DeserializeGuard<Incident>>> + Send + 'static,
-) -> (BoxFuture<'static, ()>, Vec<BoxFuture<'static, bool>>) {
-    let client = shared.client.clone();
-    let controller = super::slim_controller::<Incident>(&client);
-    let stores = vec![store_ready("incidents", controller.store())];
-    let ctx = Arc::new(Ctx { shared, follow_ups });
-    let fut = controller.reconcile_on(wake).graceful_shutdown_on(shutdown).run(
-        reconcile,
-        |obj, err, ctx: Arc<Ctx>| super::error_policy(obj, err, ctx.shared.clone()),
-        ctx,
-    );
-    (super::drain("Incident", fut).boxed(), stores)
 }
 
 #[cfg(test)]

@@ -125,6 +125,17 @@ impl FollowUps {
         self.inner.lock().expect("follow-up index lock").synced
     }
 
+    /// The items that follow up `incident` (whether or not it exists).
+    pub fn items_of(&self, incident: &Key) -> Vec<Key> {
+        self.inner
+            .lock()
+            .expect("follow-up index lock")
+            .by_incident
+            .get(incident)
+            .map(|items| items.keys().map(|name| (incident.0.clone(), name.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// The phases of the incident's items.
     pub fn phases(&self, incident: &Key) -> Vec<ActionItemPhase> {
         self.inner

@@ -2,7 +2,7 @@
 //! effect at once (unless a test says the pods never become ready).
 
 use super::*;
-use crate::api::canary::CanarySpec;
+use crate::api::canary::{CanarySpec, HandledAnnotations, PAUSED, PROMOTED, ROLLED_BACK};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()

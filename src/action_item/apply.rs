@@ -1,0 +1,237 @@
+//! Applying an ActionItem decision: the status (written onto the version it was decided from), one
+//! Event per transition, and delivery of the notification the status records as pending.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, ResourceExt, runtime::events::EventType};
+
+use super::{
+    decide::{self, Decision},
+    ladder,
+};
+use crate::{
+    api::{
+        action_item::{
+            ActionItem, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind, OVERDUE, PendingNotification, VERIFIED,
+        },
+        conditions,
+    },
+    error::Result,
+    metrics::{PriorityLabels, SinkLabels},
+    notify::Message,
+    policy::Sink,
+    runtime::{Context, Written},
+};
+
+/// How soon a reconcile that met a stale cache runs again (the watch event it waits for is in flight).
+const STALE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What applying a decision left to do.
+#[derive(Debug, PartialEq)]
+pub enum Applied {
+    /// Look again at this moment (`None`: only on a change).
+    Wake(Option<Timestamp>),
+    /// The cache lagged behind the object: decide again after this delay, from the fresher copy.
+    Stale(std::time::Duration),
+}
+
+/// Writes the decided status, announces its transitions, and delivers a notification it records.
+pub async fn apply(
+    ctx: &Context,
+    item: &ActionItem,
+    ns: &str,
+    name: &str,
+    decision: &Decision,
+    now: Timestamp,
+) -> Result<Applied> {
+    let old = item.status.clone().unwrap_or_default();
+    // Decisions are written only onto the version they were made from, so a cache that lags behind the
+    // operator's own last write cannot record (and then send) a notification a second time.
+    let rv = item.metadata.resource_version.as_deref();
+    let written = ctx
+        .status
+        .write::<ActionItem, _>(ns, name, item.status.as_ref(), &decision.status, rv)
+        .await?;
+    match written {
+        Written::Stale => return Ok(Applied::Stale(STALE_RETRY)),
+        Written::Written(_) => announce(ctx, item, &old, &decision.status).await,
+        Written::Unchanged => {}
+    }
+    let Some(pending) = decision
+        .status
+        .notifications
+        .as_ref()
+        .and_then(|n| n.pending.as_ref())
+        .filter(|p| p.retry_at.as_ref().is_none_or(|t| t.0 <= now))
+    else {
+        return Ok(Applied::Wake(decision.wake_at));
+    };
+    // A pending notification read from the cache may already have been delivered: confirm it with the
+    // API server unless this reconcile has just recorded it.
+    if !written.wrote() {
+        let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
+        let current = items.get_status(name).await?;
+        let still_pending = current
+            .status
+            .as_ref()
+            .and_then(|s| s.notifications.as_ref()?.pending.as_ref());
+        if still_pending != Some(pending) {
+            return Ok(Applied::Stale(STALE_RETRY));
+        }
+    }
+    let after = deliver(ctx, item, &decision.status, pending, now).await;
+    ctx.status
+        .write::<ActionItem, _>(ns, name, Some(&decision.status), &after, None)
+        .await?;
+    // Delivered: decide again soon (another notification may be due at the same instant).
+    // Failed: retry at the recorded time.
+    Ok(Applied::Wake(
+        match after.notifications.as_ref().and_then(|n| n.pending.as_ref()) {
+            Some(p) => p.retry_at.as_ref().map(|t| t.0),
+            None => Some(now),
+        },
+    ))
+}
+
+/// Sends the pending notification to every sink that has not taken it yet and returns the status that
+/// records the outcome: cleared and counted when every sink took it, else kept with a retry time.
+async fn deliver(
+    ctx: &Context,
+    item: &ActionItem,
+    status: &ActionItemStatus,
+    pending: &PendingNotification,
+    now: Timestamp,
+) -> ActionItemStatus {
+    let levels = decide::rungs(item, &ctx.policy).len();
+    let msg = Message {
+        id: pending.id.clone(),
+        kind: pending.kind,
+        level: pending.level,
+        levels,
+        recipients: pending.recipients.clone(),
+        namespace: item.namespace().unwrap_or_default(),
+        name: item.name_any(),
+        title: item.spec.title.clone(),
+        owner: item.spec.owner.clone(),
+        priority: item.spec.priority.as_str().to_string(),
+        due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
+    };
+    let kind: &'static str = pending.kind.into();
+    let todo: Vec<&Sink> = ctx
+        .policy
+        .sinks
+        .iter()
+        .filter(|s| !pending.delivered_to.contains(&s.name))
+        .collect();
+    // Sinks are independent: one slow sink does not delay the others.
+    let results = futures::future::join_all(todo.iter().map(|s| ctx.notifier.deliver(s, &msg))).await;
+    let mut next = pending.clone();
+    let mut errors = Vec::new();
+    for (sink, result) in todo.iter().zip(results) {
+        let labels = SinkLabels {
+            sink: sink.name.clone(),
+            kind,
+        };
+        match result {
+            Ok(()) => {
+                ctx.metrics.notifications_sent.get_or_create(&labels).inc();
+                next.delivered_to.push(sink.name.clone());
+            }
+            Err(e) => {
+                ctx.metrics.notifications_failed.get_or_create(&labels).inc();
+                errors.push(e.to_string());
+            }
+        }
+    }
+    let mut out = status.clone();
+    let record = out.notifications.get_or_insert_with(Default::default);
+    if errors.is_empty() {
+        record.pending = None;
+        record.sent += 1;
+        record.last_sent_at = Some(Time(now));
+        // Without sinks there was nothing to send; the Overdue and Escalated Events already said it.
+        if !ctx.policy.sinks.is_empty() {
+            let note = format!("{} sent to every sink.", msg.text());
+            ctx.publish(item, EventType::Normal, &sent_reason(pending.kind), note)
+                .await;
+        }
+    } else {
+        next.failed_attempts += 1;
+        let delay = ladder::retry_delay(next.failed_attempts);
+        let retry_at = now.checked_add(delay.as_signed()).unwrap_or(Timestamp::MAX);
+        next.last_error = Some(errors.join("; "));
+        next.retry_at = Some(Time(retry_at));
+        ctx.publish(
+            item,
+            EventType::Warning,
+            "NotificationFailed",
+            format!("{kind} not delivered: {}. Retrying at {retry_at}.", errors.join("; ")),
+        )
+        .await;
+        record.pending = Some(next);
+    }
+    out
+}
+
+/// The Event reason of a delivered notification: `ReminderSent`, `EscalationSent`.
+fn sent_reason(kind: NotificationKind) -> String {
+    format!("{kind}Sent")
+}
+
+/// One Event per transition a human cares about.
+async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new: &ActionItemStatus) {
+    let rose = |t: &str| !conditions::is_true(&old.conditions, t) && conditions::is_true(&new.conditions, t);
+    let message = |t: &str| {
+        conditions::find(&new.conditions, t)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    let due = new.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+    if rose(DUE_SOON) {
+        ctx.publish(
+            item,
+            EventType::Normal,
+            "DueSoon",
+            format!("Due at {due}; owner {}.", item.spec.owner),
+        )
+        .await;
+    }
+    if rose(OVERDUE) {
+        ctx.publish(
+            item,
+            EventType::Warning,
+            "Overdue",
+            format!("Was due at {due}; owner {}.", item.spec.owner),
+        )
+        .await;
+    }
+    if new.escalation_level.unwrap_or(0) > old.escalation_level.unwrap_or(0) {
+        ctx.publish(item, EventType::Warning, "Escalated", message(ESCALATED))
+            .await;
+    }
+    if rose(VERIFIED) {
+        ctx.publish(item, EventType::Normal, "Verified", message(VERIFIED))
+            .await;
+    }
+    if old.completed_at.is_none()
+        && let Some(done) = &new.completed_at
+    {
+        let phase: &str = new.phase.map(Into::into).unwrap_or("finished");
+        ctx.publish(item, EventType::Normal, "Completed", format!("Finished as {phase}."))
+            .await;
+        if let Some(created) = &item.metadata.creation_timestamp {
+            let secs = (done.0 - created.0).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
+            ctx.metrics
+                .action_item_completion
+                .get_or_create(&PriorityLabels {
+                    priority: item.spec.priority.into(),
+                })
+                .observe(secs);
+        }
+    }
+    if rose(conditions::STALLED) {
+        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
+            .await;
+    }
+}

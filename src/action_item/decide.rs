@@ -1,0 +1,264 @@
+//! The ActionItem decision, pure: the effective deadline, due-soon and overdue to the second, the
+//! escalation ladder and reminders, verification and the kstatus conditions, from the item, what was
+//! observed around it, the policy and the time. Nothing here talks to the cluster.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{deadline, ladder, verify::verify};
+use crate::{
+    api::{
+        action_item::{
+            ActionItem, ActionItemPhase, ActionItemState, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind,
+            NotificationRecord, OVERDUE, PendingNotification,
+        },
+        conditions::{self, ConditionFact},
+    },
+    policy::Policy,
+};
+
+/// What the controller observed about the item's surroundings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observations {
+    /// `None` when the item names no incident.
+    pub incident_exists: Option<bool>,
+    /// The Canaries that can verify the item (its `verification.canaryRef`, and any Canary whose
+    /// `actionItemRef` names it).
+    pub canary: CanaryVerdict,
+    /// The Prometheus condition's evaluation, when it was evaluated this round.
+    pub probe: Option<Probe>,
+    /// When the Prometheus condition was last evaluated (this round included).
+    pub last_probe_at: Option<Timestamp>,
+}
+
+impl Observations {
+    pub const NOTHING: Self = Self {
+        incident_exists: None,
+        canary: CanaryVerdict::NotInvolved,
+        probe: None,
+        last_probe_at: None,
+    };
+}
+
+/// Where the Canaries that verify the item stand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanaryVerdict {
+    NotInvolved,
+    /// This Canary reached Succeeded.
+    Promoted(String),
+    /// This Canary exists and has not promoted yet; its phase, if any.
+    Waiting(String, Option<String>),
+    /// `verification.canaryRef` names a Canary that does not exist.
+    Missing(String),
+}
+
+/// One evaluation of a Prometheus verification query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Value(f64),
+    NoData,
+    Error(String),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    pub status: ActionItemStatus,
+    /// The next moment the status changes by itself (due-soon, due, a notification, a verification check).
+    pub wake_at: Option<Timestamp>,
+}
+
+/// The effective deadline: `dueAt`, creation + `dueIn`, or creation + the policy for the priority.
+pub fn effective_due(item: &ActionItem, policy: &Policy, tz: Option<&jiff::tz::TimeZone>) -> Timestamp {
+    if let Some(at) = &item.spec.due_at {
+        return at.0;
+    }
+    let created = item
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let span = item
+        .spec
+        .due_in
+        .unwrap_or_else(|| policy.deadline_for(item.spec.priority));
+    deadline::add(created, span, tz)
+}
+
+/// The item's escalation ladder: its own, else the policy's, by increasing delay.
+pub fn rungs(item: &ActionItem, policy: &Policy) -> Vec<ladder::Rung> {
+    let rungs = match &item.spec.escalation {
+        Some(steps) => steps
+            .iter()
+            .map(|s| ladder::Rung {
+                after: s.after,
+                notify: s.notify.clone(),
+            })
+            .collect(),
+        None => policy
+            .escalation
+            .iter()
+            .map(|s| ladder::Rung {
+                after: s.after,
+                notify: s.notify.clone(),
+            })
+            .collect(),
+    };
+    ladder::sorted(rungs)
+}
+
+/// Pure: the item's status from its spec, observations, the policy and the time.
+pub fn decide(
+    item: &ActionItem,
+    obs: &Observations,
+    policy: &Policy,
+    tz: Option<&jiff::tz::TimeZone>,
+    now: Timestamp,
+) -> Decision {
+    let old = item.status.clone().unwrap_or_default();
+    let due = effective_due(item, policy, tz);
+    let soon_from = due
+        .checked_sub(policy.due_soon_window.as_signed())
+        .unwrap_or(Timestamp::MIN);
+    let (verification, verified_fact, verify_wake) = verify(item, obs, old.verification.as_deref(), now);
+    let won_t_do = item.spec.state == ActionItemState::WontDo;
+    let verified = !won_t_do && verification.as_ref().is_some_and(|v| v.verified_at.is_some());
+    let terminal = verified || matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo);
+    let overdue = !terminal && now >= due;
+    let due_soon = !terminal && !overdue && now >= soon_from;
+
+    let phase = match item.spec.state {
+        ActionItemState::WontDo => ActionItemPhase::WontDo,
+        _ if verified => ActionItemPhase::Verified,
+        ActionItemState::Done => ActionItemPhase::Done,
+        _ if overdue => ActionItemPhase::Overdue,
+        ActionItemState::Open => ActionItemPhase::Open,
+        ActionItemState::InProgress => ActionItemPhase::InProgress,
+        ActionItemState::Blocked => ActionItemPhase::Blocked,
+    };
+    // Completion time is the first reconcile that sees the terminal state, kept across later reconciles.
+    let completed_at = if terminal {
+        old.completed_at.clone().or(Some(Time(now)))
+    } else {
+        None
+    };
+
+    // Notifications: decided here and recorded before they are sent (see `deliver`).
+    let rungs = rungs(item, policy);
+    let mut record = old.notifications.clone().unwrap_or_default();
+    let mut level = old.escalation_level.unwrap_or(0);
+    let mut notify_wake = None;
+    if terminal {
+        // Nobody needs a reminder about finished work.
+        record.pending = None;
+    } else if !overdue {
+        // Not (or no longer: the deadline moved) overdue: nothing is owed, and a later deadline that
+        // passes starts the ladder and the reminders afresh.
+        record.pending = None;
+        level = 0;
+        record.last_reminder_at = None;
+        notify_wake = Some(due);
+    } else if let Some(p) = &record.pending {
+        notify_wake = Some(p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
+    } else {
+        let rec = ladder::Record {
+            level,
+            last_reminder_at: record.last_reminder_at.as_ref().map(|t| t.0),
+        };
+        let (due_now, wake) = ladder::next(due, &rungs, rec, policy.reminder_interval, &item.spec.owner, now);
+        notify_wake = wake;
+        if let Some(n) = due_now {
+            match n.kind {
+                NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
+                NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
+            }
+            let uid = item.metadata.uid.as_deref().unwrap_or_default();
+            record.pending = Some(PendingNotification {
+                id: notification_id(uid, n.kind, now),
+                kind: n.kind,
+                level: n.level,
+                recipients: n.recipients,
+                decided_at: Time(now),
+                delivered_to: Vec::new(),
+                failed_attempts: 0,
+                last_error: None,
+                retry_at: None,
+            });
+            notify_wake = Some(now);
+        }
+    }
+
+    let transition_wake = if terminal {
+        None
+    } else if now < soon_from {
+        Some(soon_from)
+    } else if now < due {
+        Some(due)
+    } else {
+        None
+    };
+
+    // DueSoon and Overdue are abnormal-true conditions (as kstatus treats Stalled): present while
+    // true, absent otherwise. `status.dueAt` and the phase say the rest, and each cached item stays
+    // two conditions smaller (see README, Performance).
+    let mut facts = Vec::new();
+    if due_soon {
+        facts.push(ConditionFact::new(
+            DUE_SOON,
+            true,
+            "DueSoon",
+            format!("The item is due at {due}."),
+        ));
+    }
+    if overdue {
+        facts.push(ConditionFact::new(
+            OVERDUE,
+            true,
+            "PastDue",
+            format!("The item was due at {due} and is not finished."),
+        ));
+    }
+    // Escalated appears with the first step that fires; until then it would only say "not yet".
+    if level > 0 {
+        let who = rungs
+            .get(level as usize - 1)
+            .map(|r| r.notify.join(", "))
+            .unwrap_or_default();
+        facts.push(ConditionFact::new(
+            ESCALATED,
+            true,
+            "Escalated",
+            format!("Escalation step {level} of {} reached: {who} notified.", rungs.len()),
+        ));
+    }
+    facts.extend(verified_fact);
+    match (obs.incident_exists, &item.spec.incident_ref) {
+        (Some(false), Some(r)) => facts.extend(conditions::stalled(
+            "IncidentNotFound",
+            format!("spec.incidentRef names Incident {:?}, which does not exist in this namespace. Create it or fix the name.", r.name),
+        )),
+        _ => facts.extend(conditions::healthy(None, phase.as_str(), format!("The item is {} and due at {due}.", phase.as_str()))),
+    }
+
+    let status = ActionItemStatus {
+        observed_generation: item.metadata.generation,
+        due_at: Some(Time(due)),
+        phase: Some(phase),
+        completed_at,
+        escalation_level: (level > 0 || old.escalation_level.is_some()).then_some(level),
+        notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
+        verification: verification.map(Box::new),
+        conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
+    };
+    let wake_at = [transition_wake, notify_wake.filter(|_| !terminal), verify_wake]
+        .into_iter()
+        .fold(None, ladder::earliest);
+    Decision { status, wake_at }
+}
+
+/// The id of a notification, also its `Idempotency-Key`: the item's UID, the kind's stable name and
+/// the second it was decided. Receivers deduplicate on it, so its spelling never changes.
+pub fn notification_id(uid: &str, kind: NotificationKind, decided_at: Timestamp) -> String {
+    let kind: &str = kind.into();
+    format!("{uid}:{kind}:{}", decided_at.as_second())
+}

@@ -1,0 +1,322 @@
+//! Applying the Canary step machine's actions: `<target>-primary`, the target's `spec.replicas`, the
+//! HTTPRoute's weights and its Services, and the Incident a rollback opens.
+//!
+//! Ownership: the target Deployment is the user's; Kaizen writes only its `spec.replicas`, by
+//! server-side apply (field manager `kaizen`, forced, as an HPA would), except when a Canary is deleted
+//! mid-rollout, where its pod template is put back to the last promoted one. `<target>-primary` and,
+//! with `gatewayAPI` routing, the `<target>-primary`/`<target>-canary` Services are Kaizen's, applied
+//! whole and owner-referenced by the Canary.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, DeploymentSpec},
+    core::v1::{Service, ServiceSpec},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+use super::{
+    decide::{Action, IncidentRequest},
+    observe::{backends, observe_primary, route_api},
+    templates::{
+        REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
+        primary_template, service_ports, with_route_ports,
+    },
+};
+use crate::{
+    api::{
+        canary::Canary,
+        incident::{Incident, IncidentSpec},
+    },
+    error::{Error, Result},
+    runtime::{Context, FIELD_MANAGER},
+};
+
+/// What the reconcile needs to act on one Canary.
+pub struct Io<'a> {
+    pub ctx: &'a Context,
+    pub ns: &'a str,
+    pub canary: &'a Canary,
+    pub target: Option<&'a Deployment>,
+    /// The target's revision, from its template as the apiserver serves it.
+    pub target_revision: Option<&'a str>,
+    pub primary: Option<&'a Deployment>,
+}
+
+impl Io<'_> {
+    pub(super) fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    fn owner_ref(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+        self.canary.controller_owner_ref(&()).into_iter().collect()
+    }
+
+    fn apply_params() -> PatchParams {
+        PatchParams::apply(FIELD_MANAGER).force()
+    }
+
+    /// Applies the whole primary: the target's (relabelled) template at `revision`, or its own template
+    /// when only scaling.
+    async fn apply_primary(&self, from_target: Option<&str>, replicas: i32) -> Result<()> {
+        let name = primary_name(self.canary);
+        let (template, selector, revision, extra) = match (from_target, self.target, self.primary) {
+            (Some(rev), Some(target), _) => {
+                let (t, s) = primary_template(self.canary, target);
+                let spec = target.spec.clone().unwrap_or_default();
+                (
+                    t,
+                    s,
+                    rev.to_string(),
+                    (spec.strategy, spec.min_ready_seconds, spec.progress_deadline_seconds),
+                )
+            }
+            (None, _, Some(primary)) => {
+                let spec = primary.spec.clone().unwrap_or_default();
+                let rev = primary
+                    .annotations()
+                    .get(REVISION_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default();
+                (
+                    spec.template,
+                    spec.selector,
+                    rev,
+                    (spec.strategy, spec.min_ready_seconds, spec.progress_deadline_seconds),
+                )
+            }
+            _ => return Ok(()),
+        };
+        let d = Deployment {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.ns.to_string()),
+                annotations: Some(BTreeMap::from([
+                    (REVISION_ANNOTATION.to_string(), revision),
+                    (REPLICAS_ANNOTATION.to_string(), self.total(replicas).to_string()),
+                ])),
+                owner_references: Some(self.owner_ref()),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector,
+                template,
+                strategy: extra.0,
+                min_ready_seconds: extra.1,
+                progress_deadline_seconds: extra.2,
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let mut value = serde_json::to_value(&d).map_err(|source| Error::Serialize {
+            what: "primary Deployment",
+            source,
+        })?;
+        value["apiVersion"] = json!("apps/v1");
+        value["kind"] = json!("Deployment");
+        self.deployments()
+            .patch(&name, &Self::apply_params(), &Patch::Apply(&value))
+            .await?;
+        Ok(())
+    }
+
+    /// N: recorded on the primary, or the replicas being created.
+    fn total(&self, replicas: i32) -> i32 {
+        observe_primary(self.primary).map(|p| p.total).unwrap_or(replicas)
+    }
+
+    pub(super) async fn scale_target(&self, replicas: i32) -> Result<()> {
+        let Some(target) = self.target else { return Ok(()) };
+        if target.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": target.name_any()},
+            "spec": {"replicas": replicas},
+        });
+        self.deployments()
+            .patch(&target.name_any(), &Self::apply_params(), &Patch::Apply(&patch))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_primary(&self, replicas: i32) -> Result<()> {
+        let Some(rev) = self.target_revision else {
+            return Ok(());
+        };
+        self.apply_primary(Some(rev), replicas).await
+    }
+
+    pub async fn act(&self, action: &Action) -> Result<()> {
+        use super::decide::Action::*;
+        match action {
+            CreatePrimary { replicas } => self.create_primary(*replicas).await,
+            ScaleTarget(n) => self.scale_target(*n).await,
+            ScalePrimary(n) => {
+                let current = self.primary.and_then(|p| p.spec.as_ref()).and_then(|s| s.replicas);
+                if self.primary.is_none() || current == Some(*n) {
+                    return Ok(());
+                }
+                self.apply_primary(None, *n).await
+            }
+            PromotePrimary {
+                revision: rev,
+                replicas,
+            } => {
+                // The target's template must still be the revision being promoted.
+                if self.target_revision != Some(rev.as_str()) {
+                    return Ok(());
+                }
+                self.apply_primary(Some(rev), *replicas).await
+            }
+            SetRoute { canary } => self.set_route(*canary).await,
+            OpenIncident(req) => self.open_incident(req).await,
+            Event { .. } | Count(_) => Ok(()),
+        }
+    }
+
+    async fn open_incident(&self, req: &IncidentRequest) -> Result<()> {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+        let spec = IncidentSpec {
+            title: req.title.chars().take(256).collect(),
+            severity: req.severity,
+            services: vec![self.canary.spec.target_ref.name.clone()],
+            summary: Some(req.summary.clone()),
+            commander: None,
+            started_at: Some(now.clone()),
+            detected_at: Some(now),
+            mitigated_at: None,
+            resolved_at: None,
+            impact: None,
+            timeline: vec![],
+            root_cause: None,
+            contributing_factors: vec![],
+            postmortem: None,
+        };
+        let mut inc = Incident::new(&req.name, spec);
+        inc.metadata.namespace = Some(self.ns.to_string());
+        inc.metadata.labels = Some(BTreeMap::from([
+            ("kaizen.dev/canary".to_string(), self.canary.name_any()),
+            ("kaizen.dev/revision".to_string(), req.revision.clone()),
+        ]));
+        let api: Api<Incident> = Api::namespaced(self.ctx.client.clone(), self.ns);
+        match api.create(&PostParams::default(), &inc).await {
+            Ok(_) => Ok(()),
+            // Deterministic name: a retried reconcile finds the Incident it already opened.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn set_route(&self, canary_weight: i32) -> Result<()> {
+        let Some(route) = gateway_route(self.canary) else {
+            return Ok(());
+        };
+        let api = route_api(self.ctx, self.ns);
+        let Some(obj) = api.get_opt(route).await? else {
+            return Ok(());
+        };
+        let (primary, canary) = (primary_name(self.canary), canary_service_name(self.canary));
+        let route_ports: Vec<i32> = obj.data["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(backends)
+            .filter(|b| b["name"] == json!(primary))
+            .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
+            .collect();
+        self.ensure_services(&route_ports).await?;
+        let mut rules = obj.data["spec"]["rules"].as_array().cloned().unwrap_or_default();
+        let mut changed = false;
+        for rule in rules.iter_mut() {
+            let mut refs = backends(rule);
+            let Some(p) = refs.iter().position(|b| b["name"] == json!(primary)) else {
+                continue;
+            };
+            let want_p = json!(100 - canary_weight);
+            if refs[p]["weight"] != want_p {
+                refs[p]["weight"] = want_p;
+                changed = true;
+            }
+            match refs.iter().position(|b| b["name"] == json!(canary)) {
+                Some(c) if refs[c]["weight"] == json!(canary_weight) => {}
+                Some(c) => {
+                    refs[c]["weight"] = json!(canary_weight);
+                    changed = true;
+                }
+                None => {
+                    let mut c = refs[p].clone();
+                    c["name"] = json!(canary);
+                    c["weight"] = json!(canary_weight);
+                    refs.push(c);
+                    changed = true;
+                }
+            }
+            rule["backendRefs"] = Value::Array(refs);
+        }
+        if !changed {
+            return Ok(());
+        }
+        // rules is an atomic list: replace it whole, guarded by the resourceVersion read above.
+        let patch = json!({
+            "metadata": {"resourceVersion": obj.metadata.resource_version},
+            "spec": {"rules": rules},
+        });
+        api.patch(route, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(())
+    }
+
+    /// The `<target>-primary` and `<target>-canary` Services of gatewayAPI routing (created when missing).
+    /// They expose every TCP containerPort, plus each port the route sends to `<target>-primary` that is
+    /// not one of them, forwarded to the first containerPort (a route on port 80 to a pod on 9898).
+    async fn ensure_services(&self, route_ports: &[i32]) -> Result<()> {
+        let (Some(target), Some(_)) = (self.target, self.primary) else {
+            return Ok(());
+        };
+        let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
+        let template = &target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let ports = with_route_ports(service_ports(template), route_ports);
+        let (_, primary_selector) = primary_template(self.canary, target);
+        for (name, selector) in [
+            (
+                primary_name(self.canary),
+                primary_selector.match_labels.unwrap_or_default(),
+            ),
+            (canary_service_name(self.canary), match_labels(target)),
+        ] {
+            if api.get_opt(&name).await?.is_some() {
+                continue;
+            }
+            let svc = Service {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(self.ns.to_string()),
+                    owner_references: Some(self.owner_ref()),
+                    ..Default::default()
+                },
+                spec: Some(ServiceSpec {
+                    selector: Some(selector),
+                    ports: Some(ports.clone()),
+                    ..Default::default()
+                }),
+                status: None,
+            };
+            let mut value = serde_json::to_value(&svc).map_err(|source| Error::Serialize {
+                what: "Service",
+                source,
+            })?;
+            value["apiVersion"] = json!("v1");
+            value["kind"] = json!("Service");
+            api.patch(&name, &Self::apply_params(), &Patch::Apply(&value)).await?;
+        }
+        Ok(())
+    }
+}

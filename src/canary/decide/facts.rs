@@ -1,0 +1,186 @@
+//! The conditions a plan ends with: the kstatus triple for the phase reached, and Progressing,
+//! Promoted, RolledBack and Paused. None of them reads like a failure when nothing failed.
+
+use jiff::Timestamp;
+
+use super::{Plan, Planner, STALLED_RETRY, progress_deadline, started};
+use crate::api::{
+    canary::{CanaryPhase, CanaryStatus, PAUSED, PROGRESSING, PROMOTED, ROLLED_BACK},
+    conditions::{self, ConditionFact},
+};
+
+/// The plan of a Canary held by something only a human can fix: status conditions only, no actions.
+pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, message: String) -> Plan {
+    let mut facts = conditions::stalled(reason, message);
+    // A Canary stalled before it ever started still shows a phase in `kubectl get`.
+    p.s.phase.get_or_insert(CanaryPhase::Initializing);
+    let rolled_back = conditions::find(&old.conditions, ROLLED_BACK)
+        .filter(|c| c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    facts.extend(phase_facts(&p.s, rolled_back, p.canary.spec.paused));
+    p.s.conditions = conditions::merge(&old.conditions, &facts, p.canary.metadata.generation, p.now);
+    // The route is not watched; look again later. A missing or changed Deployment is watched.
+    let wake_at = matches!(p.obs.route, super::RouteState::Invalid(_)).then(|| p.now + STALLED_RETRY);
+    Plan {
+        status: p.s,
+        actions: vec![],
+        wake_at,
+    }
+}
+
+/// The conditions for the phase the plan reached; a promotion's deadline joins `wake`.
+pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>) -> Vec<ConditionFact> {
+    let (canary, now) = (p.canary, p.now);
+    // The RolledBack message: this plan's, or the one recorded when the rollback happened.
+    let rolled_back: Option<(String, String)> = match (&p.rollback_cause, p.s.phase) {
+        (Some((r, m)), _) => Some((r.to_string(), m.clone())),
+        (None, Some(CanaryPhase::RolledBack)) => conditions::find(&old.conditions, ROLLED_BACK)
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone())),
+        _ => None,
+    };
+    let mut facts = match p.s.phase {
+        Some(CanaryPhase::RolledBack) => {
+            let (reason, msg) = rolled_back
+                .clone()
+                .unwrap_or_else(|| ("RolledBack".into(), "The last rollout was rolled back.".into()));
+            vec![ConditionFact::new(conditions::READY, false, reason, msg)]
+        }
+        Some(phase @ (CanaryPhase::Idle | CanaryPhase::Succeeded)) => conditions::healthy(
+            None,
+            phase_str(phase),
+            format!(
+                "The primary serves revision {}.",
+                p.s.stable_revision.as_deref().unwrap_or_default()
+            ),
+        ),
+        Some(phase) => {
+            let what = match phase {
+                CanaryPhase::Initializing => format!(
+                    "Creating {}-primary and waiting for it to be available.",
+                    canary.spec.target_ref.name
+                ),
+                CanaryPhase::Promoting => format!(
+                    "Promoting revision {}.",
+                    p.s.canary_revision.as_deref().unwrap_or_default()
+                ),
+                _ => format!(
+                    "Rolling out revision {}: step {} of {}, canary weight {}%.",
+                    p.s.canary_revision.as_deref().unwrap_or_default(),
+                    p.s.current_step.unwrap_or(0) + 1,
+                    canary.spec.steps.len(),
+                    p.s.canary_weight.unwrap_or(0)
+                ),
+            };
+            let promotion_deadline = (phase == CanaryPhase::Promoting)
+                .then(|| started(&p.s).map(|t| t + progress_deadline(canary)))
+                .flatten();
+            match promotion_deadline {
+                // The primary took the new template but does not roll it out (quota, scheduling, a
+                // crash only the primary's pods hit): a human has to look; the canary keeps serving.
+                Some(deadline) if now >= deadline => conditions::stalled(
+                    "PromotionStuck",
+                    format!(
+                        "{}-primary has not rolled out revision {} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
+                        canary.spec.target_ref.name,
+                        p.s.canary_revision.as_deref().unwrap_or_default()
+                    ),
+                ),
+                Some(deadline) => {
+                    wake.push(deadline);
+                    conditions::healthy(Some((phase_str(phase), what)), phase_str(phase), String::new())
+                }
+                None => conditions::healthy(Some((phase_str(phase), what)), phase_str(phase), String::new()),
+            }
+        }
+        None => vec![],
+    };
+    facts.extend(phase_facts(&p.s, rolled_back, canary.spec.paused));
+    facts
+}
+
+fn phase_str(phase: CanaryPhase) -> &'static str {
+    phase.into()
+}
+
+/// Progressing, Promoted, RolledBack and Paused from the phase.
+fn phase_facts(s: &CanaryStatus, rolled_back: Option<(String, String)>, spec_paused: bool) -> Vec<ConditionFact> {
+    let phase = s.phase;
+    let rev = s.canary_revision.as_deref().unwrap_or_default();
+    let progressing = matches!(
+        phase,
+        Some(CanaryPhase::Initializing | CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting)
+    );
+    let name = phase.map(phase_str).unwrap_or("Unknown");
+    vec![
+        ConditionFact::new(
+            PROGRESSING,
+            progressing,
+            name,
+            if progressing {
+                format!("Phase {name}, revision {rev}.")
+            } else {
+                format!("No rollout in progress (phase {name}).")
+            },
+        ),
+        promoted_fact(s, name),
+        match (phase, rolled_back) {
+            (Some(CanaryPhase::RolledBack), Some((reason, msg))) => ConditionFact::new(ROLLED_BACK, true, reason, msg),
+            (Some(CanaryPhase::RolledBack), None) => {
+                ConditionFact::new(ROLLED_BACK, true, "RolledBack", "The last rollout was rolled back.")
+            }
+            _ => ConditionFact::new(ROLLED_BACK, false, name, "Not rolled back."),
+        },
+        if phase == Some(CanaryPhase::Paused) {
+            ConditionFact::new(PAUSED, true, "PauseStep", "The rollout waits at a pause step.")
+        } else if spec_paused && progressing {
+            ConditionFact::new(
+                PAUSED,
+                true,
+                "SpecPaused",
+                "spec.paused holds the rollout at its current step.",
+            )
+        } else {
+            ConditionFact::new(PAUSED, false, name, "Not paused.")
+        },
+    ]
+}
+
+/// Promoted: True once a revision was promoted; before any rollout, what the primary serves; during
+/// and after a rollout that did not promote, which revision serves and which did not get promoted.
+fn promoted_fact(s: &CanaryStatus, phase: &str) -> ConditionFact {
+    let stable = s.stable_revision.as_deref().unwrap_or_default();
+    let rev = s.canary_revision.as_deref().unwrap_or_default();
+    match s.phase {
+        Some(CanaryPhase::Succeeded) => {
+            ConditionFact::new(PROMOTED, true, "Promoted", format!("Revision {rev} was promoted."))
+        }
+        Some(CanaryPhase::Idle) if s.canary_revision.is_none() => ConditionFact::new(
+            PROMOTED,
+            false,
+            "NoRolloutYet",
+            format!("The primary serves revision {stable}; no rollout has run yet."),
+        ),
+        Some(CanaryPhase::Idle) => ConditionFact::new(
+            PROMOTED,
+            false,
+            "Cancelled",
+            format!("The primary serves revision {stable}; the rollout of {rev} was cancelled."),
+        ),
+        Some(CanaryPhase::RolledBack) => ConditionFact::new(
+            PROMOTED,
+            false,
+            "RolledBack",
+            format!("Revision {rev} was rolled back; the primary serves revision {stable}."),
+        ),
+        Some(CanaryPhase::Initializing) | None => {
+            ConditionFact::new(PROMOTED, false, phase, "The primary is being set up.")
+        }
+        Some(_) => ConditionFact::new(
+            PROMOTED,
+            false,
+            phase,
+            format!("Revision {rev} is being rolled out; the primary serves revision {stable}."),
+        ),
+    }
+}

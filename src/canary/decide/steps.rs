@@ -1,0 +1,241 @@
+//! The step machine's transitions: initialization, and one rollout decision per reconcile (newer
+//! revision, abort, promote, analysis, progress deadline, the current step), then promotion.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Action, Counted, Planner, Workload, canary_replicas, last_seen_ready, progress_deadline, started};
+use crate::api::canary::{
+    ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, CanaryPhase, CanaryStatus,
+    HandledAnnotations,
+};
+
+/// Control annotations whose value is new since the last reconcile: each acts once.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    pub promote: Option<String>,
+    pub abort: Option<String>,
+    pub retry: Option<String>,
+    pub resume: Option<String>,
+}
+
+/// Takes the annotations' new values and records every value seen in `handledAnnotations`, whether or
+/// not it applies (a `resume` outside a pause does not linger to skip a later pause).
+pub fn take_annotations(p: &mut Planner<'_>, old: &CanaryStatus) -> Fresh {
+    let obs = p.obs;
+    let handled = old.handled_annotations.clone().unwrap_or_default();
+    let fresh = |now: &Option<String>, seen: &Option<String>| now.clone().filter(|v| Some(v) != seen.as_ref());
+    let out = Fresh {
+        promote: fresh(&obs.annotations.promote, &handled.promote),
+        abort: fresh(&obs.annotations.abort, &handled.abort),
+        retry: fresh(&obs.annotations.retry, &handled.retry),
+        resume: fresh(&obs.annotations.resume, &handled.resume),
+    };
+    let merged = HandledAnnotations {
+        promote: obs.annotations.promote.clone().or(handled.promote),
+        abort: obs.annotations.abort.clone().or(handled.abort),
+        retry: obs.annotations.retry.clone().or(handled.retry),
+        // While spec.paused holds the rollout, a resume is kept for when it is lifted.
+        resume: if p.canary.spec.paused {
+            handled.resume.clone()
+        } else {
+            obs.annotations.resume.clone().or(handled.resume.clone())
+        },
+    };
+    p.s.handled_annotations = (merged != HandledAnnotations::default()).then_some(merged);
+    out
+}
+
+/// Initialization: create the primary, wait until it is available, then the Canary is Idle.
+pub fn initialize(p: &mut Planner<'_>, revision: &str, workload: &Workload) {
+    let (canary, obs) = (p.canary, p.obs);
+    match &obs.primary {
+        None => {
+            let n = workload.spec_replicas.max(1);
+            p.s.phase = Some(CanaryPhase::Initializing);
+            p.actions.push(Action::CreatePrimary { replicas: n });
+        }
+        Some(primary) if !primary.workload.ready_at(primary.total) => {
+            p.s.phase = Some(CanaryPhase::Initializing);
+        }
+        Some(primary) => {
+            let stable = primary.revision.clone().unwrap_or_else(|| revision.to_string());
+            p.s.phase = Some(CanaryPhase::Idle);
+            p.s.stable_revision = Some(stable.clone());
+            p.s.canary_weight = Some(0);
+            p.event(
+                false,
+                "Initialized",
+                format!(
+                    "{}-primary serves revision {stable} with {} replicas; {} scaled to 0.",
+                    canary.spec.target_ref.name, primary.total, canary.spec.target_ref.name
+                ),
+            );
+        }
+    }
+}
+
+/// One rollout decision for a Canary past initialization.
+pub fn step(p: &mut Planner<'_>, revision: &str, workload: &Workload, fresh: Fresh) {
+    let Fresh {
+        promote,
+        abort,
+        retry,
+        resume,
+    } = fresh;
+    let canary = p.canary;
+    let phase = p.s.phase.unwrap_or(CanaryPhase::Idle);
+    let stable = p.s.stable_revision.clone().unwrap_or_default();
+    match phase {
+        CanaryPhase::Idle | CanaryPhase::Succeeded | CanaryPhase::RolledBack | CanaryPhase::Initializing => {
+            let rolled_back_here = phase == CanaryPhase::RolledBack && p.s.canary_revision.as_deref() == Some(revision);
+            if revision == stable {
+                return;
+            }
+            if rolled_back_here {
+                if let Some(v) = retry {
+                    p.start_rollout(
+                        revision,
+                        format!("Retrying revision {revision} ({ANNOTATION_RETRY}={v}) from step 0."),
+                    );
+                }
+                return;
+            }
+            p.start_rollout(
+                revision,
+                format!("Revision {revision} replaces {stable}; starting at step 0."),
+            );
+        }
+        CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting => {
+            let current = p.s.canary_revision.clone().unwrap_or_default();
+            if revision != current {
+                if revision == stable {
+                    p.s.phase = Some(CanaryPhase::Idle);
+                    p.s.canary_weight = Some(0);
+                    p.event(
+                        false,
+                        "RolloutCancelled",
+                        format!("The target is back at the stable revision {stable}; revision {current} is dropped."),
+                    );
+                } else {
+                    p.start_rollout(
+                        revision,
+                        format!("Newer revision {revision} replaces {current} mid-rollout; restarting at step 0."),
+                    );
+                }
+                return;
+            }
+            if phase == CanaryPhase::Promoting {
+                promoting(p);
+                return;
+            }
+            if let Some(v) = abort {
+                p.rollback(
+                    "Aborted",
+                    format!("Aborted by the {ANNOTATION_ABORT} annotation ({v})."),
+                );
+                return;
+            }
+            if let Some(v) = promote {
+                p.s.phase = Some(CanaryPhase::Promoting);
+                // The promotion's own deadline counts from here.
+                p.s.step_started_at = Some(Time(p.now));
+                p.event(
+                    false,
+                    "Promoting",
+                    format!(
+                        "Promoting revision {current} now, skipping the remaining steps ({ANNOTATION_PROMOTE}={v})."
+                    ),
+                );
+                promoting(p);
+                return;
+            }
+            if let Some(results) = &p.obs.analysis
+                && p.fold_analysis(results)
+            {
+                return;
+            }
+            let n = p.obs.primary.as_ref().map(|p| p.total).unwrap_or(1);
+            let w = p.s.canary_weight.unwrap_or(0);
+            let c = canary_replicas(n, w);
+            if c > 0
+                && !workload.ready_at(c)
+                && last_seen_ready(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary))
+            {
+                p.rollback(
+                    "ProgressDeadlineExceeded",
+                    format!(
+                        "Canary pods were not ready within progressDeadline {}: {} of {c} available.",
+                        canary
+                            .spec
+                            .progress_deadline
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "10m".into()),
+                        workload.available.min(c)
+                    ),
+                );
+                return;
+            }
+            let idx = p.s.current_step.unwrap_or(0) as usize;
+            let Some(step_spec) = canary.spec.steps.get(idx) else {
+                p.s.phase = Some(CanaryPhase::Promoting);
+                p.s.step_started_at = Some(Time(p.now));
+                return;
+            };
+            if let Some(w) = step_spec.set_weight {
+                p.s.phase = Some(CanaryPhase::Progressing);
+                p.s.canary_weight = Some(w);
+                let analysed = canary.spec.analysis.is_none()
+                    || p.s
+                        .analysis
+                        .as_ref()
+                        .and_then(|a| a.last_run_at.as_ref())
+                        .zip(started(&p.s))
+                        .is_some_and(|(last, start)| last.0 > start);
+                if !canary.spec.paused && workload.ready_at(canary_replicas(n, w)) && analysed {
+                    p.advance();
+                }
+            } else {
+                let pause = step_spec.pause.clone().unwrap_or_default();
+                p.s.phase = Some(CanaryPhase::Paused);
+                let done = match pause.duration {
+                    Some(d) => started(&p.s).is_some_and(|t| p.now >= t + d.as_signed()),
+                    None => resume.is_some(),
+                };
+                if done && !canary.spec.paused {
+                    if let Some(v) = &resume {
+                        p.event(
+                            false,
+                            "Resumed",
+                            format!("Resumed by the {ANNOTATION_RESUME} annotation ({v})."),
+                        );
+                    } else {
+                        p.event(false, "Resumed", format!("Pause of step {idx} ended."));
+                    }
+                    p.advance();
+                }
+            }
+        }
+    }
+}
+
+/// Promotion: done once the primary runs the canary's revision on all its replicas.
+fn promoting(p: &mut Planner<'_>) {
+    let current = p.s.canary_revision.clone().unwrap_or_default();
+    let Some(primary) = &p.obs.primary else {
+        return;
+    };
+    if primary.revision.as_deref() == Some(current.as_str()) && primary.workload.ready_at(primary.total) {
+        p.s.phase = Some(CanaryPhase::Succeeded);
+        p.s.stable_revision = Some(current.clone());
+        p.s.canary_weight = Some(0);
+        p.event(
+            false,
+            "Promoted",
+            format!(
+                "Revision {current} promoted: {}-primary runs it on {} replicas.",
+                p.canary.spec.target_ref.name, primary.total
+            ),
+        );
+        p.actions.push(Action::Count(Counted::Promoted));
+    }
+}

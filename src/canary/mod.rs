@@ -1,0 +1,350 @@
+//! The Canary controller: staged rollout of a native Deployment, judged by Prometheus metrics, with
+//! automatic rollback. Observe ([`observe`]: the Deployment cache, the HTTPRoute and, when an analysis
+//! is due, Prometheus) -> decide ([`decide`]: the pure step machine) -> apply ([`apply`]: the actions,
+//! then the status, written only when it changed, then Events and counters).
+//!
+//! Query templates: `{{ namespace }}`; `{{ role }}` is `primary` or `canary`; `{{ target }}` is the
+//! Deployment serving that role (`<target>-primary` for `primary`, the target itself for `canary`);
+//! `{{ interval }}` is the analysis interval in seconds (`60s`). A `thresholdRange` query runs once, as
+//! the canary, and must return exactly one series. A `comparison` runs one range query per role over the
+//! last interval (step interval/10, at least 1s); all values of all series of a role form its sample.
+//!
+//! Deleting a Canary hands the workload back ([`release`], finalizer `kaizen.dev/canary`): the target
+//! gets the last promoted template and the primary's replica count, and the primary is deleted once
+//! the target is available.
+
+pub mod apply;
+pub mod decide;
+pub mod observe;
+pub mod release;
+pub mod revision;
+pub mod templates;
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::EventType,
+        reflector::{self, store::Writer},
+        watcher,
+    },
+};
+use serde_json::json;
+
+use self::{
+    decide::{Action as Step, Annotations, Counted, Observations},
+    observe::Workloads,
+};
+use crate::{
+    api::{
+        ActionItem,
+        canary::{Canary, CanaryStatus, PROMOTED},
+        conditions,
+    },
+    error::{Error, Result},
+    metrics::OutcomeLabels,
+    runtime::{
+        Admitted, Context, Timer, admit, controller_config, drain, error_policy, requeue_at,
+        watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, wake},
+    },
+};
+
+/// Finalizer that hands the workload back to the target before a Canary goes away.
+pub const FINALIZER: &str = "kaizen.dev/canary";
+
+/// How often a hand-back in progress looks again when nothing it watches changes.
+const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = Timer::start::<Canary>(&ctx);
+    let (canary, ns, name) = match admit(&ctx, &obj).await? {
+        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
+        Admitted::Done(action) => return Ok(action),
+    };
+    let has_finalizer = canary.finalizers().iter().any(|f| f == FINALIZER);
+    if canary.metadata.deletion_timestamp.is_some() {
+        return if has_finalizer {
+            hand_back(&ctx, canary, &ns, &name).await
+        } else {
+            Ok(Action::await_change())
+        };
+    }
+    if !has_finalizer {
+        // The finalizer goes on before anything is created that deletion must hand back; the
+        // change it makes brings the next reconcile.
+        add_finalizer(&ctx, canary, &ns, &name).await?;
+        return Ok(Action::await_change());
+    }
+    roll(&ctx, canary, &ns, &name).await
+}
+
+/// One step of the rollout: observe, plan, act, record.
+async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
+    let uid = canary.uid().unwrap_or_default();
+    // Plan from the freshest status: ours if the cache has not caught up with our last write.
+    let mut canary = canary.clone();
+    if let Some(written) = ctx
+        .memory
+        .canary_written
+        .lock()
+        .expect("not poisoned")
+        .get(&uid)
+        .cloned()
+        && canary.status.as_ref() != Some(&written)
+    {
+        canary.status = Some(written);
+    }
+    let canary = &canary;
+    let workloads = Workloads::of(ctx, ns, canary);
+    let io = workloads.io(ctx, ns, canary);
+    let mut obs = Observations {
+        target: observe::observe_target(
+            canary,
+            io.target.zip(io.target_revision),
+            io.primary,
+            observe::rival(ctx, canary, ns).as_deref(),
+        ),
+        primary: observe::observe_primary(io.primary),
+        route: observe::observe_route(ctx, ns, canary).await?,
+        annotations: Annotations::from_canary(canary),
+        analysis: None,
+    };
+    let now = Timestamp::now();
+    if decide::analysis_due(canary, &obs, now)
+        && let Some(analysis) = &canary.spec.analysis
+    {
+        let address = &ctx.policy.prometheus.default_address;
+        let fetched = futures::future::join_all(
+            analysis
+                .metrics
+                .iter()
+                .map(|m| observe::fetch(&ctx.prometheus, address, canary, ns, m)),
+        )
+        .await;
+        obs.analysis = Some(
+            analysis
+                .metrics
+                .iter()
+                .zip(fetched)
+                .map(|(m, f)| crate::analysis::judge(m, f))
+                .collect(),
+        );
+    }
+    let now = Timestamp::now();
+    let plan = decide::plan(canary, &obs, now);
+    for action in &plan.actions {
+        io.act(action).await?;
+    }
+    let written = ctx
+        .status
+        .write::<Canary, _>(ns, name, canary.status.as_ref(), &plan.status, None)
+        .await?;
+    if written.wrote() {
+        ctx.memory
+            .canary_written
+            .lock()
+            .expect("not poisoned")
+            .insert(uid, plan.status.clone());
+    }
+    for action in &plan.actions {
+        match action {
+            Step::Event { warning, reason, note } => {
+                let type_ = if *warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                ctx.publish(canary, type_, reason, note.clone()).await;
+            }
+            Step::Count(c) => count(ctx, *c),
+            _ => {}
+        }
+    }
+    announce_stall(ctx, canary, &plan.status).await;
+    Ok(requeue_at(plan.wake_at, now))
+}
+
+/// A Stalled condition that just turned True gets an Event too.
+async fn announce_stall(ctx: &Context, canary: &Canary, new: &CanaryStatus) {
+    let old = canary.status.clone().unwrap_or_default();
+    if !conditions::is_true(&old.conditions, conditions::STALLED)
+        && conditions::is_true(&new.conditions, conditions::STALLED)
+    {
+        let msg = conditions::find(&new.conditions, conditions::STALLED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ctx.publish(canary, EventType::Warning, "Stalled", msg).await;
+    }
+}
+
+fn count(ctx: &Context, c: Counted) {
+    let m = &ctx.metrics;
+    match c {
+        Counted::RolloutStarted => {
+            m.canary_rollouts_started.inc();
+        }
+        Counted::Promoted => {
+            m.canary_rollouts_promoted.inc();
+        }
+        Counted::RolledBack => {
+            m.canary_rollouts_rolled_back.inc();
+        }
+        Counted::Analysis(o) => {
+            m.canary_analysis_outcomes
+                .get_or_create(&OutcomeLabels { outcome: o.into() })
+                .inc();
+        }
+    }
+}
+
+/// Deletion: hands the workload back, then lets the Canary go. A hand-back in progress is no error:
+/// it looks again when the target changes, or after [`HANDBACK_RETRY`].
+async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
+    let workloads = Workloads::of(ctx, ns, canary);
+    if !workloads.io(ctx, ns, canary).release().await? {
+        return Ok(Action::requeue(HANDBACK_RETRY));
+    }
+    if let Some(uid) = canary.uid() {
+        ctx.memory.canary_written.lock().expect("not poisoned").remove(&uid);
+    }
+    let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(Action::await_change());
+    };
+    // Removes exactly our entry, and only if it is still where we saw it.
+    let patch = finalizer_patch(json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]))?;
+    match canaries(ctx, ns)
+        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn add_finalizer(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<()> {
+    // Guarded by the list as it was read, so a finalizer someone else adds meanwhile is kept.
+    let patch = match canary.meta().finalizers.as_ref() {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(list) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": list},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    canaries(ctx, ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Json::<()>(finalizer_patch(patch)?),
+        )
+        .await?;
+    Ok(())
+}
+
+fn finalizer_patch(ops: serde_json::Value) -> Result<json_patch::Patch> {
+    serde_json::from_value(ops).map_err(Error::Patch)
+}
+
+fn canaries(ctx: &Context, ns: &str) -> Api<Canary> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// What of a Canary can change an item's verification: its existence, the item it names, its phase
+/// and its last promotion.
+fn verdict_inputs(canary: &DeserializeGuard<Canary>) -> Option<String> {
+    let c = canary.0.as_ref().ok()?;
+    let status = c.status.as_ref();
+    let promoted = status
+        .and_then(|s| conditions::find(&s.conditions, PROMOTED))
+        .map(|p| format!("{}@{}", p.status, p.last_transition_time.0));
+    Some(format!(
+        "{:?}|{:?}|{:?}",
+        c.spec.action_item_ref.as_ref().map(|r| &r.name),
+        status.and_then(|s| s.phase),
+        promoted
+    ))
+}
+
+/// Runs the Canary controller on the one Canary watch and the one Deployment watch. A change of a
+/// target (its template, its ready pods) or of a primary (owner-referenced by its Canary) moves the
+/// Canaries that depend on it; a Canary whose verdict inputs change wakes the items it can verify.
+pub fn controller(
+    ctx: Arc<Context>,
+    canary_writer: Writer<DeserializeGuard<Canary>>,
+    deployment_writer: Writer<DynamicObject>,
+    wake_items: Trigger<ActionItem>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let items = ctx.stores.items.clone();
+    let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
+    let canary_stream = reflector::reflector(canary_writer, slim_watch::<Canary>(&ctx.client))
+        .inspect(move |event| {
+            let (g, gone) = match event {
+                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
+                Ok(watcher::Event::Delete(g)) => (g, true),
+                _ => return,
+            };
+            let key = guard_key(g);
+            let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
+            let changed = if gone {
+                seen.remove(&key).is_some()
+            } else {
+                seen.insert(key.clone(), inputs.clone()) != Some(inputs)
+            };
+            if !changed {
+                return;
+            }
+            let ships =
+                g.0.as_ref()
+                    .ok()
+                    .and_then(|c| c.spec.action_item_ref.as_ref())
+                    .map(|r| r.name.clone());
+            let refs = referrers(&items, &key.0, |i| {
+                Some(i.name_any()) == ships
+                    || i.spec
+                        .verification
+                        .as_ref()
+                        .and_then(|v| v.canary_ref.as_ref())
+                        .is_some_and(|r| r.name == key.1)
+            });
+            wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
+        })
+        .applied_objects();
+    let deployment_changes = reflector::reflector(deployment_writer, deployment_watch(&ctx.client)).touched_objects();
+    let canaries = ctx.stores.canaries.clone();
+    let fut = Controller::for_stream(canary_stream, ctx.stores.canaries.clone())
+        .with_config(controller_config())
+        .watches_stream_with(
+            deployment_changes,
+            move |d: DynamicObject| {
+                let ns = d.namespace().unwrap_or_default();
+                let name = d.name_any();
+                let owners: Vec<String> = d
+                    .owner_references()
+                    .iter()
+                    .filter(|o| o.kind == "Canary")
+                    .map(|o| o.name.clone())
+                    .collect();
+                referrers(&canaries, &ns, |c| {
+                    c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
+                })
+            },
+            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx);
+    drain("Canary", fut).boxed()
+}

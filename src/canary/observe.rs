@@ -1,0 +1,326 @@
+//! What the Canary decision needs from the cluster and Prometheus: the target and the primary (from
+//! the shared Deployment cache), a rival Canary, the HTTPRoute, and the analysis queries when due.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, ResourceExt,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    runtime::reflector::ObjectRef,
+};
+use serde_json::{Value, json};
+
+use super::{
+    apply::Io,
+    decide::{self, Primary, RouteState, TargetState, Workload},
+    revision::raw_revision,
+    templates::{
+        REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
+        service_ports,
+    },
+};
+use crate::{
+    analysis::Fetched,
+    api::canary::{Canary, Metric},
+    error::Result,
+    prometheus::{Prometheus, render},
+    runtime::Context,
+};
+
+pub fn workload(d: &Deployment) -> Workload {
+    let status = d.status.clone().unwrap_or_default();
+    Workload {
+        spec_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        updated: status.updated_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        current: status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
+    }
+}
+
+pub fn owned_by(d: &Deployment, canary: &Canary) -> bool {
+    let uid = canary.metadata.uid.as_deref();
+    d.owner_references()
+        .iter()
+        .any(|o| o.kind == "Canary" && Some(o.uid.as_str()) == uid)
+}
+
+/// The target as the step machine sees it. `rival` is another Canary of the same namespace that
+/// targets the same Deployment and was created first: it keeps the Deployment, this one stalls.
+pub fn observe_target(
+    canary: &Canary,
+    target: Option<(&Deployment, &str)>,
+    primary: Option<&Deployment>,
+    rival: Option<&str>,
+) -> TargetState {
+    let Some((target, target_revision)) = target else {
+        return TargetState::Missing;
+    };
+    let name = &canary.spec.target_ref.name;
+    if let Some(rival) = rival {
+        return TargetState::Invalid(format!(
+            "Deployment {name:?} is already rolled out by Canary {rival:?}; a Deployment can have one Canary. Delete this one or point it elsewhere."
+        ));
+    }
+    // Being deleted (a namespace going away, say): nothing left to roll out or hand back.
+    if target.metadata.deletion_timestamp.is_some() {
+        return TargetState::Missing;
+    }
+    let Some(spec) = target.spec.as_ref() else {
+        return TargetState::Invalid(format!("Deployment {name:?} has no spec."));
+    };
+    if primary.is_some_and(|p| !owned_by(p, canary)) {
+        return TargetState::Invalid(format!(
+            "Deployment {:?} exists and is not managed by this Canary. Delete or rename it.",
+            primary_name(canary)
+        ));
+    }
+    if gateway_route(canary).is_some() {
+        if match_labels(target).is_empty() {
+            return TargetState::Invalid(format!(
+                "gatewayAPI routing needs spec.selector.matchLabels on Deployment {name:?} to build the {0}-primary and {0}-canary Services.",
+                name
+            ));
+        }
+        if service_ports(&spec.template).is_empty() {
+            return TargetState::Invalid(format!(
+                "gatewayAPI routing needs containerPorts on Deployment {name:?}'s containers to build the {0}-primary and {0}-canary Services.",
+                name
+            ));
+        }
+    }
+    TargetState::Found {
+        revision: target_revision.to_string(),
+        workload: workload(target),
+    }
+}
+
+pub fn observe_primary(primary: Option<&Deployment>) -> Option<Primary> {
+    let d = primary?;
+    let annotations = d.metadata.annotations.clone().unwrap_or_default();
+    let w = workload(d);
+    Some(Primary {
+        revision: annotations.get(REVISION_ANNOTATION).cloned(),
+        total: annotations
+            .get(REPLICAS_ANNOTATION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(w.spec_replicas),
+        workload: w,
+    })
+}
+
+/// The HTTPRoute API of gatewayAPI routing, untyped: the `gateway-api` crate is built on kube 4, and a
+/// partial typed copy would drop the route fields it does not know when Kaizen writes the rules back.
+pub fn route_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+    Api::namespaced_with(ctx.client.clone(), ns, &ar)
+}
+
+/// The backendRefs of one HTTPRoute rule.
+pub fn backends(rule: &Value) -> Vec<Value> {
+    rule["backendRefs"].as_array().cloned().unwrap_or_default()
+}
+
+pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<RouteState> {
+    let Some(route) = gateway_route(canary) else {
+        return Ok(RouteState::NotUsed);
+    };
+    let primary = primary_name(canary);
+    let obj = match route_api(ctx, ns).get_opt(route).await {
+        Ok(o) => o,
+        // The Gateway API CRDs are not installed.
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(obj) = obj else {
+        return Ok(RouteState::Invalid(format!(
+            "spec.trafficRouting.gatewayAPI.httpRoute names HTTPRoute {route:?}, which does not exist in this namespace (or the Gateway API CRDs are not installed)."
+        )));
+    };
+    let refers = obj.data["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| backends(r).iter().any(|b| b["name"] == json!(primary)));
+    if refers {
+        Ok(RouteState::Ready)
+    } else {
+        Ok(RouteState::Invalid(format!(
+            "HTTPRoute {route:?} has no rule with a backendRef to Service {primary:?}; add one (Kaizen adds {:?} next to it and sets the weights).",
+            canary_service_name(canary)
+        )))
+    }
+}
+
+/// Runs one metric's queries: `{{ target }}` is the Deployment serving the role queried.
+pub async fn fetch(prom: &Prometheus, default_address: &str, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
+    let address = metric.prometheus.address.as_deref().unwrap_or(default_address);
+    let interval = decide::interval_prometheus(canary);
+    let primary = primary_name(canary);
+    let query = |role: &str| {
+        let target = if role == "primary" {
+            primary.as_str()
+        } else {
+            canary.spec.target_ref.name.as_str()
+        };
+        render(
+            &metric.prometheus.query,
+            &[
+                ("namespace", ns),
+                ("target", target),
+                ("role", role),
+                ("interval", interval.as_str()),
+            ],
+        )
+    };
+    if metric.comparison.is_some() {
+        let span = decide::analysis_interval(canary);
+        let end = Timestamp::now();
+        let start = end - jiff::SignedDuration::try_from(span).unwrap_or_default();
+        let step = (span / 10).max(std::time::Duration::from_secs(1));
+        let range = |role: &'static str| {
+            let q = query(role);
+            async move {
+                prom.range(address, &q, start, end, step)
+                    .await
+                    .map(|series| series.into_iter().flat_map(|s| s.values).collect::<Vec<f64>>())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let (canary, primary) = futures::join!(range("canary"), range("primary"));
+        Fetched::Comparison { canary, primary }
+    } else {
+        Fetched::Threshold(
+            prom.instant(address, &query("canary"))
+                .await
+                .map(|samples| samples.into_iter().map(|s| s.value).collect())
+                .map_err(|e| e.to_string()),
+        )
+    }
+}
+
+/// The first-created other Canary of the namespace that targets the same Deployment, if any.
+pub fn rival(ctx: &Context, canary: &Canary, ns: &str) -> Option<String> {
+    let key = |c: &Canary| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
+    let mine = key(canary);
+    ctx.stores
+        .canaries
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|c| c.namespace().as_deref() == Some(ns) && c.uid() != canary.uid())
+        .filter(|c| c.spec.target_ref.name == canary.spec.target_ref.name && c.metadata.deletion_timestamp.is_none())
+        .filter(|c| key(c) < mine)
+        .min_by_key(|c| key(c))
+        .map(|c| c.name_any())
+}
+
+/// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
+fn deployment(ctx: &Context, ns: &str, name: &str) -> Option<(Deployment, String)> {
+    let resource = ApiResource::erase::<Deployment>(&());
+    let raw = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new_with(name, resource).within(ns))?;
+    let revision = raw_revision(&raw)?;
+    let typed = serde_json::to_value(raw.as_ref())
+        .and_then(serde_json::from_value::<Deployment>)
+        .ok()?;
+    Some((typed, revision))
+}
+
+/// The Canary's target (with its revision) and its primary, as the cache has them.
+pub struct Workloads {
+    pub target: Option<(Deployment, String)>,
+    pub primary: Option<Deployment>,
+}
+
+impl Workloads {
+    pub fn of(ctx: &Context, ns: &str, canary: &Canary) -> Self {
+        Self {
+            target: deployment(ctx, ns, &canary.spec.target_ref.name),
+            primary: deployment(ctx, ns, &primary_name(canary)).map(|(d, _)| d),
+        }
+    }
+
+    pub fn io<'a>(&'a self, ctx: &'a Context, ns: &'a str, canary: &'a Canary) -> Io<'a> {
+        Io {
+            ctx,
+            ns,
+            canary,
+            target: self.target.as_ref().map(|(d, _)| d),
+            target_revision: self.target.as_ref().map(|(_, r)| r.as_str()),
+            primary: self.primary.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str, owner_uid: Option<&str>) -> Deployment {
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}
+            }
+        }))
+        .unwrap();
+        if let Some(uid) = owner_uid {
+            d.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "kaizen.dev/v1alpha1".into(),
+                kind: "Canary".into(),
+                name: "web".into(),
+                uid: uid.into(),
+                ..Default::default()
+            }]);
+        }
+        d
+    }
+
+    #[test]
+    fn target_problems_stall_with_what_to_fix() {
+        let mut canary = Canary::new(
+            "web",
+            serde_json::from_value(
+                json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]}),
+            )
+            .unwrap(),
+        );
+        canary.metadata.uid = Some("u1".into());
+        let target = deployment("web", None);
+        assert!(matches!(
+            observe_target(
+                &canary,
+                Some((&target, "r1")),
+                Some(&deployment("web-primary", Some("u1"))),
+                None
+            ),
+            TargetState::Found { .. }
+        ));
+        let TargetState::Invalid(msg) = observe_target(
+            &canary,
+            Some((&target, "r1")),
+            Some(&deployment("web-primary", None)),
+            None,
+        ) else {
+            panic!("a foreign primary must stall")
+        };
+        assert!(
+            msg.contains("\"web-primary\" exists and is not managed by this Canary"),
+            "{msg}"
+        );
+        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, Some("older")) else {
+            panic!("a second Canary must stall")
+        };
+        assert!(msg.contains("Canary \"older\""), "{msg}");
+        canary.spec.traffic_routing = serde_json::from_value(json!({"gatewayAPI": {"httpRoute": "r"}})).unwrap();
+        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, None) else {
+            panic!("gatewayAPI without ports must stall")
+        };
+        assert!(msg.contains("containerPorts"), "{msg}");
+        assert_eq!(observe_target(&canary, None, None, None), TargetState::Missing);
+    }
+}

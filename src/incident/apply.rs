@@ -1,0 +1,46 @@
+//! Applying an Incident decision: the status (written only when it changed) and the Events of the
+//! transitions a human cares about.
+
+use kube::runtime::events::EventType;
+
+use crate::{
+    api::{
+        conditions,
+        incident::{Incident, IncidentStatus, POSTMORTEM_OVERDUE},
+    },
+    error::Result,
+    runtime::Context,
+};
+
+pub async fn apply(ctx: &Context, incident: &Incident, ns: &str, name: &str, status: &IncidentStatus) -> Result<()> {
+    let written = ctx
+        .status
+        .write::<Incident, _>(ns, name, incident.status.as_ref(), status, None)
+        .await?;
+    if !written.wrote() {
+        return Ok(());
+    }
+    let old = incident.status.clone().unwrap_or_default();
+    if old.phase != status.phase {
+        let phase: &str = status.phase.map(Into::into).unwrap_or_default();
+        ctx.publish(
+            incident,
+            EventType::Normal,
+            "PhaseChanged",
+            format!("Incident is now {phase}."),
+        )
+        .await;
+    }
+    if !conditions::is_true(&old.conditions, POSTMORTEM_OVERDUE)
+        && conditions::is_true(&status.conditions, POSTMORTEM_OVERDUE)
+    {
+        ctx.publish(
+            incident,
+            EventType::Warning,
+            "PostmortemOverdue",
+            "The postmortem is overdue.".into(),
+        )
+        .await;
+    }
+    Ok(())
+}

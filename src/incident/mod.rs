@@ -1,0 +1,86 @@
+//! The Incident controller: observe (its items' phases, from the follow-up index) -> decide (pure, in
+//! [`decide`]) -> apply (status and Events, in [`apply`]).
+
+pub mod apply;
+pub mod decide;
+pub mod follow_ups;
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use jiff::Timestamp;
+use kube::{
+    core::DeserializeGuard,
+    runtime::{Controller, WatchStreamExt, controller::Action, reflector, reflector::store::Writer, watcher},
+};
+
+use crate::{
+    api::{ActionItem, Incident},
+    error::Result,
+    runtime::{
+        Admitted, Context, Timer, admit, controller_config, drain, error_policy, requeue_at,
+        watch::{Trigger, Triggered, guard_key, slim_watch, wake},
+    },
+};
+
+/// How soon an incident looks again while the item cache is still filling.
+const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = Timer::start::<Incident>(&ctx);
+    let (incident, ns, name) = match admit(&ctx, &obj).await? {
+        Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
+        Admitted::Done(action) => return Ok(action),
+    };
+    let follow_ups = &ctx.stores.follow_ups;
+    if !follow_ups.synced() {
+        // A roll-up from a partial list of items would be written, then corrected: wait for the list.
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
+    let now = Timestamp::now();
+    let phases = follow_ups.phases(&(ns.clone(), name.clone()));
+    let decision = decide::decide(incident, &phases, &ctx.policy, now);
+    apply::apply(&ctx, incident, &ns, &name, &decision.status).await?;
+    Ok(requeue_at(decision.wake_at, now))
+}
+
+/// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on
+/// `woken`; an incident that appears, changes its spec or goes away wakes its items through
+/// `wake_items` (whether it exists decides whether they are Stalled; its status does not matter).
+pub fn controller(
+    ctx: Arc<Context>,
+    writer: Writer<DeserializeGuard<Incident>>,
+    woken: Triggered<Incident>,
+    wake_items: Trigger<ActionItem>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let follow_ups = ctx.stores.follow_ups.clone();
+    let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
+    let stream = reflector::reflector(writer, slim_watch::<Incident>(&ctx.client))
+        .inspect(move |event| {
+            let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
+                let key = guard_key(g);
+                let generation = crate::runtime::watch::guard_meta(g).generation;
+                let moved = if gone {
+                    generations.remove(&key).is_some()
+                } else {
+                    generations.insert(key.clone(), generation) != Some(generation)
+                };
+                if moved {
+                    wake(&wake_items, follow_ups.items_of(&key));
+                }
+            };
+            match event {
+                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
+                Ok(watcher::Event::Delete(g)) => changed(g, true),
+                _ => {}
+            }
+        })
+        .applied_objects();
+    let fut = Controller::for_stream(stream, ctx.stores.incidents.clone())
+        .with_config(controller_config())
+        .reconcile_on(woken)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx);
+    drain("Incident", fut).boxed()
+}

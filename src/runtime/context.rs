@@ -1,0 +1,101 @@
+//! The one Context every controller shares: the client, the policy, the shared services (metrics,
+//! Events, notification sinks, Prometheus), the status writer and the shared caches.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use kube::{
+    Client, Resource,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+
+use super::{status::StatusWriter, watch::Stores};
+use crate::{api::canary::CanaryStatus, metrics::Metrics, notify::Notifier, policy::Policy, prometheus::Prometheus};
+
+/// Every Prometheus request (analysis, verification) is bounded by this: an unreachable Prometheus
+/// costs at most this per reconcile.
+pub const PROMETHEUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Every webhook request is bounded by this.
+pub const SINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "kaizen";
+
+pub struct Context {
+    pub client: Client,
+    pub policy: Policy,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub notifier: Notifier,
+    pub prometheus: Prometheus,
+    pub status: StatusWriter,
+    /// The caches of every watched kind, each filled by one watch.
+    pub stores: Stores,
+    /// The policy's business-day time zone, resolved once (the policy was validated at load).
+    pub business_tz: Option<jiff::tz::TimeZone>,
+    pub memory: Memory,
+}
+
+/// What the operator remembers between reconciles without writing it anywhere. Losing it (a restart)
+/// costs at most one early Prometheus check or one re-read of a status.
+#[derive(Default)]
+pub struct Memory {
+    /// When each item's Prometheus verification was last evaluated, by UID, so checks write nothing.
+    pub probed: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// The last status written per Canary UID. The watch delivers our own write a moment later; a
+    /// reconcile triggered in between (a Deployment changed) must plan from what was written, or it
+    /// would count the same analysis run twice or advance a step twice.
+    pub canary_written: Mutex<HashMap<String, CanaryStatus>>,
+}
+
+impl Context {
+    /// `namespace` is the operator's own: where the sinks' Secrets live.
+    pub fn new(client: Client, policy: Policy, metrics: Arc<Metrics>, namespace: &str, stores: Stores) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            notifier: Notifier::new(client.clone(), namespace, SINK_TIMEOUT),
+            prometheus: Prometheus::new(PROMETHEUS_TIMEOUT),
+            status: StatusWriter::new(client.clone(), metrics.clone()),
+            business_tz: policy
+                .business_days
+                .as_ref()
+                .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok()),
+            memory: Memory::default(),
+            client,
+            policy,
+            metrics,
+            stores,
+        }
+    }
+
+    /// Whether the policy's namespace scope covers `ns` (empty list: every namespace).
+    pub fn in_scope(&self, ns: Option<&str>) -> bool {
+        self.policy.namespaces.is_empty() || ns.is_some_and(|ns| self.policy.namespaces.iter().any(|n| n == ns))
+    }
+
+    /// Publishes an Event about `obj`; a failure to record is logged, never fatal.
+    ///
+    /// The Event's `action` carries a digest of the note: the recorder folds Events with the same key
+    /// (reason and action among others) into one series that keeps the first note, so without it
+    /// "StepAdvanced: weight 67%" would vanish into the "weight 34%" Event of the same rollout.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        use sha2::Digest;
+        let digest = hex::encode(&sha2::Sha256::digest(note.as_bytes())[..4]);
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: format!("{reason}-{digest}"),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(%err, reason, "could not publish event");
+        }
+    }
+}

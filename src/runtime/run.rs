@@ -1,0 +1,178 @@
+//! `kaizen run`: connect, wait for the CRDs, start the watches, the controllers and the HTTP server,
+//! and stop all of them cleanly on SIGTERM or SIGINT.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client, ResourceExt,
+    core::DeserializeGuard,
+    runtime::{
+        reflector::Store,
+        wait::{await_condition, conditions::is_crd_established},
+    },
+};
+
+use super::{
+    Context,
+    watch::{self, Stores},
+};
+use crate::{
+    action_item, api, canary,
+    error::{Error, Result},
+    incident,
+    metrics::{KindLabels, Metrics},
+    policy::Policy,
+    server::{self, ServerState},
+};
+
+pub struct Options {
+    pub policy: Policy,
+    pub listen: SocketAddr,
+    pub crd_timeout: Duration,
+    /// The operator's own namespace, where the sinks' Secrets live.
+    pub namespace: String,
+}
+
+/// How often the gauges counted from the caches are recounted.
+pub const RECOUNT_EVERY: Duration = Duration::from_secs(5);
+
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let shutdown = termination_signal().boxed().shared();
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let server_state = ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(server::serve(opts.listen, server_state, shutdown.clone()));
+
+    tokio::select! {
+        res = wait_for_crds(&client, opts.crd_timeout) => res?,
+        _ = shutdown.clone() => return Ok(()),
+    }
+    let (stores, writers) = watch::caches();
+    let ctx = Arc::new(Context::new(client, opts.policy, metrics, &opts.namespace, stores));
+
+    let (wake_incidents, incidents_woken) = watch::trigger();
+    let (wake_items, items_woken) = watch::trigger();
+    let incidents = incident::controller(
+        ctx.clone(),
+        writers.incidents,
+        incidents_woken,
+        wake_items.clone(),
+        shutdown.clone(),
+    );
+    let items = action_item::controller(
+        ctx.clone(),
+        writers.items,
+        items_woken,
+        wake_incidents,
+        shutdown.clone(),
+    );
+    let canaries = canary::controller(
+        ctx.clone(),
+        writers.canaries,
+        writers.deployments,
+        wake_items,
+        shutdown.clone(),
+    );
+
+    let waits: Vec<BoxFuture<'static, bool>> = ctx.stores.ready();
+    tokio::spawn(async move {
+        if futures::future::join_all(waits).await.into_iter().all(|ok| ok) {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("all caches synced; ready");
+        }
+    });
+    let gauges = tokio::spawn(recount(ctx.clone()));
+
+    tokio::join!(incidents, items, canaries);
+    gauges.abort();
+    tracing::info!("controllers stopped");
+    match server.await {
+        Ok(res) => res,
+        Err(e) => Err(Error::ControllerStopped(format!("HTTP server task: {e}"))),
+    }
+}
+
+/// Waits until every Kaizen CRD is Established, so watchers do not start against missing resources.
+pub async fn wait_for_crds(client: &Client, timeout: Duration) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in api::crds() {
+        let name = crd.name_any();
+        tracing::info!(crd = %name, "waiting for CRD to be Established");
+        match tokio::time::timeout(timeout, await_condition(crds.clone(), &name, is_crd_established())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(Error::CrdNotEstablished {
+                    crd: name,
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::CrdNotEstablished {
+                    crd: name,
+                    message: format!("not Established within {}s; install crds/ first", timeout.as_secs()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recounts the gauges that are read off the caches, so deleted objects leave them too.
+async fn recount(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(RECOUNT_EVERY);
+    loop {
+        tick.tick().await;
+        let stores: &Stores = &ctx.stores;
+        count_invalid(&ctx, "Incident", &stores.incidents);
+        count_invalid(&ctx, "ActionItem", &stores.items);
+        count_invalid(&ctx, "Canary", &stores.canaries);
+        action_item::count_items(&ctx);
+    }
+}
+
+/// `kaizen_invalid_objects{kind}`: cached objects in scope that do not decode (each is Stalled).
+fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(
+    ctx: &Context,
+    kind: &'static str,
+    store: &Store<DeserializeGuard<K>>,
+) {
+    let n = store
+        .state()
+        .iter()
+        .filter(|g| g.0.is_err() && ctx.in_scope(watch::guard_meta(g).namespace.as_deref()))
+        .count();
+    ctx.metrics
+        .invalid_objects
+        .get_or_create(&KindLabels { kind })
+        .set(n as i64);
+}

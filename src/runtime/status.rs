@@ -1,0 +1,242 @@
+//! The one status writer. Every kind's status goes through [`StatusWriter::write`]: nothing is sent
+//! when the new status equals the old one, and a write made from a cached object can be guarded by
+//! the resourceVersion the decision was made from.
+
+use std::sync::Arc;
+
+use kube::{
+    Api, Client, Resource,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{FIELD_MANAGER, kind_of};
+use crate::{
+    error::{Error, Result},
+    metrics::{KindLabels, Metrics},
+};
+
+/// What a status write achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The new status equals the old one: no request was sent.
+    Unchanged,
+    /// Written; the object's new resourceVersion.
+    Written(String),
+    /// The object changed since the guarded version: nothing was written.
+    Stale,
+}
+
+impl Written {
+    pub fn wrote(&self) -> bool {
+        matches!(self, Written::Written(_))
+    }
+}
+
+/// Writes `status` subresources with server-side apply (field manager `kaizen`), through the dynamic
+/// API so that an object which no longer decodes into its Rust type can still be told why.
+pub struct StatusWriter {
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusWriter {
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    /// Writes `new` as the status of `namespace/name` unless it equals `old`.
+    ///
+    /// With `guard` the write only happens while the object is still at that resourceVersion: a
+    /// decision made on a cached object that lags behind the operator's own last write (and would,
+    /// say, record a notification that was already sent) is refused by the API server, and reported
+    /// as [`Written::Stale`].
+    pub async fn write<K, S>(
+        &self,
+        namespace: &str,
+        name: &str,
+        old: Option<&S>,
+        new: &S,
+        guard: Option<&str>,
+    ) -> Result<Written>
+    where
+        K: Resource<DynamicType = ()>,
+        S: Serialize + PartialEq,
+    {
+        if old == Some(new) {
+            return Ok(Written::Unchanged);
+        }
+        let status = serde_json::to_value(new).map_err(|source| Error::Serialize { what: "status", source })?;
+        let resource = ApiResource::erase::<K>(&());
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let mut patch = json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "status": status,
+        });
+        if let Some(rv) = guard {
+            patch["metadata"] = json!({ "resourceVersion": rv });
+        }
+        let written = match api
+            .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+        {
+            Ok(obj) => obj,
+            Err(kube::Error::Api(e)) if e.code == 409 && guard.is_some() => return Ok(Written::Stale),
+            Err(e) => return Err(e.into()),
+        };
+        self.metrics
+            .status_writes
+            .get_or_create(&KindLabels { kind: kind_of::<K>() })
+            .inc();
+        Ok(Written::Written(written.metadata.resource_version.unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer against a mock API service (tower-test), so the guard's paths are tested without a
+    //! cluster; the integration tests cover the same writes against a real apiserver.
+    use super::*;
+    use crate::api::{Incident, incident::IncidentStatus};
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn writer() -> (StatusWriter, Handle) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        (StatusWriter::new(client, Arc::new(Metrics::default())), handle)
+    }
+
+    fn status(phase: crate::api::incident::IncidentPhase) -> IncidentStatus {
+        IncidentStatus {
+            phase: Some(phase),
+            ..Default::default()
+        }
+    }
+
+    async fn body_json(req: Request<Body>) -> serde_json::Value {
+        let bytes = req.into_body().collect_bytes().await.expect("request body");
+        serde_json::from_slice(&bytes).expect("request body is JSON")
+    }
+
+    fn respond(
+        handle: Handle,
+        code: StatusCode,
+        body: serde_json::Value,
+    ) -> tokio::task::JoinHandle<serde_json::Value> {
+        let mut handle = handle;
+        tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("one request");
+            let uri = req.uri().to_string();
+            let method = req.method().to_string();
+            let sent = body_json(req).await;
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+            json!({"uri": uri, "method": method, "body": sent})
+        })
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_status_sends_nothing() {
+        use crate::api::incident::IncidentPhase::Active;
+        let (writer, mut handle) = writer();
+        let out = writer
+            .write::<Incident, _>("ns", "a", Some(&status(Active)), &status(Active), None)
+            .await
+            .unwrap();
+        assert_eq!(out, Written::Unchanged);
+        drop(writer);
+        // The client is gone: had a request been sent, it would be waiting here.
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_guarded_write_refused_with_409_is_stale_and_not_counted() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = writer();
+        let server = respond(
+            handle,
+            StatusCode::CONFLICT,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                   "message": "the object has been modified", "code": 409}),
+        );
+        let out = writer
+            .write::<Incident, _>("ns", "a", Some(&status(Active)), &status(Mitigated), Some("41"))
+            .await
+            .unwrap();
+        assert_eq!(out, Written::Stale);
+        let seen = server.await.unwrap();
+        assert_eq!(seen["method"], "PATCH");
+        assert!(
+            seen["uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("/apis/kaizen.dev/v1alpha1/namespaces/ns/incidents/a/status?"),
+            "{seen}"
+        );
+        assert!(seen["uri"].as_str().unwrap().contains("fieldManager=kaizen"), "{seen}");
+        assert_eq!(seen["body"]["metadata"]["resourceVersion"], "41");
+        assert_eq!(seen["body"]["status"]["phase"], "Mitigated");
+        assert!(
+            !writer
+                .metrics
+                .render()
+                .contains("kaizen_status_writes_total{kind=\"Incident\"} 1")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unguarded_409_is_an_error_not_stale() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = writer();
+        let server = respond(
+            handle,
+            StatusCode::CONFLICT,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                   "message": "conflict", "code": 409}),
+        );
+        let out = writer
+            .write::<Incident, _>("ns", "a", Some(&status(Active)), &status(Mitigated), None)
+            .await;
+        assert!(
+            matches!(out, Err(Error::Kube(kube::Error::Api(ref e))) if e.code == 409),
+            "{out:?}"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_returns_the_new_resource_version_and_is_counted() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = writer();
+        let server = respond(
+            handle,
+            StatusCode::OK,
+            json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident",
+                   "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "42"},
+                   "spec": {"title": "t", "severity": "SEV2"}, "status": {"phase": "Mitigated"}}),
+        );
+        let out = writer
+            .write::<Incident, _>("ns", "a", Some(&status(Active)), &status(Mitigated), Some("41"))
+            .await
+            .unwrap();
+        assert_eq!(out, Written::Written("42".into()));
+        server.await.unwrap();
+        assert!(
+            writer
+                .metrics
+                .render()
+                .contains("kaizen_status_writes_total{kind=\"Incident\"} 1"),
+            "{}",
+            writer.metrics.render()
+        );
+    }
+}
