@@ -183,10 +183,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -98,6 +98,17 @@ pub enum DeliveryError {
     Transport { sink: String, reason: String },
 }
 
+impl DeliveryError {
+    /// Worth another try soon: the network, a server error or a rate limit, never a refusal.
+    pub fn retryable(&self) -> bool {
+        match self {
+            DeliveryError::Transport { .. } => true,
+            DeliveryError::Status { status, .. } => *status >= 500 || *status == 429,
+            DeliveryError::Secret { .. } => false,
+        }
+    }
+}
+
 /// Sends messages to sinks, with a per-request timeout and a few quick retries with backoff.
 #[derive(Clone)]
 pub struct Notifier {
@@ -159,43 +170,34 @@ impl Notifier {
 
     /// Delivers `msg` to one sink; retries transport errors and 5xx/429 answers a few times.
     pub async fn deliver(&self, sink: &Sink, msg: &Message) -> Result<(), DeliveryError> {
+        use backon::{ExponentialBuilder, Retryable};
         let url = self.url(sink).await?;
         let body = msg.body(sink.format);
-        let mut delay = self.backoff;
-        let mut last = None;
-        for attempt in 1..=self.attempts {
-            let result = self
+        let attempt = || async {
+            let resp = self
                 .http
                 .post(&url)
                 .header("Idempotency-Key", &msg.id)
                 .json(&body)
                 .send()
-                .await;
-            let retryable = match result {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => {
-                    let status = resp.status();
-                    last = Some(DeliveryError::Status {
-                        sink: sink.name.clone(),
-                        status: status.as_u16(),
-                    });
-                    status.is_server_error() || status.as_u16() == 429
-                }
-                Err(e) => {
-                    last = Some(DeliveryError::Transport {
-                        sink: sink.name.clone(),
-                        reason: crate::prometheus::transport_failure(&e).into(),
-                    });
-                    true
-                }
-            };
-            if !retryable || attempt == self.attempts {
-                break;
+                .await
+                .map_err(|e| DeliveryError::Transport {
+                    sink: sink.name.clone(),
+                    reason: crate::prometheus::transport_failure(&e).into(),
+                })?;
+            if resp.status().is_success() {
+                return Ok(());
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        Err(last.expect("at least one attempt"))
+            Err(DeliveryError::Status {
+                sink: sink.name.clone(),
+                status: resp.status().as_u16(),
+            })
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.backoff)
+            .with_factor(2.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize);
+        attempt.retry(backoff).when(DeliveryError::retryable).await
     }
 }
 

@@ -665,7 +665,12 @@ async fn missing_route_stalls_with_a_human_message() {
         let c = condition(&s, "Stalled");
         assert_eq!(c.reason, "InvalidTarget");
         assert!(c.message.contains("Canary \"web\""), "{}", c.message);
-        assert_eq!(s.phase, None, "it touched nothing");
+        // It touched nothing (no primary was created), and `kubectl get` still shows where it stands.
+        assert_eq!(s.phase, Some(CanaryPhase::Initializing));
+        assert!(
+            e.deployments.get_opt("web-primary").await.unwrap().is_none(),
+            "it touched nothing"
+        );
         // No hot loop: a stalled Canary is looked at again only every 30s. The untouched target must be
         // settled first, or its pods turning ready would (rightly) wake both Canaries in the window.
         wait_for(WAIT, "the target to settle", || async {

@@ -42,11 +42,12 @@ use crate::{
 const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = Timer::start::<ActionItem>(&ctx);
     let (item, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
     };
+    // Timed from here: objects outside the scope are not this operator's reconciles.
+    let _timer = Timer::start::<ActionItem>(&ctx);
     // Whether the incident exists and how the canaries stand come from their caches: a partial list
     // would report a missing incident that merely has not been listed yet.
     if !synced(&ctx.stores.incidents) || !synced(&ctx.stores.canaries) {

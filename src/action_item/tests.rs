@@ -359,3 +359,70 @@ fn finishing_or_moving_the_deadline_drops_what_is_owed() {
     let pending = later.status.notifications.unwrap().pending.unwrap();
     assert_eq!((pending.kind, pending.level), (NotificationKind::Escalation, Some(1)));
 }
+
+#[test]
+fn notification_ids_keep_the_spelling_receivers_deduplicate_on() {
+    // The format the first release wrote (`{uid}:{kind:?}:{second}`): receivers have stored these.
+    let at = ts("2026-03-03T00:30:00Z");
+    assert_eq!(
+        notification_id("4f1c", NotificationKind::Escalation, at),
+        "4f1c:Escalation:1772497800"
+    );
+    assert_eq!(
+        notification_id("4f1c", NotificationKind::Reminder, at),
+        "4f1c:Reminder:1772497800"
+    );
+}
+
+#[test]
+fn a_status_written_by_the_previous_release_sends_nothing_twice() {
+    let p = Policy {
+        reminder_interval: Duration::from_secs(3_600),
+        ..Default::default()
+    };
+    let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z", "escalation": [
+        {"after": "30m", "notify": ["buddy"]}, {"after": "2h", "notify": ["lead"]}]}));
+    i.metadata.uid = Some("4f1c".into());
+    // Status JSON exactly as the previous release wrote it: the reminder at the deadline was sent, the
+    // first escalation step is recorded and one of two sinks has taken it.
+    let old: ActionItemStatus = serde_json::from_value(serde_json::json!({
+        "observedGeneration": 1,
+        "dueAt": "2026-03-03T00:00:00Z",
+        "phase": "Overdue",
+        "escalationLevel": 1,
+        "notifications": {
+            "sent": 1,
+            "lastSentAt": "2026-03-03T00:00:00Z",
+            "lastReminderAt": "2026-03-03T00:00:00Z",
+            "pending": {
+                "id": "4f1c:Escalation:1772497800",
+                "kind": "Escalation",
+                "level": 1,
+                "recipients": ["buddy"],
+                "decidedAt": "2026-03-03T00:30:00Z",
+                "deliveredTo": ["chat"],
+                "failedAttempts": 1,
+                "lastError": "sink pager: the webhook answered HTTP 503",
+                "retryAt": "2026-03-03T00:30:10Z"
+            }
+        },
+        "conditions": []
+    }))
+    .unwrap();
+    let recorded = old.notifications.as_ref().unwrap().pending.clone().unwrap();
+    i.status = Some(old);
+    // The new code keeps the recorded notification as it is (same id, same sinks done) instead of
+    // deciding another one.
+    let d = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:40:00Z"));
+    assert_eq!(d.status.notifications.as_ref().unwrap().pending, Some(recorded));
+    assert_eq!(d.status.escalation_level, Some(1));
+    // Once delivered, the next notification is the reminder an interval after the last one.
+    let mut st = d.status;
+    let n = st.notifications.as_mut().unwrap();
+    n.pending = None;
+    n.sent += 1;
+    i.status = Some(st);
+    let after = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:41:00Z"));
+    assert_eq!(after.status.notifications.as_ref().unwrap().pending, None);
+    assert_eq!(after.wake_at, Some(ts("2026-03-03T01:00:00Z")));
+}

@@ -63,11 +63,12 @@ pub const FINALIZER: &str = "kaizen.dev/canary";
 const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = Timer::start::<Canary>(&ctx);
     let (canary, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
     };
+    // Timed from here: objects outside the scope are not this operator's reconciles.
+    let _timer = Timer::start::<Canary>(&ctx);
     let has_finalizer = canary.finalizers().iter().any(|f| f == FINALIZER);
     if canary.metadata.deletion_timestamp.is_some() {
         return if has_finalizer {

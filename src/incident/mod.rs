@@ -27,11 +27,12 @@ use crate::{
 const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = Timer::start::<Incident>(&ctx);
     let (incident, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
     };
+    // Timed from here: objects outside the scope are not this operator's reconciles.
+    let _timer = Timer::start::<Incident>(&ctx);
     let follow_ups = &ctx.stores.follow_ups;
     if !follow_ups.synced() {
         // A roll-up from a partial list of items would be written, then corrected: wait for the list.
