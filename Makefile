@@ -10,9 +10,9 @@ test: ## every check and test: fmt, clippy, CRD drift, unit and integration test
 bench: ## benchmarks on a fresh local control plane; they print their figures (BENCH=action_items for one)
 	hack/bench.sh $(BENCH)
 
-down: ## stop the demo cluster and the operator
+down: ## stop the demo cluster and the operator (whatever KAIZEN_RUN_DIR says: the demo's is hack/.run)
 	-@[ -f hack/.run/operator.pid ] && kill $$(cat hack/.run/operator.pid) 2>/dev/null
-	hack/cluster.sh down
+	KAIZEN_RUN_DIR=$(CURDIR)/hack/.run KAIZEN_CLUSTER_NAME=kaizen hack/cluster.sh down
 
 tools: ## build the pinned control-plane binaries (cached in ~/.cache/kaizen)
 	hack/build-tools.sh

@@ -8,7 +8,6 @@ cd "$here/.."
 export GOTOOLCHAIN=local
 export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-bench}"
 export KAIZEN_CLUSTER_NAME="${KAIZEN_CLUSTER_NAME:-kaizen-bench}"
-export KAIZEN_PROMETHEUS_PORT="${KAIZEN_PROMETHEUS_PORT:-19092}"
 trap 'hack/cluster.sh down || true' EXIT
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091

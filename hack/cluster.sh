@@ -6,13 +6,19 @@
 #   hack/cluster.sh up     start everything; prints the kubeconfig path
 #   hack/cluster.sh down   stop everything and delete its state
 #   hack/cluster.sh env    print shell exports (KUBECONFIG, KAIZEN_PROMETHEUS_URL, PATH with the binaries)
+#   hack/cluster.sh free-port   print a loopback port nothing listens on
+#
+# Every cluster gets its own ports, so several can run side by side (demo, tests, benchmarks; each with its
+# own KAIZEN_RUN_DIR and KAIZEN_CLUSTER_NAME): kwokctl picks free ports for etcd, the apiserver, the
+# controller-manager, the scheduler and kwok, and Prometheus gets a free one unless KAIZEN_PROMETHEUS_PORT
+# names one. The run dir's `env` file says which (KUBECONFIG, KAIZEN_PROMETHEUS_URL).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 run="${KAIZEN_RUN_DIR:-$here/.run}"
 name="${KAIZEN_CLUSTER_NAME:-kaizen}"
-prom_port="${KAIZEN_PROMETHEUS_PORT:-19090}"
+prom_port="${KAIZEN_PROMETHEUS_PORT:-}"
 export KWOK_WORKDIR="$run/kwok"
 export KWOK_KUBE_VERSION="$KUBERNETES_VERSION"
 
@@ -28,6 +34,20 @@ wait_for() { # wait_for <seconds> <description> <command...>
     fi
     sleep 0.5
   done
+}
+
+# A loopback port nothing listens on right now (nothing reserves it: callers check that their server got it).
+free_port() {
+  local port
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 10000))
+    if ! (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  log "found no free loopback port"
+  return 1
 }
 
 ensure_prometheus() {
@@ -67,11 +87,31 @@ scrape_configs:
       - files: ['$dir/targets/*.json']
         refresh_interval: 1s
 CFG
-  nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
-    --web.listen-address="127.0.0.1:$prom_port" --web.enable-lifecycle \
-    --storage.tsdb.retention.time=2h >"$dir/prometheus.log" 2>&1 &
-  echo $! >"$dir/pid"
-  wait_for 60 "Prometheus to be ready" curl -fsS "http://127.0.0.1:$prom_port/-/ready"
+  # A free port can be taken between choosing and binding it: then Prometheus exits, and another is tried.
+  local attempt pid
+  for attempt in 1 2 3; do
+    local port="${KAIZEN_PROMETHEUS_PORT:-$(free_port)}"
+    nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+      --web.listen-address="127.0.0.1:$port" --web.enable-lifecycle \
+      --storage.tsdb.retention.time=2h >"$dir/prometheus.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/pid"
+    local deadline=$((SECONDS + 60))
+    # Ready, and ours: the process we started still runs (else whatever answers is someone else's).
+    until kill -0 "$pid" 2>/dev/null && curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
+      if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then break; fi
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null && curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
+      prom_port="$port"
+      return 0
+    fi
+    kill "$pid" 2>/dev/null || true
+    log "Prometheus did not start on port $port (attempt $attempt); its log ends:"
+    tail -3 "$dir/prometheus.log" >&2
+    [[ -z "${KAIZEN_PROMETHEUS_PORT:-}" ]] || return 1
+  done
+  return 1
 }
 
 prometheus_down() {
@@ -138,8 +178,9 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   env) cat "$run/env" ;;
+  free-port) free_port ;;
   *)
-    echo "usage: $0 up|down|env" >&2
+    echo "usage: $0 up|down|env|free-port" >&2
     exit 2
     ;;
 esac

@@ -18,6 +18,7 @@ cargo test --locked --lib --bins
 
 step "local control plane"
 export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-test}"
+export KAIZEN_CLUSTER_NAME="${KAIZEN_CLUSTER_NAME:-kaizen-test}"
 trap 'hack/cluster.sh down || true' EXIT
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091

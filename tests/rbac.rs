@@ -15,7 +15,15 @@ use std::{
     time::Duration,
 };
 
-use common::{Operator, in_namespace, servers::Receiver, wait_for};
+use common::{
+    Env, WAIT,
+    build::{
+        canary, dur, incident, item, local_ref, open_incident, pause_until_resumed, secs_from_now, set_weight, time,
+    },
+    client_from,
+    servers::Receiver,
+    wait_for,
+};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
@@ -26,17 +34,16 @@ use k8s_openapi::{
 };
 use kaizen::api::{
     ActionItem, Canary, Incident,
-    canary::{CanaryPhase, CanaryStatus},
-    incident::IncidentPhase,
+    action_item::ActionItemSpec,
+    canary::{CanaryPhase, CanarySpec},
+    incident::{IncidentPhase, IncidentSpec, Severity},
 };
 use kube::{
-    Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    Api,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The values this test renders the chart with (everything else is the chart's default).
 struct Values<'a> {
@@ -278,14 +285,6 @@ fn token_kubeconfig(token: &str) -> PathBuf {
     path
 }
 
-async fn client_from(path: &Path) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
 /// The operator's refused requests: log lines that mention Forbidden or HTTP 403.
 fn refusals(log: &str) -> Vec<&str> {
     log.lines()
@@ -313,67 +312,6 @@ fn assert_forbidden<T: std::fmt::Debug>(res: kube::Result<T>, what: &str) {
         Err(kube::Error::Api(e)) if e.code == 403 => {}
         other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
     }
-}
-
-fn due_in(secs: i64) -> String {
-    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + secs)
-        .unwrap()
-        .to_string()
-}
-
-async fn create<K>(api: &Api<K>, obj: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(obj).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
-}
-
-/// Reasons of the Events recorded about the object `name`.
-async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    common::events_about(client, ns, name)
-        .await
-        .into_iter()
-        .filter_map(|ev| ev.reason)
-        .collect()
-}
-
-async fn canary_where(api: &Api<Canary>, what: &str, ok: impl Fn(&CanaryStatus) -> bool) -> CanaryStatus {
-    wait_for(WAIT, &format!("Canary web: {what}"), || async {
-        let s = api.get("web").await.ok()?.status?;
-        ok(&s).then_some(s)
-    })
-    .await
-}
-
-async fn replicas(api: &Api<Deployment>, name: &str) -> (Option<i32>, i32) {
-    let d = api.get(name).await.unwrap();
-    (
-        d.spec.and_then(|s| s.replicas),
-        d.status.and_then(|s| s.available_replicas).unwrap_or(0),
-    )
-}
-
-async fn image(api: &Api<Deployment>, name: &str) -> String {
-    let d = api.get(name).await.unwrap();
-    d.spec.unwrap().template.spec.unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap()
-}
-
-async fn set_version(api: &Api<Deployment>, version: &str) {
-    common::set_image_version(api, "web", version).await;
-}
-
-async fn annotate(api: &Api<Canary>, key: &str, value: &str) {
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
-    )
-    .await
-    .unwrap();
 }
 
 #[test]
@@ -500,26 +438,19 @@ fn chart_rbac_with_namespaces_binds_writes_only_there() {
 /// not grant.
 #[tokio::test]
 async fn chart_rbac_bound_cluster_wide_is_sufficient_and_grants_nothing_more() {
-    in_namespace(
-        "rbac",
-        |ns| async move { operator_runs_with_chart_rbac(ns, false).await },
-    )
-    .await;
+    operator_runs_with_chart_rbac("rbac", false).await;
 }
 
 /// The same with config.namespaces set: the namespaced permissions are bound only in the watched
 /// namespace, and nothing can be written anywhere else.
 #[tokio::test]
 async fn chart_rbac_bound_to_watched_namespaces_is_sufficient_and_grants_nothing_more() {
-    in_namespace(
-        "rbac-ns",
-        |ns| async move { operator_runs_with_chart_rbac(ns, true).await },
-    )
-    .await;
+    operator_runs_with_chart_rbac("rbac-ns", true).await;
 }
 
-async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
-    let admin = common::client().await;
+async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
+    let mut env = Env::new(prefix).await;
+    let ns = env.ns.clone();
     let fullname = format!("kaizen-{ns}");
     let _cluster_scoped = ClusterScoped {
         fullname: fullname.clone(),
@@ -533,8 +464,15 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
         sink_secrets: &["hooks"],
         namespaces: if scoped { &watched } else { &[] },
     });
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
-    create(&sas, json!({"metadata": {"name": fullname}})).await;
+    let sas: Api<ServiceAccount> = env.api();
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(fullname.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    sas.create(&PostParams::default(), &account).await.unwrap();
     let manifest: String = rendered
         .iter()
         .map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap()))
@@ -544,17 +482,8 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
 
     // The sink's URL, and a Secret the sinks do not name.
     let receiver = Receiver::start().await;
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    create(
-        &secrets,
-        json!({"metadata": {"name": "hooks"}, "stringData": {"url": receiver.url("/json")}}),
-    )
-    .await;
-    create(
-        &secrets,
-        json!({"metadata": {"name": "other"}, "stringData": {"password": "hunter2"}}),
-    )
-    .await;
+    env.secret("hooks", &[("url", &receiver.url("/json"))]).await;
+    env.secret("other", &[("password", "hunter2")]).await;
 
     // A token for the ServiceAccount, and a kubeconfig that uses it.
     let request: TokenRequest =
@@ -594,36 +523,31 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
         "list Secrets cluster-wide",
     );
 
-    let cfg = common::write_config(&format!(
-        "namespaces: [{ns}]\nreminderInterval: 1h\n\
-             sinks:\n- {{name: hook, format: json, urlSecretRef: {{name: hooks, key: url}}}}\n"
-    ));
-    let op =
-        Operator::start_with_kubeconfig(&kubeconfig, &["--config", cfg.to_str().unwrap(), "--namespace", &ns]).await;
-    let _refusals = PrintRefusals(op.log.clone());
+    let launch = env
+        .launch("reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n")
+        .kubeconfig(&kubeconfig)
+        .own_namespace(&ns);
+    let _refusals = PrintRefusals(env.run_operator(launch).await.log.clone());
 
     // Incident and ActionItems: roll-up, deadlines, a reminder through the sink, Events.
-    let incidents: Api<Incident> = Api::namespaced(admin.clone(), &ns);
-    let items: Api<ActionItem> = Api::namespaced(admin.clone(), &ns);
-    create(
-        &incidents,
-        json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "outage"},
-                   "spec": {"title": "Outage", "severity": "SEV2", "resolvedAt": "2026-01-01T00:00:00Z"}}),
-    )
-    .await;
-    create(
-        &items,
-        json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": {"name": "fix"},
-                   "spec": {"title": "Fix it", "owner": "alice", "dueIn": "7d", "incidentRef": {"name": "outage"}}}),
-    )
-    .await;
-    create(
-        &items,
-        json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": {"name": "remind"},
-                   "spec": {"title": "Add an alert", "owner": "bob", "dueAt": due_in(2),
-                            "incidentRef": {"name": "outage"}}}),
-    )
-    .await;
+    let (incidents, items) = (&env.incidents, &env.items);
+    let spec = IncidentSpec {
+        resolved_at: Some(time("2026-01-01T00:00:00Z")),
+        ..incident("Outage", Severity::Sev2)
+    };
+    env.incident("outage", spec).await;
+    let spec = ActionItemSpec {
+        due_in: Some(dur("7d")),
+        incident_ref: Some(local_ref("outage")),
+        ..item("Fix it", "alice")
+    };
+    env.action_item("fix", spec).await;
+    let spec = ActionItemSpec {
+        due_at: Some(secs_from_now(2)),
+        incident_ref: Some(local_ref("outage")),
+        ..item("Add an alert", "bob")
+    };
+    env.action_item("remind", spec).await;
     let reminder = wait_for(Duration::from_secs(30), "a reminder delivered to the sink", || async {
         receiver.received().into_iter().find(|m| m.path == "/json")
     })
@@ -637,7 +561,7 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
     .await;
     assert_eq!(rolled.phase, Some(IncidentPhase::Learning));
     wait_for(WAIT, "Overdue and ReminderSent events", || async {
-        let reasons = event_reasons(&admin, &ns, "remind").await;
+        let reasons = env.event_reasons("remind").await;
         (reasons.iter().any(|r| r == "Overdue") && reasons.iter().any(|r| r == "ReminderSent")).then_some(())
     })
     .await;
@@ -651,52 +575,42 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
     .await;
 
     // Canary: initialization, a rollout promoted, an abort that opens an Incident, deletion.
-    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
-    let canaries: Api<Canary> = Api::namespaced(admin.clone(), &ns);
-    create(
-        &deployments,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-                   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                            "template": {"metadata": {"labels": {"app": "web"}},
-                                         "spec": {"containers": [{"name": "app", "image": "example.com/web:v1"}]}}}}),
-    )
-    .await;
-    create(
-        &canaries,
-        json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "web"},
-                   "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
-                            "steps": [{"setWeight": 50}, {"pause": {}}],
-                            "onRollback": {"openIncident": {"severity": "SEV3"}}}}),
-    )
-    .await;
-    let idle = canary_where(&canaries, "Idle", |s| s.phase == Some(CanaryPhase::Idle)).await;
+    env.target("web", "v1", 2).await;
+    let spec = CanarySpec {
+        on_rollback: open_incident(Severity::Sev3),
+        ..canary("web", vec![set_weight(50), pause_until_resumed()])
+    };
+    env.canary("web", spec).await;
+    let idle = env
+        .canary_where("web", "Idle", |s| s.phase == Some(CanaryPhase::Idle))
+        .await;
     let v1 = idle.stable_revision.clone().unwrap();
     wait_for(WAIT, "primary at 2 replicas, target at 0", || async {
-        (replicas(&deployments, "web-primary").await == (Some(2), 2)
-            && replicas(&deployments, "web").await.0 == Some(0))
-        .then_some(())
+        (env.replicas("web-primary").await == (Some(2), 2) && env.replicas("web").await.0 == Some(0)).then_some(())
     })
     .await;
 
-    set_version(&deployments, "v2").await;
-    canary_where(&canaries, "v2 paused after its weight step", |s| {
+    env.set_image("web", "v2").await;
+    env.canary_where("web", "v2 paused after its weight step", |s| {
         s.phase == Some(CanaryPhase::Paused) && s.canary_revision.as_ref().is_some_and(|r| *r != v1)
     })
     .await;
-    annotate(&canaries, "kaizen.dev/resume", "r1").await;
-    canary_where(&canaries, "v2 promoted", |s| s.phase == Some(CanaryPhase::Succeeded)).await;
-    assert_eq!(image(&deployments, "web-primary").await, "example.com/web:v2");
+    env.annotate_canary("web", "kaizen.dev/resume", "r1").await;
+    env.canary_where("web", "v2 promoted", |s| s.phase == Some(CanaryPhase::Succeeded))
+        .await;
+    assert_eq!(env.image("web-primary").await, "example.com/web:v2");
 
-    set_version(&deployments, "v3").await;
-    canary_where(&canaries, "v3 paused after its weight step", |s| {
+    env.set_image("web", "v3").await;
+    env.canary_where("web", "v3 paused after its weight step", |s| {
         s.phase == Some(CanaryPhase::Paused)
     })
     .await;
-    annotate(&canaries, "kaizen.dev/abort", "a1").await;
-    let rb = canary_where(&canaries, "v3 rolled back", |s| {
-        s.phase == Some(CanaryPhase::RolledBack) && s.incident_ref.is_some()
-    })
-    .await;
+    env.annotate_canary("web", "kaizen.dev/abort", "a1").await;
+    let rb = env
+        .canary_where("web", "v3 rolled back", |s| {
+            s.phase == Some(CanaryPhase::RolledBack) && s.incident_ref.is_some()
+        })
+        .await;
     let opened = incidents.get(&rb.incident_ref.unwrap().name).await.unwrap();
     assert!(opened.spec.title.contains("web"), "{}", opened.spec.title);
     // Events are published after the status write that a watcher sees first.
@@ -708,23 +622,14 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
         "IncidentOpened",
     ];
     wait_for(WAIT, &format!("Canary events {want:?}"), || async {
-        let reasons = event_reasons(&admin, &ns, "web").await;
+        let reasons = env.event_reasons("web").await;
         want.iter().all(|w| reasons.iter().any(|r| r == w)).then_some(())
     })
     .await;
 
-    canaries.delete("web", &Default::default()).await.unwrap();
-    wait_for(WAIT, "the Canary and the primary to be gone", || async {
-        let gone = canaries.get_opt("web").await.ok()?.is_none();
-        let primary_gone = deployments.get_opt("web-primary").await.ok()?.is_none();
-        (gone && primary_gone).then_some(())
-    })
-    .await;
-    assert_eq!(image(&deployments, "web").await, "example.com/web:v2");
-    wait_for(WAIT, "the target back at 2 replicas", || async {
-        (replicas(&deployments, "web").await == (Some(2), 2)).then_some(())
-    })
-    .await;
+    env.delete_canary("web").await;
+    assert_eq!(env.image("web").await, "example.com/web:v2");
+    env.wait_replicas("web", (Some(2), 2)).await;
 
     // The operator's spec is never its own to write: an ActionItem's spec cannot be patched, and
     // nothing it did was refused.
@@ -761,9 +666,8 @@ async fn operator_runs_with_chart_rbac(ns: String, scoped: bool) {
     // kaizen_reconcile_errors_total{error="api"} is not asserted: it also counts optimistic-concurrency
     // conflicts (HTTP 409), which are retried, e.g. when the operator hands back a Deployment that just
     // changed. The log names every refused request, whatever its category.
-    let logs = op.logs();
+    let logs = env.op().logs();
     let refused = refusals(&logs);
     assert!(refused.is_empty(), "the operator was refused:\n{}", refused.join("\n"));
-    drop(op);
     let _ = std::fs::remove_file(&kubeconfig);
 }

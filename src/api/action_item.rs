@@ -109,6 +109,8 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub const ALL: [Priority; 4] = [Self::P0, Self::P1, Self::P2, Self::P3];
+
     /// The stable spelling (`P0`), the same as in YAML.
     pub fn as_str(self) -> &'static str {
         self.into()

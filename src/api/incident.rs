@@ -126,6 +126,8 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 5] = [Self::Sev1, Self::Sev2, Self::Sev3, Self::Sev4, Self::Sev5];
+
     /// The stable spelling (`SEV1`), the same as in YAML.
     pub fn as_str(self) -> &'static str {
         self.into()

@@ -12,33 +12,29 @@ mod common;
 
 use std::{
     collections::HashMap,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use common::{
+    Env,
+    build::{incident, item, local_ref, time},
+};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use kaizen::api::{ActionItem, Incident, action_item::ActionItemPhase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kaizen::api::{
+    ActionItem, Incident,
+    action_item::{ActionItemPhase, ActionItemSpec, ActionItemState, Priority},
+    incident::{IncidentSpec, Severity},
+};
 use kube::{
-    Api, ResourceExt,
-    api::PostParams,
+    ResourceExt,
     runtime::{WatchStreamExt, reflector, watcher},
 };
-use serde_json::json;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn metric(port: u16, name: &str) -> f64 {
-    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    common::sum_metric(&body, name)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -50,29 +46,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn create_items(
-    items: &Api<ActionItem>,
+    env: &Env,
     range: std::ops::Range<usize>,
     n_incidents: usize,
     due_at: &HashMap<String, Timestamp>,
 ) {
     futures::stream::iter(range)
         .map(|i| {
-            let api = items.clone();
             let name = format!("ai-{i}");
             let due = due_at.get(&name).copied();
+            let mut spec = ActionItemSpec {
+                priority: Priority::ALL[i % 4],
+                incident_ref: Some(local_ref(&format!("inc-{}", i % n_incidents))),
+                ..item(&format!("Follow-up {i}"), &format!("team-{}", i % 50))
+            };
+            match due {
+                Some(at) => spec.due_at = Some(Time(at)),
+                None if i % 3 == 0 => spec.state = ActionItemState::Done,
+                None => {}
+            }
             async move {
-                let mut spec = json!({"title": format!("Follow-up {i}"), "owner": format!("team-{}", i % 50),
-                    "priority": (["P0","P1","P2","P3"][i % 4]), "incidentRef": {"name": format!("inc-{}", i % n_incidents)}});
-                match due {
-                    Some(at) => spec["dueAt"] = json!(at.to_string()),
-                    None if i % 3 == 0 => spec["state"] = json!("Done"),
-                    None => {}
-                }
-                let item: ActionItem = serde_json::from_value(json!({
-                    "apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": {"name": name}, "spec": spec
-                }))
-                .unwrap();
-                api.create(&PostParams::default(), &item).await.unwrap();
+                env.action_item(&name, spec).await;
             }
         })
         .buffer_unordered(32)
@@ -85,26 +79,25 @@ async fn main() {
     let n_items = env_usize("KAIZEN_BENCH_ITEMS", 10_000);
     let n_incidents = env_usize("KAIZEN_BENCH_INCIDENTS", 1_000);
     let n_due = env_usize("KAIZEN_BENCH_DUE", 500).min(n_items);
-    let client = common::client().await;
-    let ns = common::TestNamespace::new("bench-items").await;
-    let ns_name = ns.name.clone();
-    println!("benchmark: {n_items} ActionItems, {n_incidents} Incidents in namespace {ns_name}");
+    let mut env = Env::new("bench-items").await;
+    println!(
+        "benchmark: {n_items} ActionItems, {n_incidents} Incidents in namespace {}",
+        env.ns
+    );
 
     // Create everything before the operator starts, so convergence is measured from a cold start.
-    let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns_name);
-    let items: Api<ActionItem> = Api::namespaced(client.clone(), &ns_name);
+    let (incidents, items) = (env.incidents.clone(), env.items.clone());
     let created = Instant::now();
     futures::stream::iter(0..n_incidents)
         .map(|i| {
-            let api = incidents.clone();
+            let spec = IncidentSpec {
+                started_at: Some(time("2026-01-01T00:00:00Z")),
+                detected_at: Some(time("2026-01-01T00:05:00Z")),
+                ..incident(&format!("Incident {i}"), Severity::ALL[i % 4])
+            };
+            let env = &env;
             async move {
-                let inc: Incident = serde_json::from_value(json!({
-                    "apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident", "metadata": {"name": format!("inc-{i}")},
-                    "spec": {"title": format!("Incident {i}"), "severity": (["SEV1","SEV2","SEV3","SEV4"][i % 4]),
-                        "startedAt": "2026-01-01T00:00:00Z", "detectedAt": "2026-01-01T00:05:00Z"}
-                }))
-                .unwrap();
-                api.create(&PostParams::default(), &inc).await.unwrap();
+                env.incident(&format!("inc-{i}"), spec).await;
             }
         })
         .buffer_unordered(32)
@@ -112,7 +105,7 @@ async fn main() {
         .await;
     // All but the due items now; the due items once the operator has converged, so their deadlines fall
     // while it runs in its steady state.
-    create_items(&items, 0..n_items - n_due, n_incidents, &HashMap::new()).await;
+    create_items(&env, 0..n_items - n_due, n_incidents, &HashMap::new()).await;
     println!(
         "created {} objects in {:.1}s",
         n_items + n_incidents,
@@ -148,22 +141,12 @@ async fn main() {
     item_store.wait_until_ready().await.unwrap();
     incident_store.wait_until_ready().await.unwrap();
 
-    let port = common::free_port();
-    let cfg = common::write_config(&format!(
-        "namespaces: [{ns_name}]\ndueSoonWindow: 1h\nreminderInterval: 1d\n"
-    ));
+    // Logging little, as in production. Convergence is timed from the spawn, readiness wait included.
+    let launch = env.launch("dueSoonWindow: 1h\nreminderInterval: 1d\n").rust_log("warn");
     let started = Instant::now();
-    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", common::kubeconfig())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kaizen starts");
-    let pid = operator.id().unwrap();
+    env.run_operator(launch).await;
+    let op = env.op();
+    let pid = op.pid() as u32;
 
     let n_initial = n_items - n_due;
     let converged = |items: &[Arc<ActionItem>], incidents: &[Arc<Incident>]| {
@@ -196,7 +179,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let converge_secs = started.elapsed().as_secs_f64();
-    let writes_converge = metric(port, "kaizen_status_writes_total").await;
+    let writes_converge = op.metric_sum("kaizen_status_writes_total").await;
     let rss_converged = common::proc_status_kib(pid, "VmRSS:");
     println!("converged in {converge_secs:.1}s after operator start");
 
@@ -210,7 +193,7 @@ async fn main() {
             })
             .collect(),
     );
-    create_items(&items, n_initial..n_items, n_incidents, &due_at).await;
+    create_items(&env, n_initial..n_items, n_incidents, &due_at).await;
     let last_due = due_at.values().max().copied();
     if let Some(last) = last_due {
         let deadline = last + jiff::SignedDuration::from_secs(60);
@@ -234,12 +217,12 @@ async fn main() {
     // Idle: nothing is due for a day; count writes over a minute.
     let idle_window = Duration::from_secs(env_usize("KAIZEN_BENCH_IDLE_SECS", 60) as u64);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = metric(port, "kaizen_status_writes_total").await;
+    let before = op.metric_sum("kaizen_status_writes_total").await;
     tokio::time::sleep(idle_window).await;
-    let after = metric(port, "kaizen_status_writes_total").await;
+    let after = op.metric_sum("kaizen_status_writes_total").await;
     let idle_per_min = (after - before) * 60.0 / idle_window.as_secs_f64();
     let peak = common::proc_status_kib(pid, "VmHWM:");
-    let reconciles = metric(port, "kaizen_reconciles_total").await;
+    let reconciles = op.metric_sum("kaizen_reconciles_total").await;
 
     println!();
     println!("| figure | value |");
@@ -266,9 +249,6 @@ async fn main() {
         latencies.last().copied().unwrap_or(f64::NAN)
     );
 
-    operator.start_kill().ok();
-    operator.wait().await.ok();
     item_watch.abort();
     incident_watch.abort();
-    ns.delete().await;
 }

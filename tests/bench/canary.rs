@@ -19,35 +19,26 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Operator, TestNamespace, servers::Exporter, wait_for};
-use k8s_openapi::api::apps::v1::Deployment;
-use kaizen::api::{Canary, canary::CanaryPhase};
-use kube::{Api, api::PostParams};
-use serde_json::json;
+use common::{
+    Env,
+    build::{analysis, at_most, canary, pause, pause_until_resumed, set_weight},
+    prometheus_policy,
+    servers::Exporter,
+    wait_for,
+};
+use kaizen::api::canary::{CanaryPhase, CanarySpec, CanaryStep};
 
-fn target(name: &str, version: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "app", "image": format!("example.com/{name}:{version}")}]}}}
-    }))
-    .unwrap()
+/// A Canary of Deployment `name` judged every `interval` on the exporter's latency (at most 0.3).
+fn latency_canary(name: &str, exporter: &Exporter, interval: &str, steps: Vec<CanaryStep>) -> CanarySpec {
+    let query = format!("max(latency{{exporter=\"{}\",role=\"{{{{ role }}}}\"}})", exporter.id);
+    CanarySpec {
+        analysis: Some(analysis(interval, vec![at_most("latency", &query, 0.3)])),
+        ..canary(name, steps)
+    }
 }
 
-fn canary(name: &str, exporter: &Exporter, interval: &str, steps: serde_json::Value) -> Canary {
-    serde_json::from_value(json!({
-        "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": name},
-        "spec": {"targetRef": {"kind": "Deployment", "name": name}, "steps": steps,
-                 "analysis": {"interval": interval, "metrics": [{"name": "latency",
-                    "prometheus": {"query": format!("max(latency{{exporter=\"{}\",role=\"{{{{ role }}}}\"}})", exporter.id)},
-                    "thresholdRange": {"max": 0.3}}]}}
-    }))
-    .unwrap()
-}
-
-async fn phase_of(api: &Api<Canary>, name: &str) -> Option<CanaryPhase> {
-    api.get(name).await.ok()?.status?.phase
+async fn phase_of(env: &Env, name: &str) -> Option<CanaryPhase> {
+    env.canaries.get(name).await.ok()?.status?.phase
 }
 
 /// Prometheus's answer to an instant query, as one number.
@@ -84,32 +75,16 @@ fn summary(mut xs: Vec<f64>) -> String {
 }
 
 async fn rollback_latency(runs: usize) {
-    let ns = TestNamespace::new("bench-latency").await;
-    let cfg = common::write_config(&format!(
-        "namespaces: [{}]\nprometheus:\n  defaultAddress: {}\n",
-        ns.name,
-        common::servers::prometheus_url()
-    ));
-    let op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
-    let deployments: Api<Deployment> = ns.api();
-    let canaries: Api<Canary> = ns.api();
+    let env = Env::start("bench-latency", &prometheus_policy()).await;
     let good = "latency{role=\"canary\"} 0.1\n";
     let exporter = Exporter::start(good).await;
     let series = format!("max(latency{{exporter=\"{}\",role=\"canary\"}})", exporter.id);
     exporter.wait_visible(&series).await;
-    deployments
-        .create(&PostParams::default(), &target("web", "v0", 2))
-        .await
-        .unwrap();
-    canaries
-        .create(
-            &PostParams::default(),
-            &canary("web", &exporter, "1s", json!([{"setWeight": 50}, {"pause": {}}])),
-        )
-        .await
-        .unwrap();
+    env.target("web", "v0", 2).await;
+    let steps = vec![set_weight(50), pause_until_resumed()];
+    env.canary("web", latency_canary("web", &exporter, "1s", steps)).await;
     wait_for(Duration::from_secs(60), "Idle", || async {
-        (phase_of(&canaries, "web").await == Some(CanaryPhase::Idle)).then_some(())
+        (phase_of(&env, "web").await == Some(CanaryPhase::Idle)).then_some(())
     })
     .await;
     let mut latencies = Vec::new();
@@ -119,10 +94,10 @@ async fn rollback_latency(runs: usize) {
             (prom_value(&series).await == Some(0.1)).then_some(())
         })
         .await;
-        common::set_image_version(&deployments, "web", &format!("v{run}")).await;
+        env.set_image("web", &format!("v{run}")).await;
         // Progressing at the pause with at least one passed check: the canary is being judged.
         wait_for(Duration::from_secs(60), "paused with a passed check", || async {
-            let s = canaries.get("web").await.ok()?.status?;
+            let s = env.canaries.get("web").await.ok()?.status?;
             (s.phase == Some(CanaryPhase::Paused) && s.analysis?.last_run_at.is_some()).then_some(())
         })
         .await;
@@ -132,8 +107,8 @@ async fn rollback_latency(runs: usize) {
         })
         .await;
         let applied = wait_for(Duration::from_secs(30), "rollback applied", || async {
-            let rolled = phase_of(&canaries, "web").await == Some(CanaryPhase::RolledBack);
-            let zero = deployments.get("web").await.ok()?.spec?.replicas == Some(0);
+            let rolled = phase_of(&env, "web").await == Some(CanaryPhase::RolledBack);
+            let zero = env.deployments.get("web").await.ok()?.spec?.replicas == Some(0);
             (rolled && zero).then_some(Instant::now())
         })
         .await;
@@ -143,45 +118,21 @@ async fn rollback_latency(runs: usize) {
         "rollback latency, breach visible in Prometheus -> target scaled to 0 (interval 1s): {}",
         summary(latencies)
     );
-    delete_canaries(&canaries).await;
-    drop(op);
-    ns.delete().await;
+    delete_canaries(&env).await;
 }
 
 async fn scale(n: usize) {
-    let ns = TestNamespace::new("bench-scale").await;
-    let cfg = common::write_config(&format!(
-        "namespaces: [{}]\nprometheus:\n  defaultAddress: {}\n",
-        ns.name,
-        common::servers::prometheus_url()
-    ));
-    let op = Operator::start(&["--config", cfg.to_str().unwrap()]).await;
-    let pid = op.pid();
-    let deployments: Api<Deployment> = ns.api();
-    let canaries: Api<Canary> = ns.api();
+    let env = Env::start("bench-scale", &prometheus_policy()).await;
+    let pid = env.op().pid();
+    let canaries = &env.canaries;
     let exporter = Exporter::start("latency{role=\"canary\"} 0.1\n").await;
-    exporter
-        .wait_visible(&format!("latency{{exporter=\"{}\"}}", exporter.id))
-        .await;
+    exporter.wait_visible(&exporter.series("latency")).await;
     let names: Vec<String> = (0..n).map(|i| format!("app{i:03}")).collect();
     let started = Instant::now();
     for name in &names {
-        deployments
-            .create(&PostParams::default(), &target(name, "v1", 1))
-            .await
-            .unwrap();
-        canaries
-            .create(
-                &PostParams::default(),
-                &canary(
-                    name,
-                    &exporter,
-                    "5s",
-                    json!([{"setWeight": 50}, {"pause": {"duration": "10m"}}]),
-                ),
-            )
-            .await
-            .unwrap();
+        env.target(name, "v1", 1).await;
+        let steps = vec![set_weight(50), pause("10m")];
+        env.canary(name, latency_canary(name, &exporter, "5s", steps)).await;
     }
     let count = |want: CanaryPhase| {
         let canaries = canaries.clone();
@@ -205,7 +156,7 @@ async fn scale(n: usize) {
     let init = started.elapsed();
     let bumped = Instant::now();
     for name in &names {
-        common::set_image_version(&deployments, name, "v2").await;
+        env.set_image(name, "v2").await;
     }
     wait_for(Duration::from_secs(600), "all Paused", || async {
         (count(CanaryPhase::Paused).await == n).then_some(())
@@ -221,7 +172,7 @@ async fn scale(n: usize) {
         peak = peak.max(rss_mib(pid));
     }
     let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
-    let checks = op.metric_sum("kaizen_canary_analysis_checks_total").await;
+    let checks = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
     println!(
         "{n} Canaries: all initialized in {:.1}s; all in their first pause {:.1}s after the bump",
         init.as_secs_f64(),
@@ -234,13 +185,13 @@ async fn scale(n: usize) {
         peak,
         checks
     );
-    delete_canaries(&canaries).await;
-    drop(op);
-    ns.delete().await;
+    delete_canaries(&env).await;
 }
 
-/// Canaries carry a finalizer only a running operator removes: delete them before stopping it.
-async fn delete_canaries(api: &Api<Canary>) {
+/// Deletes every Canary while the operator runs and waits until they are gone (the Env's own cleanup
+/// gives them less time than 100 Canaries may need).
+async fn delete_canaries(env: &Env) {
+    let api = &env.canaries;
     let _ = api.delete_collection(&Default::default(), &Default::default()).await;
     wait_for(Duration::from_secs(120), "the Canaries to be gone", || async {
         api.list(&Default::default()).await.ok()?.items.is_empty().then_some(())

@@ -1,6 +1,7 @@
 //! Integration test harness: one local control plane per test run (started by `make test` through
-//! `hack/cluster.sh`), a fresh namespace per test, polling waits with deadlines, the real `kaizen` binary,
-//! and a dump of the namespace's objects when a test fails.
+//! `hack/cluster.sh`), one [`Env`] per test (a fresh namespace, the real `kaizen` binary scoped to it,
+//! typed APIs and create helpers, and a dump of the namespace's objects when the test fails), and
+//! polling waits with deadlines.
 #![allow(dead_code)]
 
 use std::{
@@ -10,25 +11,45 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, sync::OnceCell};
+use tokio::{io::AsyncWriteExt, sync::OnceCell};
 
+pub mod build;
+mod env;
 pub mod servers;
+
+#[allow(unused_imports)]
+pub use env::{Env, WAIT};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A setting of the local control plane the tests run against: the environment variable `name`, or else
+/// its value in the `env` file that `hack/cluster.sh up` wrote into `$KAIZEN_RUN_DIR` (default
+/// `hack/.run`). Ports are never assumed: every cluster picks its own, and this is where they are found.
+pub fn cluster_setting(name: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(name) {
+        return Some(v);
+    }
+    let run = std::env::var_os("KAIZEN_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("hack/.run"));
+    let text = std::fs::read_to_string(run.join("env")).ok()?;
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix("export ")?.strip_prefix(name)?.strip_prefix('=')?;
+        Some(value.trim_matches('"').to_string())
+    })
+}
+
 /// The kubeconfig of the local control plane. Fails loudly when there is none: integration tests are
 /// never skipped.
 pub fn kubeconfig() -> PathBuf {
-    let path = std::env::var_os("KUBECONFIG")
+    let path = cluster_setting("KUBECONFIG")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("hack/.run/kubeconfig"));
     assert!(
@@ -44,13 +65,18 @@ static CRDS_INSTALLED: OnceCell<()> = OnceCell::const_new();
 /// A client for the local control plane with the Kaizen CRDs installed and Established. Each test has
 /// its own tokio runtime, so each call builds a fresh client (a client outlives no runtime).
 pub async fn client() -> Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig()).expect("kubeconfig parses");
+    let client = client_from(&kubeconfig()).await;
+    CRDS_INSTALLED.get_or_init(|| install_crds(&client)).await;
+    client
+}
+
+/// A client with the credentials in `kubeconfig`.
+pub async fn client_from(kubeconfig: &Path) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig parses");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("kubeconfig is usable");
-    let client = Client::try_from(config).expect("client builds");
-    CRDS_INSTALLED.get_or_init(|| install_crds(&client)).await;
-    client
+    Client::try_from(config).expect("client builds")
 }
 
 async fn install_crds(client: &Client) {
@@ -94,87 +120,7 @@ where
     }
 }
 
-/// A fresh namespace for one test.
-pub struct TestNamespace {
-    pub name: String,
-    pub client: Client,
-}
-
-impl TestNamespace {
-    pub async fn new(prefix: &str) -> Self {
-        let client = client().await;
-        let suffix: u32 = rand_suffix();
-        let name = format!("{prefix}-{suffix:08x}");
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("namespace creates");
-        Self { name, client }
-    }
-
-    pub fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), &self.name)
-    }
-
-    /// Prints what a human would look at to understand a failure.
-    pub async fn dump(&self) {
-        let out = tokio::process::Command::new(kubectl())
-            .args([
-                "get",
-                "kaizen,deployments,services,events",
-                "-n",
-                &self.name,
-                "-o",
-                "yaml",
-            ])
-            .env("KUBECONFIG", kubeconfig())
-            .output()
-            .await;
-        if let Ok(out) = out {
-            eprintln!(
-                "---- objects in namespace {} ----\n{}",
-                self.name,
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-    }
-
-    pub async fn delete(self) {
-        // The test's operator is gone (or going) by now, and only a running operator removes the Canary
-        // finalizer (kaizen.dev/canary): drop it, or the namespace stays Terminating. Deleted first, so an
-        // operator still shutting down cannot add the finalizer back.
-        let canaries: Api<kaizen::api::Canary> = self.api();
-        let _ = canaries
-            .delete_collection(&Default::default(), &Default::default())
-            .await;
-        if let Ok(list) = canaries.list(&Default::default()).await {
-            for c in list.items.iter().filter(|c| c.metadata.finalizers.is_some()) {
-                let _ = canaries
-                    .patch(
-                        &c.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-                    )
-                    .await;
-            }
-        }
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(&self.name, &DeleteParams::default())
-            .await;
-    }
-}
-
-fn rand_suffix() -> u32 {
+pub(crate) fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -186,29 +132,20 @@ fn rand_suffix() -> u32 {
     h.finish() as u32
 }
 
-/// Runs a test body in a fresh namespace; on failure dumps the namespace, then fails the test.
-pub async fn in_namespace<F, Fut>(prefix: &str, body: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let ns = TestNamespace::new(prefix).await;
-    let result = tokio::spawn(body(ns.name.clone())).await;
-    match result {
-        Ok(()) => ns.delete().await,
-        Err(e) => {
-            ns.dump().await;
-            ns.delete().await;
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-}
-
 pub fn kubectl() -> PathBuf {
-    std::env::var_os("KAIZEN_TOOLS_BIN")
+    cluster_setting("KAIZEN_TOOLS_BIN")
         .map(|d| Path::new(&d).join("kubectl"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// A blocking kubectl against the local control plane, for cleanup where no runtime may be awaited.
+pub fn kubectl_blocking(args: &[&str]) -> Option<std::process::Output> {
+    std::process::Command::new(kubectl())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .ok()
 }
 
 /// Runs kubectl against the local control plane; returns (success, stdout, stderr).
@@ -245,60 +182,114 @@ pub async fn run_kubectl_stdin(args: &[&str], input: &str) -> (bool, String, Str
     )
 }
 
-/// The real `kaizen` binary, running against the local control plane.
-pub struct Operator {
-    pub child: tokio::process::Child,
-    pub port: u16,
-    pub log: PathBuf,
+/// An HTTP client for the servers on loopback (the operator's, Prometheus): never through a proxy the
+/// environment may name, and never waiting forever.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client builds")
 }
 
-impl Operator {
-    pub async fn start(extra_args: &[&str]) -> Self {
-        Self::start_with_kubeconfig(&kubeconfig(), extra_args).await
+/// How to run the operator: its policy file, credentials, own namespace and log filter.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    config: PathBuf,
+    kubeconfig: PathBuf,
+    own_namespace: Option<String>,
+    rust_log: String,
+}
+
+impl Launch {
+    /// The operator with the policy `policy` (YAML), the admin's credentials and debug logs.
+    pub fn new(policy: &str) -> Self {
+        Self {
+            config: write_config(policy),
+            kubeconfig: kubeconfig(),
+            own_namespace: None,
+            rust_log: "info,kaizen=debug".into(),
+        }
     }
 
-    /// Like `start`, but the operator talks to the control plane with the credentials in `kubeconfig`
-    /// (say, a ServiceAccount token with only the chart's RBAC) instead of the admin's.
-    pub async fn start_with_kubeconfig(kubeconfig: &Path, extra_args: &[&str]) -> Self {
+    /// Talks to the control plane with the credentials in `kubeconfig` (say, a ServiceAccount token with
+    /// only the chart's RBAC) instead of the admin's.
+    pub fn kubeconfig(mut self, kubeconfig: &Path) -> Self {
+        self.kubeconfig = kubeconfig.to_path_buf();
+        self
+    }
+
+    /// `--namespace`: the operator's own namespace, where the Secrets of its sinks live.
+    pub fn own_namespace(mut self, ns: &str) -> Self {
+        self.own_namespace = Some(ns.to_string());
+        self
+    }
+
+    /// `RUST_LOG` of the operator (benchmarks log less).
+    pub fn rust_log(mut self, filter: &str) -> Self {
+        self.rust_log = filter.to_string();
+        self
+    }
+
+    /// Starts the real `kaizen` binary and waits until it reports ready.
+    pub async fn start(&self) -> Operator {
         client().await; // CRDs installed
         let port = free_port();
         let log = std::env::temp_dir().join(format!("kaizen-operator-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaizen"));
+        command
             .arg("run")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra_args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,kaizen=debug")
+            .arg("--config")
+            .arg(&self.config);
+        if let Some(ns) = &self.own_namespace {
+            command.args(["--namespace", ns]);
+        }
+        let child = command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", &self.rust_log)
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
             .expect("kaizen starts");
-        let op = Self { child, port, log };
+        let op = Operator {
+            child,
+            port,
+            log,
+            http: http(),
+        };
         wait_for(Duration::from_secs(60), "the operator to report ready", || async {
             (op.http_get("/readyz").await.map(|(code, _)| code) == Some(200)).then_some(())
         })
         .await;
         op
     }
+}
 
-    /// A bare HTTP/1.1 GET on the operator's server: (status code, body).
+/// The real `kaizen` binary, running against the local control plane.
+pub struct Operator {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Operator {
+    /// A GET on the operator's server: (status code, body); `None` while it does not answer.
     pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = String::new();
-        stream.read_to_string(&mut buf).await.ok()?;
-        let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Some((code, body))
+        let resp = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .ok()?;
+        let code = resp.status().as_u16();
+        Some((code, resp.text().await.ok()?))
     }
 
-    /// The value of a counter summed over every label set, from `/metrics`.
+    /// The value of a metric summed over every label set, from `/metrics`.
     pub async fn metric_sum(&self, name: &str) -> f64 {
         let (_, body) = self.http_get("/metrics").await.expect("metrics served");
         sum_metric(&body, name)
@@ -310,6 +301,12 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hook runs. Returns once the process is gone.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
     }
 }
 
@@ -341,11 +338,16 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes an operator policy file for one test and returns its path.
+/// Writes an operator policy file and returns its path.
 pub fn write_config(yaml: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kaizen-config-{:08x}.yaml", rand_suffix()));
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// The policy lines that point the operator's Prometheus default at the local Prometheus.
+pub fn prometheus_policy() -> String {
+    format!("prometheus:\n  defaultAddress: {}\n", servers::prometheus_url())
 }
 
 /// The value of metric `name` summed over every label set, from a Prometheus text exposition.
@@ -366,28 +368,10 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The Events recorded about the object `name` in `ns`.
-pub async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|ev| ev.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
-/// A GitOps commit changing the image of Deployment `name` (container `app`) to `example.com/<name>:<version>`:
-/// a new revision.
-pub async fn set_image_version(api: &Api<k8s_openapi::api::apps::v1::Deployment>, name: &str, version: &str) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Strategic(serde_json::json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": format!("example.com/{name}:{version}")}
-        ]}}}})),
-    )
-    .await
-    .unwrap();
+/// The condition of type `type_`, if there is one.
+pub fn condition<'a>(
+    conds: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conds.iter().find(|c| c.type_ == type_)
 }

@@ -12,7 +12,7 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::get, routing::post};
 
-use super::{rand_suffix, repo_root, wait_for};
+use super::{cluster_setting, http, rand_suffix, wait_for};
 
 async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -25,15 +25,19 @@ async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// The local Prometheus's base URL.
+/// The local Prometheus's base URL. Each cluster picks a free port for it, so there is no default:
+/// it comes from `KAIZEN_PROMETHEUS_URL` (or the run dir's `env` file).
 pub fn prometheus_url() -> String {
-    std::env::var("KAIZEN_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into())
+    cluster_setting("KAIZEN_PROMETHEUS_URL").expect(
+        "KAIZEN_PROMETHEUS_URL is not set and no run dir env file names it: \
+         `source $KAIZEN_RUN_DIR/env` after `hack/cluster.sh up`, or run `make test`",
+    )
 }
 
 fn targets_dir() -> PathBuf {
-    std::env::var_os("KAIZEN_PROMETHEUS_TARGETS")
+    cluster_setting("KAIZEN_PROMETHEUS_TARGETS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("hack/.run/prometheus/targets"))
+        .expect("KAIZEN_PROMETHEUS_TARGETS is not set and no run dir env file names it")
 }
 
 /// A `/metrics` endpoint whose exposition text the test sets, scraped by the local Prometheus every
@@ -75,6 +79,11 @@ impl Exporter {
         }
     }
 
+    /// The selector of `metric` as this exporter serves it: `metric{exporter="<id>"}`.
+    pub fn series(&self, metric: &str) -> String {
+        format!("{metric}{{exporter=\"{}\"}}", self.id)
+    }
+
     /// Replaces the whole exposition text.
     pub fn set(&self, body: &str) {
         *self.body.lock().unwrap() = body.to_string();
@@ -93,7 +102,7 @@ impl Exporter {
 
 /// The series the local Prometheus returns for an instant query; `None` when it cannot be asked.
 pub async fn query_result(query: &str) -> Option<Vec<serde_json::Value>> {
-    let resp: serde_json::Value = reqwest::Client::new()
+    let resp: serde_json::Value = http()
         .get(format!("{}/api/v1/query", prometheus_url()))
         .query(&[("query", query)])
         .send()
