@@ -5,7 +5,8 @@
 #
 #   hack/cluster.sh up     start everything; prints the kubeconfig path
 #   hack/cluster.sh down   stop everything and delete its state
-#   hack/cluster.sh env    print shell exports (KUBECONFIG, KAIZEN_PROMETHEUS_URL, PATH with the binaries)
+#   hack/cluster.sh env    print shell exports (KUBECONFIG, KAIZEN_PROMETHEUS_URL, PATH with the binaries, and
+#                          KAIZEN_CLUSTER_NAME / KWOK_WORKDIR for `kwokctl stop|start cluster`)
 #   hack/cluster.sh free-port   print a loopback port nothing listens on
 #
 # Every cluster gets its own ports, so several can run side by side (demo, tests, benchmarks; each with its
@@ -129,6 +130,8 @@ export KUBECONFIG="$run/kubeconfig"
 export KAIZEN_PROMETHEUS_URL="http://127.0.0.1:$prom_port"
 export KAIZEN_PROMETHEUS_TARGETS="$run/prometheus/targets"
 export KAIZEN_TOOLS_BIN="$bin"
+export KAIZEN_CLUSTER_NAME="$name"
+export KWOK_WORKDIR="$KWOK_WORKDIR"
 export PATH="$bin:\$PATH"
 ENV
 }

@@ -295,6 +295,12 @@ impl Operator {
         sum_metric(&body, name)
     }
 
+    /// The value of series `name{..labels..}` from `/metrics` (see [`metric_value`]).
+    pub async fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics").await.expect("metrics served");
+        metric_value(&body, name, labels)
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id().expect("operator running") as i32
     }
@@ -357,6 +363,28 @@ pub fn sum_metric(exposition: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The value of the one series of metric `name` whose labels include `labels` (as exposed, e.g.
+/// `kind="ActionItem"`); `None` when no such series is exposed.
+pub fn metric_value(exposition: &str, name: &str, labels: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        if !set.split(',').any(|pair| pair == labels) {
+            return None;
+        }
+        value.split(' ').next()?.parse().ok()
+    })
+}
+
+/// Whether the exposition declares metric family `family` (its `# TYPE` line), with or without series.
+pub fn declares_metric(exposition: &str, family: &str) -> bool {
+    exposition.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|rest| rest.split(' ').next())
+            .is_some_and(|name| name == family)
+    })
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`); 0 once the process is gone.

@@ -126,6 +126,12 @@ impl Drop for Exporter {
 pub struct Received {
     pub path: String,
     pub body: serde_json::Value,
+    /// The body as sent, byte for byte (escaping is checked on what went over the wire).
+    pub raw: String,
+    /// The `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone, Default)]
@@ -150,7 +156,11 @@ impl Receiver {
             .route(
                 "/{*path}",
                 post(
-                    |State(s): State<ReceiverState>, uri: axum::http::Uri, body: axum::body::Bytes| async move {
+                    |State(s): State<ReceiverState>,
+                     uri: axum::http::Uri,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let at = std::time::Instant::now();
                         let failing = *s.failing_path.lock().unwrap() == uri.path()
                             && s.failures_left
                                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -161,6 +171,12 @@ impl Receiver {
                         s.received.lock().unwrap().push(Received {
                             path: uri.path().to_string(),
                             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                            raw: String::from_utf8_lossy(&body).into_owned(),
+                            idempotency_key: headers
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string),
+                            at,
                         });
                         StatusCode::OK
                     },
