@@ -43,6 +43,10 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     /// Status patches actually sent: the figure that proves an idle operator writes nothing.
     pub status_writes: Family<KindLabels, Counter>,
+    /// Status writes the API server refused because the object had moved on (409 on a guarded write).
+    pub status_conflicts: Family<KindLabels, Counter>,
+    /// 1 while the watch of a kind works, 0 while it has been failing for longer than the policy allows.
+    pub watch_healthy: Family<KindLabels, Gauge>,
     pub invalid_objects: Family<KindLabels, Gauge>,
     /// ActionItems by derived phase and priority, recounted from the cache.
     pub action_items: Family<ItemLabels, Gauge>,
@@ -74,6 +78,18 @@ impl Default for Metrics {
         });
         let status_writes = Family::<KindLabels, Counter>::default();
         let invalid_objects = Family::<KindLabels, Gauge>::default();
+        let status_conflicts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "status_conflicts",
+            "Guarded status writes refused by the API server because the object had changed",
+            status_conflicts.clone(),
+        );
+        let watch_healthy = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "watch_healthy",
+            "1 while the watch of a kind works, 0 while it has failed for longer than watchUnhealthyAfter",
+            watch_healthy.clone(),
+        );
         registry.register("reconciles", "Reconciliations run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -174,6 +190,8 @@ impl Default for Metrics {
             reconcile_duration,
             status_writes,
             invalid_objects,
+            status_conflicts,
+            watch_healthy,
             canary_rollouts_started,
             canary_rollouts_promoted,
             canary_rollouts_rolled_back,

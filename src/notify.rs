@@ -32,9 +32,32 @@ pub struct Message {
     pub incident: Option<String>,
 }
 
+/// The most characters of any one user-written field in a message: titles are bounded at 256 by the
+/// CRD, and no field can make a message long enough for a chat to cut or refuse it.
+pub const MAX_FIELD_CHARS: usize = 256;
+
+/// User-written text made safe for any destination: control characters (NUL, ESC, BEL, newlines...)
+/// removed, and at most `max` characters, the cut marked with an ellipsis.
+pub fn plain(text: &str, max: usize) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    if clean.chars().count() <= max {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Text for Slack's mrkdwn: `&`, `<` and `>` escaped as Slack documents, so user text cannot become a
+/// mention (`<!channel>`) or a disguised link (`<https://…|label>`).
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 impl Message {
-    /// One line for humans.
-    pub fn text(&self) -> String {
+    /// One line for humans, with every user-written field passed through `escape` after [`plain`].
+    fn line(&self, escape: fn(&str) -> String) -> String {
+        let user = |s: &str| escape(&plain(s, MAX_FIELD_CHARS));
         let what = match (self.kind, self.level) {
             (NotificationKind::Escalation, Some(l)) => format!("Escalation {l}/{}", self.levels),
             (NotificationKind::Escalation, None) => "Escalation".to_string(),
@@ -43,35 +66,43 @@ impl Message {
         let incident = self
             .incident
             .as_ref()
-            .map(|i| format!(" (incident {i})"))
+            .map(|i| format!(" (incident {})", user(i)))
             .unwrap_or_default();
+        let recipients: Vec<String> = self.recipients.iter().map(|r| user(r)).collect();
         format!(
             "{what} for {}: action item {}/{} \"{}\"{incident}, {} owned by {}, was due at {} and is not finished.",
-            self.recipients.join(", "),
-            self.namespace,
-            self.name,
-            self.title,
-            self.priority,
-            self.owner,
-            self.due_at
+            recipients.join(", "),
+            user(&self.namespace),
+            user(&self.name),
+            user(&self.title),
+            user(&self.priority),
+            user(&self.owner),
+            user(&self.due_at)
         )
+    }
+
+    /// One line for humans, safe for logs and Events (no control characters, bounded).
+    pub fn text(&self) -> String {
+        self.line(str::to_string)
     }
 
     /// The request body for a sink format.
     pub fn body(&self, format: SinkFormat) -> serde_json::Value {
+        let field = |s: &str| plain(s, MAX_FIELD_CHARS);
         match format {
-            // Slack incoming webhooks (and Mattermost, Rocket.Chat) take `text`.
-            SinkFormat::Slack => json!({ "text": self.text() }),
+            // Slack incoming webhooks (and Mattermost, Rocket.Chat) take `text`, in mrkdwn.
+            SinkFormat::Slack => json!({ "text": self.line(slack_escape) }),
+            // JSON encoding escapes what JSON needs; control characters and length are bounded here.
             SinkFormat::Json => json!({
                 "id": self.id,
                 "kind": self.kind,
                 "level": self.level,
-                "recipients": self.recipients,
+                "recipients": self.recipients.iter().map(|r| field(r)).collect::<Vec<_>>(),
                 "actionItem": {
                     "namespace": self.namespace,
                     "name": self.name,
-                    "title": self.title,
-                    "owner": self.owner,
+                    "title": field(&self.title),
+                    "owner": field(&self.owner),
                     "priority": self.priority,
                     "dueAt": self.due_at,
                     "incident": self.incident,
@@ -247,5 +278,42 @@ mod tests {
         assert_eq!(b["level"], 1);
         assert_eq!(b["actionItem"]["owner"], "alice");
         assert_eq!(b["recipients"][0], "team-lead");
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_link_and_has_no_control_characters() {
+        let mut m = msg();
+        m.title = "<!channel> urgent: <https://evil.example/login|re-authenticate here>\u{0}\u{1b}[31m\u{7}".into();
+        m.owner = "R&D <ops>".into();
+        let b = m.body(SinkFormat::Slack);
+        let text = b["text"].as_str().unwrap();
+        assert!(!text.contains("<!channel>"), "{text}");
+        assert!(
+            text.contains("&lt;!channel&gt; urgent: &lt;https://evil.example/login|re-authenticate here&gt;"),
+            "{text}"
+        );
+        assert!(text.contains("owned by R&amp;D &lt;ops&gt;"), "{text}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        // Only the escapes Slack defines: no `<` or `>` is left anywhere in the line.
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+    }
+
+    #[test]
+    fn json_fields_lose_control_characters_and_are_bounded() {
+        let mut m = msg();
+        m.title = format!("a\u{0}b\u{1b}c\u{7}{}", "x".repeat(1000));
+        let b = m.body(SinkFormat::Json);
+        let title = b["actionItem"]["title"].as_str().unwrap();
+        assert!(title.starts_with("abcx"), "{title}");
+        assert_eq!(title.chars().count(), MAX_FIELD_CHARS);
+        assert!(title.ends_with('…'));
+        assert!(!b["text"].as_str().unwrap().chars().any(char::is_control));
+    }
+
+    #[test]
+    fn plain_keeps_short_text_whole() {
+        assert_eq!(plain("Cap the pool", 256), "Cap the pool");
+        assert_eq!(plain("line\nbreak", 256), "linebreak");
+        assert_eq!(plain("abcdef", 4), "abc…");
     }
 }

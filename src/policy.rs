@@ -32,6 +32,8 @@ pub struct Policy {
     pub prometheus: PrometheusSettings,
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
+    /// How long a watch may keep failing before `/readyz` reports the operator not ready.
+    pub watch_unhealthy_after: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,6 +123,7 @@ impl Default for Policy {
             sinks: Vec::new(),
             prometheus: PrometheusSettings::default(),
             namespaces: Vec::new(),
+            watch_unhealthy_after: Duration::from_secs(30),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP endpoints: `/healthz` (the process serves), `/readyz` (every controller's cache has synced)
-//! and `/metrics`.
+//! The HTTP endpoints: `/healthz` (the process serves), `/readyz` (every cache has synced and no watch
+//! has been failing for longer than the policy's `watchUnhealthyAfter`) and `/metrics`.
 
 use std::{
     net::SocketAddr,
@@ -14,12 +14,16 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 use crate::{
     error::{Error, Result},
     metrics::Metrics,
+    runtime::watch::WatchHealth,
 };
 
 #[derive(Clone)]
 pub struct ServerState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    pub health: Arc<WatchHealth>,
+    /// How long a watch may fail before the operator is not ready.
+    pub unhealthy_after: std::time::Duration,
 }
 
 async fn healthz() -> &'static str {
@@ -27,11 +31,21 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    if !state.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "caches not synced".to_string());
     }
+    let broken = state.health.broken(state.unhealthy_after, std::time::Instant::now());
+    if broken.is_empty() {
+        return (StatusCode::OK, "ready".to_string());
+    }
+    let which: Vec<String> = broken
+        .iter()
+        .map(|(kind, failing)| format!("{kind} (failing for {}s)", failing.as_secs()))
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("watch broken: {}", which.join(", ")),
+    )
 }
 
 async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {

@@ -23,16 +23,22 @@ use crate::{
     runtime::{Context, Written},
 };
 
-/// How soon a reconcile that met a stale cache runs again (the watch event it waits for is in flight).
-const STALE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// What applying a decision left to do.
 #[derive(Debug, PartialEq)]
 pub enum Applied {
     /// Look again at this moment (`None`: only on a change).
     Wake(Option<Timestamp>),
-    /// The cache lagged behind the object: decide again after this delay, from the fresher copy.
-    Stale(std::time::Duration),
+    /// The object had moved on from the version decided from: decide again, from a fresher copy.
+    Stale,
+}
+
+/// The versions a decision was made from.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The cached object's resourceVersion.
+    pub cached: Option<String>,
+    /// What the write must find: the cached version, or that of our own newer write.
+    pub guard: Option<String>,
 }
 
 /// Writes the decided status, announces its transitions, and delivers a notification it records.
@@ -43,18 +49,32 @@ pub async fn apply(
     name: &str,
     decision: &Decision,
     now: Timestamp,
+    version: Version,
 ) -> Result<Applied> {
     let old = item.status.clone().unwrap_or_default();
+    let uid = item.metadata.uid.clone().unwrap_or_default();
     // Decisions are written only onto the version they were made from, so a cache that lags behind the
     // operator's own last write cannot record (and then send) a notification a second time.
-    let rv = item.metadata.resource_version.as_deref();
     let written = ctx
         .status
-        .write::<ActionItem, _>(ns, name, item.status.as_ref(), &decision.status, rv)
+        .write::<ActionItem, _>(
+            ns,
+            name,
+            item.status.as_ref(),
+            &decision.status,
+            version.guard.as_deref(),
+        )
         .await?;
-    match written {
-        Written::Stale => return Ok(Applied::Stale(STALE_RETRY)),
-        Written::Written(_) => announce(ctx, item, &old, &decision.status).await,
+    let mut guard = version.guard.clone();
+    match &written {
+        Written::Stale => return Ok(Applied::Stale),
+        Written::Written(rv) => {
+            ctx.memory
+                .items
+                .record(&uid, version.cached.as_deref(), rv, &decision.status);
+            guard = Some(rv.clone());
+            announce(ctx, item, &old, &decision.status).await
+        }
         Written::Unchanged => {}
     }
     let Some(pending) = decision
@@ -76,13 +96,23 @@ pub async fn apply(
             .as_ref()
             .and_then(|s| s.notifications.as_ref()?.pending.as_ref());
         if still_pending != Some(pending) {
-            return Ok(Applied::Stale(STALE_RETRY));
+            ctx.memory.items.forget(&uid);
+            return Ok(Applied::Stale);
         }
+        // The record of the delivery goes onto the version just read, which holds this notification.
+        guard = current.metadata.resource_version.clone();
     }
     let after = deliver(ctx, item, &decision.status, pending, now).await;
-    ctx.status
-        .write::<ActionItem, _>(ns, name, Some(&decision.status), &after, None)
-        .await?;
+    // Guarded too: had another writer moved the item on meanwhile, the delivery is decided again.
+    match ctx
+        .status
+        .write::<ActionItem, _>(ns, name, Some(&decision.status), &after, guard.as_deref())
+        .await?
+    {
+        Written::Written(rv) => ctx.memory.items.record(&uid, version.cached.as_deref(), &rv, &after),
+        Written::Stale => return Ok(Applied::Stale),
+        Written::Unchanged => {}
+    }
     // Delivered: decide again soon (another notification may be due at the same instant).
     // Failed: retry at the recorded time.
     Ok(Applied::Wake(

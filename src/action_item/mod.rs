@@ -55,6 +55,20 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
     }
     let now = Timestamp::now();
     let uid = item.metadata.uid.clone().unwrap_or_default();
+    // Decide from the freshest status: ours while the cache has not delivered our last write (a
+    // broken watch after an outage can keep it behind for a while), and guard the write with the
+    // version decided from.
+    let cached_rv = item.metadata.resource_version.clone();
+    let mut version = apply::Version {
+        cached: cached_rv.clone(),
+        guard: cached_rv.clone(),
+    };
+    let mut item = item.clone();
+    if let Some((status, rv)) = ctx.memory.items.newer_than_cache(&uid, cached_rv.as_deref()) {
+        item.status = Some(status);
+        version.guard = Some(rv);
+    }
+    let item = &item;
     let mut last_probe_at = ctx
         .memory
         .probed
@@ -94,9 +108,12 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
     {
         ctx.memory.probed.lock().expect("probe schedule lock").remove(&uid);
     }
-    match apply::apply(&ctx, item, &ns, &name, &decision, now).await? {
-        apply::Applied::Wake(at) => Ok(requeue_at(at, now)),
-        apply::Applied::Stale(retry) => Ok(Action::requeue(retry)),
+    match apply::apply(&ctx, item, &ns, &name, &decision, now, version).await? {
+        apply::Applied::Wake(at) => {
+            ctx.memory.stale.accepted(&uid);
+            Ok(requeue_at(at, now))
+        }
+        apply::Applied::Stale => Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
     }
 }
 
@@ -143,7 +160,7 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
-    let stream = reflector::reflector(writer, slim_watch::<ActionItem>(&ctx.client))
+    let stream = reflector::reflector(writer, slim_watch::<ActionItem>(&ctx.client, ctx.stores.health.clone()))
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
                 wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));

@@ -53,6 +53,7 @@ pub struct ActionItemSpec {
     pub type_: Option<ActionItemType>,
     /// Details, context, links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub description: Option<String>,
     /// The Incident (same namespace) this item follows up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +198,7 @@ pub struct PrometheusVerification {
     /// Prometheus base URL; the operator default when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(length(max = 2048))]
     pub address: Option<String>,
 }
 
@@ -207,7 +209,7 @@ pub struct EscalationStep {
     /// How long past the due time this step fires, e.g. 1d.
     pub after: Duration,
     /// Who to notify: handles passed to the notification sinks.
-    #[schemars(length(min = 1, max = 20))]
+    #[schemars(length(min = 1, max = 20), inner(length(min = 1, max = 253)))]
     pub notify: Vec<String>,
 }
 

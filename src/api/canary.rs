@@ -40,6 +40,9 @@ pub const PAUSED: &str = "Paused";
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStep"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(
+    validation = Rule::new("!has(self.trafficRouting) || !has(self.trafficRouting.gatewayAPI) || size(self.targetRef.name) <= 56").message("with gatewayAPI routing, targetRef.name must be at most 56 characters: Kaizen creates the Service <name>-canary, and Service names have at most 63").field_path(".targetRef.name")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
     /// The Deployment you keep in Git. Kaizen runs it as the canary and owns only its spec.replicas
@@ -75,7 +78,9 @@ pub struct TargetRef {
     /// Kind of the workload. Only Deployment is supported.
     pub kind: TargetKind,
     /// Name of the Deployment in the Canary's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    /// At most 245 characters, so that `<name>-primary` is a valid Deployment name (at most 56 with
+    /// gatewayAPI routing, so that the `<name>-canary` Service name has at most 63).
+    #[schemars(length(min = 1, max = 245))]
     pub name: String,
 }
 
@@ -186,7 +191,7 @@ pub struct Metric {
 pub struct PrometheusQuery {
     /// Prometheus base URL; the operator default when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://"))]
     pub address: Option<String>,
     /// PromQL template. `{{ namespace }}`, `{{ target }}`, `{{ role }}` (primary or canary) and
     /// `{{ interval }}` are substituted before the query runs.

@@ -50,13 +50,15 @@ pub struct IncidentSpec {
     pub severity: Severity,
     /// Services affected, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub services: Vec<String>,
     /// A short narrative of the incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub summary: Option<String>,
     /// The person leading the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub commander: Option<String>,
     /// When the problem began (RFC 3339). Time to detect is measured from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,14 +78,15 @@ pub struct IncidentSpec {
     pub impact: Option<Impact>,
     /// Notable moments, in any order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 500))]
+    #[schemars(length(max = 200))]
     pub timeline: Vec<TimelineEntry>,
     /// The underlying cause, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub root_cause: Option<String>,
     /// Conditions that made the incident possible or worse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub contributing_factors: Vec<String>,
     /// The written review. The incident cannot close before it is completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +143,7 @@ impl Severity {
 pub struct Impact {
     /// What users experienced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub description: Option<String>,
     /// How many users were affected (best estimate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +158,7 @@ pub struct TimelineEntry {
     /// When it happened (RFC 3339).
     pub at: Time,
     /// What happened.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 1024))]
     pub event: String,
 }
 
@@ -164,6 +168,7 @@ pub struct TimelineEntry {
 pub struct Postmortem {
     /// Where the postmortem lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub url: Option<String>,
     /// When the postmortem was completed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,7 +51,7 @@ use crate::{
     error::{Error, Result},
     metrics::OutcomeLabels,
     runtime::{
-        Admitted, Context, Timer, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, Written, admit, controller_config, drain, error_policy, requeue_at,
         watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, wake},
     },
 };
@@ -89,18 +89,15 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Res
 /// One step of the rollout: observe, plan, act, record.
 async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
     let uid = canary.uid().unwrap_or_default();
-    // Plan from the freshest status: ours if the cache has not caught up with our last write.
+    // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
+    // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
+    // a restart) is refused, and its transitions are neither recorded nor announced twice.
+    let cached_rv = canary.metadata.resource_version.clone();
+    let mut guard = cached_rv.clone();
     let mut canary = canary.clone();
-    if let Some(written) = ctx
-        .memory
-        .canary_written
-        .lock()
-        .expect("not poisoned")
-        .get(&uid)
-        .cloned()
-        && canary.status.as_ref() != Some(&written)
-    {
-        canary.status = Some(written);
+    if let Some((status, rv)) = ctx.memory.canaries.newer_than_cache(&uid, cached_rv.as_deref()) {
+        canary.status = Some(status);
+        guard = Some(rv);
     }
     let canary = &canary;
     let workloads = Workloads::of(ctx, ns, canary);
@@ -141,18 +138,30 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     let now = Timestamp::now();
     let plan = decide::plan(canary, &obs, now);
     for action in &plan.actions {
-        io.act(action).await?;
+        if let Err(e) = io.act(action).await {
+            let Some(reason) = refusal(&e) else { return Err(e) };
+            // Nothing a retry can fix: say so where the user looks, instead of failing every reconcile.
+            tracing::warn!(namespace = %ns, canary = %name, %reason, "the API server refused a write");
+            let stalled = decide::refused(canary, &action.describe(canary), &reason, now);
+            ctx.status
+                .write::<Canary, _>(ns, name, canary.status.as_ref(), &stalled.status, guard.as_deref())
+                .await?;
+            announce_stall(ctx, canary, &stalled.status).await;
+            return Ok(requeue_at(stalled.wake_at, now));
+        }
     }
     let written = ctx
         .status
-        .write::<Canary, _>(ns, name, canary.status.as_ref(), &plan.status, None)
+        .write::<Canary, _>(ns, name, canary.status.as_ref(), &plan.status, guard.as_deref())
         .await?;
-    if written.wrote() {
-        ctx.memory
-            .canary_written
-            .lock()
-            .expect("not poisoned")
-            .insert(uid, plan.status.clone());
+    match &written {
+        Written::Stale => return Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
+        Written::Written(rv) => {
+            ctx.memory.canaries.record(&uid, cached_rv.as_deref(), rv, &plan.status);
+            ctx.memory.stale.accepted(&uid);
+        }
+        // Nothing new was recorded, so there is nothing new to announce.
+        Written::Unchanged => return Ok(requeue_at(plan.wake_at, now)),
     }
     for action in &plan.actions {
         match action {
@@ -170,6 +179,17 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     }
     announce_stall(ctx, canary, &plan.status).await;
     Ok(requeue_at(plan.wake_at, now))
+}
+
+/// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
+/// Conflicts, timeouts and server errors are retried instead.
+fn refusal(e: &Error) -> Option<String> {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
+            Some(crate::notify::plain(&s.message, 1024))
+        }
+        _ => None,
+    }
 }
 
 /// A Stalled condition that just turned True gets an Event too.
@@ -213,7 +233,7 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
         return Ok(Action::requeue(HANDBACK_RETRY));
     }
     if let Some(uid) = canary.uid() {
-        ctx.memory.canary_written.lock().expect("not poisoned").remove(&uid);
+        ctx.memory.canaries.forget(&uid);
     }
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Action::await_change());
@@ -291,40 +311,47 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let items = ctx.stores.items.clone();
     let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
-    let canary_stream = reflector::reflector(canary_writer, slim_watch::<Canary>(&ctx.client))
-        .inspect(move |event| {
-            let (g, gone) = match event {
-                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
-                Ok(watcher::Event::Delete(g)) => (g, true),
-                _ => return,
-            };
-            let key = guard_key(g);
-            let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
-            let changed = if gone {
-                seen.remove(&key).is_some()
-            } else {
-                seen.insert(key.clone(), inputs.clone()) != Some(inputs)
-            };
-            if !changed {
-                return;
-            }
-            let ships =
-                g.0.as_ref()
-                    .ok()
-                    .and_then(|c| c.spec.action_item_ref.as_ref())
-                    .map(|r| r.name.clone());
-            let refs = referrers(&items, &key.0, |i| {
-                Some(i.name_any()) == ships
-                    || i.spec
-                        .verification
-                        .as_ref()
-                        .and_then(|v| v.canary_ref.as_ref())
-                        .is_some_and(|r| r.name == key.1)
-            });
-            wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
-        })
-        .applied_objects();
-    let deployment_changes = reflector::reflector(deployment_writer, deployment_watch(&ctx.client)).touched_objects();
+    let canary_stream = reflector::reflector(
+        canary_writer,
+        slim_watch::<Canary>(&ctx.client, ctx.stores.health.clone()),
+    )
+    .inspect(move |event| {
+        let (g, gone) = match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
+            Ok(watcher::Event::Delete(g)) => (g, true),
+            _ => return,
+        };
+        let key = guard_key(g);
+        let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
+        let changed = if gone {
+            seen.remove(&key).is_some()
+        } else {
+            seen.insert(key.clone(), inputs.clone()) != Some(inputs)
+        };
+        if !changed {
+            return;
+        }
+        let ships =
+            g.0.as_ref()
+                .ok()
+                .and_then(|c| c.spec.action_item_ref.as_ref())
+                .map(|r| r.name.clone());
+        let refs = referrers(&items, &key.0, |i| {
+            Some(i.name_any()) == ships
+                || i.spec
+                    .verification
+                    .as_ref()
+                    .and_then(|v| v.canary_ref.as_ref())
+                    .is_some_and(|r| r.name == key.1)
+        });
+        wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
+    })
+    .applied_objects();
+    let deployment_changes = reflector::reflector(
+        deployment_writer,
+        deployment_watch(&ctx.client, ctx.stores.health.clone()),
+    )
+    .touched_objects();
     let canaries = ctx.stores.canaries.clone();
     let fut = Controller::for_stream(canary_stream, ctx.stores.canaries.clone())
         .with_config(controller_config())

@@ -9,16 +9,24 @@ use crate::{
         incident::{Incident, IncidentStatus, POSTMORTEM_OVERDUE},
     },
     error::Result,
-    runtime::Context,
+    runtime::{Context, Written},
 };
 
-pub async fn apply(ctx: &Context, incident: &Incident, ns: &str, name: &str, status: &IncidentStatus) -> Result<()> {
+/// Writes the status onto version `guard` and announces what changed, only when it was written.
+pub async fn apply(
+    ctx: &Context,
+    incident: &Incident,
+    ns: &str,
+    name: &str,
+    status: &IncidentStatus,
+    guard: Option<&str>,
+) -> Result<Written> {
     let written = ctx
         .status
-        .write::<Incident, _>(ns, name, incident.status.as_ref(), status, None)
+        .write::<Incident, _>(ns, name, incident.status.as_ref(), status, guard)
         .await?;
     if !written.wrote() {
-        return Ok(());
+        return Ok(written);
     }
     let old = incident.status.clone().unwrap_or_default();
     if old.phase != status.phase {
@@ -42,5 +50,5 @@ pub async fn apply(ctx: &Context, incident: &Incident, ns: &str, name: &str, sta
         )
         .await;
     }
-    Ok(())
+    Ok(written)
 }

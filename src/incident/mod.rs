@@ -18,7 +18,7 @@ use crate::{
     api::{ActionItem, Incident},
     error::Result,
     runtime::{
-        Admitted, Context, Timer, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, Written, admit, controller_config, drain, error_policy, requeue_at,
         watch::{Trigger, Triggered, guard_key, slim_watch, wake},
     },
 };
@@ -39,10 +39,28 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
     let now = Timestamp::now();
+    let uid = incident.metadata.uid.clone().unwrap_or_default();
+    // As for items: decide from our own last write until the cache delivers it, guarded by its version.
+    let cached_rv = incident.metadata.resource_version.clone();
+    let mut guard = cached_rv.clone();
+    let mut incident = incident.clone();
+    if let Some((status, rv)) = ctx.memory.incidents.newer_than_cache(&uid, cached_rv.as_deref()) {
+        incident.status = Some(status);
+        guard = Some(rv);
+    }
     let phases = follow_ups.phases(&(ns.clone(), name.clone()));
-    let decision = decide::decide(incident, &phases, &ctx.policy, now);
-    apply::apply(&ctx, incident, &ns, &name, &decision.status).await?;
-    Ok(requeue_at(decision.wake_at, now))
+    let decision = decide::decide(&incident, &phases, &ctx.policy, now);
+    match apply::apply(&ctx, &incident, &ns, &name, &decision.status, guard.as_deref()).await? {
+        Written::Stale => Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
+        Written::Written(rv) => {
+            ctx.memory
+                .incidents
+                .record(&uid, cached_rv.as_deref(), &rv, &decision.status);
+            ctx.memory.stale.accepted(&uid);
+            Ok(requeue_at(decision.wake_at, now))
+        }
+        Written::Unchanged => Ok(requeue_at(decision.wake_at, now)),
+    }
 }
 
 /// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on
@@ -57,7 +75,7 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
-    let stream = reflector::reflector(writer, slim_watch::<Incident>(&ctx.client))
+    let stream = reflector::reflector(writer, slim_watch::<Incident>(&ctx.client, ctx.stores.health.clone()))
         .inspect(move |event| {
             let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
                 let key = guard_key(g);

@@ -11,8 +11,17 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use super::{status::StatusWriter, watch::Stores};
-use crate::{api::canary::CanaryStatus, metrics::Metrics, notify::Notifier, policy::Policy, prometheus::Prometheus};
+use super::{
+    status::{OwnWrites, StaleBackoff, StatusWriter},
+    watch::Stores,
+};
+use crate::{
+    api::{action_item::ActionItemStatus, canary::CanaryStatus, incident::IncidentStatus},
+    metrics::Metrics,
+    notify::Notifier,
+    policy::Policy,
+    prometheus::Prometheus,
+};
 
 /// Every Prometheus request (analysis, verification) is bounded by this: an unreachable Prometheus
 /// costs at most this per reconcile.
@@ -44,10 +53,14 @@ pub struct Context {
 pub struct Memory {
     /// When each item's Prometheus verification was last evaluated, by UID, so checks write nothing.
     pub probed: Mutex<HashMap<String, jiff::Timestamp>>,
-    /// The last status written per Canary UID. The watch delivers our own write a moment later; a
-    /// reconcile triggered in between (a Deployment changed) must plan from what was written, or it
-    /// would count the same analysis run twice or advance a step twice.
-    pub canary_written: Mutex<HashMap<String, CanaryStatus>>,
+    /// Our own status writes the caches have not delivered yet, per kind (see [`OwnWrites`]): a
+    /// Canary planned from an older status would count an analysis run or advance a step twice, an
+    /// item would decide a notification twice.
+    pub incidents: OwnWrites<IncidentStatus>,
+    pub items: OwnWrites<ActionItemStatus>,
+    pub canaries: OwnWrites<CanaryStatus>,
+    /// Backoff after refused (stale) writes, per object.
+    pub stale: StaleBackoff,
 }
 
 impl Context {

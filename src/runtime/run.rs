@@ -67,9 +67,12 @@ pub async fn run(opts: Options) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
 
+    let (stores, writers) = watch::caches();
     let server_state = ServerState {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        health: stores.health.clone(),
+        unhealthy_after: opts.policy.watch_unhealthy_after.as_std(),
     };
     let server = tokio::spawn(server::serve(opts.listen, server_state, shutdown.clone()));
 
@@ -77,7 +80,6 @@ pub async fn run(opts: Options) -> Result<()> {
         res = wait_for_crds(&client, opts.crd_timeout) => res?,
         _ = shutdown.clone() => return Ok(()),
     }
-    let (stores, writers) = watch::caches();
     let ctx = Arc::new(Context::new(client, opts.policy, metrics, &opts.namespace, stores));
 
     let (wake_incidents, incidents_woken) = watch::trigger();
@@ -150,8 +152,10 @@ pub async fn wait_for_crds(client: &Client, timeout: Duration) -> Result<()> {
 /// Recounts the gauges that are read off the caches, so deleted objects leave them too.
 async fn recount(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(RECOUNT_EVERY);
+    let mut reported: Vec<&'static str> = Vec::new();
     loop {
         tick.tick().await;
+        reported = report_watches(&ctx, reported);
         let stores: &Stores = &ctx.stores;
         count_invalid(&ctx, "Incident", &stores.incidents);
         count_invalid(&ctx, "ActionItem", &stores.items);
@@ -175,4 +179,29 @@ fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(
         .invalid_objects
         .get_or_create(&KindLabels { kind })
         .set(n as i64);
+}
+
+/// Sets `kaizen_watch_healthy{kind}` and logs each watch that turns broken or recovers, once.
+fn report_watches(ctx: &Context, reported: Vec<&'static str>) -> Vec<&'static str> {
+    let limit = ctx.policy.watch_unhealthy_after.as_std();
+    let broken = ctx.stores.health.broken(limit, std::time::Instant::now());
+    for kind in ["Incident", "ActionItem", "Canary", "Deployment"] {
+        let failing = broken.iter().find(|(k, _)| *k == kind);
+        ctx.metrics
+            .watch_healthy
+            .get_or_create(&KindLabels { kind })
+            .set(i64::from(failing.is_none()));
+        match (failing, reported.contains(&kind)) {
+            (Some((_, since)), false) => {
+                tracing::error!(
+                    kind,
+                    failing_seconds = since.as_secs(),
+                    "watch broken; not ready until it recovers"
+                )
+            }
+            (None, true) => tracing::info!(kind, "watch recovered"),
+            _ => {}
+        }
+    }
+    broken.into_iter().map(|(k, _)| k).collect()
 }

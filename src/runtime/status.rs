@@ -2,7 +2,11 @@
 //! when the new status equals the old one, and a write made from a cached object can be guarded by
 //! the resourceVersion the decision was made from.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kube::{
     Api, Client, Resource,
@@ -83,7 +87,13 @@ impl StatusWriter {
             .await
         {
             Ok(obj) => obj,
-            Err(kube::Error::Api(e)) if e.code == 409 && guard.is_some() => return Ok(Written::Stale),
+            Err(kube::Error::Api(e)) if e.code == 409 && guard.is_some() => {
+                self.metrics
+                    .status_conflicts
+                    .get_or_create(&KindLabels { kind: kind_of::<K>() })
+                    .inc();
+                return Ok(Written::Stale);
+            }
             Err(e) => return Err(e.into()),
         };
         self.metrics
@@ -91,6 +101,90 @@ impl StatusWriter {
             .get_or_create(&KindLabels { kind: kind_of::<K>() })
             .inc();
         Ok(Written::Written(written.metadata.resource_version.unwrap_or_default()))
+    }
+}
+
+/// The operator's own last status write per object (by UID), until the watch delivers it.
+///
+/// The watch brings our own write back a moment later, or, while a watch is broken after an apiserver
+/// outage, much later. A reconcile in between must decide from what was written and guard its write
+/// with the version that write produced: deciding from the cache would redo the last transition, and
+/// its guarded write would be refused again and again.
+pub struct OwnWrites<S> {
+    writes: Mutex<HashMap<String, OwnWrite<S>>>,
+}
+
+struct OwnWrite<S> {
+    /// The cached version the write replaced: while the cache still shows it, the write is newer.
+    replaced: Option<String>,
+    written: String,
+    status: S,
+}
+
+impl<S> Default for OwnWrites<S> {
+    fn default() -> Self {
+        Self {
+            writes: Mutex::default(),
+        }
+    }
+}
+
+impl<S: Clone> OwnWrites<S> {
+    /// The status to decide from and the resourceVersion to guard the next write with: our own last
+    /// write while the cache still shows the version it replaced, else the cache's (`None`).
+    pub fn newer_than_cache(&self, uid: &str, cached_rv: Option<&str>) -> Option<(S, String)> {
+        let mut writes = self.writes.lock().expect("own writes lock");
+        match writes.get(uid) {
+            Some(w) if w.replaced.as_deref() == cached_rv => Some((w.status.clone(), w.written.clone())),
+            Some(_) => {
+                // The cache has moved past our write (or someone else wrote): it is the truth again.
+                writes.remove(uid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Records a write made while the cache showed `cached_rv`.
+    pub fn record(&self, uid: &str, cached_rv: Option<&str>, written_rv: &str, status: &S) {
+        self.writes.lock().expect("own writes lock").insert(
+            uid.to_string(),
+            OwnWrite {
+                replaced: cached_rv.map(str::to_string),
+                written: written_rv.to_string(),
+                status: status.clone(),
+            },
+        );
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.writes.lock().expect("own writes lock").remove(uid);
+    }
+}
+
+/// How long to wait before deciding again after a refused write, per object: 200 ms, doubling to 5 s,
+/// so a cache that stays behind (a broken watch) costs a handful of refused writes, not a storm.
+#[derive(Default)]
+pub struct StaleBackoff {
+    refused: Mutex<HashMap<String, u32>>,
+}
+
+impl StaleBackoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(5);
+
+    /// Counts a refused write and returns the wait before the next try.
+    pub fn refused(&self, uid: &str) -> Duration {
+        let mut refused = self.refused.lock().expect("stale backoff lock");
+        let n = refused.entry(uid.to_string()).or_default();
+        let delay = Self::FIRST.saturating_mul(1 << (*n).min(8)).min(Self::MAX);
+        *n += 1;
+        delay
+    }
+
+    /// A write went through: the next refusal starts from the first delay again.
+    pub fn accepted(&self, uid: &str) {
+        self.refused.lock().expect("stale backoff lock").remove(uid);
     }
 }
 
@@ -238,5 +332,29 @@ mod tests {
             "{}",
             writer.metrics.render()
         );
+    }
+
+    #[test]
+    fn own_writes_stand_until_the_cache_moves_past_them() {
+        let own = OwnWrites::<u32>::default();
+        assert_eq!(own.newer_than_cache("u", Some("10")), None);
+        own.record("u", Some("10"), "11", &1);
+        assert_eq!(own.newer_than_cache("u", Some("10")), Some((1, "11".to_string())));
+        // A second write on top of the first, the cache still at 10.
+        own.record("u", Some("10"), "12", &2);
+        assert_eq!(own.newer_than_cache("u", Some("10")), Some((2, "12".to_string())));
+        // The watch caught up: the cache is the truth again, and the record is gone.
+        assert_eq!(own.newer_than_cache("u", Some("12")), None);
+        assert_eq!(own.newer_than_cache("u", Some("10")), None);
+    }
+
+    #[test]
+    fn refused_writes_back_off_to_a_bound_and_start_over_after_success() {
+        let b = StaleBackoff::default();
+        let delays: Vec<u128> = (0..8).map(|_| b.refused("u").as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        b.accepted("u");
+        assert_eq!(b.refused("u").as_millis(), 200);
+        assert_eq!(b.refused("other").as_millis(), 200);
     }
 }

@@ -2,9 +2,13 @@
 //! the other controllers read the same cache (through [`Stores`]) and are woken through triggers its
 //! watch sends, never through a second watch.
 
-use std::{fmt::Debug, sync::Arc};
+use std::{
+    fmt::Debug,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use futures::{FutureExt, Stream, future::BoxFuture};
+use futures::{FutureExt, Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -13,7 +17,8 @@ use kube::{
     runtime::{
         WatchStreamExt,
         reflector::{ObjectRef, Store, store::Writer},
-        watcher,
+        utils::ResetTimerBackoff,
+        watcher::{self, ExponentialBackoff, watcher},
     },
 };
 use serde::de::DeserializeOwned;
@@ -50,6 +55,8 @@ pub struct Stores {
     pub deployments: Store<DynamicObject>,
     /// Which items follow up which incident, kept from the item watch.
     pub follow_ups: Arc<FollowUps>,
+    /// Whether each watch works.
+    pub health: Arc<WatchHealth>,
 }
 
 /// The write halves, each handed to the one watch that fills it.
@@ -72,6 +79,7 @@ pub fn caches() -> (Stores, Writers) {
         canaries: canaries.as_reader(),
         deployments: deployments.as_reader(),
         follow_ups: Arc::default(),
+        health: Arc::default(),
     };
     (
         stores,
@@ -127,15 +135,80 @@ where
     })
 }
 
+/// The backoff of every watch after an error: short and bounded, so that after an apiserver outage
+/// the caches are current again within seconds, while a down apiserver sees at most one list or watch
+/// per watch every few seconds. (kube's default grows to 30 s and, with jitter, re-listed 60-100 s
+/// after a 20 s outage.) It starts over once a watch has run for [`BACKOFF_RESET`] without errors.
+pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(BACKOFF_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(ExponentialBackoff::from(builder), BACKOFF_RESET)
+}
+
+/// The longest wait between two attempts of a failing watch (jitter adds up to as much again).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3);
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// A failing watch reports an error at least every `2 × BACKOFF_MAX`; this long without one, it works.
+const RECOVERED_AFTER: Duration = Duration::from_secs(10);
+
+/// A run of errors of one watch.
+#[derive(Debug, Clone, Copy)]
+struct Streak {
+    since: Instant,
+    last: Instant,
+}
+
+/// Whether each watch works, from the errors its stream reports. A recovered watch that had nothing to
+/// report yields no event, so a streak also ends once no error came for [`RECOVERED_AFTER`]: with the
+/// bounded backoff, a watch that still fails reports one well within that time.
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    streaks: Mutex<std::collections::BTreeMap<&'static str, Streak>>,
+}
+
+impl WatchHealth {
+    /// Records one item of `kind`'s watch stream.
+    pub fn observe(&self, kind: &'static str, failed: bool) {
+        let mut streaks = self.streaks.lock().expect("watch health lock");
+        if failed {
+            let now = Instant::now();
+            streaks
+                .entry(kind)
+                .and_modify(|s| s.last = now)
+                .or_insert(Streak { since: now, last: now });
+        } else {
+            streaks.remove(kind);
+        }
+    }
+
+    /// The watches failing for longer than `limit`, with how long, at `now`.
+    pub fn broken(&self, limit: Duration, now: Instant) -> Vec<(&'static str, Duration)> {
+        let mut streaks = self.streaks.lock().expect("watch health lock");
+        streaks.retain(|_, s| now.duration_since(s.last) < RECOVERED_AFTER);
+        streaks
+            .iter()
+            .map(|(kind, s)| (*kind, now.duration_since(s.since)))
+            .filter(|(_, failing)| *failing > limit)
+            .collect()
+    }
+}
+
 /// A watch of a Kaizen kind in every namespace, tolerant of objects that do not decode, whose objects
 /// are kept without `managedFields` and kubectl's last-applied copy: nothing here reads them, and as
 /// parsed JSON they were most of the memory a cached object took.
 pub fn slim_watch<K: CachedKind>(
     client: &Client,
+    health: Arc<WatchHealth>,
 ) -> impl Stream<Item = Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>> + Send + use<K> {
     let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+    let kind = super::kind_of::<K>();
     watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(watch_backoff())
+        .inspect(move |e| health.observe(kind, e.is_err()))
         .modify(|o| {
             o.managed_fields_mut().clear();
             o.annotations_mut()
@@ -146,11 +219,13 @@ pub fn slim_watch<K: CachedKind>(
 /// A watch of every Deployment, as the apiserver serves them (see [`Stores::deployments`]).
 pub fn deployment_watch(
     client: &Client,
+    health: Arc<WatchHealth>,
 ) -> impl Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send + use<> {
     let resource = ApiResource::erase::<Deployment>(&());
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
     watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(watch_backoff())
+        .inspect(move |e| health.observe("Deployment", e.is_err()))
         .modify(|d| {
             d.managed_fields_mut().clear();
             d.annotations_mut()
@@ -208,5 +283,37 @@ pub fn trigger<K: Resource<DynamicType = ()>>() -> (Trigger<K>, Triggered<K>) {
 pub fn wake<K: Resource<DynamicType = ()>>(trigger: &Trigger<K>, keys: impl IntoIterator<Item = (String, String)>) {
     for (ns, name) in keys {
         let _ = trigger.unbounded_send(ObjectRef::new(&name).within(&ns));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_is_broken_only_after_failing_longer_than_the_limit_and_recovers() {
+        let health = WatchHealth::default();
+        let t0 = Instant::now();
+        health.observe("ActionItem", true);
+        assert!(health.broken(Duration::from_secs(5), t0).is_empty());
+        // Still failing (errors keep coming) 6 s later: broken.
+        health.observe("ActionItem", true);
+        let broken = health.broken(Duration::from_secs(5), t0 + Duration::from_secs(6));
+        assert_eq!(broken.iter().map(|b| b.0).collect::<Vec<_>>(), ["ActionItem"]);
+        // An event from the watch ends the streak at once.
+        health.observe("ActionItem", false);
+        assert!(health.broken(Duration::ZERO, t0 + Duration::from_secs(6)).is_empty());
+        // A quiet recovery (no event, no error) ends it after RECOVERED_AFTER.
+        health.observe("Canary", true);
+        let later = Instant::now() + RECOVERED_AFTER + Duration::from_secs(1);
+        assert!(health.broken(Duration::ZERO, later).is_empty());
+    }
+
+    #[test]
+    fn the_watch_backoff_stays_short() {
+        let mut b = watch_backoff();
+        let delays: Vec<Duration> = (0..20).map(|_| b.next().unwrap()).collect();
+        assert!(delays.iter().all(|d| *d <= BACKOFF_MAX * 2), "{delays:?}");
+        assert!(delays[0] < Duration::from_secs(1), "{delays:?}");
     }
 }

@@ -165,6 +165,27 @@ pub enum Action {
     Count(Counted),
 }
 
+impl Action {
+    /// What the action does, for a human: "scale Deployment web to 2 replicas".
+    pub fn describe(&self, canary: &Canary) -> String {
+        let target = &canary.spec.target_ref.name;
+        match self {
+            Action::CreatePrimary { replicas } => {
+                format!("create Deployment {target}-primary with {replicas} replicas")
+            }
+            Action::ScaleTarget(n) => format!("scale Deployment {target} to {n} replicas"),
+            Action::ScalePrimary(n) => format!("scale Deployment {target}-primary to {n} replicas"),
+            Action::PromotePrimary { revision, .. } => {
+                format!("update Deployment {target}-primary to revision {revision}")
+            }
+            Action::SetRoute { canary: w } => format!("set the HTTPRoute's canary weight to {w}%"),
+            Action::OpenIncident(req) => format!("open Incident {}", req.name),
+            Action::Event { reason, .. } => format!("record Event {reason}"),
+            Action::Count(_) => "count".to_string(),
+        }
+    }
+}
+
 /// Counters the metrics module exposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
@@ -308,6 +329,35 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
         wake_at: wake.into_iter().filter(|t| *t > now || !canary.spec.paused).min(),
     }
 }
+
+/// The status of a Canary one of whose writes the API server refused (an admission policy, a quota, a
+/// name it cannot take): Stalled, naming the write and the server's reason; the rest of the status as
+/// it was. Kaizen looks again after [`STALLED_RETRY`].
+pub fn refused(canary: &Canary, what: &str, reason: &str, now: Timestamp) -> Plan {
+    let old = canary.status.clone().unwrap_or_default();
+    let p = Planner::new(canary, &REFUSED_OBSERVATIONS, now, &old);
+    let message = format!(
+        "The API server refused to {what}: {reason}. Fix the cause; Kaizen tries again every {}s and on any change.",
+        STALLED_RETRY.as_secs()
+    );
+    let mut plan = facts::stalled_plan(p, &old, "ApplyRefused", message);
+    plan.wake_at = Some(now + STALLED_RETRY);
+    plan
+}
+
+/// Observations that say nothing, for plans that only record a refusal.
+const REFUSED_OBSERVATIONS: Observations = Observations {
+    target: TargetState::Missing,
+    primary: None,
+    route: RouteState::NotUsed,
+    annotations: Annotations {
+        promote: None,
+        abort: None,
+        retry: None,
+        resume: None,
+    },
+    analysis: None,
+};
 
 /// What holds the Canary until a human fixes it: a missing or unusable target, or a route that is not
 /// ready.
