@@ -32,15 +32,6 @@ pub enum Applied {
     Stale,
 }
 
-/// The versions a decision was made from.
-#[derive(Debug, Clone)]
-pub struct Version {
-    /// The cached object's resourceVersion.
-    pub cached: Option<String>,
-    /// What the write must find: the cached version, or that of our own newer write.
-    pub guard: Option<String>,
-}
-
 /// Writes the decided status, announces its transitions, and delivers a notification it records.
 pub async fn apply(
     ctx: &Context,
@@ -49,7 +40,8 @@ pub async fn apply(
     name: &str,
     decision: &Decision,
     now: Timestamp,
-    version: Version,
+    // The version the decision was made from: the cached one, or that of our own newer write.
+    mut guard: Option<String>,
 ) -> Result<Applied> {
     let old = item.status.clone().unwrap_or_default();
     let uid = item.metadata.uid.clone().unwrap_or_default();
@@ -57,21 +49,12 @@ pub async fn apply(
     // operator's own last write cannot record (and then send) a notification a second time.
     let written = ctx
         .status
-        .write::<ActionItem, _>(
-            ns,
-            name,
-            item.status.as_ref(),
-            &decision.status,
-            version.guard.as_deref(),
-        )
+        .write::<ActionItem, _>(ns, name, item.status.as_ref(), &decision.status, guard.as_deref())
         .await?;
-    let mut guard = version.guard.clone();
     match &written {
         Written::Stale => return Ok(Applied::Stale),
         Written::Written(rv) => {
-            ctx.memory
-                .items
-                .record(&uid, version.cached.as_deref(), rv, &decision.status);
+            ctx.memory.items.record(&uid, guard.as_deref(), rv, &decision.status);
             guard = Some(rv.clone());
             announce(ctx, item, &old, &decision.status).await
         }
@@ -109,7 +92,7 @@ pub async fn apply(
         .write::<ActionItem, _>(ns, name, Some(&decision.status), &after, guard.as_deref())
         .await?
     {
-        Written::Written(rv) => ctx.memory.items.record(&uid, version.cached.as_deref(), &rv, &after),
+        Written::Written(rv) => ctx.memory.items.record(&uid, guard.as_deref(), &rv, &after),
         Written::Stale => return Ok(Applied::Stale),
         Written::Unchanged => {}
     }

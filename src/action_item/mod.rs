@@ -59,14 +59,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
     // broken watch after an outage can keep it behind for a while), and guard the write with the
     // version decided from.
     let cached_rv = item.metadata.resource_version.clone();
-    let mut version = apply::Version {
-        cached: cached_rv.clone(),
-        guard: cached_rv.clone(),
-    };
+    let mut guard = cached_rv.clone();
     let mut item = item.clone();
     if let Some((status, rv)) = ctx.memory.items.newer_than_cache(&uid, cached_rv.as_deref()) {
         item.status = Some(status);
-        version.guard = Some(rv);
+        guard = Some(rv);
     }
     let item = &item;
     let mut last_probe_at = ctx
@@ -108,7 +105,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
     {
         ctx.memory.probed.lock().expect("probe schedule lock").remove(&uid);
     }
-    match apply::apply(&ctx, item, &ns, &name, &decision, now, version).await? {
+    match apply::apply(&ctx, item, &ns, &name, &decision, now, guard).await? {
         apply::Applied::Wake(at) => {
             ctx.memory.stale.accepted(&uid);
             Ok(requeue_at(at, now))

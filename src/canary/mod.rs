@@ -157,7 +157,7 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     match &written {
         Written::Stale => return Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
         Written::Written(rv) => {
-            ctx.memory.canaries.record(&uid, cached_rv.as_deref(), rv, &plan.status);
+            ctx.memory.canaries.record(&uid, guard.as_deref(), rv, &plan.status);
             ctx.memory.stale.accepted(&uid);
         }
         // Nothing new was recorded, so there is nothing new to announce.

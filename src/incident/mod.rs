@@ -55,7 +55,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
         Written::Written(rv) => {
             ctx.memory
                 .incidents
-                .record(&uid, cached_rv.as_deref(), &rv, &decision.status);
+                .record(&uid, guard.as_deref(), &rv, &decision.status);
             ctx.memory.stale.accepted(&uid);
             Ok(requeue_at(decision.wake_at, now))
         }

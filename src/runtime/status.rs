@@ -115,11 +115,17 @@ pub struct OwnWrites<S> {
 }
 
 struct OwnWrite<S> {
-    /// The cached version the write replaced: while the cache still shows it, the write is newer.
-    replaced: Option<String>,
+    /// The versions our writes replaced, oldest first: while the cache shows one of them, our last
+    /// write is newer than the cache.
+    superseded: Vec<Option<String>>,
     written: String,
     status: S,
 }
+
+/// How many superseded versions are remembered per object: a cache further behind than this many of
+/// our own writes is treated as current (the guard then refuses the write, and the object is decided
+/// again from the next event).
+const SUPERSEDED_KEPT: usize = 8;
 
 impl<S> Default for OwnWrites<S> {
     fn default() -> Self {
@@ -131,13 +137,15 @@ impl<S> Default for OwnWrites<S> {
 
 impl<S: Clone> OwnWrites<S> {
     /// The status to decide from and the resourceVersion to guard the next write with: our own last
-    /// write while the cache still shows the version it replaced, else the cache's (`None`).
+    /// write while the cache still shows a version it superseded, else the cache's (`None`).
     pub fn newer_than_cache(&self, uid: &str, cached_rv: Option<&str>) -> Option<(S, String)> {
         let mut writes = self.writes.lock().expect("own writes lock");
         match writes.get(uid) {
-            Some(w) if w.replaced.as_deref() == cached_rv => Some((w.status.clone(), w.written.clone())),
+            Some(w) if w.superseded.iter().any(|v| v.as_deref() == cached_rv) => {
+                Some((w.status.clone(), w.written.clone()))
+            }
             Some(_) => {
-                // The cache has moved past our write (or someone else wrote): it is the truth again.
+                // The cache has caught up with our write (or someone else wrote): it is the truth again.
                 writes.remove(uid);
                 None
             }
@@ -145,12 +153,18 @@ impl<S: Clone> OwnWrites<S> {
         }
     }
 
-    /// Records a write made while the cache showed `cached_rv`.
-    pub fn record(&self, uid: &str, cached_rv: Option<&str>, written_rv: &str, status: &S) {
-        self.writes.lock().expect("own writes lock").insert(
+    /// Records a write that replaced version `replaced` (the cache's, or our own previous write's).
+    pub fn record(&self, uid: &str, replaced: Option<&str>, written_rv: &str, status: &S) {
+        let mut writes = self.writes.lock().expect("own writes lock");
+        let mut superseded = writes.remove(uid).map(|w| w.superseded).unwrap_or_default();
+        superseded.push(replaced.map(str::to_string));
+        if superseded.len() > SUPERSEDED_KEPT {
+            superseded.remove(0);
+        }
+        writes.insert(
             uid.to_string(),
             OwnWrite {
-                replaced: cached_rv.map(str::to_string),
+                superseded,
                 written: written_rv.to_string(),
                 status: status.clone(),
             },
@@ -335,15 +349,17 @@ mod tests {
     }
 
     #[test]
-    fn own_writes_stand_until_the_cache_moves_past_them() {
+    fn own_writes_stand_until_the_cache_catches_up_with_the_last_one() {
         let own = OwnWrites::<u32>::default();
         assert_eq!(own.newer_than_cache("u", Some("10")), None);
         own.record("u", Some("10"), "11", &1);
         assert_eq!(own.newer_than_cache("u", Some("10")), Some((1, "11".to_string())));
-        // A second write on top of the first, the cache still at 10.
-        own.record("u", Some("10"), "12", &2);
+        // A second write on top of the first, before the watch delivered either.
+        own.record("u", Some("11"), "12", &2);
         assert_eq!(own.newer_than_cache("u", Some("10")), Some((2, "12".to_string())));
-        // The watch caught up: the cache is the truth again, and the record is gone.
+        // The watch delivered the first write only: the second is still newer.
+        assert_eq!(own.newer_than_cache("u", Some("11")), Some((2, "12".to_string())));
+        // It caught up: the cache is the truth again, and the record is gone.
         assert_eq!(own.newer_than_cache("u", Some("12")), None);
         assert_eq!(own.newer_than_cache("u", Some("10")), None);
     }
