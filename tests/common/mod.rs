@@ -378,15 +378,6 @@ pub fn metric_value(exposition: &str, name: &str, labels: &str) -> Option<f64> {
     })
 }
 
-/// Whether the exposition declares metric family `family` (its `# TYPE` line), with or without series.
-pub fn declares_metric(exposition: &str, family: &str) -> bool {
-    exposition.lines().any(|l| {
-        l.strip_prefix("# TYPE ")
-            .and_then(|rest| rest.split(' ').next())
-            .is_some_and(|name| name == family)
-    })
-}
-
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`); 0 once the process is gone.
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
