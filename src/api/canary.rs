@@ -41,7 +41,7 @@ pub const PAUSED: &str = "Paused";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
-    validation = Rule::new("!has(self.trafficRouting) || !has(self.trafficRouting.gatewayAPI) || size(self.targetRef.name) <= 56").message("with gatewayAPI routing, targetRef.name must be at most 56 characters: Kaizen creates the Service <name>-canary, and Service names have at most 63").field_path(".targetRef.name")
+    validation = Rule::new("!has(self.trafficRouting) || !has(self.trafficRouting.gatewayAPI) || size(self.targetRef.name) <= 55").message("with gatewayAPI routing, targetRef.name must be at most 55 characters: Kaizen creates the Services <name>-primary and <name>-canary, and Service names have at most 63").field_path(".targetRef.name")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
@@ -78,8 +78,8 @@ pub struct TargetRef {
     /// Kind of the workload. Only Deployment is supported.
     pub kind: TargetKind,
     /// Name of the Deployment in the Canary's namespace.
-    /// At most 245 characters, so that `<name>-primary` is a valid Deployment name (at most 56 with
-    /// gatewayAPI routing, so that the `<name>-canary` Service name has at most 63).
+    /// At most 245 characters, so that `<name>-primary` is a valid Deployment name (at most 55 with
+    /// gatewayAPI routing, so that the `<name>-primary` Service name has at most 63).
     #[schemars(length(min = 1, max = 245))]
     pub name: String,
 }

@@ -52,12 +52,15 @@ use crate::{
     metrics::OutcomeLabels,
     runtime::{
         Admitted, Context, Timer, Written, admit, controller_config, drain, error_policy, requeue_at,
-        watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, wake},
+        watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, synced, wake},
     },
 };
 
 /// Finalizer that hands the workload back to the target before a Canary goes away.
 pub const FINALIZER: &str = "kaizen.dev/canary";
+
+/// How soon a Canary looks again while the caches it reads are still filling.
+const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often a hand-back in progress looks again when nothing it watches changes.
 const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -69,6 +72,10 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Res
     };
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
+    // A target missing from a cache still being filled is not missing: wait for the first full list.
+    if !synced(&ctx.stores.deployments) || !synced(&ctx.stores.canaries) {
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
     let has_finalizer = canary.finalizers().iter().any(|f| f == FINALIZER);
     if canary.metadata.deletion_timestamp.is_some() {
         return if has_finalizer {

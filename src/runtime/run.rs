@@ -114,9 +114,11 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     });
     let gauges = tokio::spawn(recount(ctx.clone()));
+    let health = tokio::spawn(watch_health(ctx.clone()));
 
     tokio::join!(incidents, items, canaries);
     gauges.abort();
+    health.abort();
     tracing::info!("controllers stopped");
     match server.await {
         Ok(res) => res,
@@ -152,10 +154,8 @@ pub async fn wait_for_crds(client: &Client, timeout: Duration) -> Result<()> {
 /// Recounts the gauges that are read off the caches, so deleted objects leave them too.
 async fn recount(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(RECOUNT_EVERY);
-    let mut reported: Vec<&'static str> = Vec::new();
     loop {
         tick.tick().await;
-        reported = report_watches(&ctx, reported);
         let stores: &Stores = &ctx.stores;
         count_invalid(&ctx, "Incident", &stores.incidents);
         count_invalid(&ctx, "ActionItem", &stores.items);
@@ -179,6 +179,24 @@ fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(
         .invalid_objects
         .get_or_create(&KindLabels { kind })
         .set(n as i64);
+}
+
+/// Every second: while a watch fails, probes the apiserver (one cheap GET /version, so a failing
+/// watch can be told recovered); sets `kaizen_watch_healthy{kind}` and logs each watch that turns
+/// broken or recovers, once.
+async fn watch_health(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reported: Vec<&'static str> = Vec::new();
+    loop {
+        tick.tick().await;
+        if ctx.stores.health.failing() {
+            let asked = std::time::Instant::now();
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), ctx.client.apiserver_version()).await {
+                ctx.stores.health.apiserver_answered(asked);
+            }
+        }
+        reported = report_watches(&ctx, reported);
+    }
 }
 
 /// Sets `kaizen_watch_healthy{kind}` and logs each watch that turns broken or recovers, once.

@@ -47,6 +47,11 @@ pub struct StatusWriter {
 
 impl StatusWriter {
     pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        // Every kind's counters exist from the start, so "none yet" reads as 0, not as missing.
+        for kind in ["Incident", "ActionItem", "Canary"] {
+            let _ = metrics.status_writes.get_or_create(&KindLabels { kind });
+            let _ = metrics.status_conflicts.get_or_create(&KindLabels { kind });
+        }
         Self { client, metrics }
     }
 

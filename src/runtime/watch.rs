@@ -152,8 +152,9 @@ pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 /// The longest wait between two attempts of a failing watch (jitter adds up to as much again).
 pub const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
-/// A failing watch reports an error at least every `2 × BACKOFF_MAX`; this long without one, it works.
-const RECOVERED_AFTER: Duration = Duration::from_secs(10);
+/// A failing watch reports an error at least every `2 × BACKOFF_MAX`; once the apiserver answers
+/// again, this long without an error means its watch is back.
+const RECOVERED_AFTER: Duration = Duration::from_secs(7);
 
 /// A run of errors of one watch.
 #[derive(Debug, Clone, Copy)]
@@ -162,34 +163,59 @@ struct Streak {
     last: Instant,
 }
 
-/// Whether each watch works, from the errors its stream reports. A recovered watch that had nothing to
-/// report yields no event, so a streak also ends once no error came for [`RECOVERED_AFTER`]: with the
-/// bounded backoff, a watch that still fails reports one well within that time.
+/// Whether each watch works, from the errors its stream reports. A watch that recovers with nothing
+/// to report yields no event, so a streak also ends once the apiserver has answered a probe (see
+/// [`WatchHealth::apiserver_answered`]) and the watch has reported no error for [`RECOVERED_AFTER`].
+/// While the apiserver does not answer, a streak never ends on its own, however long its watch waits
+/// between attempts.
 #[derive(Debug, Default)]
 pub struct WatchHealth {
-    streaks: Mutex<std::collections::BTreeMap<&'static str, Streak>>,
+    inner: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    streaks: std::collections::BTreeMap<&'static str, Streak>,
+    /// When the apiserver last answered a probe.
+    answered: Option<Instant>,
 }
 
 impl WatchHealth {
     /// Records one item of `kind`'s watch stream.
     pub fn observe(&self, kind: &'static str, failed: bool) {
-        let mut streaks = self.streaks.lock().expect("watch health lock");
+        let mut state = self.inner.lock().expect("watch health lock");
         if failed {
             let now = Instant::now();
-            streaks
+            state
+                .streaks
                 .entry(kind)
                 .and_modify(|s| s.last = now)
                 .or_insert(Streak { since: now, last: now });
         } else {
-            streaks.remove(kind);
+            state.streaks.remove(kind);
         }
+    }
+
+    /// Whether any watch is failing: then the apiserver is probed.
+    pub fn failing(&self) -> bool {
+        !self.inner.lock().expect("watch health lock").streaks.is_empty()
+    }
+
+    /// The apiserver answered a probe at `at`.
+    pub fn apiserver_answered(&self, at: Instant) {
+        self.inner.lock().expect("watch health lock").answered = Some(at);
     }
 
     /// The watches failing for longer than `limit`, with how long, at `now`.
     pub fn broken(&self, limit: Duration, now: Instant) -> Vec<(&'static str, Duration)> {
-        let mut streaks = self.streaks.lock().expect("watch health lock");
-        streaks.retain(|_, s| now.duration_since(s.last) < RECOVERED_AFTER);
-        streaks
+        let mut state = self.inner.lock().expect("watch health lock");
+        let answered = state.answered;
+        state.streaks.retain(|_, s| {
+            let apiserver_back = answered.is_some_and(|a| a > s.last);
+            !(apiserver_back && now.duration_since(s.last) >= RECOVERED_AFTER)
+        });
+        state
+            .streaks
             .iter()
             .map(|(kind, s)| (*kind, now.duration_since(s.since)))
             .filter(|(_, failing)| *failing > limit)
@@ -295,18 +321,33 @@ mod tests {
         let health = WatchHealth::default();
         let t0 = Instant::now();
         health.observe("ActionItem", true);
+        assert!(health.failing());
         assert!(health.broken(Duration::from_secs(5), t0).is_empty());
-        // Still failing (errors keep coming) 6 s later: broken.
-        health.observe("ActionItem", true);
+        // Still failing 6 s later: broken.
         let broken = health.broken(Duration::from_secs(5), t0 + Duration::from_secs(6));
         assert_eq!(broken.iter().map(|b| b.0).collect::<Vec<_>>(), ["ActionItem"]);
         // An event from the watch ends the streak at once.
         health.observe("ActionItem", false);
         assert!(health.broken(Duration::ZERO, t0 + Duration::from_secs(6)).is_empty());
-        // A quiet recovery (no event, no error) ends it after RECOVERED_AFTER.
+    }
+
+    #[test]
+    fn a_quiet_watch_recovers_only_once_the_apiserver_answers() {
+        let health = WatchHealth::default();
         health.observe("Canary", true);
-        let later = Instant::now() + RECOVERED_AFTER + Duration::from_secs(1);
-        assert!(health.broken(Duration::ZERO, later).is_empty());
+        let t0 = Instant::now();
+        // Long quiet, but the apiserver never answered: still broken (an outage, a long backoff).
+        let later = t0 + RECOVERED_AFTER + Duration::from_secs(30);
+        assert_eq!(health.broken(Duration::from_secs(5), later).len(), 1);
+        // The apiserver answers; the watch reported nothing since: recovered after the quiet time.
+        health.apiserver_answered(t0 + Duration::from_secs(1));
+        assert_eq!(
+            health.broken(Duration::ZERO, t0 + Duration::from_secs(2)).len(),
+            1,
+            "not before the quiet time"
+        );
+        assert!(health.broken(Duration::from_secs(5), later).is_empty());
+        assert!(!health.failing());
     }
 
     #[test]

@@ -223,6 +223,8 @@ async fn main() {
     let idle_per_min = (after - before) * 60.0 / idle_window.as_secs_f64();
     let peak = common::proc_status_kib(pid, "VmHWM:");
     let reconciles = op.metric_sum("kaizen_reconciles_total").await;
+    let conflicts = op.metric_sum("kaizen_status_conflicts_total").await;
+    let errors = op.metric_sum("kaizen_reconcile_errors_total").await;
 
     println!();
     println!("| figure | value |");
@@ -235,6 +237,7 @@ async fn main() {
         writes_converge
     );
     println!("| reconciles in all | {reconciles} |");
+    println!("| refused (409) status writes / reconcile errors | {conflicts} / {errors} |");
     println!("| writes per minute once idle | {idle_per_min:.1} |");
     println!(
         "| operator RSS after convergence / peak | {:.1} MiB / {:.1} MiB |",
