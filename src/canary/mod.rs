@@ -96,7 +96,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Res
 /// One step of the rollout: observe, plan, act, record.
 async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
     let uid = canary.uid().unwrap_or_default();
-    // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
+    // Decision from the freshest status: ours if the cache has not caught up with our last write. The write
     // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
     // a restart) is refused, and its transitions are neither recorded nor announced twice.
     let cached_rv = canary.metadata.resource_version.clone();
@@ -143,7 +143,7 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
         );
     }
     let now = Timestamp::now();
-    let plan = decide::plan(canary, &obs, now);
+    let plan = decide::decide(canary, &obs, now);
     for action in &plan.actions {
         if let Err(e) = io.act(action).await {
             let Some(reason) = refusal(&e) else { return Err(e) };

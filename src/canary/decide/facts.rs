@@ -3,14 +3,14 @@
 
 use jiff::Timestamp;
 
-use super::{Plan, Planner, STALLED_RETRY, progress_deadline, started};
+use super::{Decision, Planner, STALLED_RETRY, progress_deadline, started};
 use crate::api::{
     canary::{CanaryPhase, CanaryStatus, PAUSED, PROGRESSING, PROMOTED, ROLLED_BACK},
     conditions::{self, ConditionFact},
 };
 
 /// The plan of a Canary held by something only a human can fix: status conditions only, no actions.
-pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, message: String) -> Plan {
+pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, message: String) -> Decision {
     let mut facts = conditions::stalled(reason, message);
     // A Canary stalled before it ever started still shows a phase in `kubectl get`.
     p.s.phase.get_or_insert(CanaryPhase::Initializing);
@@ -21,7 +21,7 @@ pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, messag
     p.s.conditions = conditions::merge(&old.conditions, &facts, p.canary.metadata.generation, p.now);
     // The route is not watched; look again later. A missing or changed Deployment is watched.
     let wake_at = matches!(p.obs.route, super::RouteState::Invalid(_)).then(|| p.now + STALLED_RETRY);
-    Plan {
+    Decision {
         status: p.s,
         actions: vec![],
         wake_at,

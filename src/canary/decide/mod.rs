@@ -1,4 +1,4 @@
-//! The Canary step machine, pure: `plan(canary, observations, now)` returns the next status, the actions
+//! The Canary step machine, pure: `decide(canary, observations, now)` returns the next status, the actions
 //! that bring the cluster to it, and when to look again. All rollout state lives in status, so a
 //! restarted operator plans from exactly where the last one stopped.
 //!
@@ -205,7 +205,7 @@ pub struct IncidentRequest {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct Decision {
     pub status: CanaryStatus,
     pub actions: Vec<Action>,
     pub wake_at: Option<Timestamp>,
@@ -301,7 +301,7 @@ fn next_analysis(canary: &Canary, obs: &Observations) -> Option<Timestamp> {
 }
 
 /// Pure: the next status, the actions to take and when to look again.
-pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
+pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     let old = canary.status.clone().unwrap_or_default();
     let mut p = Planner::new(canary, obs, now, &old);
     // Problems only a human can fix hold everything, annotations included (they act after the fix).
@@ -320,7 +320,7 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
     let mut wake = workloads::desired(&mut p, workload);
     let facts = facts::conditions(&p, &old, &mut wake);
     p.s.conditions = conditions::merge(&old.conditions, &facts, canary.metadata.generation, now);
-    Plan {
+    Decision {
         status: p.s,
         actions: p.actions,
         // While spec.paused holds the rollout, a moment already past (a timed pause that has run out)
@@ -333,7 +333,7 @@ pub fn plan(canary: &Canary, obs: &Observations, now: Timestamp) -> Plan {
 /// The status of a Canary one of whose writes the API server refused (an admission policy, a quota, a
 /// name it cannot take): Stalled, naming the write and the server's reason; the rest of the status as
 /// it was. Kaizen looks again after [`STALLED_RETRY`].
-pub fn refused(canary: &Canary, what: &str, reason: &str, now: Timestamp) -> Plan {
+pub fn refused(canary: &Canary, what: &str, reason: &str, now: Timestamp) -> Decision {
     let old = canary.status.clone().unwrap_or_default();
     let p = Planner::new(canary, &REFUSED_OBSERVATIONS, now, &old);
     let message = format!(

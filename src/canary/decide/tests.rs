@@ -85,8 +85,8 @@ impl World {
     }
 
     /// Plans, stores the status as the apiserver would, and lets the cluster follow the actions.
-    fn plan(&mut self) -> Plan {
-        let p = plan(&self.canary, &self.obs, self.now);
+    fn plan(&mut self) -> Decision {
+        let p = decide(&self.canary, &self.obs, self.now);
         self.canary.status = Some(p.status.clone());
         self.obs.analysis = None;
         for a in &p.actions {
@@ -163,7 +163,7 @@ fn result(name: &str, outcome: MetricOutcome) -> MetricResult {
     }
 }
 
-fn events(p: &Plan) -> Vec<(&'static str, String)> {
+fn events(p: &Decision) -> Vec<(&'static str, String)> {
     p.actions
         .iter()
         .filter_map(|a| match a {
@@ -173,7 +173,7 @@ fn events(p: &Plan) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-fn reasons(p: &Plan) -> Vec<&'static str> {
+fn reasons(p: &Decision) -> Vec<&'static str> {
     events(p).into_iter().map(|(r, _)| r).collect()
 }
 
@@ -560,7 +560,7 @@ fn a_restarted_operator_resumes_at_the_same_step_with_the_same_counters() {
     let json = serde_json::to_value(&before).unwrap();
     let mut restarted = canary(serde_json::json!({}));
     restarted.status = Some(serde_json::from_value(json).unwrap());
-    let p = plan(&restarted, &w.obs, w.now);
+    let p = decide(&restarted, &w.obs, w.now);
     assert_eq!(p.status, before);
     assert!(events(&p).is_empty());
     assert_eq!(p.status.analysis.as_ref().unwrap().errors, 1);
@@ -802,7 +802,7 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
         current: true,
     };
     w.obs.primary.as_mut().unwrap().revision = Some("r2".into());
-    let before = plan(&w.canary, &w.obs, w.now);
+    let before = decide(&w.canary, &w.obs, w.now);
     assert!(!conditions::is_true(&before.status.conditions, conditions::STALLED));
     let deadline = w.now + DEFAULT_PROGRESS_DEADLINE;
     assert!(
@@ -811,7 +811,7 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
         before.wake_at
     );
     w.now = deadline;
-    let p = plan(&w.canary, &w.obs, w.now);
+    let p = decide(&w.canary, &w.obs, w.now);
     assert_eq!(p.status.phase, Some(CanaryPhase::Promoting));
     let stalled = cond(&p.status, conditions::STALLED);
     assert_eq!(
