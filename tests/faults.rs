@@ -186,7 +186,9 @@ impl Sampler {
 async fn apiserver_answers(items: &Api<ActionItem>) -> Instant {
     wait_for(Duration::from_secs(60), "the apiserver to answer again", || async {
         let lp = kube::api::ListParams::default().limit(1);
-        items.list(&lp).await.ok().map(|_| Instant::now())
+        // Bounded, so a request that hangs on a half-started apiserver does not hide its return.
+        let answer = tokio::time::timeout(Duration::from_millis(500), items.list(&lp)).await;
+        answer.ok()?.ok().map(|_| Instant::now())
     })
     .await
 }
@@ -341,10 +343,10 @@ async fn items_due_during_an_apiserver_outage_turn_overdue_and_remind_once_when_
         env.op().logs()
     );
     let start_begin = Instant::now();
-    stopped.start().await;
     // "Back" is the first moment a client's request is answered again (writes are accepted from then on,
-    // before /readyz says ok).
-    let back = apiserver_answers(&env.items).await;
+    // before /readyz says ok). It is polled while `kwokctl start` runs: the apiserver answers before
+    // kwokctl returns, and so does the operator's first write.
+    let ((), back) = tokio::join!(stopped.start(), apiserver_answers(&env.items));
     let anchor = (Instant::now(), jiff::Timestamp::now());
     let readyz_ok = apiserver_ready(&env.client).await;
     println!(
