@@ -33,13 +33,10 @@ use crate::{
     error::Result,
     metrics::ItemLabels,
     runtime::{
-        Admitted, Context, Timer, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit, controller_config, drain, error_policy, requeue_at,
         watch::{Trigger, Triggered, guard_key, slim_watch, synced, wake},
     },
 };
-
-/// How soon an item looks again while the caches it reads are still filling.
-const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) -> Result<Action> {
     let (item, ns, name) = match admit(&ctx, &obj).await? {
@@ -58,14 +55,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
     // Decide from the freshest status: ours while the cache has not delivered our last write (a
     // broken watch after an outage can keep it behind for a while), and guard the write with the
     // version decided from.
-    let cached_rv = item.metadata.resource_version.clone();
-    let mut guard = cached_rv.clone();
-    let mut item = item.clone();
-    if let Some((status, rv)) = ctx.memory.items.newer_than_cache(&uid, cached_rv.as_deref()) {
-        item.status = Some(status);
-        guard = Some(rv);
-    }
-    let item = &item;
+    let (item, guard) = ctx.memory.items.freshest(item);
+    let item = item.as_ref();
     let mut last_probe_at = ctx
         .memory
         .probed

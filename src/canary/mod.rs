@@ -45,22 +45,19 @@ use self::{
 use crate::{
     api::{
         ActionItem,
-        canary::{Canary, CanaryStatus, PROMOTED},
+        canary::{Canary, CanaryPhase, CanaryStatus, PROMOTED},
         conditions,
     },
     error::{Error, Result},
     metrics::OutcomeLabels,
     runtime::{
-        Admitted, Context, Timer, Written, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
         watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, synced, wake},
     },
 };
 
 /// Finalizer that hands the workload back to the target before a Canary goes away.
 pub const FINALIZER: &str = "kaizen.dev/canary";
-
-/// How soon a Canary looks again while the caches it reads are still filling.
-const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often a hand-back in progress looks again when nothing it watches changes.
 const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -96,17 +93,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Res
 /// One step of the rollout: observe, plan, act, record.
 async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
     let uid = canary.uid().unwrap_or_default();
-    // Decision from the freshest status: ours if the cache has not caught up with our last write. The write
+    // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
     // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
     // a restart) is refused, and its transitions are neither recorded nor announced twice.
-    let cached_rv = canary.metadata.resource_version.clone();
-    let mut guard = cached_rv.clone();
-    let mut canary = canary.clone();
-    if let Some((status, rv)) = ctx.memory.canaries.newer_than_cache(&uid, cached_rv.as_deref()) {
-        canary.status = Some(status);
-        guard = Some(rv);
-    }
-    let canary = &canary;
+    let (canary, guard) = ctx.memory.canaries.freshest(canary);
+    let canary = canary.as_ref();
     let workloads = Workloads::of(ctx, ns, canary);
     let io = workloads.io(ctx, ns, canary);
     let mut obs = Observations {
@@ -292,18 +283,25 @@ fn canaries(ctx: &Context, ns: &str) -> Api<Canary> {
 
 /// What of a Canary can change an item's verification: its existence, the item it names, its phase
 /// and its last promotion.
-fn verdict_inputs(canary: &DeserializeGuard<Canary>) -> Option<String> {
+fn verdict_inputs(canary: &DeserializeGuard<Canary>) -> Option<VerdictInputs> {
     let c = canary.0.as_ref().ok()?;
     let status = c.status.as_ref();
-    let promoted = status
-        .and_then(|s| conditions::find(&s.conditions, PROMOTED))
-        .map(|p| format!("{}@{}", p.status, p.last_transition_time.0));
-    Some(format!(
-        "{:?}|{:?}|{:?}",
-        c.spec.action_item_ref.as_ref().map(|r| &r.name),
-        status.and_then(|s| s.phase),
-        promoted
-    ))
+    Some(VerdictInputs {
+        action_item: c.spec.action_item_ref.as_ref().map(|r| r.name.clone()),
+        phase: status.and_then(|s| s.phase),
+        promoted: status
+            .and_then(|s| conditions::find(&s.conditions, PROMOTED))
+            .map(|p| (p.status.clone(), p.last_transition_time.0)),
+    })
+}
+
+/// See [`verdict_inputs`].
+#[derive(Clone, PartialEq)]
+struct VerdictInputs {
+    action_item: Option<String>,
+    phase: Option<CanaryPhase>,
+    /// The Promoted condition's status and when it last changed.
+    promoted: Option<(String, Timestamp)>,
 }
 
 /// Runs the Canary controller on the one Canary watch and the one Deployment watch. A change of a
@@ -317,7 +315,7 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
     let items = ctx.stores.items.clone();
-    let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
+    let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
     let canary_stream = reflector::reflector(
         canary_writer,
         slim_watch::<Canary>(&ctx.client, ctx.stores.health.clone()),

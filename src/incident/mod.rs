@@ -18,13 +18,10 @@ use crate::{
     api::{ActionItem, Incident},
     error::Result,
     runtime::{
-        Admitted, Context, Timer, Written, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
         watch::{Trigger, Triggered, guard_key, slim_watch, wake},
     },
 };
-
-/// How soon an incident looks again while the item cache is still filling.
-const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> Result<Action> {
     let (incident, ns, name) = match admit(&ctx, &obj).await? {
@@ -41,13 +38,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
     let now = Timestamp::now();
     let uid = incident.metadata.uid.clone().unwrap_or_default();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.
-    let cached_rv = incident.metadata.resource_version.clone();
-    let mut guard = cached_rv.clone();
-    let mut incident = incident.clone();
-    if let Some((status, rv)) = ctx.memory.incidents.newer_than_cache(&uid, cached_rv.as_deref()) {
-        incident.status = Some(status);
-        guard = Some(rv);
-    }
+    let (incident, guard) = ctx.memory.incidents.freshest(incident);
     let phases = follow_ups.phases(&(ns.clone(), name.clone()));
     let decision = decide::decide(&incident, &phases, &ctx.policy, now);
     match apply::apply(&ctx, &incident, &ns, &name, &decision.status, guard.as_deref()).await? {

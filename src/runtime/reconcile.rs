@@ -24,6 +24,9 @@ pub fn controller_config() -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
 }
 
+/// How soon a reconcile looks again while the caches it reads are still filling.
+pub const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long a failed reconcile waits before it runs again.
 const ERROR_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -3,6 +3,7 @@
 //! the resourceVersion the decision was made from.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
@@ -11,6 +12,7 @@ use std::{
 use kube::{
     Api, Client, Resource,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::object::HasStatus,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -155,6 +157,24 @@ impl<S: Clone> OwnWrites<S> {
                 None
             }
             None => None,
+        }
+    }
+
+    /// The object to decide from and the resourceVersion to guard its write with: `obj` as cached, or,
+    /// while the cache has not delivered our own last write, a copy carrying that write's status.
+    pub fn freshest<'a, K>(&self, obj: &'a K) -> (Cow<'a, K>, Option<String>)
+    where
+        K: Resource + HasStatus<Status = S> + Clone,
+    {
+        let uid = obj.meta().uid.as_deref().unwrap_or_default();
+        let cached_rv = obj.meta().resource_version.clone();
+        match self.newer_than_cache(uid, cached_rv.as_deref()) {
+            None => (Cow::Borrowed(obj), cached_rv),
+            Some((status, rv)) => {
+                let mut fresher = obj.clone();
+                *fresher.status_mut() = Some(status);
+                (Cow::Owned(fresher), Some(rv))
+            }
         }
     }
 
