@@ -970,20 +970,7 @@ fn control_chars(s: &str) -> Vec<char> {
 async fn notification_text_cannot_ping_link_or_carry_control_characters() {
     let _shared = CLUSTER.read().await;
     let receiver = Receiver::start().await;
-    let mut env = Env::new("faults-inject").await;
-    env.secret(
-        "hooks",
-        &[("slack", &receiver.url("/slack")), ("json", &receiver.url("/json"))],
-    )
-    .await;
-    let launch = env
-        .launch(
-            "reminderInterval: 1h\nsinks:\n\
-             - {name: chat, format: slack, urlSecretRef: {name: hooks, key: slack}}\n\
-             - {name: pager, format: json, urlSecretRef: {name: hooks, key: json}}\n",
-        )
-        .own_namespace(&env.ns);
-    env.run_operator(launch).await;
+    let env = Env::with_sinks("faults-inject", &receiver).await;
 
     let title = "<!channel>\u{7} urgent & important:\u{1b}[2J <https://evil.example/login|re-authenticate here>\u{0}";
     let owner = "ops&sre";

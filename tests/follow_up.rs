@@ -19,26 +19,6 @@ use kaizen::api::action_item::{
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-/// A fresh Env whose operator has a Slack and a JSON sink, their URLs in Secret `hooks` in its namespace
-/// (also the operator's own namespace), and reminds every hour.
-async fn env_with_sinks(prefix: &str, receiver: &Receiver) -> Env {
-    let mut env = Env::new(prefix).await;
-    env.secret(
-        "hooks",
-        &[("slack", &receiver.url("/slack")), ("json", &receiver.url("/json"))],
-    )
-    .await;
-    let launch = env
-        .launch(
-            "reminderInterval: 1h\nsinks:\n\
-             - {name: chat, format: slack, urlSecretRef: {name: hooks, key: slack}}\n\
-             - {name: pager, format: json, urlSecretRef: {name: hooks, key: json}}\n",
-        )
-        .own_namespace(&env.ns);
-    env.run_operator(launch).await;
-    env
-}
-
 /// (kind, level) of every JSON-sink delivery, in arrival order.
 fn json_deliveries(r: &Receiver) -> Vec<(String, Option<u64>)> {
     r.received()
@@ -56,7 +36,7 @@ fn json_deliveries(r: &Receiver) -> Vec<(String, Option<u64>)> {
 #[tokio::test]
 async fn escalation_steps_reach_every_sink_once_and_a_failing_sink_is_retried() {
     let receiver = Receiver::start().await;
-    let env = env_with_sinks("escalate", &receiver).await;
+    let env = Env::with_sinks("escalate", &receiver).await;
     let (ns, op) = (&env.ns, env.op());
     let spec = ActionItemSpec {
         priority: Priority::P1,
@@ -167,7 +147,7 @@ async fn escalation_steps_reach_every_sink_once_and_a_failing_sink_is_retried() 
 #[tokio::test]
 async fn a_killed_and_restarted_operator_sends_nothing_twice() {
     let receiver = Receiver::start().await;
-    let mut env = env_with_sinks("sigkill", &receiver).await;
+    let mut env = Env::with_sinks("sigkill", &receiver).await;
     let spec = ActionItemSpec {
         due_at: Some(secs_from_now(1)),
         escalation: Some(vec![escalation("6s", &["team-lead"])]),

@@ -78,6 +78,27 @@ impl Env {
         env
     }
 
+    /// A fresh namespace and the operator scoped to it, with a Slack sink (`chat`) and a JSON sink
+    /// (`pager`) posting to `receiver` under `/slack` and `/json`, their URLs in Secret `hooks` in the
+    /// namespace (also the operator's own), reminding every hour.
+    pub async fn with_sinks(prefix: &str, receiver: &super::servers::Receiver) -> Self {
+        let mut env = Self::new(prefix).await;
+        env.secret(
+            "hooks",
+            &[("slack", &receiver.url("/slack")), ("json", &receiver.url("/json"))],
+        )
+        .await;
+        let launch = env
+            .launch(
+                "reminderInterval: 1h\nsinks:\n\
+                 - {name: chat, format: slack, urlSecretRef: {name: hooks, key: slack}}\n\
+                 - {name: pager, format: json, urlSecretRef: {name: hooks, key: json}}\n",
+            )
+            .own_namespace(&env.ns);
+        env.run_operator(launch).await;
+        env
+    }
+
     /// How to run an operator that acts only in this namespace: `policy` (YAML, without `namespaces`)
     /// with `namespaces: [<ns>]` in front, so no test ever acts on another's objects.
     pub fn launch(&self, policy: &str) -> Launch {
