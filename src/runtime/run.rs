@@ -191,8 +191,9 @@ async fn watch_health(ctx: Arc<Context>) {
         tick.tick().await;
         if ctx.stores.health.failing() {
             let asked = std::time::Instant::now();
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), ctx.client.apiserver_version()).await {
-                ctx.stores.health.apiserver_answered(asked);
+            match tokio::time::timeout(Duration::from_secs(2), ctx.client.apiserver_version()).await {
+                Ok(Ok(_)) => ctx.stores.health.apiserver_answered(asked),
+                _ => ctx.stores.health.apiserver_silent(),
             }
         }
         reported = report_watches(&ctx, reported);

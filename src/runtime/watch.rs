@@ -152,8 +152,8 @@ pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 /// The longest wait between two attempts of a failing watch (jitter adds up to as much again).
 pub const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
-/// A failing watch reports an error at least every `2 × BACKOFF_MAX`; once the apiserver answers
-/// again, this long without an error means its watch is back.
+/// A failing watch reports an error at least every `2 × BACKOFF_MAX`; once the apiserver has answered
+/// this long without interruption and the watch reported no error meanwhile, its watch is back.
 const RECOVERED_AFTER: Duration = Duration::from_secs(7);
 
 /// A run of errors of one watch.
@@ -176,7 +176,8 @@ pub struct WatchHealth {
 #[derive(Debug, Default)]
 struct HealthState {
     streaks: std::collections::BTreeMap<&'static str, Streak>,
-    /// When the apiserver last answered a probe.
+    /// Since when the apiserver has answered every probe (`None`: the last probe failed, or a new
+    /// streak began after it).
     answered: Option<Instant>,
 }
 
@@ -186,6 +187,10 @@ impl WatchHealth {
         let mut state = self.inner.lock().expect("watch health lock");
         if failed {
             let now = Instant::now();
+            if !state.streaks.contains_key(kind) {
+                // A new failure: an earlier answer says nothing about it.
+                state.answered = None;
+            }
             state
                 .streaks
                 .entry(kind)
@@ -201,19 +206,26 @@ impl WatchHealth {
         !self.inner.lock().expect("watch health lock").streaks.is_empty()
     }
 
-    /// The apiserver answered a probe at `at`.
+    /// The apiserver answered a probe sent at `at`.
     pub fn apiserver_answered(&self, at: Instant) {
-        self.inner.lock().expect("watch health lock").answered = Some(at);
+        self.inner.lock().expect("watch health lock").answered.get_or_insert(at);
+    }
+
+    /// A probe got no answer: the apiserver is not back.
+    pub fn apiserver_silent(&self) {
+        self.inner.lock().expect("watch health lock").answered = None;
     }
 
     /// The watches failing for longer than `limit`, with how long, at `now`.
     pub fn broken(&self, limit: Duration, now: Instant) -> Vec<(&'static str, Duration)> {
         let mut state = self.inner.lock().expect("watch health lock");
         let answered = state.answered;
-        state.streaks.retain(|_, s| {
-            let apiserver_back = answered.is_some_and(|a| a > s.last);
-            !(apiserver_back && now.duration_since(s.last) >= RECOVERED_AFTER)
-        });
+        // Recovered: the apiserver has answered for RECOVERED_AFTER without interruption, and the
+        // watch reported no error in that time (it would have, had it still failed). Counted from the
+        // apiserver's return, not from the last error, so errors while it warms up keep the streak.
+        state
+            .streaks
+            .retain(|_, s| !answered.is_some_and(|a| a > s.last && now.duration_since(a) >= RECOVERED_AFTER));
         state
             .streaks
             .iter()
@@ -332,22 +344,40 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_watch_recovers_only_once_the_apiserver_answers() {
+    fn a_quiet_watch_recovers_only_once_the_apiserver_has_answered_for_a_while() {
         let health = WatchHealth::default();
         health.observe("Canary", true);
         let t0 = Instant::now();
         // Long quiet, but the apiserver never answered: still broken (an outage, a long backoff).
         let later = t0 + RECOVERED_AFTER + Duration::from_secs(30);
         assert_eq!(health.broken(Duration::from_secs(5), later).len(), 1);
-        // The apiserver answers; the watch reported nothing since: recovered after the quiet time.
+        // The apiserver answers from t0 + 1 s; not recovered before it has answered for the quiet time.
         health.apiserver_answered(t0 + Duration::from_secs(1));
+        health.apiserver_answered(t0 + Duration::from_secs(2));
+        let almost = t0 + Duration::from_secs(1) + RECOVERED_AFTER - Duration::from_millis(1);
         assert_eq!(
-            health.broken(Duration::ZERO, t0 + Duration::from_secs(2)).len(),
+            health.broken(Duration::ZERO, almost).len(),
             1,
             "not before the quiet time"
         );
+        // A probe without an answer starts the wait over.
+        health.apiserver_silent();
+        assert_eq!(health.broken(Duration::ZERO, later).len(), 1);
+        health.apiserver_answered(t0 + Duration::from_secs(3));
         assert!(health.broken(Duration::from_secs(5), later).is_empty());
         assert!(!health.failing());
+    }
+
+    #[test]
+    fn an_error_while_the_apiserver_warms_up_keeps_the_watch_broken() {
+        let health = WatchHealth::default();
+        health.observe("ActionItem", true);
+        let t0 = Instant::now();
+        health.apiserver_answered(t0);
+        // The watch fails again after the apiserver answered (its caches still warming up).
+        health.observe("ActionItem", true);
+        let later = Instant::now() + RECOVERED_AFTER + Duration::from_secs(1);
+        assert_eq!(health.broken(Duration::ZERO, later).len(), 1);
     }
 
     #[test]
