@@ -12,6 +12,7 @@ use kube::{
 };
 
 use super::{
+    leader::Leadership,
     status::{OwnWrites, StaleBackoff, StatusWriter},
     watch::Stores,
 };
@@ -45,6 +46,8 @@ pub struct Context {
     /// The policy's business-day time zone, resolved once (the policy was validated at load).
     pub business_tz: Option<jiff::tz::TimeZone>,
     pub memory: Memory,
+    /// Whether this replica holds the Lease; every write checks it first.
+    pub leader: Arc<Leadership>,
 }
 
 /// What the operator remembers between reconciles without writing it anywhere. Losing it (a restart)
@@ -80,11 +83,17 @@ impl Context {
                 .as_ref()
                 .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok()),
             memory: Memory::default(),
+            leader: Arc::new(Leadership::sole()),
             client,
             policy,
             metrics,
             stores,
         }
+    }
+
+    /// Whether this replica may write now (it leads, or runs without leader election).
+    pub fn may_write(&self) -> bool {
+        self.leader.may_write()
     }
 
     /// Whether the policy's namespace scope covers `ns` (empty list: every namespace).

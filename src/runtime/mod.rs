@@ -3,6 +3,7 @@
 //! (`incident/`, `action_item/`, `canary/`): observe, a pure decide, apply.
 
 pub mod context;
+pub mod leader;
 pub mod reconcile;
 pub mod run;
 pub mod status;
