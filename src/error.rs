@@ -27,6 +27,9 @@ pub enum Error {
     #[error("a controller stopped unexpectedly: {0}")]
     ControllerStopped(String),
 
+    #[error("this replica does not hold the lease: only the leader writes")]
+    NotLeader,
+
     #[error("could not build a JSON patch: {0}")]
     Patch(#[source] serde_json::Error),
 }
@@ -44,6 +47,7 @@ impl Error {
             Error::Server(_) => "server",
             Error::ControllerStopped(_) => "controller",
             Error::Patch(_) => "patch",
+            Error::NotLeader => "not_leader",
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub canary_rollouts_rolled_back: Counter,
     /// Canary metric checks by outcome (Pass, Fail, Inconclusive, Error).
     pub canary_analysis_outcomes: Family<OutcomeLabels, Counter>,
+    /// 1 while this replica holds the Lease (or runs without leader election), else 0.
+    pub leader: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -178,7 +180,14 @@ impl Default for Metrics {
             "Canary metric checks, by outcome",
             canary_analysis_outcomes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may write (it holds the Lease, or leader election is off), else 0",
+            leader.clone(),
+        );
         Self {
+            leader,
             registry,
             action_items,
             action_items_overdue,

@@ -12,6 +12,26 @@ use crate::{
     error::{Error, Result},
 };
 
+/// The label that assigns an object to a shard (see [`Policy::shard`]).
+pub const SHARD_LABEL: &str = "kaizen.dev/shard";
+
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_label_value(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    (1..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && edge(s.chars().next())
+        && edge(s.chars().last())
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Policy {
@@ -30,8 +50,11 @@ pub struct Policy {
     /// Where notifications go.
     pub sinks: Vec<Sink>,
     pub prometheus: PrometheusSettings,
-    /// Namespaces to watch; empty means all.
+    /// Namespaces to watch, each with its own watch (no cluster-wide list); empty means all.
     pub namespaces: Vec<String>,
+    /// Handle only objects labelled `kaizen.dev/shard=<shard>`, so several releases can split a
+    /// cluster; `None` handles every object in scope.
+    pub shard: Option<String>,
     /// How long a watch may keep failing before `/readyz` reports the operator not ready.
     pub watch_unhealthy_after: Duration,
 }
@@ -123,6 +146,7 @@ impl Default for Policy {
             sinks: Vec::new(),
             prometheus: PrometheusSettings::default(),
             namespaces: Vec::new(),
+            shard: None,
             watch_unhealthy_after: Duration::from_secs(30),
         }
     }
@@ -176,12 +200,33 @@ impl Policy {
             jiff::tz::TimeZone::get(&bd.time_zone)
                 .map_err(|e| bad("businessDays.timeZone", &format!("unknown time zone: {e}")))?;
         }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                return Err(bad(
+                    &format!("namespaces[{i}]"),
+                    "must be a namespace name (lowercase letters, digits and '-', at most 63)",
+                ));
+            }
+        }
+        if let Some(shard) = &self.shard
+            && !is_label_value(shard)
+        {
+            return Err(bad(
+                "shard",
+                "must be a label value: 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            ));
+        }
         if !(self.prometheus.default_address.starts_with("http://")
             || self.prometheus.default_address.starts_with("https://"))
         {
             return Err(bad("prometheus.defaultAddress", "must start with http:// or https://"));
         }
         Ok(())
+    }
+
+    /// The label selector of the shard, for every watch of Kaizen's kinds.
+    pub fn shard_selector(&self) -> Option<String> {
+        self.shard.as_ref().map(|s| format!("{SHARD_LABEL}={s}"))
     }
 
     pub fn deadline_for(&self, priority: Priority) -> Duration {

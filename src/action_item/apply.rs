@@ -137,6 +137,10 @@ async fn deliver(
         .iter()
         .filter(|s| !pending.delivered_to.contains(&s.name))
         .collect();
+    if !ctx.may_write() {
+        // The term ended after the notification was recorded: the next leader delivers it.
+        return status.clone();
+    }
     // Sinks are independent: one slow sink does not delay the others.
     let results = futures::future::join_all(todo.iter().map(|s| ctx.notifier.deliver(s, &msg))).await;
     let mut next = pending.clone();

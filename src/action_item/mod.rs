@@ -34,6 +34,7 @@ use crate::{
     metrics::ItemLabels,
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit, controller_config, drain, error_policy, requeue_at,
+        scope::WatchScope,
         watch::{Trigger, Triggered, guard_key, slim_watch, synced, wake},
     },
 };
@@ -148,20 +149,29 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
-    let stream = reflector::reflector(writer, slim_watch::<ActionItem>(&ctx.client, ctx.stores.health.clone()))
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
-                wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));
-            }
-            Ok(watcher::Event::Delete(g)) => wake(&wake_incidents, follow_ups.apply(guard_key(g), None)),
-            Ok(watcher::Event::Init) => follow_ups.relist_started(),
-            Ok(watcher::Event::InitDone) => wake(&wake_incidents, follow_ups.relist_done()),
-            Err(_) => {}
-        })
-        .applied_objects();
+    let stream = reflector::reflector(
+        writer,
+        slim_watch::<ActionItem>(
+            &ctx.client,
+            ctx.stores.health.clone(),
+            &WatchScope::of(&ctx.policy),
+            ctx.stores.items.clone(),
+        ),
+    )
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
+            wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));
+        }
+        Ok(watcher::Event::Delete(g)) => wake(&wake_incidents, follow_ups.apply(guard_key(g), None)),
+        Ok(watcher::Event::Init) => follow_ups.relist_started(),
+        Ok(watcher::Event::InitDone) => wake(&wake_incidents, follow_ups.relist_done()),
+        Err(_) => {}
+    })
+    .applied_objects();
     let fut = Controller::for_stream(stream, ctx.stores.items.clone())
         .with_config(controller_config())
         .reconcile_on(woken)
+        .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);
     drain("ActionItem", fut).boxed()

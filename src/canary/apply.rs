@@ -34,6 +34,7 @@ use crate::{
         incident::{Incident, IncidentSpec},
     },
     error::{Error, Result},
+    policy::SHARD_LABEL,
     runtime::{Context, FIELD_MANAGER},
 };
 
@@ -157,6 +158,7 @@ impl Io<'_> {
 
     pub async fn act(&self, action: &Action) -> Result<()> {
         use super::decide::Action::*;
+        self.ctx.fence()?;
         match action {
             CreatePrimary { replicas } => self.create_primary(*replicas).await,
             ScaleTarget(n) => self.scale_target(*n).await,
@@ -203,10 +205,15 @@ impl Io<'_> {
         };
         let mut inc = Incident::new(&req.name, spec);
         inc.metadata.namespace = Some(self.ns.to_string());
-        inc.metadata.labels = Some(BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("kaizen.dev/canary".to_string(), self.canary.name_any()),
             ("kaizen.dev/revision".to_string(), req.revision.clone()),
-        ]));
+        ]);
+        // The Incident belongs to the Canary's shard, so the release that rolled back also tracks it.
+        if let Some(shard) = self.canary.labels().get(SHARD_LABEL) {
+            labels.insert(SHARD_LABEL.to_string(), shard.clone());
+        }
+        inc.metadata.labels = Some(labels);
         let api: Api<Incident> = Api::namespaced(self.ctx.client.clone(), self.ns);
         match api.create(&PostParams::default(), &inc).await {
             Ok(_) => Ok(()),

@@ -52,6 +52,7 @@ use crate::{
     metrics::OutcomeLabels,
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
+        scope::WatchScope,
         watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, synced, wake},
     },
 };
@@ -236,6 +237,7 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Action::await_change());
     };
+    ctx.fence()?;
     // Removes exactly our entry, and only if it is still where we saw it.
     let patch = finalizer_patch(json!([
         {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
@@ -252,6 +254,7 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
 }
 
 async fn add_finalizer(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<()> {
+    ctx.fence()?;
     // Guarded by the list as it was read, so a finalizer someone else adds meanwhile is kept.
     let patch = match canary.meta().finalizers.as_ref() {
         None => json!([
@@ -318,7 +321,12 @@ pub fn controller(
     let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
     let canary_stream = reflector::reflector(
         canary_writer,
-        slim_watch::<Canary>(&ctx.client, ctx.stores.health.clone()),
+        slim_watch::<Canary>(
+            &ctx.client,
+            ctx.stores.health.clone(),
+            &WatchScope::of(&ctx.policy),
+            ctx.stores.canaries.clone(),
+        ),
     )
     .inspect(move |event| {
         let (g, gone) = match event {
@@ -354,7 +362,12 @@ pub fn controller(
     .applied_objects();
     let deployment_changes = reflector::reflector(
         deployment_writer,
-        deployment_watch(&ctx.client, ctx.stores.health.clone()),
+        deployment_watch(
+            &ctx.client,
+            ctx.stores.health.clone(),
+            &WatchScope::of(&ctx.policy),
+            ctx.stores.deployments.clone(),
+        ),
     )
     .touched_objects();
     let canaries = ctx.stores.canaries.clone();
@@ -377,6 +390,7 @@ pub fn controller(
             },
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
+        .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);
     drain("Canary", fut).boxed()

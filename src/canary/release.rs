@@ -19,6 +19,7 @@ impl Io<'_> {
     /// Deletion: hand the workload back to the target, then remove the primary. Returns false while the
     /// target is not yet serving (the caller looks again).
     pub async fn release(&self) -> Result<bool> {
+        self.ctx.fence()?;
         let (Some(target), Some(primary)) = (self.target, self.primary) else {
             return Ok(true);
         };

@@ -19,6 +19,7 @@ use crate::{
     error::Result,
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
+        scope::WatchScope,
         watch::{Trigger, Triggered, guard_key, slim_watch, wake},
     },
 };
@@ -66,30 +67,39 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
-    let stream = reflector::reflector(writer, slim_watch::<Incident>(&ctx.client, ctx.stores.health.clone()))
-        .inspect(move |event| {
-            let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
-                let key = guard_key(g);
-                let generation = crate::runtime::watch::guard_meta(g).generation;
-                let moved = if gone {
-                    generations.remove(&key).is_some()
-                } else {
-                    generations.insert(key.clone(), generation) != Some(generation)
-                };
-                if moved {
-                    wake(&wake_items, follow_ups.items_of(&key));
-                }
+    let stream = reflector::reflector(
+        writer,
+        slim_watch::<Incident>(
+            &ctx.client,
+            ctx.stores.health.clone(),
+            &WatchScope::of(&ctx.policy),
+            ctx.stores.incidents.clone(),
+        ),
+    )
+    .inspect(move |event| {
+        let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
+            let key = guard_key(g);
+            let generation = crate::runtime::watch::guard_meta(g).generation;
+            let moved = if gone {
+                generations.remove(&key).is_some()
+            } else {
+                generations.insert(key.clone(), generation) != Some(generation)
             };
-            match event {
-                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
-                Ok(watcher::Event::Delete(g)) => changed(g, true),
-                _ => {}
+            if moved {
+                wake(&wake_items, follow_ups.items_of(&key));
             }
-        })
-        .applied_objects();
+        };
+        match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
+            Ok(watcher::Event::Delete(g)) => changed(g, true),
+            _ => {}
+        }
+    })
+    .applied_objects();
     let fut = Controller::for_stream(stream, ctx.stores.incidents.clone())
         .with_config(controller_config())
         .reconcile_on(woken)
+        .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);
     drain("Incident", fut).boxed()

@@ -68,7 +68,14 @@ pub struct Memory {
 
 impl Context {
     /// `namespace` is the operator's own: where the sinks' Secrets live.
-    pub fn new(client: Client, policy: Policy, metrics: Arc<Metrics>, namespace: &str, stores: Stores) -> Self {
+    pub fn new(
+        client: Client,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+        namespace: &str,
+        stores: Stores,
+        leader: Arc<Leadership>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -77,13 +84,13 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             notifier: Notifier::new(client.clone(), namespace, SINK_TIMEOUT),
             prometheus: Prometheus::new(PROMETHEUS_TIMEOUT),
-            status: StatusWriter::new(client.clone(), metrics.clone()),
+            status: StatusWriter::new(client.clone(), metrics.clone(), leader.clone()),
             business_tz: policy
                 .business_days
                 .as_ref()
                 .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok()),
             memory: Memory::default(),
-            leader: Arc::new(Leadership::sole()),
+            leader,
             client,
             policy,
             metrics,
@@ -94,6 +101,15 @@ impl Context {
     /// Whether this replica may write now (it leads, or runs without leader election).
     pub fn may_write(&self) -> bool {
         self.leader.may_write()
+    }
+
+    /// Refuses a write this replica may not make (see [`Leadership`]).
+    pub fn fence(&self) -> crate::error::Result<()> {
+        if self.may_write() {
+            Ok(())
+        } else {
+            Err(crate::error::Error::NotLeader)
+        }
     }
 
     /// Whether the policy's namespace scope covers `ns` (empty list: every namespace).
@@ -107,6 +123,10 @@ impl Context {
     /// (reason and action among others) into one series that keeps the first note, so without it
     /// "StepAdvanced: weight 67%" would vanish into the "weight 34%" Event of the same rollout.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        if !self.may_write() {
+            tracing::debug!(reason, "not the leader: event not published");
+            return;
+        }
         use sha2::Digest;
         let digest = hex::encode(&sha2::Sha256::digest(note.as_bytes())[..4]);
         let event = Event {

@@ -3,9 +3,11 @@
 //! (`incident/`, `action_item/`, `canary/`): observe, a pure decide, apply.
 
 pub mod context;
+pub mod election;
 pub mod leader;
 pub mod reconcile;
 pub mod run;
+pub mod scope;
 pub mod status;
 pub mod watch;
 

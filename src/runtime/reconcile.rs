@@ -53,6 +53,10 @@ where
     if !ctx.in_scope(meta.namespace.as_deref()) {
         return Ok(Admitted::Done(Action::await_change()));
     }
+    // A standby only keeps its caches warm; gaining the lease reconciles everything (`on_gain`).
+    if !ctx.may_write() {
+        return Ok(Admitted::Done(Action::await_change()));
+    }
     let name = meta.name.clone().unwrap_or_default();
     let namespace = meta.namespace.clone().ok_or_else(|| Error::MissingNamespace {
         kind: kind_of::<K>(),
@@ -98,6 +102,10 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     ctx: Arc<Context>,
 ) -> Action {
     let kind = kind_of::<K>();
+    if matches!(err, Error::NotLeader) {
+        // The term ended mid-reconcile; the next leader takes over from the caches.
+        return Action::await_change();
+    }
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ErrorLabels {

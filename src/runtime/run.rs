@@ -23,6 +23,8 @@ use kube::{
 
 use super::{
     Context,
+    election::{self, LeaseConfig},
+    leader::Leadership,
     watch::{self, Stores},
 };
 use crate::{
@@ -40,6 +42,8 @@ pub struct Options {
     pub crd_timeout: Duration,
     /// The operator's own namespace, where the sinks' Secrets live.
     pub namespace: String,
+    /// Leader election; `None`: this process is the only writer.
+    pub election: Option<LeaseConfig>,
 }
 
 /// How often the gauges counted from the caches are recounted.
@@ -80,7 +84,23 @@ pub async fn run(opts: Options) -> Result<()> {
         res = wait_for_crds(&client, opts.crd_timeout) => res?,
         _ = shutdown.clone() => return Ok(()),
     }
-    let ctx = Arc::new(Context::new(client, opts.policy, metrics, &opts.namespace, stores));
+    let leadership = Arc::new(match opts.election {
+        Some(_) => Leadership::elected(),
+        None => Leadership::sole(),
+    });
+    metrics.leader.set(i64::from(leadership.may_write()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        opts.policy,
+        metrics.clone(),
+        &opts.namespace,
+        stores,
+        leadership.clone(),
+    ));
+    // Elected after the CRDs exist, beside the watches: a standby's caches are warm when it takes over.
+    let elector = opts
+        .election
+        .map(|config| tokio::spawn(election::run(client, config, leadership, metrics, shutdown.clone())));
 
     let (wake_incidents, incidents_woken) = watch::trigger();
     let (wake_items, items_woken) = watch::trigger();
@@ -117,6 +137,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let health = tokio::spawn(watch_health(ctx.clone()));
 
     tokio::join!(incidents, items, canaries);
+    if let Some(elector) = elector {
+        // The lease is released (after writing stopped) before the process exits.
+        let _ = elector.await;
+    }
     gauges.abort();
     health.abort();
     tracing::info!("controllers stopped");

@@ -17,7 +17,7 @@ use kube::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::{FIELD_MANAGER, kind_of};
+use super::{FIELD_MANAGER, kind_of, leader::Leadership};
 use crate::{
     error::{Error, Result},
     metrics::{KindLabels, Metrics},
@@ -45,16 +45,21 @@ impl Written {
 pub struct StatusWriter {
     client: Client,
     metrics: Arc<Metrics>,
+    leader: Arc<Leadership>,
 }
 
 impl StatusWriter {
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, leader: Arc<Leadership>) -> Self {
         // Every kind's counters exist from the start, so "none yet" reads as 0, not as missing.
         for kind in ["Incident", "ActionItem", "Canary"] {
             let _ = metrics.status_writes.get_or_create(&KindLabels { kind });
             let _ = metrics.status_conflicts.get_or_create(&KindLabels { kind });
         }
-        Self { client, metrics }
+        Self {
+            client,
+            metrics,
+            leader,
+        }
     }
 
     /// Writes `new` as the status of `namespace/name` unless it equals `old`.
@@ -77,6 +82,10 @@ impl StatusWriter {
     {
         if old == Some(new) {
             return Ok(Written::Unchanged);
+        }
+        // The fence: a reconcile that began while this replica led may end after its term.
+        if !self.leader.may_write() {
+            return Err(Error::NotLeader);
         }
         let status = serde_json::to_value(new).map_err(|source| Error::Serialize { what: "status", source })?;
         let resource = ApiResource::erase::<K>(&());
@@ -241,7 +250,10 @@ mod tests {
     fn writer() -> (StatusWriter, Handle) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        (StatusWriter::new(client, Arc::new(Metrics::default())), handle)
+        (
+            StatusWriter::new(client, Arc::new(Metrics::default()), Arc::new(Leadership::sole())),
+            handle,
+        )
     }
 
     fn status(phase: crate::api::incident::IncidentPhase) -> IncidentStatus {

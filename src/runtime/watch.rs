@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{FutureExt, Stream, StreamExt, future::BoxFuture};
+use futures::{FutureExt, Stream, StreamExt, future::BoxFuture, stream::BoxStream};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -23,6 +23,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
+use super::scope::WatchScope;
 use crate::{
     api::{ActionItem, Canary, Incident},
     incident::follow_ups::FollowUps,
@@ -235,40 +236,83 @@ impl WatchHealth {
     }
 }
 
-/// A watch of a Kaizen kind in every namespace, tolerant of objects that do not decode, whose objects
-/// are kept without `managedFields` and kubectl's last-applied copy: nothing here reads them, and as
-/// parsed JSON they were most of the memory a cached object took.
+type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// A watch of a Kaizen kind in the scope's namespaces (see [`scope`](super::scope)), tolerant of
+/// objects that do not decode, whose objects are kept without `managedFields` and kubectl's
+/// last-applied copy: nothing here reads them, and as parsed JSON they were most of the memory a
+/// cached object took. `store` is the cache it fills (a namespace's relist is merged against it).
 pub fn slim_watch<K: CachedKind>(
     client: &Client,
     health: Arc<WatchHealth>,
-) -> impl Stream<Item = Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>> + Send + use<K> {
-    let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+    scope: &WatchScope,
+    store: Store<DeserializeGuard<K>>,
+) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(labels) = &scope.labels {
+        config = config.labels(labels);
+    }
     let kind = super::kind_of::<K>();
-    watcher(api, watcher::Config::default().any_semantic())
-        .backoff(watch_backoff())
-        .inspect(move |e| health.observe(kind, e.is_err()))
-        .modify(|o| {
-            o.managed_fields_mut().clear();
-            o.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+    scoped(scope, store, |ns| {
+        let api: Api<DeserializeGuard<K>> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(api, config.clone()).backoff(watch_backoff()).boxed()
+    })
+    .inspect(move |e| health.observe(kind, e.is_err()))
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+        o.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+    })
 }
 
-/// A watch of every Deployment, as the apiserver serves them (see [`Stores::deployments`]).
+/// A watch of the Deployments in the scope's namespaces (all of them: targets carry no shard label),
+/// as the apiserver serves them (see [`Stores::deployments`]).
 pub fn deployment_watch(
     client: &Client,
     health: Arc<WatchHealth>,
-) -> impl Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send + use<> {
+    scope: &WatchScope,
+    store: Store<DynamicObject>,
+) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
     let resource = ApiResource::erase::<Deployment>(&());
-    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-    watcher(api, watcher::Config::default().any_semantic())
-        .backoff(watch_backoff())
-        .inspect(move |e| health.observe("Deployment", e.is_err()))
-        .modify(|d| {
-            d.managed_fields_mut().clear();
-            d.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+    scoped(scope, store, |ns| {
+        let api = match ns {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+            None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+        };
+        watcher(api, watcher::Config::default().any_semantic())
+            .backoff(watch_backoff())
+            .boxed()
+    })
+    .inspect(move |e| health.observe("Deployment", e.is_err()))
+    .modify(|d| {
+        d.managed_fields_mut().clear();
+        d.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+    })
+}
+
+/// One watch of every namespace, or one per namespace of the scope merged into the events of one.
+fn scoped<K>(
+    scope: &WatchScope,
+    store: Store<K>,
+    watch: impl Fn(Option<&str>) -> BoxStream<'static, WatchItem<K>>,
+) -> BoxStream<'static, WatchItem<K>>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    if scope.namespaces.is_empty() {
+        return watch(None);
+    }
+    let streams = scope
+        .namespaces
+        .iter()
+        .map(|ns| (ns.clone(), watch(Some(ns))))
+        .collect();
+    super::scope::merged(streams, store).boxed()
 }
 
 /// The metadata of an object, whether or not the rest of it decodes.
