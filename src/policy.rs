@@ -281,4 +281,17 @@ mod tests {
         let err = Policy::from_yaml("businessDays:\n  timeZone: Mars/Olympus\n", "cfg.yaml").unwrap_err();
         assert!(err.to_string().contains("businessDays.timeZone"), "{err}");
     }
+
+    #[test]
+    fn the_shard_becomes_a_label_selector_and_bad_scopes_are_named() {
+        let policy = Policy::from_yaml("shard: eu-1\nnamespaces: [team-a]\n", "cfg.yaml").unwrap();
+        assert_eq!(policy.shard_selector().as_deref(), Some("kaizen.dev/shard=eu-1"));
+        assert_eq!(Policy::default().shard_selector(), None);
+        for bad in ["shard: 'a,b'\n", "shard: -a\n", "shard: ''\n"] {
+            let err = Policy::from_yaml(bad, "cfg.yaml").unwrap_err();
+            assert!(err.to_string().contains("key `shard`"), "{bad}: {err}");
+        }
+        let err = Policy::from_yaml("namespaces: [Team_A]\n", "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("namespaces[0]"), "{err}");
+    }
 }

@@ -199,6 +199,7 @@ pub struct Launch {
     kubeconfig: PathBuf,
     own_namespace: Option<String>,
     rust_log: String,
+    args: Vec<String>,
 }
 
 impl Launch {
@@ -209,6 +210,7 @@ impl Launch {
             kubeconfig: kubeconfig(),
             own_namespace: None,
             rust_log: "info,kaizen=debug".into(),
+            args: Vec::new(),
         }
     }
 
@@ -222,6 +224,12 @@ impl Launch {
     /// `--namespace`: the operator's own namespace, where the Secrets of its sinks live.
     pub fn own_namespace(mut self, ns: &str) -> Self {
         self.own_namespace = Some(ns.to_string());
+        self
+    }
+
+    /// Extra arguments of `kaizen run` (say, leader election).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -246,6 +254,7 @@ impl Launch {
         if let Some(ns) = &self.own_namespace {
             command.args(["--namespace", ns]);
         }
+        command.args(&self.args);
         let child = command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", &self.rust_log)
@@ -307,6 +316,24 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {}", self.pid());
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit by itself.
+    pub async fn terminate(&mut self) {
+        self.signal("TERM");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the operator exits within 30 s of SIGTERM")
+            .unwrap();
     }
 
     /// SIGKILL: no shutdown hook runs. Returns once the process is gone.
