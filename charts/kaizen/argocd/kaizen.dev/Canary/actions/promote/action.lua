@@ -1,0 +1,6 @@
+-- Sets kaizen.dev/promote to a fresh timestamp: Kaizen acts once on each new value (status.handledAnnotations).
+if obj.metadata.annotations == nil then
+  obj.metadata.annotations = {}
+end
+obj.metadata.annotations["kaizen.dev/promote"] = os.date("!%Y-%m-%dT%H:%M:%SZ")
+return obj
