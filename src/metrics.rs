@@ -25,6 +25,17 @@ pub struct ItemLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncidentLabels {
+    pub phase: &'static str,
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PriorityLabels {
     pub priority: &'static str,
 }
@@ -63,6 +74,12 @@ pub struct Metrics {
     pub canary_analysis_outcomes: Family<OutcomeLabels, Counter>,
     /// 1 while this replica holds the Lease (or runs without leader election), else 0.
     pub leader: Gauge,
+    /// Incidents by derived phase and severity, recounted from the cache.
+    pub incidents: Family<IncidentLabels, Gauge>,
+    /// Canaries by phase, recounted from the cache.
+    pub canaries: Family<PhaseLabels, Gauge>,
+    /// The sum of the traffic weights of the Canaries rolling out (divide by their count for the mean).
+    pub canary_weight_percent: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -180,13 +197,32 @@ impl Default for Metrics {
             "Canary metric checks, by outcome",
             canary_analysis_outcomes.clone(),
         );
+        let incidents = Family::<IncidentLabels, Gauge>::default();
+        registry.register("incidents", "Incidents by phase and severity", incidents.clone());
+        let canaries = Family::<PhaseLabels, Gauge>::default();
+        registry.register("canaries", "Canaries by phase", canaries.clone());
+        let canary_weight_percent = Gauge::default();
+        registry.register(
+            "canary_weight_percent",
+            "Sum of the canary traffic weights (percent) of the Canaries rolling out",
+            canary_weight_percent.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica may write (it holds the Lease, or leader election is off), else 0",
             leader.clone(),
         );
+        // Series a dashboard or an alert reads exist from the start, at 0, for every kind.
+        for kind in ["Incident", "ActionItem", "Canary"] {
+            for error in ["api", "client"] {
+                let _ = reconcile_errors.get_or_create(&ErrorLabels { kind, error });
+            }
+        }
         Self {
+            incidents,
+            canaries,
+            canary_weight_percent,
             leader,
             registry,
             action_items,

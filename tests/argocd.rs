@@ -96,8 +96,13 @@ fn run_lua(script: &Path, input: &Value) -> Value {
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{}: result is not JSON ({e}): {}", script.display(), String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: result is not JSON ({e}): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn yaml(path: &Path) -> Value {
@@ -133,8 +138,9 @@ fn every_health_check_gives_the_status_its_tests_expect() {
     let mut ran = 0;
     for kind in ["Incident", "ActionItem", "Canary"] {
         let dir = root().join(kind);
-        let tests: HealthTests = serde_yaml::from_value(serde_yaml::to_value(yaml(&dir.join("health_test.yaml"))).unwrap())
-            .expect("health_test.yaml in Argo CD's format");
+        let tests: HealthTests =
+            serde_yaml::from_value(serde_yaml::to_value(yaml(&dir.join("health_test.yaml"))).unwrap())
+                .expect("health_test.yaml in Argo CD's format");
         assert!(tests.tests.len() >= 4, "{kind}: cover every status");
         for t in tests.tests {
             let got = run_lua(&dir.join("health.lua"), &yaml(&dir.join(&t.input_path)));
@@ -188,7 +194,13 @@ fn canary_actions_are_offered_when_they_can_act_and_set_their_annotation() {
             &yaml(&dir.join(&t.input_path)),
         );
         let want = yaml(&dir.join(&t.expected_output_path));
-        assert_eq!(normalize(got), normalize(want), "action {} on {}", t.action, t.input_path);
+        assert_eq!(
+            normalize(got),
+            normalize(want),
+            "action {} on {}",
+            t.action,
+            t.input_path
+        );
     }
 }
 
@@ -214,9 +226,12 @@ fn the_argocd_cm_patch_carries_every_script_verbatim() {
         let file = std::fs::read_to_string(root().join(kind).join("health.lua")).unwrap();
         assert_eq!(patch["data"][&key].as_str(), Some(file.as_str()), "{key}");
     }
-    let actions: Value =
-        serde_yaml::from_str(patch["data"]["resource.customizations.actions.kaizen.dev_Canary"].as_str().unwrap())
-            .unwrap();
+    let actions: Value = serde_yaml::from_str(
+        patch["data"]["resource.customizations.actions.kaizen.dev_Canary"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     let names: Vec<&str> = actions["definitions"]
         .as_array()
         .unwrap()

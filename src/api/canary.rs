@@ -311,7 +311,18 @@ pub struct CanaryStatus {
 
 /// Phases of a Canary.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::EnumIter,
 )]
 pub enum CanaryPhase {
     Initializing,

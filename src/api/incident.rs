@@ -208,6 +208,7 @@ pub struct IncidentStatus {
     Debug,
     PartialEq,
     Eq,
+    Hash,
     JsonSchema,
     strum::IntoStaticStr,
     strum::Display,

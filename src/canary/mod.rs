@@ -22,6 +22,8 @@ pub mod templates;
 
 use std::{collections::HashMap, sync::Arc};
 
+use crate::metrics::PhaseLabels;
+
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
@@ -305,6 +307,33 @@ struct VerdictInputs {
     phase: Option<CanaryPhase>,
     /// The Promoted condition's status and when it last changed.
     promoted: Option<(String, Timestamp)>,
+}
+
+/// Recounts `kaizen_canaries{phase}` and `kaizen_canary_weight_percent` from the cache.
+pub fn count_canaries(ctx: &Context) {
+    use strum::IntoEnumIterator;
+    let mut counts: HashMap<CanaryPhase, i64> = HashMap::new();
+    let mut weights = 0;
+    for guard in ctx.stores.canaries.state() {
+        if let Ok(c) = &guard.0
+            && let Some(status) = &c.status
+            && let Some(phase) = status.phase
+            && ctx.in_scope(c.namespace().as_deref())
+        {
+            *counts.entry(phase).or_default() += 1;
+            if matches!(phase, CanaryPhase::Progressing | CanaryPhase::Paused) {
+                weights += i64::from(status.canary_weight.unwrap_or(0));
+            }
+        }
+    }
+    for phase in CanaryPhase::iter() {
+        let n = counts.get(&phase).copied().unwrap_or(0);
+        ctx.metrics
+            .canaries
+            .get_or_create(&PhaseLabels { phase: phase.into() })
+            .set(n);
+    }
+    ctx.metrics.canary_weight_percent.set(weights);
 }
 
 /// Runs the Canary controller on the one Canary watch and the one Deployment watch. A change of a

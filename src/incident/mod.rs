@@ -7,6 +7,11 @@ pub mod follow_ups;
 
 use std::{collections::HashMap, sync::Arc};
 
+use crate::{
+    api::incident::{IncidentPhase, Severity},
+    metrics::IncidentLabels,
+};
+
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
@@ -52,6 +57,30 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
             Ok(requeue_at(decision.wake_at, now))
         }
         Written::Unchanged => Ok(requeue_at(decision.wake_at, now)),
+    }
+}
+
+/// Recounts `kaizen_incidents{phase,severity}` from the cache.
+pub fn count_incidents(ctx: &Context) {
+    use strum::IntoEnumIterator;
+    let mut counts: HashMap<(IncidentPhase, Severity), i64> = HashMap::new();
+    for guard in ctx.stores.incidents.state() {
+        if let Ok(i) = &guard.0
+            && let Some(phase) = i.status.as_ref().and_then(|s| s.phase)
+            && ctx.in_scope(kube::ResourceExt::namespace(i).as_deref())
+        {
+            *counts.entry((phase, i.spec.severity)).or_default() += 1;
+        }
+    }
+    for phase in IncidentPhase::iter() {
+        for severity in Severity::iter() {
+            let labels = IncidentLabels {
+                phase: phase.into(),
+                severity: severity.into(),
+            };
+            let n = counts.get(&(phase, severity)).copied().unwrap_or(0);
+            ctx.metrics.incidents.get_or_create(&labels).set(n);
+        }
     }
 }
 

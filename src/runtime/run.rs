@@ -185,6 +185,8 @@ async fn recount(ctx: Arc<Context>) {
         count_invalid(&ctx, "ActionItem", &stores.items);
         count_invalid(&ctx, "Canary", &stores.canaries);
         action_item::count_items(&ctx);
+        incident::count_incidents(&ctx);
+        canary::count_canaries(&ctx);
     }
 }
 

@@ -100,6 +100,35 @@ impl Exporter {
     }
 }
 
+/// A scrape target of the local Prometheus (say, the operator's own `/metrics`) registered through
+/// file_sd with the label `exporter="<id>"`, until dropped.
+pub struct ScrapeTarget {
+    pub id: String,
+    sd_file: PathBuf,
+}
+
+impl ScrapeTarget {
+    pub fn register(port: u16) -> Self {
+        let id = format!("tgt{:08x}", rand_suffix());
+        let dir = targets_dir();
+        let sd_file = dir.join(format!("{id}.json"));
+        let tmp = dir.join(format!("{id}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")], "labels": { "exporter": id } }]).to_string(),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &sd_file).unwrap();
+        Self { id, sd_file }
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sd_file);
+    }
+}
+
 /// The series the local Prometheus returns for an instant query; `None` when it cannot be asked.
 pub async fn query_result(query: &str) -> Option<Vec<serde_json::Value>> {
     let resp: serde_json::Value = http()
