@@ -329,11 +329,11 @@ async fn malformed_outcomes_are_refused_at_admission() {
             outcome: o(target, "7d", "1h", "90d"),
             ..item("ok", "alice")
         };
-        let created = env.items.create(
-            &Default::default(),
-            &kaizen::api::ActionItem::new(&format!("ok{i}"), spec),
-        );
-        created.await.unwrap_or_else(|e| panic!("{target} refused: {e}"));
+        let item = kaizen::api::ActionItem::new(&format!("ok{i}"), spec);
+        env.items
+            .create(&Default::default(), &item)
+            .await
+            .unwrap_or_else(|e| panic!("{target} refused: {e}"));
     }
     for (target, baseline, wait, judge, needle) in [
         ("halve it", "7d", "0s", "1d", "target must be a comparison"),
