@@ -30,6 +30,8 @@ pub struct Message {
     pub priority: String,
     pub due_at: String,
     pub incident: Option<String>,
+    /// For an outcome notice: what was measured (the OutcomeMet condition's message).
+    pub outcome: Option<String>,
 }
 
 /// The most characters of any one user-written field in a message: titles are bounded at 256 by the
@@ -62,6 +64,7 @@ impl Message {
             (NotificationKind::Escalation, Some(l)) => format!("Escalation {l}/{}", self.levels),
             (NotificationKind::Escalation, None) => "Escalation".to_string(),
             (NotificationKind::Reminder, _) => "Reminder".to_string(),
+            (NotificationKind::Outcome, _) => "Outcome".to_string(),
         };
         let incident = self
             .incident
@@ -69,6 +72,21 @@ impl Message {
             .map(|i| format!(" (incident {})", user(i)))
             .unwrap_or_default();
         let recipients: Vec<String> = self.recipients.iter().map(|r| user(r)).collect();
+        if self.kind == NotificationKind::Outcome {
+            // The measurement can quote Prometheus's error text: bounded and escaped like user text.
+            let found = escape(&plain(
+                self.outcome.as_deref().unwrap_or("Ineffective."),
+                2 * MAX_FIELD_CHARS,
+            ));
+            return format!(
+                "{what} for {}: the fix of action item {}/{} \"{}\"{incident}, owned by {}, did not bring its improvement. {found}",
+                recipients.join(", "),
+                user(&self.namespace),
+                user(&self.name),
+                user(&self.title),
+                user(&self.owner),
+            );
+        }
         format!(
             "{what} for {}: action item {}/{} \"{}\"{incident}, {} owned by {}, was due at {} and is not finished.",
             recipients.join(", "),
@@ -107,6 +125,7 @@ impl Message {
                     "dueAt": self.due_at,
                     "incident": self.incident,
                 },
+                "outcome": self.outcome.as_deref().map(|o| plain(o, 2 * MAX_FIELD_CHARS)),
                 "text": self.text(),
             }),
         }
@@ -250,6 +269,7 @@ mod tests {
             priority: "P1".into(),
             due_at: "2026-03-10T00:00:00Z".into(),
             incident: Some("inc-1".into()),
+            outcome: None,
         }
     }
 

@@ -138,7 +138,21 @@ impl Prometheus {
 
     /// Evaluates `query` now. A scalar result comes back as one unlabelled sample.
     pub async fn instant(&self, address: &str, query: &str) -> Result<Vec<Sample>, QueryError> {
-        match self.get(address, "query", &[("query", query.to_string())]).await? {
+        self.instant_at(address, query, None).await
+    }
+
+    /// Evaluates `query` at `time` (now when `None`): a past instant is answered from history.
+    pub async fn instant_at(
+        &self,
+        address: &str,
+        query: &str,
+        time: Option<Timestamp>,
+    ) -> Result<Vec<Sample>, QueryError> {
+        let mut params = vec![("query", query.to_string())];
+        if let Some(t) = time {
+            params.push(("time", format!("{:.3}", t.as_millisecond() as f64 / 1000.0)));
+        }
+        match self.get(address, "query", &params).await? {
             Data::Vector(items) => items
                 .into_iter()
                 .map(|i| {
@@ -253,6 +267,32 @@ pub enum Op {
     Ge,
     Eq,
     Ne,
+}
+
+impl QueryError {
+    /// Whether asking again later may answer: the request never reached a verdict on the query.
+    pub fn transient(&self) -> bool {
+        match self {
+            QueryError::Unreachable { .. } => true,
+            QueryError::Http { status, .. } => *status >= 500 || *status == 429,
+            QueryError::Rejected { kind, .. } => kind == "timeout" || kind == "unavailable" || kind == "internal",
+            QueryError::Decode(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        };
+        write!(f, "{op} {}", self.bound)
+    }
 }
 
 impl Threshold {

@@ -12,7 +12,8 @@ use super::{
 use crate::{
     api::{
         action_item::{
-            ActionItem, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind, OVERDUE, PendingNotification, VERIFIED,
+            ActionItem, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind, OUTCOME_MET, OVERDUE, OutcomeResult,
+            PendingNotification, VERIFIED,
         },
         conditions,
     },
@@ -43,6 +44,11 @@ pub async fn apply(
     // The version the decision was made from: the cached one, or that of our own newer write.
     mut guard: Option<String>,
 ) -> Result<Applied> {
+    // A replica that does not hold the Lease writes, announces and sends nothing: the outcome it
+    // judged is judged again, from the same history, by the leader.
+    if !ctx.may_write() {
+        return Ok(Applied::Wake(decision.wake_at));
+    }
     let old = item.status.clone().unwrap_or_default();
     let uid = item.metadata.uid.clone().unwrap_or_default();
     // Decisions are written only onto the version they were made from, so a cache that lags behind the
@@ -129,6 +135,9 @@ async fn deliver(
         priority: item.spec.priority.as_str().to_string(),
         due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
+        outcome: (pending.kind == NotificationKind::Outcome)
+            .then(|| conditions::find(&status.conditions, OUTCOME_MET).map(|c| c.message.clone()))
+            .flatten(),
     };
     let kind: &'static str = pending.kind.into();
     let todo: Vec<&Sink> = ctx
@@ -225,6 +234,29 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
     }
     if new.escalation_level.unwrap_or(0) > old.escalation_level.unwrap_or(0) {
         ctx.publish(item, EventType::Warning, "Escalated", message(ESCALATED))
+            .await;
+    }
+    let baseline = |s: &ActionItemStatus| s.outcome.as_ref()?.baseline.clone();
+    if let Some(b) = baseline(new).filter(|b| b.value.is_some() && baseline(old).as_ref() != Some(b)) {
+        let value = b.value.map(super::outcome::num).unwrap_or_default();
+        ctx.publish(
+            item,
+            EventType::Normal,
+            "BaselineCaptured",
+            format!(
+                "Baseline {value}: the outcome query averaged from {} to {}.",
+                b.from.0, b.to.0
+            ),
+        )
+        .await;
+    }
+    let result = |s: &ActionItemStatus| s.outcome.as_ref().and_then(|o| o.result);
+    if let Some(r) = result(new).filter(|_| result(old).is_none()) {
+        let type_ = match r {
+            OutcomeResult::Effective => EventType::Normal,
+            OutcomeResult::Ineffective | OutcomeResult::Inconclusive => EventType::Warning,
+        };
+        ctx.publish(item, type_, &format!("Outcome{r}"), message(OUTCOME_MET))
             .await;
     }
     if rose(VERIFIED) {

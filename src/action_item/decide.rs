@@ -5,7 +5,11 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{deadline, ladder, verify::verify};
+use super::{
+    deadline, ladder,
+    outcome::{self, Readings},
+    verify::verify,
+};
 use crate::{
     api::{
         action_item::{
@@ -29,6 +33,8 @@ pub struct Observations {
     pub probe: Option<Probe>,
     /// When the Prometheus condition was last evaluated (this round included).
     pub last_probe_at: Option<Timestamp>,
+    /// The outcome measurements taken this round (see [`outcome::plan`]).
+    pub outcome: Readings,
 }
 
 impl Observations {
@@ -37,6 +43,10 @@ impl Observations {
         canary: CanaryVerdict::NotInvolved,
         probe: None,
         last_probe_at: None,
+        outcome: Readings {
+            baseline: None,
+            measured: None,
+        },
     };
 }
 
@@ -63,7 +73,8 @@ pub enum Probe {
 #[derive(Debug, PartialEq)]
 pub struct Decision {
     pub status: ActionItemStatus,
-    /// The next moment the status changes by itself (due-soon, due, a notification, a verification check).
+    /// The next moment the status changes by itself (due-soon, due, a notification, a verification
+    /// check, the outcome's judgement).
     pub wake_at: Option<Timestamp>,
 }
 
@@ -142,13 +153,46 @@ pub fn decide(
     } else {
         None
     };
+    let judged = outcome::judge(item, &obs.outcome, completed_at.as_ref().map(|t| t.0), now);
 
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);
     let mut record = old.notifications.clone().unwrap_or_default();
     let mut level = old.escalation_level.unwrap_or(0);
     let mut notify_wake = None;
-    if terminal {
+    // Reminders and escalations are about the deadline; an outcome notice is owed whatever the
+    // deadline does.
+    let outcome_pending = record
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.kind == NotificationKind::Outcome);
+    if judged.notify {
+        // Judged Ineffective this round, which happens once: the owner is told once.
+        let uid = item.metadata.uid.as_deref().unwrap_or_default();
+        let judged_at = judged
+            .status
+            .as_ref()
+            .and_then(|o| o.measured.as_ref())
+            .map(|m| m.to.0)
+            .unwrap_or(now);
+        record.pending = Some(PendingNotification {
+            id: notification_id(uid, NotificationKind::Outcome, judged_at),
+            kind: NotificationKind::Outcome,
+            level: None,
+            recipients: vec![item.spec.owner.clone()],
+            decided_at: Time(now),
+            delivered_to: Vec::new(),
+            failed_attempts: 0,
+            last_error: None,
+            retry_at: None,
+        });
+        notify_wake = Some(now);
+    } else if outcome_pending {
+        notify_wake = record
+            .pending
+            .as_ref()
+            .map(|p| p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
+    } else if terminal {
         // Nobody needs a reminder about finished work.
         record.pending = None;
     } else if !overdue {
@@ -171,6 +215,8 @@ pub fn decide(
             match n.kind {
                 NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
                 NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
+                // The ladder decides reminders and escalations only.
+                NotificationKind::Outcome => {}
             }
             let uid = item.metadata.uid.as_deref().unwrap_or_default();
             record.pending = Some(PendingNotification {
@@ -232,6 +278,7 @@ pub fn decide(
         ));
     }
     facts.extend(verified_fact);
+    facts.extend(judged.fact);
     match (obs.incident_exists, &item.spec.incident_ref) {
         (Some(false), Some(r)) => facts.extend(conditions::stalled(
             "IncidentNotFound",
@@ -248,9 +295,10 @@ pub fn decide(
         escalation_level: (level > 0 || old.escalation_level.is_some()).then_some(level),
         notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
         verification: verification.map(Box::new),
+        outcome: judged.status.map(Box::new),
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
     };
-    let wake_at = [transition_wake, notify_wake.filter(|_| !terminal), verify_wake]
+    let wake_at = [transition_wake, notify_wake, verify_wake, judged.wake_at]
         .into_iter()
         .fold(None, ladder::earliest);
     Decision { status, wake_at }

@@ -1,12 +1,13 @@
 //! The ActionItem controller: observe (incident, canaries, Prometheus: [`observe`]) -> decide (pure:
-//! [`decide`], [`verify`], [`ladder`], [`deadline`]) -> apply (status, Events, notifications:
-//! [`apply`]).
+//! [`decide`], [`verify`], [`outcome`], [`ladder`], [`deadline`]) -> apply (status, Events,
+//! notifications: [`apply`]).
 
 pub mod apply;
 pub mod deadline;
 pub mod decide;
 pub mod ladder;
 pub mod observe;
+pub mod outcome;
 pub mod verify;
 
 use std::{collections::HashMap, sync::Arc};
@@ -78,6 +79,10 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
         }
         _ => None,
     };
+    // The outcome's measurements are planned from the status, so each is taken once: the baseline
+    // when the outcome is first seen, the judgement at its instant (see `outcome`).
+    let plan = outcome::plan(item, now);
+    let outcome = observe::outcome_readings(&ctx, item, &plan).await;
     let obs = Observations {
         incident_exists: item
             .spec
@@ -87,6 +92,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
         canary: observe::canary_verdict(&ctx.stores.canaries, item, &ns),
         probe,
         last_probe_at,
+        outcome,
     };
     let decision = decide::decide(item, &obs, &ctx.policy, ctx.business_tz.as_ref(), now);
     if decision

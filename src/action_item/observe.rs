@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use kube::{ResourceExt, core::DeserializeGuard, runtime::reflector::Store};
 
-use super::decide::{CanaryVerdict, Probe};
+use super::{
+    decide::{CanaryVerdict, Probe},
+    outcome::{self, Plan, Reading, Readings, Window},
+};
 use crate::{
     api::{
-        action_item::{ActionItem, PrometheusVerification},
+        action_item::{ActionItem, Outcome, PrometheusVerification},
         canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
     },
@@ -70,14 +73,67 @@ pub async fn probe(ctx: &Context, prom: &PrometheusVerification) -> Probe {
         .unwrap_or(&ctx.policy.prometheus.default_address);
     match ctx.prometheus.instant(address, &prom.query).await {
         Err(e) => Probe::Error(e.to_string()),
-        Ok(samples) => match samples.as_slice() {
-            [] => Probe::NoData,
-            [s] if s.value.is_nan() => Probe::NoData,
-            [s] => Probe::Value(s.value),
-            many => Probe::Error(format!(
-                "the query returned {} series; verification needs exactly one (aggregate it, e.g. with sum or max)",
-                many.len()
-            )),
+        Ok(samples) => match one_value(&samples) {
+            Ok(Some(v)) => Probe::Value(v),
+            Ok(None) => Probe::NoData,
+            Err(e) => Probe::Error(e),
+        },
+    }
+}
+
+/// The one value of a result (`None`: no data, NaN included), or why there is not exactly one.
+fn one_value(samples: &[crate::prometheus::Sample]) -> Result<Option<f64>, String> {
+    match samples {
+        [] => Ok(None),
+        [s] if s.value.is_nan() => Ok(None),
+        [s] => Ok(Some(s.value)),
+        many => Err(format!(
+            "the query returned {} series; Kaizen needs exactly one (aggregate it, e.g. with sum or max)",
+            many.len()
+        )),
+    }
+}
+
+/// Takes the outcome measurements `plan` says are due, each at its window's end.
+pub async fn outcome_readings(ctx: &Context, item: &ActionItem, plan: &Plan) -> Readings {
+    let Some(o) = item.spec.outcome.as_deref() else {
+        return Readings::default();
+    };
+    let read = |w: Window| read_window(ctx, o, w);
+    let (baseline, measured) = match (plan.baseline, plan.measure) {
+        (Some(b), Some(m)) => {
+            let (b, m) = futures::join!(read(b), read(m));
+            (Some(b), Some(m))
+        }
+        (b, m) => (
+            match b {
+                Some(b) => Some(read(b).await),
+                None => None,
+            },
+            match m {
+                Some(m) => Some(read(m).await),
+                None => None,
+            },
+        ),
+    };
+    Readings { baseline, measured }
+}
+
+async fn read_window(ctx: &Context, o: &Outcome, window: Window) -> Reading {
+    let address = o.address.as_deref().unwrap_or(&ctx.policy.prometheus.default_address);
+    let query = outcome::averaged(&o.query, window);
+    match ctx.prometheus.instant_at(address, &query, Some(window.to)).await {
+        Err(e) => Reading::Failed {
+            transient: e.transient(),
+            error: e.to_string(),
+        },
+        Ok(samples) => match one_value(&samples) {
+            Ok(Some(v)) => Reading::Value(v),
+            Ok(None) => Reading::NoData,
+            Err(error) => Reading::Failed {
+                error,
+                transient: false,
+            },
         },
     }
 }

@@ -5,13 +5,17 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{conditions::Conditions, duration::Duration};
+use super::{
+    conditions::Conditions,
+    duration::{Duration, cel_bounded},
+};
 
 /// Condition types an ActionItem carries besides the kstatus ones.
 pub const DUE_SOON: &str = "DueSoon";
 pub const OVERDUE: &str = "Overdue";
 pub const ESCALATED: &str = "Escalated";
 pub const VERIFIED: &str = "Verified";
+pub const OUTCOME_MET: &str = "OutcomeMet";
 
 /// A follow-up with an owner, a priority and a deadline. Kaizen tracks the deadline to the second,
 /// reminds and escalates without spam, and verifies that the fix worked.
@@ -81,6 +85,11 @@ pub struct ActionItemSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
     pub escalation: Option<Vec<EscalationStep>>,
+    /// The improvement the fix is meant to bring. Kaizen measures a baseline over the window before the
+    /// item was created and, once it is Done and the wait is over, measures again and records whether
+    /// the fix was Effective, Ineffective or Inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Box<Outcome>>,
 }
 
 /// Follow-up priority, P0 being the most urgent.
@@ -202,6 +211,56 @@ pub struct PrometheusVerification {
     pub address: Option<String>,
 }
 
+/// The CEL pattern of `outcome.target`: a comparison (`< 0.01`), or a change relative to the baseline
+/// (`-50%`: at least halve it; `+20%`: raise it by a fifth at least). A fall is at most -100%.
+pub const TARGET_PATTERN: &str = r"^\s*((<|<=|>|>=|==|!=)\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|-(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)\s*%|\+[0-9]{1,6}(\.[0-9]+)?\s*%)\s*$";
+
+/// The longest baseline, wait and judge window: Prometheus keeps 15 days by default, and a judgement
+/// further off than a quarter has stopped being feedback on the fix.
+pub const OUTCOME_MAX_WINDOW: Duration = Duration::from_secs(90 * 86_400);
+
+fn target_rule() -> String {
+    format!("self.target.matches('{}')", TARGET_PATTERN.replace('\\', "\\\\"))
+}
+
+/// What the fix is meant to improve, and by how much. Kaizen averages `query` over `baselineWindow`
+/// ending at the item's creation (the baseline), and over `judgeWindow` starting `wait` after the item
+/// was Done (the measurement), then compares the two with `target`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(target_rule()).message("target must be a comparison such as `< 0.01` or `>= 99.9`, or a change relative to the baseline such as `-50%` (at most -100%) or `+20%`").field_path(".target"),
+    validation = Rule::new(cel_bounded("baselineWindow", Duration::from_secs(1), OUTCOME_MAX_WINDOW)).message("baselineWindow must be between 1s and 90d").field_path(".baselineWindow"),
+    validation = Rule::new(cel_bounded("wait", Duration::from_secs(0), OUTCOME_MAX_WINDOW)).message("wait must be at most 90d").field_path(".wait"),
+    validation = Rule::new(cel_bounded("judgeWindow", Duration::from_secs(1), OUTCOME_MAX_WINDOW)).message("judgeWindow must be between 1s and 90d").field_path(".judgeWindow")
+)]
+pub struct Outcome {
+    /// PromQL returning one series (aggregate it, e.g. with sum), such as the error ratio the fix
+    /// should lower. Kaizen averages it over each window: avg_over_time((query)[window:step]).
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// Absolute (`< 0.01`: the measured value must satisfy it) or relative to the baseline (`-50%`:
+    /// at least halve it, `+20%`: raise it by at least 20%).
+    #[schemars(length(min = 1, max = 64))]
+    pub target: String,
+    /// How far back from the item's creation the baseline is averaged, 1s to 90d. Default 7d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_window: Option<Duration>,
+    /// How long after the item is Done the judge window starts (time for the fix to take effect), up
+    /// to 90d. Default 0s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Duration>,
+    /// How long after the wait the value is averaged before Kaizen judges, 1s to 90d. Default: the
+    /// baseline window, so like is compared with like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_window: Option<Duration>,
+    /// Prometheus base URL; the operator default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(length(max = 2048))]
+    pub address: Option<String>,
+}
+
 /// One step of an escalation ladder.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -238,6 +297,9 @@ pub struct ActionItemStatus {
     /// Progress of the verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Box<VerificationStatus>>,
+    /// The measured outcome: baseline, measurement, change and result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Box<OutcomeStatus>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
@@ -331,6 +393,8 @@ pub struct PendingNotification {
 pub enum NotificationKind {
     Reminder,
     Escalation,
+    /// The fix was judged Ineffective.
+    Outcome,
 }
 
 /// Progress of the verification of the fix.
@@ -346,4 +410,76 @@ pub struct VerificationStatus {
     /// When the fix was verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Time>,
+}
+
+/// The measured outcome of the fix. Once `result` is set it is final.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeStatus {
+    /// The value before the fix, captured when the outcome is first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<OutcomeBaseline>,
+    /// The window judged over (known once the item is Done) and, once judged, the value over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<OutcomeMeasurement>,
+    /// Change of the measured value against the baseline, in percent of the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_percent: Option<f64>,
+    /// Effective, Ineffective or Inconclusive; final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<OutcomeResult>,
+    /// Why: TargetMet, TargetMissed, or what made the result Inconclusive (NoData, QueryError,
+    /// BaselineMissing, ZeroBaseline, InvalidTarget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub reason: Option<String>,
+    /// When the result was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_at: Option<Time>,
+}
+
+/// The baseline: the query averaged over the window before the item was created.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeBaseline {
+    /// The average over the window; absent when the query had no answer (see `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Start of the window.
+    pub from: Time,
+    /// End of the window: the item's creation.
+    pub to: Time,
+    /// When Kaizen asked Prometheus.
+    pub captured_at: Time,
+    /// Digest of the query, window and address it was measured with: a changed outcome is measured
+    /// afresh.
+    #[schemars(length(max = 64))]
+    pub fingerprint: String,
+    /// Why there is no value (no data, the query failed); it is asked again at the judgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub error: Option<String>,
+}
+
+/// The measurement after the fix.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeMeasurement {
+    /// The average over the window, once measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Start of the window: Done plus the wait.
+    pub from: Time,
+    /// End of the window, the instant the outcome is judged.
+    pub to: Time,
+}
+
+/// Whether the fix brought its improvement.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
+pub enum OutcomeResult {
+    Effective,
+    Ineffective,
+    Inconclusive,
 }

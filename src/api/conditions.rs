@@ -13,7 +13,8 @@ pub const STALLED: &str = "Stalled";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConditionFact {
     pub type_: &'static str,
-    pub status: bool,
+    /// `None`: Unknown (the controller cannot tell, e.g. an Inconclusive measurement).
+    pub status: Option<bool>,
     pub reason: String,
     pub message: String,
 }
@@ -22,20 +23,34 @@ impl ConditionFact {
     pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             type_,
-            status,
+            status: Some(status),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A condition whose status is `Unknown`.
+    pub fn unknown(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status: None,
             reason: reason.into(),
             message: message.into(),
         }
     }
 }
 
-fn status_str(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
+fn status_str(b: Option<bool>) -> &'static str {
+    match b {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    }
 }
 
 /// Whether a fact is one kstatus reads from its absence: `Reconciling` or `Stalled` while False.
 fn absent_when_false(fact: &ConditionFact) -> bool {
-    !fact.status && (fact.type_ == RECONCILING || fact.type_ == STALLED)
+    fact.status == Some(false) && (fact.type_ == RECONCILING || fact.type_ == STALLED)
 }
 
 /// Builds the new condition list from `facts`, keeping `lastTransitionTime` of every condition whose

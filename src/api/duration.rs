@@ -10,6 +10,27 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DURATION_PATTERN: &str = "^([0-9]+(s|m|h|d|w))+$";
 const DURATION_MESSAGE: &str = "must be a duration such as 30s, 15m, 2h, 7d, 4w or 1h30m";
 
+/// A CEL expression for the number of seconds in the duration string `field` (already checked
+/// against [`DURATION_PATTERN`] by its own rule), so a manifest can bound a duration at admission:
+/// CEL's own durations know neither days nor weeks.
+pub fn cel_seconds(field: &str) -> String {
+    format!(
+        "{field}.findAll('[0-9]+[smhdw]').map(p, int(p.substring(0, p.size() - 1)) * \
+         (p.endsWith('w') ? 604800 : (p.endsWith('d') ? 86400 : (p.endsWith('h') ? 3600 : \
+         (p.endsWith('m') ? 60 : 1))))).sum()"
+    )
+}
+
+/// A CEL rule: the optional duration `name` of `self` is within `[min, max]`.
+pub fn cel_bounded(name: &str, min: Duration, max: Duration) -> String {
+    format!(
+        "!has(self.{name}) || ({secs} >= {min} && {secs} <= {max})",
+        secs = cel_seconds(&format!("self.{name}")),
+        min = min.as_secs(),
+        max = max.as_secs()
+    )
+}
+
 /// A non-negative span of time with one-second resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration {

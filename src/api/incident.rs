@@ -236,7 +236,7 @@ pub struct IncidentDurations {
     pub time_to_resolve: Option<String>,
 }
 
-/// How many of the incident's ActionItems are in each phase.
+/// How many of the incident's ActionItems are in each phase, and how their measured outcomes came out.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionItemCounts {
@@ -248,4 +248,13 @@ pub struct ActionItemCounts {
     pub done: u32,
     pub verified: u32,
     pub wont_do: u32,
+    /// Items whose measured outcome met its target.
+    #[serde(default)]
+    pub effective: u32,
+    /// Items whose measured outcome missed its target.
+    #[serde(default)]
+    pub ineffective: u32,
+    /// Items whose outcome could not be judged (no data, a failed query, no baseline).
+    #[serde(default)]
+    pub inconclusive: u32,
 }

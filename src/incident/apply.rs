@@ -21,6 +21,10 @@ pub async fn apply(
     status: &IncidentStatus,
     guard: Option<&str>,
 ) -> Result<Written> {
+    // A replica that does not hold the Lease decides but writes nothing; the leader writes the same.
+    if !ctx.may_write() {
+        return Ok(Written::Unchanged);
+    }
     let written = ctx
         .status
         .write::<Incident, _>(ns, name, incident.status.as_ref(), status, guard)

@@ -4,9 +4,10 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::follow_ups::FollowUp;
 use crate::{
     api::{
-        action_item::ActionItemPhase,
+        action_item::{ActionItemPhase, OutcomeResult},
         conditions::{self, ConditionFact},
         duration::Duration,
         incident::{
@@ -31,12 +32,18 @@ fn span(from: Option<&Time>, to: Option<&Time>) -> Option<String> {
     Some(Duration::from_secs(secs.max(0)).to_string())
 }
 
-/// Counts items by phase.
-pub fn roll_up(phases: impl IntoIterator<Item = ActionItemPhase>) -> ActionItemCounts {
+/// Counts items by phase and by outcome.
+pub fn roll_up(items: impl IntoIterator<Item = FollowUp>) -> ActionItemCounts {
     let mut c = ActionItemCounts::default();
-    for phase in phases {
+    for item in items {
         c.total += 1;
-        match phase {
+        match item.outcome {
+            Some(OutcomeResult::Effective) => c.effective += 1,
+            Some(OutcomeResult::Ineffective) => c.ineffective += 1,
+            Some(OutcomeResult::Inconclusive) => c.inconclusive += 1,
+            None => {}
+        }
+        match item.phase {
             ActionItemPhase::Open => c.open += 1,
             ActionItemPhase::InProgress => c.in_progress += 1,
             ActionItemPhase::Blocked => c.blocked += 1,
@@ -49,8 +56,21 @@ pub fn roll_up(phases: impl IntoIterator<Item = ActionItemPhase>) -> ActionItemC
     c
 }
 
+/// How many follow-ups proved their outcome, for the FollowUpComplete message (empty when none was
+/// judged yet).
+fn outcomes_line(c: &ActionItemCounts) -> String {
+    let judged = c.effective + c.ineffective + c.inconclusive;
+    if judged == 0 {
+        return String::new();
+    }
+    format!(
+        " {} of {judged} measured outcomes proved effective ({} ineffective, {} inconclusive).",
+        c.effective, c.ineffective, c.inconclusive
+    )
+}
+
 /// Pure: the incident's status from its spec, its items, the policy and the time.
-pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, now: Timestamp) -> Decision {
+pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Timestamp) -> Decision {
     let spec = &incident.spec;
     let counts = roll_up(items.iter().copied());
     let unfinished = counts.open + counts.in_progress + counts.blocked + counts.overdue;
@@ -117,19 +137,20 @@ pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, n
     } else {
         ConditionFact::new(ACTION_ITEMS_OVERDUE, false, "NoneOverdue", "No action item is overdue.")
     });
+    let proved = outcomes_line(&counts);
     facts.push(if unfinished == 0 {
         ConditionFact::new(
             FOLLOW_UP_COMPLETE,
             true,
             "AllItemsFinished",
-            format!("All {} action items are finished.", counts.total),
+            format!("All {} action items are finished.{proved}", counts.total),
         )
     } else {
         ConditionFact::new(
             FOLLOW_UP_COMPLETE,
             false,
             "ItemsOutstanding",
-            format!("{unfinished} of {} action items are unfinished.", counts.total),
+            format!("{unfinished} of {} action items are unfinished.{proved}", counts.total),
         )
     });
 
@@ -187,7 +208,7 @@ mod tests {
         i
     }
 
-    fn item(state: ActionItemState, phase: Option<ActionItemPhase>) -> ActionItemPhase {
+    fn item(state: ActionItemState, phase: Option<ActionItemPhase>) -> FollowUp {
         let spec: ActionItemSpec =
             serde_json::from_value(serde_json::json!({"title": "t", "owner": "o", "incidentRef": {"name": "inc"}}))
                 .unwrap();
@@ -196,7 +217,7 @@ mod tests {
             phase: Some(p),
             ..Default::default()
         });
-        super::super::follow_ups::item_phase(&i)
+        FollowUp::of(&i)
     }
 
     #[test]

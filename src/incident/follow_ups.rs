@@ -1,22 +1,40 @@
-//! Which ActionItems follow up which Incident, and the phase of each: everything the incident
-//! controller needs to know about items. Kept up to date from the item controller's own watch, so the
-//! items are cached once, and an incident is woken only when one of its items changes phase, arrives,
-//! leaves or moves to another incident (both incidents are woken then).
+//! Which ActionItems follow up which Incident, the phase of each and the result of its outcome:
+//! everything the incident controller needs to know about items. Kept up to date from the item
+//! controller's own watch, so the items are cached once, and an incident is woken only when one of its
+//! items changes phase or outcome, arrives, leaves or moves to another incident (both incidents are
+//! woken then).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Mutex,
 };
 
-use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState};
+use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState, OutcomeResult};
 
 /// (namespace, name)
 pub type Key = (String, String);
 
+/// What an incident's roll-up counts of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowUp {
+    pub phase: ActionItemPhase,
+    /// The judged outcome, when the item states one and it was judged.
+    pub outcome: Option<OutcomeResult>,
+}
+
+impl FollowUp {
+    pub fn of(item: &ActionItem) -> Self {
+        Self {
+            phase: item_phase(item),
+            outcome: item.status.as_ref().and_then(|s| s.outcome.as_ref()?.result),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    /// Incident → its items and their phases.
-    by_incident: HashMap<Key, BTreeMap<String, ActionItemPhase>>,
+    /// Incident → its items as the roll-up counts them.
+    by_incident: HashMap<Key, BTreeMap<String, FollowUp>>,
     /// Item → the incident it names.
     incident_of: HashMap<Key, Key>,
     /// Items seen since a relist began; the rest are gone when it ends.
@@ -66,7 +84,7 @@ impl FollowUps {
         }
         let target = item.and_then(|i| {
             let r = i.spec.incident_ref.as_ref()?;
-            Some(((key.0.clone(), r.name.clone()), item_phase(i)))
+            Some(((key.0.clone(), r.name.clone()), FollowUp::of(i)))
         });
         let before = inner.incident_of.get(&key).cloned();
         let old_phase = before
@@ -136,8 +154,8 @@ impl FollowUps {
             .unwrap_or_default()
     }
 
-    /// The phases of the incident's items.
-    pub fn phases(&self, incident: &Key) -> Vec<ActionItemPhase> {
+    /// The incident's items as the roll-up counts them.
+    pub fn follow_ups(&self, incident: &Key) -> Vec<FollowUp> {
         self.inner
             .lock()
             .expect("follow-up index lock")
@@ -181,7 +199,13 @@ mod tests {
             f.apply(key("a"), Some(&item(Some("inc"), Some(ActionItemPhase::Overdue)))),
             vec![key("inc")]
         );
-        assert_eq!(f.phases(&key("inc")), vec![ActionItemPhase::Overdue]);
+        assert_eq!(
+            f.follow_ups(&key("inc")),
+            vec![FollowUp {
+                phase: ActionItemPhase::Overdue,
+                outcome: None
+            }]
+        );
     }
 
     #[test]
@@ -193,10 +217,10 @@ mod tests {
             f.apply(key("a"), Some(&item(Some("two"), None))),
             vec![key("one"), key("two")]
         );
-        assert_eq!(f.phases(&key("one")).len(), 1);
-        assert_eq!(f.phases(&key("two")).len(), 1);
+        assert_eq!(f.follow_ups(&key("one")).len(), 1);
+        assert_eq!(f.follow_ups(&key("two")).len(), 1);
         assert_eq!(f.apply(key("b"), None), vec![key("one")]);
-        assert!(f.phases(&key("one")).is_empty());
+        assert!(f.follow_ups(&key("one")).is_empty());
         assert_eq!(f.apply(key("c"), Some(&item(None, None))), vec![]);
     }
 
@@ -210,6 +234,6 @@ mod tests {
         f.apply(key("a"), Some(&item(Some("inc"), None)));
         assert_eq!(f.relist_done(), vec![key("inc")]);
         assert!(f.synced());
-        assert_eq!(f.phases(&key("inc")).len(), 1);
+        assert_eq!(f.follow_ups(&key("inc")).len(), 1);
     }
 }

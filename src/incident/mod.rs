@@ -45,8 +45,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
     let uid = incident.metadata.uid.clone().unwrap_or_default();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.
     let (incident, guard) = ctx.memory.incidents.freshest(incident);
-    let phases = follow_ups.phases(&(ns.clone(), name.clone()));
-    let decision = decide::decide(&incident, &phases, &ctx.policy, now);
+    let items = follow_ups.follow_ups(&(ns.clone(), name.clone()));
+    let decision = decide::decide(&incident, &items, &ctx.policy, now);
     match apply::apply(&ctx, &incident, &ns, &name, &decision.status, guard.as_deref()).await? {
         Written::Stale => Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
         Written::Written(rv) => {
