@@ -20,6 +20,7 @@ use tokio::{io::AsyncWriteExt, sync::OnceCell};
 
 pub mod build;
 mod env;
+pub mod helm;
 pub mod servers;
 
 #[allow(unused_imports)]
