@@ -14,7 +14,7 @@ down: ## stop the demo cluster and the operator (whatever KAIZEN_RUN_DIR says: t
 	-@[ -f hack/.run/operator.pid ] && kill $$(cat hack/.run/operator.pid) 2>/dev/null
 	KAIZEN_RUN_DIR=$(CURDIR)/hack/.run KAIZEN_CLUSTER_NAME=kaizen hack/cluster.sh down
 
-tools: ## build the pinned control-plane binaries (cached in ~/.cache/kaizen)
+tools: ## build the pinned control-plane binaries and helm (cached in ~/.cache/kaizen)
 	hack/build-tools.sh
 
 crds: ## regenerate crds/ and the chart's copy from the API types

@@ -46,4 +46,23 @@ ld="$(k8s_ldflags)"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kubernetes "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ld"
 done
+# Helm is versioned apart from the control plane, so it is cached under its own version in the same
+# directory (bumping it does not rebuild Kubernetes) and `helm` points at the pinned one.
+helm_ldflags() {
+  # As helm's Makefile does: the version, and the Kubernetes version `helm template` assumes without a
+  # cluster (Capabilities.KubeVersion) from the client-go it is built with (v0.N -> 1.N).
+  local f="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  f+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local cg minor
+  cg="$(cd "$here/tools/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)"
+  minor="$(echo "${cg#v}" | cut -d. -f2)"
+  for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    f+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+  done
+  echo "$f"
+}
+[[ -x "$bin/helm-$HELM_VERSION" ]] || build helm "helm-$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$(helm_ldflags)"
+if [[ "$(readlink "$bin/helm" 2>/dev/null)" != "helm-$HELM_VERSION" ]]; then
+  ln -sfn "helm-$HELM_VERSION" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
+fi
 echo "$bin"

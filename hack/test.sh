@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: static checks, unit tests, then integration tests against a fresh local control
-# plane that is torn down afterwards, pass or fail.
+# The whole test suite: static checks (including `helm lint --strict` of the chart), unit tests, then
+# integration tests against a fresh local control plane that is torn down afterwards, pass or fail
+# (tests/chart.rs dry-runs, installs and upgrades the chart there with the same pinned helm).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
@@ -13,6 +14,13 @@ step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 step "CRD drift check"
 hack/check-crds.sh
+# The pinned tools (the control plane, helm) are built first: helm lints the chart here, and the
+# first build on a fresh machine takes minutes either way (cluster.sh up reuses them).
+step "pinned tools"
+tools="$(hack/build-tools.sh)"
+step "helm lint --strict"
+"$tools/helm" lint --strict charts/kaizen
+"$tools/helm" lint --strict charts/kaizen -f charts/kaizen/ci/scoped-values.yaml
 step "unit tests"
 cargo test --locked --lib --bins
 

@@ -1,26 +1,21 @@
 //! The Helm chart's RBAC is sufficient and least-privilege: the real operator runs as a ServiceAccount
-//! that holds only what charts/kaizen renders (ClusterRoles, Role, bindings), and drives every API path
-//! (Incident roll-up, ActionItem reminders through a sink whose URL is in a Secret, a Canary's
-//! initialization, rollout, promotion, abort with an Incident and deletion) without a single forbidden
-//! request; the same token cannot read other Secrets, list Secrets or write an ActionItem's spec.
-//!
-//! No helm binary is needed: `render` below understands exactly the template expressions that
-//! clusterrole.yaml, role.yaml and clusterrolebinding.yaml use, and fails on any other, so a template
-//! change cannot silently bypass this test.
+//! that holds only what `helm template` renders from charts/kaizen (ClusterRoles, Roles, bindings), and
+//! drives every API path (Incident roll-up, ActionItem reminders through a sink whose URL is in a
+//! Secret, a Canary's initialization, rollout, promotion, abort with an Incident and deletion) without a
+//! single forbidden request; the same token cannot read other Secrets, list Secrets or write an
+//! ActionItem's spec. With config.namespaces set, nothing namespaced is granted cluster-wide: the
+//! operator works with Roles in the watched namespaces only.
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use common::{
     Env, WAIT,
     build::{
         canary, dur, incident, item, local_ref, open_incident, pause_until_resumed, secs_from_now, set_weight, time,
     },
-    client_from,
+    client_from, helm,
     servers::Receiver,
     wait_for,
 };
@@ -42,211 +37,43 @@ use kube::{
     Api,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The values this test renders the chart with (everything else is the chart's default).
 struct Values<'a> {
-    /// `kaizen.fullname`, and so the ServiceAccount's name (serviceAccount.name is empty by default).
+    /// The release name; it contains "kaizen", so it is also `kaizen.fullname` and the ServiceAccount's
+    /// name (serviceAccount.name is empty by default).
     fullname: &'a str,
-    /// `.Release.Namespace`: the operator's own namespace, where its sink Secrets live.
+    /// `--namespace`: the release namespace, the operator's own, where its sink Secrets live.
     namespace: &'a str,
     /// `config.sinks[].urlSecretRef.name`.
     sink_secrets: &'a [&'a str],
-    /// `config.namespaces`: empty binds the namespaced permissions cluster-wide, otherwise with a
-    /// RoleBinding in each of these namespaces.
+    /// `config.namespaces`: empty binds the namespaced permissions cluster-wide, otherwise with a Role
+    /// in each of these namespaces.
     namespaces: &'a [&'a str],
 }
 
-enum Token {
-    Text(String),
-    Action(String),
-}
+const RBAC_KINDS: [&str; 4] = ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
 
-/// Splits a Go template into text and actions, applying `{{-` and `-}}` whitespace trimming.
-fn tokens(src: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut rest = src;
-    let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut text = &rest[..start];
-        if trim_next {
-            text = text.trim_start();
-        }
-        let after = &rest[start + 2..];
-        if after.starts_with("- ") {
-            text = text.trim_end();
-        }
-        out.push(Token::Text(text.to_string()));
-        let end = after.find("}}").expect("every {{ is closed");
-        let action = &after[..end];
-        trim_next = action.ends_with(" -");
-        out.push(Token::Action(
-            action
-                .trim_start_matches("- ")
-                .trim_end_matches(" -")
-                .trim()
-                .to_string(),
-        ));
-        rest = &after[end + 2..];
-    }
-    out.push(Token::Text(
-        if trim_next { rest.trim_start() } else { rest }.to_string(),
-    ));
-    out
-}
-
-/// Renders one of the chart's RBAC templates the way `helm template` does with `values`, for the
-/// expressions those templates use today. Any other expression fails the test, naming it.
-fn render(file: &Path, values: &Values) -> String {
-    struct Frame {
-        active: bool,
-        taken: bool,
-        kind: &'static str,
-        /// For `range` over config.namespaces: the token the body starts after, and the index.
-        range: Option<(usize, usize)>,
-    }
-    let src = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let tokens = tokens(&src);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut out = String::new();
-    let mut secrets: Vec<String> = Vec::new();
-    let push = |stack: &mut Vec<Frame>, active: bool, kind: &'static str| {
-        stack.push(Frame {
-            active,
-            taken: active,
-            kind,
-            range: None,
-        })
-    };
-    let ns_index = |stack: &Vec<Frame>| {
-        stack
-            .iter()
-            .rev()
-            .find_map(|f| f.range.map(|(_, i)| i))
-            .expect("$i and $ns only inside the range over config.namespaces")
-    };
-    let mut pos = 0;
-    while pos < tokens.len() {
-        let token = &tokens[pos];
-        pos += 1;
-        let active = stack.iter().all(|f| f.active);
-        let action = match token {
-            Token::Text(t) => {
-                if active {
-                    out.push_str(t);
-                }
-                continue;
-            }
-            Token::Action(a) => a.as_str(),
-        };
-        let keyword = action.split_whitespace().next().unwrap_or_default();
-        if !active {
-            // Inside a branch not taken: only the nesting matters.
-            match keyword {
-                "if" | "range" | "with" => push(&mut stack, false, "skipped"),
-                "end" => drop(stack.pop()),
-                "else" => {
-                    let parents_active = stack[..stack.len() - 1].iter().all(|f| f.active);
-                    let top = stack.last_mut().unwrap();
-                    if parents_active && !top.taken {
-                        top.active = true;
-                        top.taken = true;
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
-        match action {
-            "if .Values.rbac.create" => push(&mut stack, true, "if"),
-            "if empty .Values.config.namespaces" => push(&mut stack, values.namespaces.is_empty(), "if"),
-            "else" => {
-                let top = stack.last_mut().expect("else inside a block");
-                top.active = false;
-            }
-            "end" => {
-                let top = stack.last_mut().expect("end closes a block");
-                match top.range {
-                    // Run the body again for the next namespace.
-                    Some((start, i)) if i + 1 < values.namespaces.len() => {
-                        top.range = Some((start, i + 1));
-                        pos = start;
-                    }
-                    _ => drop(stack.pop()),
-                }
-            }
-            "range $i, $ns := .Values.config.namespaces" => {
-                push(&mut stack, !values.namespaces.is_empty(), "namespaces");
-                stack.last_mut().unwrap().range = Some((pos, 0));
-            }
-            "if $i" => {
-                let i = ns_index(&stack);
-                push(&mut stack, i > 0, "if")
-            }
-            "$ns" => out.push_str(values.namespaces[ns_index(&stack)]),
-            "$secrets := list" => secrets.clear(),
-            "range .Values.config.sinks" => push(&mut stack, !values.sink_secrets.is_empty(), "sinks"),
-            "$secrets = append $secrets .urlSecretRef.name" => {
-                assert_eq!(
-                    stack.last().map(|f| f.kind),
-                    Some("sinks"),
-                    "append outside the sinks range"
-                );
-                // The range body runs once per sink: appending every sink's Secret at once is the same.
-                secrets.extend(values.sink_secrets.iter().map(|s| s.to_string()));
-            }
-            "with $secrets | uniq | sortAlpha" => {
-                secrets.sort();
-                secrets.dedup();
-                push(&mut stack, !secrets.is_empty(), "secrets")
-            }
-            "toYaml . | nindent 6" => {
-                assert_eq!(
-                    stack.last().map(|f| f.kind),
-                    Some("secrets"),
-                    "toYaml of the Secret names"
-                );
-                for s in &secrets {
-                    out.push_str(&format!("\n      - {s}"));
-                }
-            }
-            // Labels are cosmetic here: `labels:` renders as null.
-            "include \"kaizen.labels\" . | nindent 4" | "include \"kaizen.labels\" $ | nindent 4" => {}
-            "$fullname := include \"kaizen.fullname\" ." | "$saName := include \"kaizen.serviceAccountName\" ." => {}
-            "include \"kaizen.fullname\" ." | "$fullname" => out.push_str(values.fullname),
-            "include \"kaizen.serviceAccountName\" ." | "$saName" => out.push_str(values.fullname),
-            ".Release.Namespace" | "$.Release.Namespace" => out.push_str(values.namespace),
-            other => panic!(
-                "{}: the template expression {{{{ {other} }}}} is unknown to the renderer in tests/rbac.rs; \
-                 teach it what Helm renders there so the chart's RBAC stays tested",
-                file.display()
-            ),
-        }
-    }
-    assert!(stack.is_empty(), "{}: unclosed block", file.display());
-    assert!(
-        !out.contains("{{"),
-        "{}: unrendered template left:\n{out}",
-        file.display()
-    );
-    out
-}
-
-/// Every object the chart's RBAC templates render, as JSON.
-fn chart_rbac(values: &Values) -> Vec<Value> {
-    let dir = common::repo_root().join("charts/kaizen/templates");
-    let mut objects = Vec::new();
-    for file in ["clusterrole.yaml", "role.yaml", "clusterrolebinding.yaml"] {
-        let yaml = render(&dir.join(file), values);
-        for doc in serde_yaml::Deserializer::from_str(&yaml) {
-            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{file} renders to YAML: {e}\n{yaml}"));
-            if !v.is_null() {
-                objects.push(v);
-            }
-        }
-    }
-    objects
+/// Every RBAC object `helm template` renders for `values`, as JSON, in helm's order.
+async fn chart_rbac(values: &Values<'_>) -> Vec<Value> {
+    assert!(values.fullname.contains("kaizen"), "the release name is the fullname");
+    let sinks: Vec<Value> = values
+        .sink_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"name": format!("sink-{i}"), "format": "json", "urlSecretRef": {"name": s, "key": "url"}}))
+        .collect();
+    let rendered = helm::template(
+        values.fullname,
+        values.namespace,
+        &json!({"config": {"sinks": sinks, "namespaces": values.namespaces}}),
+    )
+    .await;
+    rendered
+        .into_iter()
+        .filter(|o| RBAC_KINDS.iter().any(|k| o["kind"] == *k))
+        .collect()
 }
 
 /// Deletes the cluster-scoped objects this test created when it ends, passed or failed.
@@ -259,7 +86,7 @@ impl Drop for ClusterScoped {
         for kind in ["clusterrolebinding", "clusterrole"] {
             let _ = std::process::Command::new(common::kubectl())
                 .args(["delete", kind, "--ignore-not-found", "--wait=false"])
-                .args(["", "-crds", "-watch"].map(|suffix| format!("{}{suffix}", self.fullname)))
+                .args(["", "-crds"].map(|suffix| format!("{}{suffix}", self.fullname)))
                 .env("KUBECONFIG", common::kubeconfig())
                 .output();
         }
@@ -314,123 +141,165 @@ fn assert_forbidden<T: std::fmt::Debug>(res: kube::Result<T>, what: &str) {
     }
 }
 
-#[test]
-fn renderer_rejects_template_expressions_it_does_not_know() {
-    let file = std::env::temp_dir().join(format!("kaizen-rbac-{}.yaml", common::free_port()));
-    std::fs::write(
-        &file,
-        "name: {{ include \"kaizen.fullname\" . }}\nimage: {{ .Values.image.tag }}\n",
-    )
-    .unwrap();
-    let values = Values {
-        fullname: "x",
-        namespace: "y",
-        sink_secrets: &[],
-        namespaces: &[],
-    };
-    let res = std::panic::catch_unwind(|| render(&file, &values));
-    let _ = std::fs::remove_file(&file);
-    let msg = *res.expect_err("unknown expression fails").downcast::<String>().unwrap();
-    assert!(msg.contains(".Values.image.tag"), "{msg}");
+/// The rule of `role` for `resources`, whose `resourceNames` are `names` (None: not limited by name).
+fn rule<'a>(role: &'a Value, resources: &str, names: Option<&Value>) -> Option<&'a Value> {
+    role["rules"].as_array()?.iter().find(|r| {
+        r["resources"] == json!([resources])
+            && names.map_or(r.get("resourceNames").is_none(), |n| r["resourceNames"] == *n)
+    })
 }
 
-fn kinds(objects: &[Value]) -> Vec<String> {
-    objects
-        .iter()
-        .map(|o| {
-            format!(
-                "{}/{}",
-                o["kind"].as_str().unwrap(),
-                o["metadata"]["name"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn chart_rbac_renders_the_sink_secrets_and_no_wildcards() {
+#[tokio::test]
+async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
     let objects = chart_rbac(&Values {
         fullname: "kaizen",
         namespace: "kaizen-system",
         sink_secrets: &["b", "a", "b"],
         namespaces: &[],
-    });
+    })
+    .await;
     assert_eq!(
-        kinds(&objects),
+        helm::kinds(&objects),
         [
             "ClusterRole/kaizen",
             "ClusterRole/kaizen-crds",
-            "ClusterRole/kaizen-watch",
-            "Role/kaizen",
-            "RoleBinding/kaizen",
             "ClusterRoleBinding/kaizen",
-            "ClusterRoleBinding/kaizen-crds"
+            "ClusterRoleBinding/kaizen-crds",
+            "Role/kaizen-system/kaizen",
+            "RoleBinding/kaizen-system/kaizen",
         ]
     );
     let role = objects.iter().find(|o| o["kind"] == "Role").unwrap();
-    let secrets = role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resources"] == json!(["secrets"]))
-        .unwrap();
-    assert_eq!(secrets["resourceNames"], json!(["a", "b"]));
+    let secrets = rule(role, "secrets", Some(&json!(["a", "b"]))).unwrap_or_else(|| panic!("{role}"));
     assert_eq!(secrets["verbs"], json!(["get"]));
+    // The Lease: created by name in the body (so not limited by name), everything else on this
+    // release's Lease only.
+    let create = rule(role, "leases", None).unwrap_or_else(|| panic!("{role}"));
+    assert_eq!(create["verbs"], json!(["create"]));
+    assert_eq!(create["apiGroups"], json!(["coordination.k8s.io"]));
+    let own = rule(role, "leases", Some(&json!(["kaizen"]))).unwrap_or_else(|| panic!("{role}"));
+    assert_eq!(own["verbs"], json!(["get", "update", "patch"]));
     for o in &objects {
         let text = o.to_string();
         assert!(!text.contains("\"*\""), "no wildcard in {text}");
     }
-    // Without sinks, no Secret is readable at all.
-    let none = chart_rbac(&Values {
-        fullname: "kaizen",
-        namespace: "kaizen-system",
-        sink_secrets: &[],
-        namespaces: &[],
-    });
+    // Without sinks no Secret is readable at all; without leader election no Lease is writable.
+    let file_values = json!({"leaderElection": {"enabled": false}, "replicaCount": 1});
+    let none = helm::template("kaizen", "kaizen-system", &file_values).await;
     let role = none.iter().find(|o| o["kind"] == "Role").unwrap();
-    assert!(!role.to_string().contains("secrets"), "{role}");
+    assert_eq!(role["rules"], json!([]), "{role}");
 }
 
-#[test]
-fn chart_rbac_with_namespaces_binds_writes_only_there() {
+/// Kaizen's own kinds and every namespaced resource the operator touches.
+const NAMESPACED: [&str; 11] = [
+    "incidents",
+    "actionitems",
+    "canaries",
+    "incidents/status",
+    "actionitems/status",
+    "canaries/status",
+    "canaries/finalizers",
+    "deployments",
+    "services",
+    "httproutes",
+    "events",
+];
+
+#[tokio::test]
+async fn chart_rbac_with_namespaces_grants_nothing_namespaced_cluster_wide() {
     let objects = chart_rbac(&Values {
         fullname: "kaizen",
         namespace: "kaizen-system",
         sink_secrets: &[],
         namespaces: &["a", "b"],
-    });
+    })
+    .await;
     assert_eq!(
-        kinds(&objects),
+        helm::kinds(&objects),
         [
-            "ClusterRole/kaizen",
             "ClusterRole/kaizen-crds",
-            "ClusterRole/kaizen-watch",
-            "Role/kaizen",
-            "RoleBinding/kaizen",
-            "RoleBinding/kaizen-scoped",
-            "RoleBinding/kaizen-scoped",
-            "ClusterRoleBinding/kaizen-watch",
-            "ClusterRoleBinding/kaizen-crds"
+            "ClusterRoleBinding/kaizen-crds",
+            "Role/kaizen-system/kaizen",
+            "Role/a/kaizen-scoped",
+            "Role/b/kaizen-scoped",
+            "RoleBinding/kaizen-system/kaizen",
+            "RoleBinding/a/kaizen-scoped",
+            "RoleBinding/b/kaizen-scoped",
         ]
     );
-    let bound: Vec<(&str, &str)> = objects
-        .iter()
-        .filter(|o| o["kind"] == "RoleBinding" && o["roleRef"]["kind"] == "ClusterRole")
-        .map(|o| {
-            (
-                o["metadata"]["namespace"].as_str().unwrap(),
-                o["roleRef"]["name"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(bound, [("a", "kaizen"), ("b", "kaizen")]);
-    let watch = objects
-        .iter()
-        .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "kaizen-watch")
-        .unwrap();
-    for rule in watch["rules"].as_array().unwrap() {
-        assert_eq!(rule["verbs"], json!(["list", "watch"]), "read-only: {rule}");
+    // Cluster-scoped: only the reads of Kaizen's three CRDs, by name. Nothing on incidents,
+    // actionitems, canaries (or their status), Deployments, Services, Events or HTTPRoutes.
+    for role in helm::of_kind(&objects, "ClusterRole") {
+        for r in role["rules"].as_array().unwrap() {
+            assert_eq!(r["apiGroups"], json!(["apiextensions.k8s.io"]), "cluster-wide: {r}");
+            assert_eq!(
+                r["resources"],
+                json!(["customresourcedefinitions"]),
+                "cluster-wide: {r}"
+            );
+            assert_eq!(r["verbs"], json!(["get", "list", "watch"]), "cluster-wide: {r}");
+            assert!(
+                r["resourceNames"].as_array().is_some_and(|n| n.len() == 3),
+                "by name: {r}"
+            );
+            for kind in NAMESPACED {
+                assert!(
+                    !r.to_string().contains(&format!("\"{kind}\"")),
+                    "{kind} cluster-wide: {r}"
+                );
+            }
+        }
     }
+    for binding in helm::of_kind(&objects, "ClusterRoleBinding") {
+        assert_eq!(binding["roleRef"]["name"], "kaizen-crds", "{binding}");
+    }
+    // Each watched namespace: a Role with every namespaced rule, list and watch included, bound to the
+    // operator's ServiceAccount in its own namespace.
+    for ns in ["a", "b"] {
+        let role = objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == ns)
+            .unwrap();
+        for kind in [
+            "incidents",
+            "actionitems",
+            "canaries",
+            "deployments",
+            "services",
+            "httproutes",
+        ] {
+            let r = rule(role, kind, None).unwrap_or_else(|| panic!("{kind} in {role}"));
+            for verb in ["list", "watch"] {
+                assert!(
+                    r["verbs"].as_array().unwrap().contains(&json!(verb)),
+                    "{verb} {kind} in {ns}: {r}"
+                );
+            }
+        }
+        let binding = objects
+            .iter()
+            .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["namespace"] == ns)
+            .unwrap();
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kaizen-scoped"})
+        );
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "kaizen", "namespace": "kaizen-system"}])
+        );
+    }
+    // The same rules as the cluster-wide ClusterRole, so scoping changes where they hold, not what.
+    let all = chart_rbac(&Values {
+        fullname: "kaizen",
+        namespace: "kaizen-system",
+        sink_secrets: &[],
+        namespaces: &[],
+    })
+    .await;
+    let cluster = all.iter().find(|o| o["metadata"]["name"] == "kaizen").unwrap();
+    let scoped = objects.iter().find(|o| o["metadata"]["namespace"] == "a").unwrap();
+    assert_eq!(cluster["rules"], scoped["rules"]);
 }
 
 /// The whole operator, running with only the chart's RBAC bound cluster-wide (config.namespaces
@@ -441,8 +310,10 @@ async fn chart_rbac_bound_cluster_wide_is_sufficient_and_grants_nothing_more() {
     operator_runs_with_chart_rbac("rbac", false).await;
 }
 
-/// The same with config.namespaces set: the namespaced permissions are bound only in the watched
-/// namespace, and nothing can be written anywhere else.
+/// The same with config.namespaces set: every namespaced permission (list and watch included) is a Role
+/// in the watched namespace, nothing namespaced is granted cluster-wide, and nothing can be read or
+/// written anywhere else. Needs the operator to watch each configured namespace on its own (issue 10,
+/// part 2): an operator whose caches list cluster-wide is refused here, and this test says so.
 #[tokio::test]
 async fn chart_rbac_bound_to_watched_namespaces_is_sufficient_and_grants_nothing_more() {
     operator_runs_with_chart_rbac("rbac-ns", true).await;
@@ -463,7 +334,8 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
         namespace: &ns,
         sink_secrets: &["hooks"],
         namespaces: if scoped { &watched } else { &[] },
-    });
+    })
+    .await;
     let sas: Api<ServiceAccount> = env.api();
     let account = ServiceAccount {
         metadata: ObjectMeta {
@@ -501,16 +373,35 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     // RBAC is enforced from the authorizer's cache: wait until the bindings are in effect, so the
     // operator's first requests are judged by them.
     let sa_secrets: Api<Secret> = Api::namespaced(sa.clone(), &ns);
-    let what = "the chart's bindings to take effect: get CRD canaries.kaizen.dev, list Canaries in all \
-                    namespaces, get Secret hooks";
+    let what = "the chart's bindings to take effect: get CRD canaries.kaizen.dev, list Canaries (in all \
+                    namespaces, or in the watched one when scoped), get Secret hooks";
     wait_for(WAIT, what, || async {
         let crds: Api<CustomResourceDefinition> = Api::all(sa.clone());
         crds.get("canaries.kaizen.dev").await.ok()?;
-        let canaries: Api<Canary> = Api::all(sa.clone());
+        let canaries: Api<Canary> = if scoped {
+            Api::namespaced(sa.clone(), &ns)
+        } else {
+            Api::all(sa.clone())
+        };
         canaries.list(&Default::default()).await.ok()?;
         sa_secrets.get("hooks").await.ok()
     })
     .await;
+    if scoped {
+        // Nothing namespaced is listable cluster-wide: the operator must watch the namespace itself.
+        assert_forbidden(
+            Api::<Canary>::all(sa.clone()).list(&Default::default()).await,
+            "list Canaries in all namespaces",
+        );
+        assert_forbidden(
+            Api::<Incident>::all(sa.clone()).list(&Default::default()).await,
+            "list Incidents in all namespaces",
+        );
+        assert_forbidden(
+            Api::<Deployment>::all(sa.clone()).list(&Default::default()).await,
+            "list Deployments in all namespaces",
+        );
+    }
 
     // Least privilege: what the chart does not grant is refused.
     assert_forbidden(sa_secrets.get("other").await, "get a Secret no sink names");

@@ -20,6 +20,7 @@ use tokio::{io::AsyncWriteExt, sync::OnceCell};
 
 pub mod build;
 mod env;
+pub mod helm;
 pub mod servers;
 
 #[allow(unused_imports)]
@@ -266,14 +267,35 @@ impl Launch {
         let op = Operator {
             child,
             port,
-            log,
+            log: log.clone(),
             http: http(),
         };
+        // An operator that never gets ready usually says why in its log (a refused list, a bad config).
+        let log_on_failure = LogOnPanic(&log);
         wait_for(Duration::from_secs(60), "the operator to report ready", || async {
             (op.http_get("/readyz").await.map(|(code, _)| code) == Some(200)).then_some(())
         })
         .await;
+        drop(log_on_failure);
         op
+    }
+}
+
+/// Prints the end of the operator's log if the test panics while this lives.
+struct LogOnPanic<'a>(&'a Path);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.0).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
+            eprintln!(
+                "---- the operator's log ({}), last lines ----\n{}",
+                self.0.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

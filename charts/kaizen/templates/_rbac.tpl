@@ -1,0 +1,63 @@
+{{/*
+The operator's permissions on namespaced objects, shared by the ClusterRole (all namespaces watched) and
+the per-namespace Roles (config.namespaces set). Least privilege: no wildcard, no `update` where a patch
+does, nothing the controllers don't call.
+*/}}
+{{- define "kaizen.namespacedRules" -}}
+# Incidents: watched to derive phase, durations and follow-up progress. `create` because a Canary
+# that rolls back with spec.onRollback.openIncident opens a new Incident. Spec is the user's: the
+# operator never patches or deletes it.
+- apiGroups: ["kaizen.dev"]
+  resources: ["incidents"]
+  verbs: ["get", "list", "watch", "create"]
+# ActionItems: watched for deadlines, reminders, escalation and verification. Read-only: everything
+# the operator derives goes to the status subresource.
+- apiGroups: ["kaizen.dev"]
+  resources: ["actionitems"]
+  verbs: ["get", "list", "watch"]
+# Canaries: watched to drive rollouts. `patch` only to add/remove the operator's finalizer (which
+# hands the target Deployment back before a Canary goes away); spec is never written.
+- apiGroups: ["kaizen.dev"]
+  resources: ["canaries"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status of every kind: the operator's output (phase, conditions, observedGeneration, counters),
+# written with patches; `get` to read it back.
+- apiGroups: ["kaizen.dev"]
+  resources: ["incidents/status", "actionitems/status", "canaries/status"]
+  verbs: ["get", "patch"]
+# Canary finalizers subresource: objects the operator creates for a Canary (the -primary Deployment,
+# the -primary/-canary Services) carry an ownerReference with blockOwnerDeletion, which the
+# OwnerReferencesPermissionEnforcement admission plugin allows only with `update` on the owner's
+# finalizers.
+- apiGroups: ["kaizen.dev"]
+  resources: ["canaries/finalizers"]
+  verbs: ["update"]
+# Deployments: read the Canary's target, create and keep `<name>-primary` in step (patch its pod
+# template at promotion, patch replicas on both during a rollout), delete `<name>-primary` when its
+# Canary is deleted.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Services: with gatewayAPI routing the operator creates `<name>-primary` and `<name>-canary`
+# Services for the HTTPRoute's backends, patches their selectors, deletes them with the Canary.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# HTTPRoutes: with gatewayAPI routing the operator sets the backend weights of the route the Canary
+# names. It never creates or deletes routes.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "patch"]
+# Events: the operator records what it did (rollout steps, rollbacks, escalations) on the objects it
+# reconciles; `patch` lets the recorder fold repeats into an event series.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Name of the Lease the replicas elect their leader with (in the release namespace).
+*/}}
+{{- define "kaizen.leaseName" -}}
+{{- include "kaizen.fullname" . }}
+{{- end }}
