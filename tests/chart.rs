@@ -324,7 +324,7 @@ async fn install_then_upgrade_then_uninstall() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [fullname],
-             "verbs": ["get", "update", "patch"]},
+             "verbs": ["get", "list", "watch", "update", "patch"]},
         ])
     );
     Api::<ServiceAccount>::namespaced(client.clone(), ns)

@@ -178,7 +178,7 @@ async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
     assert_eq!(create["verbs"], json!(["create"]));
     assert_eq!(create["apiGroups"], json!(["coordination.k8s.io"]));
     let own = rule(role, "leases", Some(&json!(["kaizen"]))).unwrap_or_else(|| panic!("{role}"));
-    assert_eq!(own["verbs"], json!(["get", "update", "patch"]));
+    assert_eq!(own["verbs"], json!(["get", "list", "watch", "update", "patch"]));
     for o in &objects {
         let text = o.to_string();
         assert!(!text.contains("\"*\""), "no wildcard in {text}");
@@ -417,7 +417,9 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     let launch = env
         .launch("reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n")
         .kubeconfig(&kubeconfig)
-        .own_namespace(&ns);
+        .own_namespace(&ns)
+        // As the chart runs it: electing a leader through the release's Lease.
+        .args(&["--leader-election", "--lease-name", &fullname]);
     let _refusals = PrintRefusals(env.run_operator(launch).await.log.clone());
 
     // Incident and ActionItems: roll-up, deadlines, a reminder through the sink, Events.
