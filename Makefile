@@ -12,6 +12,7 @@ bench: ## benchmarks on a fresh local control plane; they print their figures (B
 
 down: ## stop the demo cluster and the operator (whatever KAIZEN_RUN_DIR says: the demo's is hack/.run)
 	-@[ -f hack/.run/operator.pid ] && kill $$(cat hack/.run/operator.pid) 2>/dev/null
+	-@[ -f hack/.run/demo-metrics.pid ] && kill $$(cat hack/.run/demo-metrics.pid) 2>/dev/null
 	KAIZEN_RUN_DIR=$(CURDIR)/hack/.run KAIZEN_CLUSTER_NAME=kaizen hack/cluster.sh down
 
 tools: ## build the pinned control-plane binaries and helm (cached in ~/.cache/kaizen)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Brings up the local control plane, installs the CRDs, runs the operator and applies the examples.
+# Brings up the local control plane, installs the CRDs, runs the operator and the demo metrics source,
+# applies examples/ (namespace examples) and the live loop (hack/demo/loop.yaml, namespace demo), ships
+# one good and one bad release through Canaries and prints what happened.
 # The demo has its own run dir (hack/.run, which `make down` stops) and cluster name, and every port is
 # picked free, so `make test` and `make bench` can run while the demo is up.
 set -euo pipefail
@@ -10,12 +12,19 @@ run="$KAIZEN_RUN_DIR"
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$run/env"
-cargo build --locked --bin kaizen
+cargo build --locked --bin kaizen --example demo_metrics
+bin="${CARGO_TARGET_DIR:-target}/debug"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=Established crd --all --timeout=60s >/dev/null
-if [[ -f "$run/operator.pid" ]]; then kill "$(cat "$run/operator.pid")" 2>/dev/null || true; fi
+for pidfile in operator.pid demo-metrics.pid; do
+  if [[ -f "$run/$pidfile" ]]; then kill "$(cat "$run/$pidfile")" 2>/dev/null || true; fi
+done
+cat >"$run/policy.yaml" <<POLICY
+prometheus: {defaultAddress: $KAIZEN_PROMETHEUS_URL}
+reminderInterval: 1h
+POLICY
 port="$(hack/cluster.sh free-port)"
-nohup "${CARGO_TARGET_DIR:-target}/debug/kaizen" run --listen "127.0.0.1:$port" --namespace demo \
+nohup "$bin/kaizen" run --config "$run/policy.yaml" --listen "127.0.0.1:$port" --namespace demo \
   >"$run/operator.log" 2>&1 &
 echo $! >"$run/operator.pid"
 deadline=$((SECONDS + 120))
@@ -29,14 +38,60 @@ until kill -0 "$(cat "$run/operator.pid")" 2>/dev/null && curl -fsS "127.0.0.1:$
   sleep 0.5
 done
 echo "export KAIZEN_OPERATOR_URL=\"http://127.0.0.1:$port\"" >>"$run/env"
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -n demo -f examples/ >/dev/null
-kubectl wait -n demo --for=jsonpath='{.status.observedGeneration}' incidents,actionitems,canaries --all --timeout=60s >/dev/null
-kubectl get kaizen -n demo
+
+# The demo's metrics source, scraped by the local Prometheus: images tagged -bad err.
+mport="$(hack/cluster.sh free-port)"
+nohup "$bin/examples/demo_metrics" "127.0.0.1:$mport" demo >"$run/demo-metrics.log" 2>&1 &
+echo $! >"$run/demo-metrics.pid"
+echo "[{\"targets\": [\"127.0.0.1:$mport\"], \"labels\": {\"exporter\": \"demo\"}}]" >"$KAIZEN_PROMETHEUS_TARGETS/demo.tmp"
+mv "$KAIZEN_PROMETHEUS_TARGETS/demo.tmp" "$KAIZEN_PROMETHEUS_TARGETS/demo.json"
+
+for ns in demo examples; do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+# The static examples, in their own namespace; the live loop in `demo`.
+kubectl apply -n examples -f examples/ >/dev/null
+sed "s/DUE_PAST/$(date -u -d '-2 hours' +%FT%TZ)/" hack/demo/loop.yaml | kubectl apply -n demo -f - >/dev/null
+echo "==> an Incident with two follow-ups (one overdue) and two Canaries; waiting for the primaries"
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=Idle canary/checkout canary/search --timeout=120s >/dev/null
+deadline=$((SECONDS + 60))
+until curl -fsS "$KAIZEN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=demo_http_error_ratio{deployment="search"}' \
+  | grep -q '"value"'; do
+  if ((SECONDS >= deadline)); then echo "Prometheus never scraped the demo metrics source" >&2; exit 1; fi
+  sleep 0.5
+done
+echo "==> shipping checkout v2 (good) and search v2-bad (errs on 25% of requests)"
+kubectl set image -n demo deployment/checkout app=example.com/checkout:v2 >/dev/null
+kubectl set image -n demo deployment/search app=example.com/search:v2-bad >/dev/null
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=Succeeded canary/checkout --timeout=120s >/dev/null
+echo "    checkout promoted"
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=RolledBack canary/search --timeout=120s >/dev/null
+echo "    search rolled back"
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=Verified actionitem/fix-checkout-retries --timeout=60s >/dev/null
+echo "    fix-checkout-retries verified by the checkout canary"
+echo
+if [[ -x "$bin/kubectl-kaizen" ]]; then
+  export PATH="$bin:$PATH"
+  for obj in incident/checkout-errors canary/checkout canary/search actionitem/rotate-db-credentials; do
+    echo "\$ kubectl kaizen status -n demo $obj"
+    kubectl kaizen status -n demo "$obj"
+    echo
+  done
+  view="kubectl kaizen get -A"
+  watch="kubectl kaizen status -n demo canary/checkout -w"
+  promote="kubectl kaizen promote -n demo checkout      kubectl kaizen abort -n demo checkout"
+else
+  kubectl get kaizen -n demo
+  view="kubectl get kaizen -A"
+  watch="kubectl get canary -n demo -w"
+  promote="kubectl annotate -n demo canary/checkout kaizen.dev/promote=\$(date +%s) --overwrite"
+fi
 cat <<MSG
 
 Operator: http://127.0.0.1:$port (log: hack/.run/operator.log, metrics: http://127.0.0.1:$port/metrics)
 Prometheus: $KAIZEN_PROMETHEUS_URL
-Use the cluster:  source hack/.run/env && kubectl get kaizen -A
+Use the cluster:  source hack/.run/env && export PATH="$bin:\$PATH" && $view
+Watch a rollout:  kubectl set image -n demo deployment/checkout app=example.com/checkout:v3 && $watch
+Promote / abort:  $promote
 Tear down:        make down
 MSG
