@@ -19,7 +19,11 @@ struct Source {
 }
 
 fn error_ratio(image: &str) -> f64 {
-    if image.rsplit(':').next().is_some_and(|tag| tag.ends_with("-bad")) { 0.25 } else { 0.002 }
+    if image.rsplit(':').next().is_some_and(|tag| tag.ends_with("-bad")) {
+        0.25
+    } else {
+        0.002
+    }
 }
 
 async fn metrics(State(source): State<Source>) -> String {

@@ -34,6 +34,7 @@ pub fn workload(d: &Deployment) -> Workload {
         updated: status.updated_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         current: status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
+        pods: status.replicas.unwrap_or(0),
     }
 }
 

@@ -67,12 +67,19 @@ pub struct Workload {
     pub available: i32,
     /// The Deployment controller has seen the latest spec (`status.observedGeneration >= generation`).
     pub current: bool,
+    /// Pods of every ReplicaSet, old templates included (`status.replicas`).
+    pub pods: i32,
 }
 
 impl Workload {
     /// All `n` desired pods run the latest template and are available.
     pub fn ready_at(&self, n: i32) -> bool {
         n == 0 || (self.spec_replicas == n && self.current && self.updated >= n && self.available >= n)
+    }
+
+    /// Ready at `n`, and no pod of an older template is left.
+    pub fn settled_at(&self, n: i32) -> bool {
+        self.ready_at(n) && self.pods <= n
     }
 }
 

@@ -218,13 +218,14 @@ pub fn step(p: &mut Planner<'_>, revision: &str, workload: &Workload, fresh: Fre
     }
 }
 
-/// Promotion: done once the primary runs the canary's revision on all its replicas.
+/// Promotion: done once the primary runs the canary's revision on all its replicas and no pod of the
+/// old template is left.
 fn promoting(p: &mut Planner<'_>) {
     let current = p.s.canary_revision.clone().unwrap_or_default();
     let Some(primary) = &p.obs.primary else {
         return;
     };
-    if primary.revision.as_deref() == Some(current.as_str()) && primary.workload.ready_at(primary.total) {
+    if primary.revision.as_deref() == Some(current.as_str()) && primary.workload.settled_at(primary.total) {
         p.s.phase = Some(CanaryPhase::Succeeded);
         p.s.stable_revision = Some(current.clone());
         p.s.canary_weight = Some(0);

@@ -16,6 +16,7 @@ fn ready(n: i32) -> Workload {
         updated: n,
         available: n,
         current: true,
+        pods: n,
     }
 }
 
@@ -100,6 +101,7 @@ impl World {
                             updated: *n,
                             available: 0,
                             current: true,
+                            pods: *n,
                         }
                     } else {
                         ready(*n)
@@ -313,18 +315,12 @@ fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
         w.status().handled_annotations.as_ref().unwrap().resume.as_deref(),
         Some("t1")
     );
-    // Promotion: primary takes r2 and rolls out (at once in this simulation), then the canary goes to 0.
-    assert!(
-        p.actions
-            .iter()
-            .any(|a| matches!(a, Action::PromotePrimary { revision, replicas: 3 } if revision == "r2"))
+    // The primary is emptied, takes r2 at zero replicas, then scales up; the canary serves meanwhile.
+    let (p, states) = promote(&mut w, p);
+    assert_eq!(
+        states,
+        [("r1".into(), 1), ("r1".into(), 0), ("r2".into(), 0), ("r2".into(), 3)]
     );
-    assert!(
-        p.actions.contains(&Action::ScaleTarget(2)),
-        "the canary serves until the primary has rolled out"
-    );
-    let p = w.plan();
-    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
     assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
     assert!(reasons(&p).contains(&"Promoted"));
     assert!(p.actions.contains(&Action::Count(Counted::Promoted)));
@@ -335,6 +331,72 @@ fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
     let p = w.plan();
     assert!(events(&p).is_empty());
     assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+}
+
+/// Plans until the promotion that `first` began ends, checking that the canary carries all traffic
+/// meanwhile; returns the last plan and the primary's (revision, replicas) after each plan, changes only.
+fn promote(w: &mut World, first: Decision) -> (Decision, Vec<(String, i32)>) {
+    let primary = |w: &World| {
+        let p = w.obs.primary.as_ref().unwrap();
+        (p.revision.clone().unwrap_or_default(), p.workload.spec_replicas)
+    };
+    let mut p = first;
+    let mut states = vec![primary(w)];
+    for _ in 0..6 {
+        assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+        assert!(
+            p.actions.contains(&Action::ScaleTarget(3)),
+            "the canary serves everything until the primary has rolled out: {:?}",
+            p.actions
+        );
+        p = w.plan();
+        if states.last() != Some(&primary(w)) {
+            states.push(primary(w));
+        }
+        if w.status().phase == Some(CanaryPhase::Succeeded) {
+            return (p, states);
+        }
+    }
+    panic!("the promotion never ended: {:?}", w.status());
+}
+
+#[test]
+fn a_promotion_never_changes_the_primarys_template_and_replicas_in_one_write() {
+    let mut w = at_final_pause();
+    w.obs.annotations.resume = Some("go".into());
+    let p = w.plan();
+    let (_, states) = promote(&mut w, p);
+    for pair in states.windows(2) {
+        let ((r0, n0), (r1, n1)) = (&pair[0], &pair[1]);
+        assert!(
+            r0 == r1 || n0 == n1,
+            "template and replicas changed at once: {states:?}"
+        );
+        if r0 != r1 {
+            assert_eq!(*n1, 0, "the new template goes onto an empty primary: {states:?}");
+        }
+    }
+    // Succeeded only once the old template's pods are gone.
+    let mut w = at_final_pause();
+    w.obs.annotations.resume = Some("go".into());
+    w.plan();
+    for _ in 0..6 {
+        let pr = w.obs.primary.as_ref().unwrap();
+        if pr.revision.as_deref() == Some("r2") && pr.workload.spec_replicas == 3 {
+            break;
+        }
+        w.plan();
+    }
+    w.obs.primary.as_mut().unwrap().workload.pods = 5;
+    assert_eq!(
+        decide(&w.canary, &w.obs, w.now).status.phase,
+        Some(CanaryPhase::Promoting)
+    );
+    w.obs.primary.as_mut().unwrap().workload.pods = 3;
+    assert_eq!(
+        decide(&w.canary, &w.obs, w.now).status.phase,
+        Some(CanaryPhase::Succeeded)
+    );
 }
 
 #[test]
@@ -360,8 +422,7 @@ fn promote_annotation_skips_the_remaining_steps_once() {
     let p = w.plan();
     assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
     assert!(reasons(&p).contains(&"Promoting"));
-    w.plan();
-    w.plan();
+    promote(&mut w, p);
     assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
     // The next revision's rollout is not promoted by the same value.
     w.set_revision("r3");
@@ -800,6 +861,7 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
         updated: 3,
         available: 0,
         current: true,
+        pods: 3,
     };
     w.obs.primary.as_mut().unwrap().revision = Some("r2".into());
     let before = decide(&w.canary, &w.obs, w.now);

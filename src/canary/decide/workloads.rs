@@ -79,16 +79,25 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                 }
             }
             CanaryPhase::Promoting => {
-                // The canary keeps serving until the primary runs its template.
-                p.actions.push(Action::ScaleTarget(canary_replicas(n, w)));
+                // The canary carries all traffic while the primary is rebuilt from zero: emptied first,
+                // then given the new template at zero replicas, then scaled. Changing template and
+                // replicas in one write would make the Deployment controller scale the old ReplicaSet
+                // up first (a scaling event) and roll it afterwards: pods created only to be deleted.
+                p.actions.push(Action::ScaleTarget(n));
+                let carried = workload.ready_at(n);
+                if gw && carried {
+                    p.actions.push(Action::SetRoute { canary: 100 });
+                }
                 let canary_revision = p.s.canary_revision.clone().unwrap_or_default();
-                if primary.revision.as_deref() != Some(canary_revision.as_str()) {
+                if primary.revision.as_deref() == Some(canary_revision.as_str()) {
+                    p.actions.push(Action::ScalePrimary(n));
+                } else if carried && primary.workload.spec_replicas > 0 {
+                    p.actions.push(Action::ScalePrimary(0));
+                } else if carried {
                     p.actions.push(Action::PromotePrimary {
                         revision: canary_revision,
-                        replicas: n,
+                        replicas: 0,
                     });
-                } else {
-                    p.actions.push(Action::ScalePrimary(n));
                 }
             }
         }
