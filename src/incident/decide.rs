@@ -162,6 +162,9 @@ pub fn decide(incident: &Incident, items: &[ActionItemPhase], policy: &Policy, n
         postmortem_due_at: postmortem_due_at.map(Time),
         action_items: Some(counts),
         conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
+        // The alert receiver's part of the status, carried unchanged: this writer must neither drop it
+        // nor see a difference that is not its own to write.
+        alert_group: incident.status.as_ref().and_then(|s| s.alert_group.clone()),
     };
     Decision { status, wake_at }
 }

@@ -74,13 +74,42 @@ pub async fn run(opts: Options) -> Result<()> {
         health: stores.health.clone(),
         unhealthy_after: opts.policy.watch_unhealthy_after.as_std(),
     };
-    let server = tokio::spawn(server::serve(opts.listen, server_state, shutdown.clone()));
+    let alerts = &opts.policy.alertmanager;
+    let receiver = alerts
+        .enabled
+        .then(|| crate::alerts::Receiver::new(alerts.clone(), &opts.namespace, metrics.clone()));
+    let mut router = server::router(server_state);
+    let mut alert_server = None;
+    match (&receiver, alerts.listen) {
+        (Some(r), None) => {
+            router = router.merge(crate::alerts::handler::router(r.clone()));
+            tracing::info!(path = %alerts.path, "Alertmanager receiver on the main listener");
+        }
+        (Some(r), Some(addr)) => {
+            alert_server = Some(tokio::spawn(server::serve(
+                addr,
+                crate::alerts::handler::router(r.clone()),
+                "the Alertmanager receiver",
+                shutdown.clone(),
+            )));
+        }
+        (None, _) => {}
+    }
+    let server = tokio::spawn(server::serve(
+        opts.listen,
+        router,
+        "/healthz, /readyz and /metrics",
+        shutdown.clone(),
+    ));
 
     tokio::select! {
         res = wait_for_crds(&client, opts.crd_timeout) => res?,
         _ = shutdown.clone() => return Ok(()),
     }
     let ctx = Arc::new(Context::new(client, opts.policy, metrics, &opts.namespace, stores));
+    if let Some(r) = &receiver {
+        let _ = r.ctx.set(ctx.clone());
+    }
 
     let (wake_incidents, incidents_woken) = watch::trigger();
     let (wake_items, items_woken) = watch::trigger();
@@ -120,6 +149,12 @@ pub async fn run(opts: Options) -> Result<()> {
     gauges.abort();
     health.abort();
     tracing::info!("controllers stopped");
+    if let Some(alert_server) = alert_server {
+        match alert_server.await {
+            Ok(res) => res?,
+            Err(e) => return Err(Error::ControllerStopped(format!("Alertmanager receiver task: {e}"))),
+        }
+    }
     match server.await {
         Ok(res) => res,
         Err(e) => Err(Error::ControllerStopped(format!("HTTP server task: {e}"))),
