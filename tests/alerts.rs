@@ -36,9 +36,9 @@ fn url(env: &Env) -> String {
     format!("http://127.0.0.1:{}/alertmanager", env.op().port)
 }
 
-async fn post(env: &Env, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Option<String>) {
+async fn post(url: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Option<String>) {
     let mut req = http()
-        .post(url(env))
+        .post(url)
         .header("content-type", "application/json")
         .body(body);
     if let Some(t) = token {
@@ -54,7 +54,7 @@ async fn post(env: &Env, token: Option<&str>, body: impl Into<reqwest::Body>) ->
 }
 
 async fn post_json(env: &Env, v: &serde_json::Value) -> (u16, String) {
-    let (code, body, _) = post(env, Some(TOKEN), v.to_string()).await;
+    let (code, body, _) = post(&url(env), Some(TOKEN), v.to_string()).await;
     (code, body)
 }
 
@@ -77,14 +77,14 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
         &[("f1", "firing", "2026-03-01T10:00:00Z", FIRING_END)],
     );
 
-    let (code, body, _) = post(&env, None, good.to_string()).await;
+    let (code, body, _) = post(&url(&env), None, good.to_string()).await;
     assert_eq!((code, body.as_str()), (401, "missing or wrong bearer token\n"));
-    let (code, _, _) = post(&env, Some("s3cret-token-for-test"), good.to_string()).await;
+    let (code, _, _) = post(&url(&env), Some("s3cret-token-for-test"), good.to_string()).await;
     assert_eq!(code, 401, "a token one character short");
-    let (code, body, _) = post(&env, Some(TOKEN), "x".repeat(5000)).await;
+    let (code, body, _) = post(&url(&env), Some(TOKEN), "x".repeat(5000)).await;
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("4096 bytes"), "{body}");
-    let (code, body, _) = post(&env, Some(TOKEN), "{\"version\": \"4\", ").await;
+    let (code, body, _) = post(&url(&env), Some(TOKEN), "{\"version\": \"4\", ").await;
     assert_eq!(code, 400);
     assert!(
         body.starts_with("malformed payload:") && body.trim_end().lines().count() == 1,
@@ -129,7 +129,7 @@ async fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
             "firing",
             &[(&format!("s{i}"), "firing", "2026-03-01T10:00:00Z", FIRING_END)],
         );
-        let (code, body, retry) = post(&env, Some(TOKEN), n.to_string()).await;
+        let (code, body, retry) = post(&url(&env), Some(TOKEN), n.to_string()).await;
         if code == 503 {
             assert!(body.contains("at most 3 new incidents a minute"), "{body}");
             let secs: u64 = retry.expect("a Retry-After").parse().unwrap();
@@ -301,7 +301,10 @@ async fn one_incident_per_group_through_repeats_restarts_and_human_edits() {
 #[tokio::test]
 async fn prometheus_alert_opens_and_mitigates_an_incident_end_to_end() {
     const RUNS: usize = 5;
-    let mut env = env_with_receiver("alerts-e2e", "  maxNewPerMinute: 20\n").await;
+    // The receiver on its own listener, on a port that stays the same across the restart below.
+    let port = common::free_port();
+    let mut env = env_with_receiver("alerts-e2e", &format!("  maxNewPerMinute: 20\n  listen: 127.0.0.1:{port}\n")).await;
+    let receiver = format!("http://127.0.0.1:{port}/alertmanager");
     let runs: Vec<String> = (0..RUNS).map(|i| format!("r{i}")).collect();
     let body = |high: &[bool]| {
         let mut s = String::from("# TYPE kaizen_test_errors gauge\n");
@@ -315,7 +318,7 @@ async fn prometheus_alert_opens_and_mitigates_an_incident_end_to_end() {
     };
     let mut high = vec![false; RUNS];
     let exporter = common::servers::Exporter::start(&body(&high)).await;
-    let am = alerting::alertmanager(&url(&env), TOKEN, &["alertname", "run"], "3s").await;
+    let am = alerting::alertmanager(&receiver, TOKEN, &["alertname", "run"], "3s").await;
     let rules = "groups:\n  - name: kaizen-test\n    rules:\n      - alert: KaizenTestErrors\n        \
                  expr: kaizen_test_errors > 10\n        labels: {severity: warning, service: checkout}\n        \
                  annotations:\n          summary: 'Errors high in {{ $labels.run }}'\n          \
@@ -403,9 +406,9 @@ async fn prometheus_alert_opens_and_mitigates_an_incident_end_to_end() {
         all.iter().map(|i| i.name_any()).collect::<Vec<_>>()
     );
     // Wrong token and oversized bodies from outside Alertmanager.
-    let (code, _, _) = post(&env, Some("nope"), "{}").await;
+    let (code, _, _) = post(&receiver, Some("nope"), "{}").await;
     assert_eq!(code, 401);
-    let (code, _, _) = post(&env, Some(TOKEN), vec![b' '; 2 << 20]).await;
+    let (code, _, _) = post(&receiver, Some(TOKEN), vec![b' '; 2 << 20]).await;
     assert_eq!(code, 413);
     watch.abort();
     drop(prom);

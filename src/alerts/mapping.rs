@@ -89,8 +89,17 @@ pub fn plan(n: &Notification, current: Option<&Current>, s: &AlertmanagerSetting
     let was_resolved = cur.group.as_ref().is_some_and(|g| g.state == AlertState::Resolved);
     let mut reopened = false;
     if n.status == Status::Firing && was_resolved {
+        // Measured in the alerts' own time (resolution to the new startsAt), so delivery delays and
+        // Alertmanager's retries do not move it.
         let since = cur.group.as_ref().and_then(|g| g.resolved_at.as_ref()).map(|t| t.0);
-        let within = since.is_some_and(|t| now.duration_since(t).as_secs() <= s.reopen_within.as_secs());
+        let refired = n
+            .alerts
+            .iter()
+            .filter(|a| a.status == Status::Firing)
+            .map(|a| a.starts_at)
+            .max()
+            .unwrap_or(now);
+        let within = since.is_some_and(|t| refired.duration_since(t).as_secs() <= s.reopen_within.as_secs());
         if !within || cur.spec.resolved_at.is_some() {
             return open(n, cur.episode + 1, s, now);
         }
@@ -318,6 +327,13 @@ mod tests {
         parse(v.to_string().as_bytes()).unwrap()
     }
 
+    /// The sample group firing again, its alert starting at `starts`.
+    fn refiring(starts: &str) -> Notification {
+        let mut v = sample("firing");
+        v["alerts"][0]["startsAt"] = starts.into();
+        note(v)
+    }
+
     fn settings() -> AlertmanagerSettings {
         AlertmanagerSettings::default()
     }
@@ -432,7 +448,7 @@ mod tests {
         apply(&mut cur, &p);
         assert_eq!(cur.spec.mitigated_at, Some(Time(ts("2026-03-01T10:20:00Z"))));
         // Fires again 30 minutes later: the same Incident, no longer mitigated.
-        let p = plan(&note(sample("firing")), Some(&cur), &s, ts("2026-03-01T10:50:00Z"));
+        let p = plan(&refiring("2026-03-01T10:50:00Z"), Some(&cur), &s, ts("2026-03-01T10:50:01Z"));
         assert!(matches!(&p, Plan::Update { reopened: true, .. }), "{p:?}");
         apply(&mut cur, &p);
         assert_eq!(cur.spec.mitigated_at, None);
@@ -446,10 +462,14 @@ mod tests {
         let mut cur = created(&plan(&note(sample("firing")), None, &s, ts("2026-03-01T10:01:00Z")));
         let p = plan(&note(sample("resolved")), Some(&cur), &s, ts("2026-03-01T10:21:00Z"));
         apply(&mut cur, &p);
-        let late = plan(&note(sample("firing")), Some(&cur), &s, ts("2026-03-01T11:20:01Z"));
+        // Resolved at 10:20:00 (endsAt): the window is one hour from there to the new startsAt.
+        let late = plan(&refiring("2026-03-01T11:20:01Z"), Some(&cur), &s, ts("2026-03-01T11:20:02Z"));
         assert!(matches!(late, Plan::Open { episode: 2, .. }), "{late:?}");
+        // Delivered late, but fired again in time: reopened.
+        let in_time = plan(&refiring("2026-03-01T11:19:59Z"), Some(&cur), &s, ts("2026-03-01T12:00:00Z"));
+        assert!(matches!(in_time, Plan::Update { reopened: true, .. }), "{in_time:?}");
         cur.spec.resolved_at = Some(Time(ts("2026-03-01T10:30:00Z")));
-        let after_human = plan(&note(sample("firing")), Some(&cur), &s, ts("2026-03-01T10:40:00Z"));
+        let after_human = plan(&refiring("2026-03-01T10:40:00Z"), Some(&cur), &s, ts("2026-03-01T10:40:01Z"));
         assert!(matches!(after_human, Plan::Open { episode: 2, .. }), "{after_human:?}");
         assert_eq!(incident_name("ab", 2), "alert-ab-2");
     }

@@ -86,12 +86,20 @@ pub async fn run(opts: Options) -> Result<()> {
             tracing::info!(path = %alerts.path, "Alertmanager receiver on the main listener");
         }
         (Some(r), Some(addr)) => {
-            alert_server = Some(tokio::spawn(server::serve(
+            let serve = server::serve(
                 addr,
                 crate::alerts::handler::router(r.clone()),
                 "the Alertmanager receiver",
                 shutdown.clone(),
-            )));
+            );
+            // Logged when it happens (a taken port), not only once the controllers stop.
+            alert_server = Some(tokio::spawn(async move {
+                let res = serve.await;
+                if let Err(err) = &res {
+                    tracing::error!(%err, "the Alertmanager receiver stopped");
+                }
+                res
+            }));
         }
         (None, _) => {}
     }
