@@ -37,10 +37,7 @@ fn url(env: &Env) -> String {
 }
 
 async fn post(url: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String, Option<String>) {
-    let mut req = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
+    let mut req = http().post(url).header("content-type", "application/json").body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -303,7 +300,11 @@ async fn prometheus_alert_opens_and_mitigates_an_incident_end_to_end() {
     const RUNS: usize = 5;
     // The receiver on its own listener, on a port that stays the same across the restart below.
     let port = common::free_port();
-    let mut env = env_with_receiver("alerts-e2e", &format!("  maxNewPerMinute: 20\n  listen: 127.0.0.1:{port}\n")).await;
+    let mut env = env_with_receiver(
+        "alerts-e2e",
+        &format!("  maxNewPerMinute: 20\n  listen: 127.0.0.1:{port}\n"),
+    )
+    .await;
     let receiver = format!("http://127.0.0.1:{port}/alertmanager");
     let runs: Vec<String> = (0..RUNS).map(|i| format!("r{i}")).collect();
     let body = |high: &[bool]| {

@@ -56,6 +56,8 @@ struct Values<'a> {
     /// `config.namespaces`: empty binds the namespaced permissions cluster-wide, otherwise with a
     /// RoleBinding in each of these namespaces.
     namespaces: &'a [&'a str],
+    /// `config.alertmanager.tokenSecretRef.name` with `config.alertmanager.enabled`; `None`: disabled.
+    alertmanager_token: Option<&'a str>,
 }
 
 enum Token {
@@ -196,6 +198,12 @@ fn render(file: &Path, values: &Values) -> String {
                 // The range body runs once per sink: appending every sink's Secret at once is the same.
                 secrets.extend(values.sink_secrets.iter().map(|s| s.to_string()));
             }
+            "if .Values.config.alertmanager.enabled" => {
+                push(&mut stack, values.alertmanager_token.is_some(), "alertmanager")
+            }
+            "$secrets = append $secrets .Values.config.alertmanager.tokenSecretRef.name" => {
+                secrets.extend(values.alertmanager_token.map(str::to_string));
+            }
             "with $secrets | uniq | sortAlpha" => {
                 secrets.sort();
                 secrets.dedup();
@@ -327,6 +335,7 @@ fn renderer_rejects_template_expressions_it_does_not_know() {
         namespace: "y",
         sink_secrets: &[],
         namespaces: &[],
+        alertmanager_token: None,
     };
     let res = std::panic::catch_unwind(|| render(&file, &values));
     let _ = std::fs::remove_file(&file);
@@ -354,6 +363,7 @@ fn chart_rbac_renders_the_sink_secrets_and_no_wildcards() {
         namespace: "kaizen-system",
         sink_secrets: &["b", "a", "b"],
         namespaces: &[],
+        alertmanager_token: None,
     });
     assert_eq!(
         kinds(&objects),
@@ -386,9 +396,34 @@ fn chart_rbac_renders_the_sink_secrets_and_no_wildcards() {
         namespace: "kaizen-system",
         sink_secrets: &[],
         namespaces: &[],
+        alertmanager_token: None,
     });
     let role = none.iter().find(|o| o["kind"] == "Role").unwrap();
     assert!(!role.to_string().contains("secrets"), "{role}");
+    let incident_verbs = |objects: &[Value]| {
+        objects.iter().find(|o| o["kind"] == "ClusterRole").unwrap()["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == json!(["incidents"]))
+            .unwrap()["verbs"]
+            .clone()
+    };
+    assert_eq!(incident_verbs(&none), json!(["get", "list", "watch", "create"]));
+    // The Alertmanager receiver: its token's Secret, and patch (server-side apply) on Incidents.
+    let alerts = chart_rbac(&Values {
+        fullname: "kaizen",
+        namespace: "kaizen-system",
+        sink_secrets: &["b"],
+        namespaces: &[],
+        alertmanager_token: Some("am"),
+    });
+    assert_eq!(
+        incident_verbs(&alerts),
+        json!(["get", "list", "watch", "create", "patch"])
+    );
+    let role = alerts.iter().find(|o| o["kind"] == "Role").unwrap();
+    assert_eq!(role["rules"][0]["resourceNames"], json!(["am", "b"]));
 }
 
 #[test]
@@ -398,6 +433,7 @@ fn chart_rbac_with_namespaces_binds_writes_only_there() {
         namespace: "kaizen-system",
         sink_secrets: &[],
         namespaces: &["a", "b"],
+        alertmanager_token: None,
     });
     assert_eq!(
         kinds(&objects),
@@ -463,6 +499,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
         namespace: &ns,
         sink_secrets: &["hooks"],
         namespaces: if scoped { &watched } else { &[] },
+        alertmanager_token: Some("am-token"),
     });
     let sas: Api<ServiceAccount> = env.api();
     let account = ServiceAccount {
@@ -484,6 +521,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     let receiver = Receiver::start().await;
     env.secret("hooks", &[("url", &receiver.url("/json"))]).await;
     env.secret("other", &[("password", "hunter2")]).await;
+    env.secret("am-token", &[("token", "am-secret")]).await;
 
     // A token for the ServiceAccount, and a kubeconfig that uses it.
     let request: TokenRequest =
@@ -524,7 +562,10 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     );
 
     let launch = env
-        .launch("reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n")
+        .launch(
+            "reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n\
+             alertmanager: {enabled: true, tokenSecretRef: {name: am-token, key: token}}\n",
+        )
         .kubeconfig(&kubeconfig)
         .own_namespace(&ns);
     let _refusals = PrintRefusals(env.run_operator(launch).await.log.clone());
@@ -630,6 +671,37 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     env.delete_canary("web").await;
     assert_eq!(env.image("web").await, "example.com/web:v2");
     env.wait_replicas("web", (Some(2), 2)).await;
+
+    // The Alertmanager receiver: reads its token Secret, opens an Incident and resolves it.
+    let am = format!("http://127.0.0.1:{}/alertmanager", env.op().port);
+    for status in ["firing", "resolved"] {
+        let ends = if status == "firing" {
+            "0001-01-01T00:00:00Z"
+        } else {
+            "2026-03-01T10:05:00Z"
+        };
+        let n = common::alerting::notification(
+            "{}:{a=\"rbac\"}",
+            status,
+            &[("f1", status, "2026-03-01T10:00:00Z", ends)],
+        );
+        let resp = common::http()
+            .post(&am)
+            .bearer_auth("am-secret")
+            .body(n.to_string())
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        assert_eq!(code, 200, "{}", resp.text().await.unwrap());
+    }
+    let alerted = incidents
+        .list(&kube::api::ListParams::default().labels("kaizen.dev/alert-group"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(alerted.len(), 1);
+    assert!(alerted[0].spec.mitigated_at.is_some());
 
     // The operator's spec is never its own to write: an ActionItem's spec cannot be patched, and
     // nothing it did was refused.

@@ -448,7 +448,12 @@ mod tests {
         apply(&mut cur, &p);
         assert_eq!(cur.spec.mitigated_at, Some(Time(ts("2026-03-01T10:20:00Z"))));
         // Fires again 30 minutes later: the same Incident, no longer mitigated.
-        let p = plan(&refiring("2026-03-01T10:50:00Z"), Some(&cur), &s, ts("2026-03-01T10:50:01Z"));
+        let p = plan(
+            &refiring("2026-03-01T10:50:00Z"),
+            Some(&cur),
+            &s,
+            ts("2026-03-01T10:50:01Z"),
+        );
         assert!(matches!(&p, Plan::Update { reopened: true, .. }), "{p:?}");
         apply(&mut cur, &p);
         assert_eq!(cur.spec.mitigated_at, None);
@@ -463,13 +468,28 @@ mod tests {
         let p = plan(&note(sample("resolved")), Some(&cur), &s, ts("2026-03-01T10:21:00Z"));
         apply(&mut cur, &p);
         // Resolved at 10:20:00 (endsAt): the window is one hour from there to the new startsAt.
-        let late = plan(&refiring("2026-03-01T11:20:01Z"), Some(&cur), &s, ts("2026-03-01T11:20:02Z"));
+        let late = plan(
+            &refiring("2026-03-01T11:20:01Z"),
+            Some(&cur),
+            &s,
+            ts("2026-03-01T11:20:02Z"),
+        );
         assert!(matches!(late, Plan::Open { episode: 2, .. }), "{late:?}");
         // Delivered late, but fired again in time: reopened.
-        let in_time = plan(&refiring("2026-03-01T11:19:59Z"), Some(&cur), &s, ts("2026-03-01T12:00:00Z"));
+        let in_time = plan(
+            &refiring("2026-03-01T11:19:59Z"),
+            Some(&cur),
+            &s,
+            ts("2026-03-01T12:00:00Z"),
+        );
         assert!(matches!(in_time, Plan::Update { reopened: true, .. }), "{in_time:?}");
         cur.spec.resolved_at = Some(Time(ts("2026-03-01T10:30:00Z")));
-        let after_human = plan(&refiring("2026-03-01T10:40:00Z"), Some(&cur), &s, ts("2026-03-01T10:40:01Z"));
+        let after_human = plan(
+            &refiring("2026-03-01T10:40:00Z"),
+            Some(&cur),
+            &s,
+            ts("2026-03-01T10:40:01Z"),
+        );
         assert!(matches!(after_human, Plan::Open { episode: 2, .. }), "{after_human:?}");
         assert_eq!(incident_name("ab", 2), "alert-ab-2");
     }
