@@ -363,6 +363,31 @@ mod tests {
     }
 
     #[test]
+    fn the_charts_config_values_are_a_valid_policy_with_the_receiver_off_or_on() {
+        let values: serde_yaml::Value = serde_yaml::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/charts/kaizen/values.yaml"
+        )))
+        .unwrap();
+        let mut config = values["config"].clone();
+        let text = serde_yaml::to_string(&config).unwrap();
+        assert!(!Policy::from_yaml(&text, "values.yaml").unwrap().alertmanager.enabled);
+        config["alertmanager"]["enabled"] = true.into();
+        let p = Policy::from_yaml(&serde_yaml::to_string(&config).unwrap(), "values.yaml").unwrap();
+        assert_eq!(
+            p.alertmanager,
+            AlertmanagerSettings {
+                enabled: true,
+                token_secret_ref: Some(SecretKeyRef {
+                    name: "kaizen-alertmanager-token".into(),
+                    key: "token".into()
+                }),
+                ..AlertmanagerSettings::default()
+            }
+        );
+    }
+
+    #[test]
     fn alertmanager_is_off_by_default_and_checked_when_enabled() {
         assert!(!Policy::default().alertmanager.enabled);
         let err = Policy::from_yaml("alertmanager: {enabled: true}\n", "cfg.yaml").unwrap_err();

@@ -60,13 +60,17 @@ pub struct IncidentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub commander: Option<String>,
-    /// When the problem began (RFC 3339). Time to detect is measured from here.
+    /// When the problem began (RFC 3339). Time to detect is measured from here. On an Incident
+    /// opened from Alertmanager: the first alert's startsAt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
-    /// When someone or something noticed (RFC 3339). Must not be before startedAt.
+    /// When someone or something noticed (RFC 3339). Must not be before startedAt. On an Incident
+    /// opened from Alertmanager: the first alert's startsAt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_at: Option<Time>,
-    /// When user impact stopped (RFC 3339). Moves the incident to Mitigated.
+    /// When user impact stopped (RFC 3339). Moves the incident to Mitigated. On an Incident opened
+    /// from Alertmanager, set when the whole alert group resolved (unless a human set it) and
+    /// withdrawn when the group fires again within the policy's reopen window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigated_at: Option<Time>,
     /// When the cause was fixed (RFC 3339). Moves the incident to Learning until the postmortem and

@@ -301,6 +301,33 @@ mod tests {
     }
 
     #[test]
+    fn the_alert_receivers_part_of_the_status_is_carried_unchanged() {
+        use crate::api::incident::{AlertGroupStatus, AlertState};
+        let p = Policy::default();
+        let mut inc = incident(|_| {});
+        let group = AlertGroupStatus {
+            group_key: "{}:{a=\"b\"}".into(),
+            receiver: "kaizen".into(),
+            state: AlertState::Firing,
+            resolved_at: None,
+            last_notified_at: Time(ts("2026-02-01T00:00:00Z")),
+            notifications: 3,
+            firing: 0,
+            resolved: 0,
+            untracked: 0,
+            alerts: vec![],
+        };
+        inc.status = Some(IncidentStatus {
+            alert_group: Some(group.clone()),
+            ..Default::default()
+        });
+        let status = decide(&inc, &[], &p, ts("2026-02-02T00:00:00Z")).status;
+        assert_eq!(status.alert_group, Some(group));
+        inc.status = Some(status.clone());
+        assert_eq!(decide(&inc, &[], &p, ts("2026-02-03T00:00:00Z")).status, status);
+    }
+
+    #[test]
     fn severity_sets_postmortem_deadline() {
         let mut p = Policy::default();
         p.postmortem_due.insert(Severity::Sev2, Duration::from_secs(3_600));
