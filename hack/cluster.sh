@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local control plane: a real kube-apiserver, etcd, controller-manager and scheduler built from pinned
 # upstream sources (hack/build-tools.sh), fake kwok nodes whose pods turn Ready without a kubelet, the
-# Gateway API CRDs, and a Prometheus from Debian's package on loopback.
+# Gateway API CRDs, and a Prometheus from Debian's package on loopback (Debian's Alertmanager is installed
+# for the alerting tests, which start their own).
 #
 #   hack/cluster.sh up     start everything; prints the kubeconfig path
 #   hack/cluster.sh down   stop everything and delete its state
@@ -57,6 +58,16 @@ ensure_prometheus() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+# Alertmanager is not started here: the alerting tests start their own, with a config pointing at the
+# operator they run (tests/common/alerting.rs). Installed with the control plane so they find it.
+ensure_alertmanager() {
+  if command -v prometheus-alertmanager >/dev/null 2>&1; then return 0; fi
+  log "installing Debian's prometheus-alertmanager package"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 }
 
 # Gateway API CRDs (standard channel), for Canaries with gatewayAPI routing: from the module zip on the Go
@@ -164,6 +175,7 @@ up() {
   log "installing Gateway API $GATEWAY_API_VERSION CRDs"
   gateway_api_crds "$bin"
   prometheus_up
+  ensure_alertmanager
   write_env "$bin"
   log "up in $((SECONDS - start))s; Prometheus at http://127.0.0.1:$prom_port"
   echo "$run/kubeconfig"

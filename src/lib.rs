@@ -6,6 +6,7 @@
 //! `runtime/` is what they share (context, status writer, watches, run loop); the rest are services.
 
 pub mod action_item;
+pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod canary;

@@ -80,6 +80,17 @@ pub struct Metrics {
     pub canaries: Family<PhaseLabels, Gauge>,
     /// The sum of the traffic weights of the Canaries rolling out (divide by their count for the mean).
     pub canary_weight_percent: Gauge,
+    /// Alerts in the Alertmanager notifications accepted.
+    pub alerts_received: Counter,
+    /// Requests (or, once parsed, their alerts) the receiver refused, by reason.
+    pub alerts_rejected: Family<ReasonLabels, Counter>,
+    pub alert_incidents_opened: Counter,
+}
+
+/// Why the alert receiver refused a request: a fixed set (see `alerts::handler::REJECT_REASONS`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -219,12 +230,33 @@ impl Default for Metrics {
                 let _ = reconcile_errors.get_or_create(&ErrorLabels { kind, error });
             }
         }
+        let alerts_received = Counter::default();
+        let alerts_rejected = Family::<ReasonLabels, Counter>::default();
+        let alert_incidents_opened = Counter::default();
+        registry.register(
+            "alerts_received",
+            "Alerts in accepted Alertmanager notifications",
+            alerts_received.clone(),
+        );
+        registry.register(
+            "alerts_rejected",
+            "Alertmanager requests refused (counted per alert once the body parsed), by reason",
+            alerts_rejected.clone(),
+        );
+        registry.register(
+            "alert_incidents_opened",
+            "Incidents opened from Alertmanager alert groups",
+            alert_incidents_opened.clone(),
+        );
         Self {
             incidents,
             canaries,
             canary_weight_percent,
             leader,
             registry,
+            alerts_received,
+            alerts_rejected,
+            alert_incidents_opened,
             action_items,
             action_items_overdue,
             action_item_completion,

@@ -53,10 +53,132 @@ pub struct Policy {
     /// Namespaces to watch, each with its own watch (no cluster-wide list); empty means all.
     pub namespaces: Vec<String>,
     /// Handle only objects labelled `kaizen.dev/shard=<shard>`, so several releases can split a
-    /// cluster; `None` handles every object in scope.
+    /// cluster; `None` (or empty, as the chart's default) handles every object in scope.
     pub shard: Option<String>,
     /// How long a watch may keep failing before `/readyz` reports the operator not ready.
     pub watch_unhealthy_after: Duration,
+    /// The Alertmanager webhook receiver (off unless `enabled`).
+    pub alertmanager: AlertmanagerSettings,
+}
+
+/// The Alertmanager webhook receiver: which requests it accepts and how alerts map to Incidents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AlertmanagerSettings {
+    pub enabled: bool,
+    /// The path the receiver answers on.
+    pub path: String,
+    /// Its own listener (e.g. `0.0.0.0:9095`); absent: on the operator's main listener, beside /metrics.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where alert-opened Incidents are created; absent: the operator's own namespace.
+    pub namespace: Option<String>,
+    /// The bearer token Alertmanager must send, from a Secret in the operator's namespace. Required.
+    pub token_secret_ref: Option<SecretKeyRef>,
+    /// The alert label holding the severity, mapped through `severityMap` (or a literal SEV1..SEV5).
+    pub severity_label: String,
+    /// Label values to severities, e.g. `critical: SEV1`.
+    pub severity_map: BTreeMap<String, Severity>,
+    /// The severity when the label is missing or unknown.
+    pub default_severity: Severity,
+    /// The annotation that becomes the title (else the alertname).
+    pub title_annotation: String,
+    /// The label naming the affected service.
+    pub services_label: String,
+    pub summary_annotation: String,
+    pub runbook_annotation: String,
+    /// A group that fires again within this long after resolving reopens its Incident; later, it
+    /// opens a new one.
+    pub reopen_within: Duration,
+    /// At most this many new Incidents a minute per Alertmanager receiver; notifications of more new
+    /// groups are answered 503 (Alertmanager retries them) and counted.
+    pub max_new_per_minute: u32,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl AlertmanagerSettings {
+    /// The first problem as (key, message); only checked when the receiver is enabled.
+    fn validate(&self, scope: &[String]) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: &str| Err((format!("alertmanager.{k}"), m.to_string()));
+        if !self.enabled {
+            return Ok(());
+        }
+        match &self.token_secret_ref {
+            None => {
+                return bad(
+                    "tokenSecretRef",
+                    "is required: the receiver never runs without a bearer token",
+                );
+            }
+            Some(r) if r.name.is_empty() || r.key.is_empty() => {
+                return bad("tokenSecretRef", "needs both name and key");
+            }
+            Some(_) => {}
+        }
+        let path_ok = self.path.starts_with('/')
+            && self.path.len() <= 256
+            && !["/metrics", "/healthz", "/readyz"].contains(&self.path.as_str())
+            && self.path[1..].split('/').all(|s| !s.is_empty() && !s.starts_with('{'));
+        if !path_ok {
+            return bad(
+                "path",
+                "must start with /, have no empty or {..} segments and not be /metrics, /healthz or /readyz",
+            );
+        }
+        if let (Some(ns), false) = (&self.namespace, scope.is_empty())
+            && !scope.contains(ns)
+        {
+            return bad("namespace", "must be one of the watched namespaces");
+        }
+        if !(1..=1000).contains(&self.max_new_per_minute) {
+            return bad("maxNewPerMinute", "must be between 1 and 1000");
+        }
+        if !(1024..=16 << 20).contains(&self.max_body_bytes) {
+            return bad("maxBodyBytes", "must be between 1024 and 16777216");
+        }
+        if self.reopen_within.as_secs() > 30 * 86_400 {
+            return bad("reopenWithin", "must be at most 30d");
+        }
+        for (k, v) in [
+            ("severityLabel", &self.severity_label),
+            ("titleAnnotation", &self.title_annotation),
+            ("servicesLabel", &self.services_label),
+            ("summaryAnnotation", &self.summary_annotation),
+            ("runbookAnnotation", &self.runbook_annotation),
+        ] {
+            if v.is_empty() {
+                return bad(k, "must not be empty");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for AlertmanagerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: "/alertmanager".into(),
+            listen: None,
+            namespace: None,
+            token_secret_ref: None,
+            severity_label: "severity".into(),
+            severity_map: BTreeMap::from([
+                ("critical".into(), Severity::Sev2),
+                ("error".into(), Severity::Sev3),
+                ("warning".into(), Severity::Sev4),
+                ("info".into(), Severity::Sev5),
+            ]),
+            default_severity: Severity::Sev3,
+            title_annotation: "summary".into(),
+            services_label: "service".into(),
+            summary_annotation: "description".into(),
+            runbook_annotation: "runbook_url".into(),
+            reopen_within: Duration::from_secs(3_600),
+            max_new_per_minute: 10,
+            max_body_bytes: 1 << 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,6 +270,7 @@ impl Default for Policy {
             namespaces: Vec::new(),
             shard: None,
             watch_unhealthy_after: Duration::from_secs(30),
+            alertmanager: AlertmanagerSettings::default(),
         }
     }
 }
@@ -208,7 +331,7 @@ impl Policy {
                 ));
             }
         }
-        if let Some(shard) = &self.shard
+        if let Some(shard) = self.shard.as_deref().filter(|s| !s.is_empty())
             && !is_label_value(shard)
         {
             return Err(bad(
@@ -221,12 +344,17 @@ impl Policy {
         {
             return Err(bad("prometheus.defaultAddress", "must start with http:// or https://"));
         }
-        Ok(())
+        self.alertmanager
+            .validate(&self.namespaces)
+            .map_err(|(k, m)| bad(&k, &m))
     }
 
     /// The label selector of the shard, for every watch of Kaizen's kinds.
     pub fn shard_selector(&self) -> Option<String> {
-        self.shard.as_ref().map(|s| format!("{SHARD_LABEL}={s}"))
+        self.shard
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("{SHARD_LABEL}={s}"))
     }
 
     pub fn deadline_for(&self, priority: Priority) -> Duration {
@@ -287,11 +415,57 @@ mod tests {
         let policy = Policy::from_yaml("shard: eu-1\nnamespaces: [team-a]\n", "cfg.yaml").unwrap();
         assert_eq!(policy.shard_selector().as_deref(), Some("kaizen.dev/shard=eu-1"));
         assert_eq!(Policy::default().shard_selector(), None);
-        for bad in ["shard: 'a,b'\n", "shard: -a\n", "shard: ''\n"] {
+        let empty = Policy::from_yaml("shard: ''\n", "cfg.yaml").unwrap();
+        assert_eq!(empty.shard_selector(), None, "an empty shard is no shard");
+        for bad in ["shard: 'a,b'\n", "shard: -a\n", "shard: a b\n"] {
             let err = Policy::from_yaml(bad, "cfg.yaml").unwrap_err();
             assert!(err.to_string().contains("key `shard`"), "{bad}: {err}");
         }
         let err = Policy::from_yaml("namespaces: [Team_A]\n", "cfg.yaml").unwrap_err();
         assert!(err.to_string().contains("namespaces[0]"), "{err}");
+    }
+
+    #[test]
+    fn the_charts_config_values_are_a_valid_policy_with_the_receiver_off_or_on() {
+        let values: serde_yaml::Value = serde_yaml::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/charts/kaizen/values.yaml"
+        )))
+        .unwrap();
+        let mut config = values["config"].clone();
+        let text = serde_yaml::to_string(&config).unwrap();
+        assert!(!Policy::from_yaml(&text, "values.yaml").unwrap().alertmanager.enabled);
+        config["alertmanager"]["enabled"] = true.into();
+        let p = Policy::from_yaml(&serde_yaml::to_string(&config).unwrap(), "values.yaml").unwrap();
+        assert_eq!(
+            p.alertmanager,
+            AlertmanagerSettings {
+                enabled: true,
+                token_secret_ref: Some(SecretKeyRef {
+                    name: "kaizen-alertmanager-token".into(),
+                    key: "token".into()
+                }),
+                ..AlertmanagerSettings::default()
+            }
+        );
+    }
+
+    #[test]
+    fn alertmanager_is_off_by_default_and_checked_when_enabled() {
+        assert!(!Policy::default().alertmanager.enabled);
+        let err = Policy::from_yaml("alertmanager: {enabled: true}\n", "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("alertmanager.tokenSecretRef"), "{err}");
+        let ok = "alertmanager:\n  enabled: true\n  tokenSecretRef: {name: am, key: token}\n";
+        let p = Policy::from_yaml(ok, "cfg.yaml").unwrap();
+        assert_eq!(p.alertmanager.path, "/alertmanager");
+        assert_eq!(p.alertmanager.severity_map["critical"], Severity::Sev2);
+        let err = Policy::from_yaml(&format!("{ok}  path: /metrics\n"), "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("alertmanager.path"), "{err}");
+        let err = Policy::from_yaml(&format!("{ok}  maxNewPerMinute: 0\n"), "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("alertmanager.maxNewPerMinute"), "{err}");
+        let err = Policy::from_yaml(&format!("{ok}  defaultSeverity: SEV9\n"), "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("alertmanager.defaultSeverity"), "{err}");
+        let err = Policy::from_yaml(&format!("namespaces: [a]\n{ok}  namespace: b\n"), "cfg.yaml").unwrap_err();
+        assert!(err.to_string().contains("alertmanager.namespace"), "{err}");
     }
 }

@@ -66,15 +66,16 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves `router` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
-    state: ServerState,
+    router: Router,
+    what: &'static str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(Error::Server)?;
-    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-    axum::serve(listener, router(state))
+    tracing::info!(%addr, "serving {what}");
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Server)

@@ -51,6 +51,8 @@ struct Values<'a> {
     /// `config.namespaces`: empty binds the namespaced permissions cluster-wide, otherwise with a Role
     /// in each of these namespaces.
     namespaces: &'a [&'a str],
+    /// `config.alertmanager.tokenSecretRef.name` with `config.alertmanager.enabled`; `None`: disabled.
+    alertmanager_token: Option<&'a str>,
 }
 
 const RBAC_KINDS: [&str; 4] = ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
@@ -64,10 +66,18 @@ async fn chart_rbac(values: &Values<'_>) -> Vec<Value> {
         .enumerate()
         .map(|(i, s)| json!({"name": format!("sink-{i}"), "format": "json", "urlSecretRef": {"name": s, "key": "url"}}))
         .collect();
+    let alertmanager = match values.alertmanager_token {
+        Some(name) => json!({"enabled": true, "tokenSecretRef": {"name": name, "key": "token"}}),
+        None => json!({"enabled": false}),
+    };
     let rendered = helm::template(
         values.fullname,
         values.namespace,
-        &json!({"config": {"sinks": sinks, "namespaces": values.namespaces}}),
+        &json!({"config": {
+            "sinks": sinks,
+            "namespaces": values.namespaces,
+            "alertmanager": alertmanager,
+        }}),
     )
     .await;
     rendered
@@ -156,6 +166,7 @@ async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
         namespace: "kaizen-system",
         sink_secrets: &["b", "a", "b"],
         namespaces: &[],
+        alertmanager_token: None,
     })
     .await;
     assert_eq!(
@@ -188,6 +199,32 @@ async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
     let none = helm::template("kaizen", "kaizen-system", &file_values).await;
     let role = none.iter().find(|o| o["kind"] == "Role").unwrap();
     assert_eq!(role["rules"], json!([]), "{role}");
+    let incident_verbs = |objects: &[Value]| {
+        objects.iter().find(|o| o["kind"] == "ClusterRole").unwrap()["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == json!(["incidents"]))
+            .unwrap()["verbs"]
+            .clone()
+    };
+    assert_eq!(incident_verbs(&objects), json!(["get", "list", "watch", "create"]));
+    // The Alertmanager receiver: its token's Secret, and patch (server-side apply) on Incidents.
+    let alerts = chart_rbac(&Values {
+        fullname: "kaizen",
+        namespace: "kaizen-system",
+        sink_secrets: &["b"],
+        namespaces: &[],
+        alertmanager_token: Some("am"),
+    })
+    .await;
+    assert_eq!(
+        incident_verbs(&alerts),
+        json!(["get", "list", "watch", "create", "patch"])
+    );
+    let role = alerts.iter().find(|o| o["kind"] == "Role").unwrap();
+    let secrets = rule(role, "secrets", Some(&json!(["am", "b"]))).unwrap_or_else(|| panic!("{role}"));
+    assert_eq!(secrets["verbs"], json!(["get"]));
 }
 
 /// Kaizen's own kinds and every namespaced resource the operator touches.
@@ -212,6 +249,7 @@ async fn chart_rbac_with_namespaces_grants_nothing_namespaced_cluster_wide() {
         namespace: "kaizen-system",
         sink_secrets: &[],
         namespaces: &["a", "b"],
+        alertmanager_token: None,
     })
     .await;
     assert_eq!(
@@ -295,6 +333,7 @@ async fn chart_rbac_with_namespaces_grants_nothing_namespaced_cluster_wide() {
         namespace: "kaizen-system",
         sink_secrets: &[],
         namespaces: &[],
+        alertmanager_token: None,
     })
     .await;
     let cluster = all.iter().find(|o| o["metadata"]["name"] == "kaizen").unwrap();
@@ -334,6 +373,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
         namespace: &ns,
         sink_secrets: &["hooks"],
         namespaces: if scoped { &watched } else { &[] },
+        alertmanager_token: Some("am-token"),
     })
     .await;
     let sas: Api<ServiceAccount> = env.api();
@@ -356,6 +396,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     let receiver = Receiver::start().await;
     env.secret("hooks", &[("url", &receiver.url("/json"))]).await;
     env.secret("other", &[("password", "hunter2")]).await;
+    env.secret("am-token", &[("token", "am-secret")]).await;
 
     // A token for the ServiceAccount, and a kubeconfig that uses it.
     let request: TokenRequest =
@@ -415,7 +456,10 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     );
 
     let launch = env
-        .launch("reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n")
+        .launch(
+            "reminderInterval: 1h\nsinks:\n- {name: hook, format: json, urlSecretRef: {name: hooks, key: url}}\n\
+             alertmanager: {enabled: true, tokenSecretRef: {name: am-token, key: token}}\n",
+        )
         .kubeconfig(&kubeconfig)
         .own_namespace(&ns)
         // As the chart runs it: electing a leader through the release's Lease.
@@ -523,6 +567,37 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     env.delete_canary("web").await;
     assert_eq!(env.image("web").await, "example.com/web:v2");
     env.wait_replicas("web", (Some(2), 2)).await;
+
+    // The Alertmanager receiver: reads its token Secret, opens an Incident and resolves it.
+    let am = format!("http://127.0.0.1:{}/alertmanager", env.op().port);
+    for status in ["firing", "resolved"] {
+        let ends = if status == "firing" {
+            "0001-01-01T00:00:00Z"
+        } else {
+            "2026-03-01T10:05:00Z"
+        };
+        let n = common::alerting::notification(
+            "{}:{a=\"rbac\"}",
+            status,
+            &[("f1", status, "2026-03-01T10:00:00Z", ends)],
+        );
+        let resp = common::http()
+            .post(&am)
+            .bearer_auth("am-secret")
+            .body(n.to_string())
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        assert_eq!(code, 200, "{}", resp.text().await.unwrap());
+    }
+    let alerted = incidents
+        .list(&kube::api::ListParams::default().labels("kaizen.dev/alert-group"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(alerted.len(), 1);
+    assert!(alerted[0].spec.mitigated_at.is_some());
 
     // The operator's spec is never its own to write: an ActionItem's spec cannot be patched, and
     // nothing it did was refused.

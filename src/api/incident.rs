@@ -60,13 +60,17 @@ pub struct IncidentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub commander: Option<String>,
-    /// When the problem began (RFC 3339). Time to detect is measured from here.
+    /// When the problem began (RFC 3339). Time to detect is measured from here. On an Incident
+    /// opened from Alertmanager: the first alert's startsAt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
-    /// When someone or something noticed (RFC 3339). Must not be before startedAt.
+    /// When someone or something noticed (RFC 3339). Must not be before startedAt. On an Incident
+    /// opened from Alertmanager: the first alert's startsAt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_at: Option<Time>,
-    /// When user impact stopped (RFC 3339). Moves the incident to Mitigated.
+    /// When user impact stopped (RFC 3339). Moves the incident to Mitigated. On an Incident opened
+    /// from Alertmanager, set when the whole alert group resolved (unless a human set it) and
+    /// withdrawn when the group fires again within the policy's reopen window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigated_at: Option<Time>,
     /// When the cause was fixed (RFC 3339). Moves the incident to Learning until the postmortem and
@@ -197,6 +201,78 @@ pub struct IncidentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
+    /// The Alertmanager alert group that opened this incident (only on incidents Kaizen opened from
+    /// alerts): its alerts by fingerprint, whether the group fires, and how often it was notified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_group: Option<AlertGroupStatus>,
+}
+
+/// How many alerts of one group an Incident's status tracks; the rest are counted in `untracked`.
+pub const MAX_TRACKED_ALERTS: usize = 100;
+
+/// An Alertmanager alert group, as last notified. Written whole by the alert receiver (an atomic
+/// map), so a field it stops setting disappears instead of lingering under another field manager.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+pub struct AlertGroupStatus {
+    /// Alertmanager's groupKey of the group (cut at 1024 characters).
+    #[schemars(length(max = 1024))]
+    pub group_key: String,
+    /// The Alertmanager receiver that sent it.
+    #[schemars(length(max = 256))]
+    pub receiver: String,
+    /// Firing while any alert of the group fires; Resolved once the whole group has resolved.
+    pub state: AlertState,
+    /// When the group last resolved as a whole; a group firing again within the policy's
+    /// `alertmanager.reopenWithin` of it reopens this incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+    /// When the last notification arrived.
+    pub last_notified_at: Time,
+    /// Notifications received for this group (Alertmanager repeats them).
+    pub notifications: i64,
+    /// Tracked alerts firing now.
+    pub firing: i32,
+    /// Tracked alerts resolved.
+    pub resolved: i32,
+    /// Alerts of the last notification not tracked because `alerts` was full (at most 100).
+    pub untracked: i32,
+    /// The group's alerts by fingerprint, in the order they first arrived.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub alerts: Vec<TrackedAlert>,
+}
+
+/// Whether an alert (or a whole group) fires.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default, strum::IntoStaticStr)]
+pub enum AlertState {
+    #[default]
+    Firing,
+    Resolved,
+}
+
+/// One alert of the group, identified by Alertmanager's fingerprint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackedAlert {
+    /// Alertmanager's fingerprint of the alert's labels.
+    #[schemars(length(min = 1, max = 64))]
+    pub fingerprint: String,
+    /// The alert's `alertname` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub alertname: Option<String>,
+    pub state: AlertState,
+    /// When the alert started firing.
+    pub starts_at: Time,
+    /// When it resolved (absent while it fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Time>,
+    /// The alert's runbook link (from the policy's `alertmanager.runbookAnnotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub runbook_url: Option<String>,
 }
 
 /// Incident lifecycle, derived from facts.

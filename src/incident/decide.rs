@@ -183,6 +183,9 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
         postmortem_due_at: postmortem_due_at.map(Time),
         action_items: Some(counts),
         conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
+        // The alert receiver's part of the status, carried unchanged: this writer must neither drop it
+        // nor see a difference that is not its own to write.
+        alert_group: incident.status.as_ref().and_then(|s| s.alert_group.clone()),
     };
     Decision { status, wake_at }
 }
@@ -316,6 +319,33 @@ mod tests {
             first, second,
             "a later reconcile with no new facts must not change status"
         );
+    }
+
+    #[test]
+    fn the_alert_receivers_part_of_the_status_is_carried_unchanged() {
+        use crate::api::incident::{AlertGroupStatus, AlertState};
+        let p = Policy::default();
+        let mut inc = incident(|_| {});
+        let group = AlertGroupStatus {
+            group_key: "{}:{a=\"b\"}".into(),
+            receiver: "kaizen".into(),
+            state: AlertState::Firing,
+            resolved_at: None,
+            last_notified_at: Time(ts("2026-02-01T00:00:00Z")),
+            notifications: 3,
+            firing: 0,
+            resolved: 0,
+            untracked: 0,
+            alerts: vec![],
+        };
+        inc.status = Some(IncidentStatus {
+            alert_group: Some(group.clone()),
+            ..Default::default()
+        });
+        let status = decide(&inc, &[], &p, ts("2026-02-02T00:00:00Z")).status;
+        assert_eq!(status.alert_group, Some(group));
+        inc.status = Some(status.clone());
+        assert_eq!(decide(&inc, &[], &p, ts("2026-02-03T00:00:00Z")).status, status);
     }
 
     #[test]

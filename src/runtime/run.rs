@@ -78,7 +78,41 @@ pub async fn run(opts: Options) -> Result<()> {
         health: stores.health.clone(),
         unhealthy_after: opts.policy.watch_unhealthy_after.as_std(),
     };
-    let server = tokio::spawn(server::serve(opts.listen, server_state, shutdown.clone()));
+    let alerts = &opts.policy.alertmanager;
+    let receiver = alerts
+        .enabled
+        .then(|| crate::alerts::Receiver::new(alerts.clone(), &opts.namespace, metrics.clone()));
+    let mut router = server::router(server_state);
+    let mut alert_server = None;
+    match (&receiver, alerts.listen) {
+        (Some(r), None) => {
+            router = router.merge(crate::alerts::handler::router(r.clone()));
+            tracing::info!(path = %alerts.path, "Alertmanager receiver on the main listener");
+        }
+        (Some(r), Some(addr)) => {
+            let serve = server::serve(
+                addr,
+                crate::alerts::handler::router(r.clone()),
+                "the Alertmanager receiver",
+                shutdown.clone(),
+            );
+            // Logged when it happens (a taken port), not only once the controllers stop.
+            alert_server = Some(tokio::spawn(async move {
+                let res = serve.await;
+                if let Err(err) = &res {
+                    tracing::error!(%err, "the Alertmanager receiver stopped");
+                }
+                res
+            }));
+        }
+        (None, _) => {}
+    }
+    let server = tokio::spawn(server::serve(
+        opts.listen,
+        router,
+        "/healthz, /readyz and /metrics",
+        shutdown.clone(),
+    ));
 
     tokio::select! {
         res = wait_for_crds(&client, opts.crd_timeout) => res?,
@@ -97,6 +131,9 @@ pub async fn run(opts: Options) -> Result<()> {
         stores,
         leadership.clone(),
     ));
+    if let Some(r) = &receiver {
+        let _ = r.ctx.set(ctx.clone());
+    }
     // Elected after the CRDs exist, beside the watches: a standby's caches are warm when it takes over.
     let elector = opts
         .election
@@ -144,6 +181,12 @@ pub async fn run(opts: Options) -> Result<()> {
     gauges.abort();
     health.abort();
     tracing::info!("controllers stopped");
+    if let Some(alert_server) = alert_server {
+        match alert_server.await {
+            Ok(res) => res?,
+            Err(e) => return Err(Error::ControllerStopped(format!("Alertmanager receiver task: {e}"))),
+        }
+    }
     match server.await {
         Ok(res) => res,
         Err(e) => Err(Error::ControllerStopped(format!("HTTP server task: {e}"))),

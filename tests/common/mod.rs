@@ -18,6 +18,7 @@ use kube::{
 };
 use tokio::{io::AsyncWriteExt, sync::OnceCell};
 
+pub mod alerting;
 pub mod build;
 mod env;
 pub mod helm;

@@ -44,6 +44,8 @@ fn targets_dir() -> PathBuf {
 /// second. Every series it serves carries the label `exporter="<id>"`, so tests never see each other's.
 pub struct Exporter {
     pub id: String,
+    /// Its loopback port, for a Prometheus of a test's own (see `alerting`).
+    pub port: u16,
     body: Arc<Mutex<String>>,
     sd_file: PathBuf,
     task: tokio::task::JoinHandle<()>,
@@ -73,6 +75,7 @@ impl Exporter {
         std::fs::rename(&tmp, &sd_file).unwrap();
         Self {
             id,
+            port,
             body,
             sd_file,
             task,

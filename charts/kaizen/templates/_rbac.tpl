@@ -6,10 +6,11 @@ does, nothing the controllers don't call.
 {{- define "kaizen.namespacedRules" -}}
 # Incidents: watched to derive phase, durations and follow-up progress. `create` because a Canary
 # that rolls back with spec.onRollback.openIncident opens a new Incident. Spec is the user's: the
-# operator never patches or deletes it.
+# operator never deletes it, and patches it only with the Alertmanager receiver enabled (server-side
+# apply of the fields it sets on the Incidents it opened, under its own field manager).
 - apiGroups: ["kaizen.dev"]
   resources: ["incidents"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create"{{ if .Values.config.alertmanager.enabled }}, "patch"{{ end }}]
 # ActionItems: watched for deadlines, reminders, escalation and verification. Read-only: everything
 # the operator derives goes to the status subresource.
 - apiGroups: ["kaizen.dev"]

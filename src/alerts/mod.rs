@@ -1,0 +1,63 @@
+//! The Alertmanager webhook receiver (payload version 4): one Incident per alert group, its alerts
+//! tracked by fingerprint in the Incident's status, the group's resolution as `mitigatedAt`. Off
+//! unless the policy's `alertmanager.enabled`.
+//!
+//! [`payload`] parses, [`mapping`] decides (pure), [`limiter`] bounds new Incidents per minute (pure),
+//! [`handler`] is the HTTP side and [`apply`] the writes.
+
+pub mod apply;
+pub mod handler;
+pub mod limiter;
+pub mod mapping;
+pub mod payload;
+
+use std::{
+    sync::{Arc, Mutex, OnceLock},
+    time::Instant,
+};
+
+use crate::{metrics::Metrics, policy::AlertmanagerSettings, runtime::Context};
+
+/// The receiver's state, shared by every request.
+pub struct Receiver {
+    pub settings: AlertmanagerSettings,
+    /// Where the Incidents go.
+    pub namespace: String,
+    /// Where the token's Secret lives: the operator's own namespace.
+    pub secret_namespace: String,
+    pub metrics: Arc<Metrics>,
+    /// Set once the controllers' Context exists; until then requests are answered 503.
+    pub ctx: OnceLock<Arc<Context>>,
+    limiter: Mutex<limiter::StormLimiter>,
+    /// One notification at a time: two for the same group (Alertmanager's retry overlapping its
+    /// next send) must not both find no Incident and both count as new.
+    serial: tokio::sync::Mutex<()>,
+    /// The token's digest and when it was read: the Secret is re-read every [`handler::TOKEN_TTL`], so
+    /// a rotation needs no restart.
+    token: Mutex<Option<(Instant, [u8; 32])>>,
+    /// Repeats not yet written to a group's status (by digest), bounded (see [`apply`]).
+    pending: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Receiver {
+    /// `own_namespace`: the operator's namespace (the token's Secret; the Incidents' unless the
+    /// policy names another).
+    pub fn new(settings: AlertmanagerSettings, own_namespace: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+        for reason in handler::REJECT_REASONS {
+            let _ = metrics
+                .alerts_rejected
+                .get_or_create(&crate::metrics::ReasonLabels { reason });
+        }
+        Arc::new(Self {
+            namespace: settings.namespace.clone().unwrap_or_else(|| own_namespace.to_string()),
+            secret_namespace: own_namespace.to_string(),
+            limiter: Mutex::new(limiter::StormLimiter::new(settings.max_new_per_minute)),
+            settings,
+            metrics,
+            ctx: OnceLock::new(),
+            serial: tokio::sync::Mutex::new(()),
+            token: Mutex::new(None),
+            pending: Mutex::default(),
+        })
+    }
+}
