@@ -71,7 +71,11 @@ async fn kz_in(ns: &str, args: &[&str]) -> Run {
 }
 
 fn ok(r: &Run, what: &str) {
-    assert_eq!(r.code, 0, "{what}: exit {}\nstdout:\n{}\nstderr:\n{}", r.code, r.out, r.err);
+    assert_eq!(
+        r.code, 0,
+        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}",
+        r.code, r.out, r.err
+    );
 }
 
 fn json(r: &Run) -> Value {
@@ -131,11 +135,28 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
 
     let r = kz_in(ns, &["status", "incident/checkout"]).await;
     ok(&r, "incident status");
-    for want in ["Incident ", "Severity: SEV2", "Phase: Mitigated", "Commander: dana", "Time to detect 5m", "Paged the on-call", "budget", "yes, 1h", "alice"] {
+    for want in [
+        "Incident ",
+        "Severity: SEV2",
+        "Phase: Mitigated",
+        "Commander: dana",
+        "Time to detect 5m",
+        "Paged the on-call",
+        "budget",
+        "yes, 1h",
+        "alice",
+    ] {
         assert!(r.out.contains(want), "no {want:?} in:\n{}", r.out);
     }
-    assert!(!r.out.contains('\u{1b}'), "an escape sequence reached the terminal:\n{}", r.out);
-    assert!(r.out.find("Paged").unwrap() < r.out.find("Rolled back").unwrap(), "timeline in time order");
+    assert!(
+        !r.out.contains('\u{1b}'),
+        "an escape sequence reached the terminal:\n{}",
+        r.out
+    );
+    assert!(
+        r.out.find("Paged").unwrap() < r.out.find("Rolled back").unwrap(),
+        "timeline in time order"
+    );
 
     let v = json(&kz_in(ns, &["status", "inc/checkout", "-o", "json"]).await);
     assert_eq!(v["phase"], "Mitigated");
@@ -143,12 +164,23 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     let follow_ups = v["followUps"].as_array().unwrap();
     assert_eq!(follow_ups.len(), 2);
     let budget = follow_ups.iter().find(|f| f["name"] == "budget").unwrap();
-    assert_eq!((budget["overdue"].as_bool(), budget["phase"].as_str()), (Some(true), Some("Overdue")));
+    assert_eq!(
+        (budget["overdue"].as_bool(), budget["phase"].as_str()),
+        (Some(true), Some("Overdue"))
+    );
     assert!(budget["lateSeconds"].as_i64().unwrap() >= 3600);
 
     let r = kz_in(ns, &["status", "ai/budget"]).await;
     ok(&r, "item status");
-    for want in ["Effective deadline:", "OVERDUE by 1h", "from spec.dueAt", "Escalation ladder", "1w", "lead", "Notifications:"] {
+    for want in [
+        "Effective deadline:",
+        "OVERDUE by 1h",
+        "from spec.dueAt",
+        "Escalation ladder",
+        "1w",
+        "lead",
+        "Notifications:",
+    ] {
         assert!(r.out.contains(want), "no {want:?} in:\n{}", r.out);
     }
     let v = json(&kz_in(ns, &["status", "actionitem/budget", "-o", "json"]).await);
@@ -156,15 +188,25 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     assert_eq!(v["owner"], "alice");
 
     e.target("web", "v1", 2).await;
-    e.canary("web", canary("web", vec![set_weight(50), pause_until_resumed()])).await;
+    e.canary("web", canary("web", vec![set_weight(50), pause_until_resumed()]))
+        .await;
     e.canary_phase("web", CanaryPhase::Idle).await;
     wait_for(WAIT, "the Initialized event", || async {
-        e.event_reasons("web").await.contains(&"Initialized".to_string()).then_some(())
+        e.event_reasons("web")
+            .await
+            .contains(&"Initialized".to_string())
+            .then_some(())
     })
     .await;
     let r = kz_in(ns, &["status", "canary/web"]).await;
     ok(&r, "canary status");
-    for want in ["Phase: Idle", "setWeight 50%", "pause until resumed", "Events:", "Initialized"] {
+    for want in [
+        "Phase: Idle",
+        "setWeight 50%",
+        "pause until resumed",
+        "Events:",
+        "Initialized",
+    ] {
         assert!(r.out.contains(want), "no {want:?} in:\n{}", r.out);
     }
     let r = kz_in(ns, &["status", "canaries/web", "-o", "yaml"]).await;
@@ -186,11 +228,17 @@ async fn watch_ends_with_the_exit_code_of_the_state_reached() {
     e.set_image("web", "v2").await;
     let r = w.await.unwrap();
     ok(&r, "watch until Succeeded");
-    assert!(r.out.contains("Phase: Succeeded") && r.err.contains("succeeded"), "{}\n{}", r.out, r.err);
+    assert!(
+        r.out.contains("Phase: Succeeded") && r.err.contains("succeeded"),
+        "{}\n{}",
+        r.out,
+        r.err
+    );
 
     // A pause for a human: the watch times out.
     e.target("held", "v1", 2).await;
-    e.canary("held", canary("held", vec![set_weight(50), pause_until_resumed()])).await;
+    e.canary("held", canary("held", vec![set_weight(50), pause_until_resumed()]))
+        .await;
     e.canary_phase("held", CanaryPhase::Idle).await;
     e.set_image("held", "v2").await;
     e.canary_phase("held", CanaryPhase::Paused).await;
@@ -233,7 +281,13 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     let e = Env::start("plugin-control", "").await;
     let ns = e.ns.as_str();
     e.target("web", "v1", 4).await;
-    let steps = vec![set_weight(25), pause_until_resumed(), set_weight(50), pause_until_resumed(), set_weight(75)];
+    let steps = vec![
+        set_weight(25),
+        pause_until_resumed(),
+        set_weight(50),
+        pause_until_resumed(),
+        set_weight(75),
+    ];
     e.canary("web", canary("web", steps)).await;
     e.canary_phase("web", CanaryPhase::Idle).await;
     let r = kz_in(ns, &["resume", "web"]).await;
@@ -241,17 +295,38 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     assert!(r.out.contains("no effect") && r.out.contains("Idle"), "{}", r.out);
 
     e.set_image("web", "v2").await;
-    e.canary_where("web", "paused at step 1", |s| s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(1))
-        .await;
+    e.canary_where("web", "paused at step 1", |s| {
+        s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(1)
+    })
+    .await;
     let r = kz_in(ns, &["resume", "canary/web"]).await;
     ok(&r, "resume");
     let value = e.canaries.get("web").await.unwrap().metadata.annotations.unwrap()["kaizen.dev/resume"].clone();
-    let handled = e.canaries.get("web").await.unwrap().status.unwrap().handled_annotations.unwrap();
-    assert_eq!(handled.resume.as_deref(), Some(value.as_str()), "it waited for handledAnnotations");
-    assert!(r.out.contains(&format!("kaizen.dev/resume={value} handled; Paused, step 1")), "{}", r.out);
+    let handled = e
+        .canaries
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .handled_annotations
+        .unwrap();
+    assert_eq!(
+        handled.resume.as_deref(),
+        Some(value.as_str()),
+        "it waited for handledAnnotations"
+    );
+    assert!(
+        r.out
+            .contains(&format!("kaizen.dev/resume={value} handled; Paused, step 1")),
+        "{}",
+        r.out
+    );
 
-    e.canary_where("web", "paused at step 3", |s| s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(3))
-        .await;
+    e.canary_where("web", "paused at step 3", |s| {
+        s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(3)
+    })
+    .await;
     let w = watch(ns, "canary/web", "60s");
     let r = kz_in(ns, &["promote", "web"]).await;
     ok(&r, "promote");
@@ -259,8 +334,10 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     ok(&w.await.unwrap(), "the watch sees the promotion succeed");
 
     e.set_image("web", "v3").await;
-    e.canary_where("web", "v3 paused", |s| s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(1))
-        .await;
+    e.canary_where("web", "v3 paused", |s| {
+        s.phase == Some(CanaryPhase::Paused) && s.current_step == Some(1)
+    })
+    .await;
     let r = kz_in(ns, &["abort", "web"]).await;
     ok(&r, "abort");
     e.canary_phase("web", CanaryPhase::RolledBack).await;
@@ -283,7 +360,9 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
     let e = Env::start("plugin-report", "").await;
     let ns = e.ns.as_str();
     let t0 = jiff::Timestamp::now().as_second() - 2 * 86_400;
-    let at = |secs: i64| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::from_second(t0 + secs).unwrap());
+    let at = |secs: i64| {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::from_second(t0 + secs).unwrap())
+    };
     let sev1 = |d: i64, m: i64, r: i64| IncidentSpec {
         started_at: Some(at(0)),
         detected_at: Some(at(d)),
@@ -318,7 +397,9 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
     e.incident(
         "old",
         IncidentSpec {
-            started_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::from_second(old).unwrap())),
+            started_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::from_second(old).unwrap(),
+            )),
             ..incident("Long ago", Severity::Sev1)
         },
     )
@@ -330,11 +411,16 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
         state_reason: (state == ActionItemState::WontDo).then(|| "superseded".to_string()),
         ..item(&format!("Follow-up of {inc}"), owner)
     };
-    e.action_item("a-1", follow("a", "alice", None, ActionItemState::Done)).await;
-    e.action_item("a-2", follow("a", "alice", Some(-7200), ActionItemState::Open)).await;
-    e.action_item("b-1", follow("b", "bob", Some(-86_400), ActionItemState::Open)).await;
-    e.action_item("b-2", follow("b", "carol", None, ActionItemState::WontDo)).await;
-    e.action_item("c-1", follow("c", "bob", Some(86_400), ActionItemState::Open)).await;
+    e.action_item("a-1", follow("a", "alice", None, ActionItemState::Done))
+        .await;
+    e.action_item("a-2", follow("a", "alice", Some(-7200), ActionItemState::Open))
+        .await;
+    e.action_item("b-1", follow("b", "bob", Some(-86_400), ActionItemState::Open))
+        .await;
+    e.action_item("b-2", follow("b", "carol", None, ActionItemState::WontDo))
+        .await;
+    e.action_item("c-1", follow("c", "bob", Some(86_400), ActionItemState::Open))
+        .await;
     for (name, phase) in [
         ("a-1", ActionItemPhase::Done),
         ("a-2", ActionItemPhase::Overdue),
@@ -348,30 +434,60 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
     let r = kz(&["get", "-A"]).await;
     ok(&r, "get -A");
     let header = r.out.lines().next().unwrap();
-    assert!(header.starts_with("NAMESPACE") && header.contains("KIND/NAME") && header.contains("PROGRESS"), "{header}");
-    let line = |name: &str| r.out.lines().find(|l| l.starts_with(ns) && l.contains(name)).map(str::to_string);
+    assert!(
+        header.starts_with("NAMESPACE") && header.contains("KIND/NAME") && header.contains("PROGRESS"),
+        "{header}"
+    );
+    let line = |name: &str| {
+        r.out
+            .lines()
+            .find(|l| l.starts_with(ns) && l.contains(name))
+            .map(str::to_string)
+    };
     assert!(line("incident/a ").unwrap().contains("SEV1"), "{}", r.out);
-    assert!(line("actionitem/b-1").unwrap().contains("Overdue") && line("actionitem/b-1").unwrap().contains("1d late"), "{}", r.out);
+    assert!(
+        line("actionitem/b-1").unwrap().contains("Overdue") && line("actionitem/b-1").unwrap().contains("1d late"),
+        "{}",
+        r.out
+    );
     let rows = json(&kz_in(ns, &["get", "incidents", "-o", "json"]).await);
     assert_eq!(rows.as_array().unwrap().len(), 4, "only incidents");
 
     let r = kz_in(ns, &["overdue"]).await;
     ok(&r, "overdue");
-    assert!(r.out.find("bob (1 overdue)").unwrap() < r.out.find("alice (1 overdue)").unwrap(), "{}", r.out);
+    assert!(
+        r.out.find("bob (1 overdue)").unwrap() < r.out.find("alice (1 overdue)").unwrap(),
+        "{}",
+        r.out
+    );
     let groups = json(&kz_in(ns, &["overdue", "-o", "json"]).await);
-    let owners: Vec<&str> = groups.as_array().unwrap().iter().map(|g| g["owner"].as_str().unwrap()).collect();
+    let owners: Vec<&str> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["owner"].as_str().unwrap())
+        .collect();
     assert_eq!(owners, ["bob", "alice"], "most late first");
     assert_eq!(groups[0]["items"][0]["name"], "b-1");
 
     let rep = json(&kz_in(ns, &["report", "--since", "30d", "-o", "json"]).await);
-    assert_eq!(rep["total"]["incidents"], 3, "the 60-day-old incident is outside the window: {rep}");
+    assert_eq!(
+        rep["total"]["incidents"], 3,
+        "the 60-day-old incident is outside the window: {rep}"
+    );
     let sev1 = &rep["severities"][0];
     assert_eq!(sev1["severity"], "SEV1");
     assert_eq!(sev1["incidents"], 2);
-    assert_eq!(sev1["timeToDetect"], json!({"samples": 2, "p50Seconds": 300, "p90Seconds": 900}));
+    assert_eq!(
+        sev1["timeToDetect"],
+        json!({"samples": 2, "p50Seconds": 300, "p90Seconds": 900})
+    );
     assert_eq!(sev1["timeToMitigate"]["p50Seconds"], 1800);
     assert_eq!(sev1["timeToResolve"]["p90Seconds"], 14_400);
-    assert_eq!((sev1["followUps"].as_u64(), sev1["completed"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(
+        (sev1["followUps"].as_u64(), sev1["completed"].as_u64()),
+        (Some(4), Some(2))
+    );
     assert_eq!(sev1["completionRate"], 0.5);
     assert_eq!(sev1["overdue"], 2);
     assert_eq!(sev1["verifiedShare"], 0.0, "a-1 is Done but not verified");
@@ -388,19 +504,37 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
     ok(&r, "postmortem");
     let md = &r.out;
     let mut last = 0;
-    for section in ["## Summary", "## Impact", "## Root Causes", "## Trigger", "## Resolution", "## Detection", "## Action Items", "## Lessons Learned", "## Timeline"] {
+    for section in [
+        "## Summary",
+        "## Impact",
+        "## Root Causes",
+        "## Trigger",
+        "## Resolution",
+        "## Detection",
+        "## Action Items",
+        "## Lessons Learned",
+        "## Timeline",
+    ] {
         let at = md.find(section).unwrap_or_else(|| panic!("no {section} in:\n{md}"));
         assert!(at > last, "{section} out of order");
         last = at;
     }
     assert!(md.contains(r"Payments \| failed \`hard\`"), "user text escaped:\n{md}");
     assert!(md.contains("Users could not pay"));
-    assert!(md.contains("**[GAP]** The root cause is not recorded (spec.rootCause)."), "{md}");
+    assert!(
+        md.contains("**[GAP]** The root cause is not recorded (spec.rootCause)."),
+        "{md}"
+    );
     assert!(md.contains("**[GAP]** How many users were affected"), "{md}");
     assert!(md.contains("| Follow-up of a (a-1) |") && md.contains("(a-2)"), "{md}");
     assert!(!md.contains("(b-1)"), "only a's follow-ups:\n{md}");
     let draft = json(&kz_in(ns, &["postmortem", "incident/a", "-o", "json"]).await);
-    let trigger = draft["sections"].as_array().unwrap().iter().find(|s| s["title"] == "Trigger").unwrap();
+    let trigger = draft["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == "Trigger")
+        .unwrap();
     assert_eq!(trigger["gaps"].as_array().unwrap().len(), 1);
     assert_eq!(kz_in(ns, &["postmortem", "nope"]).await.code, 3);
 }
@@ -440,7 +574,11 @@ async fn errors_are_one_clear_line_with_their_own_exit_code() {
     let r = kz_as(&kubeconfig_with(None, Some(&closed)), &["get"]).await;
     assert_eq!(r.code, 8, "{}", r.err);
     one_line(&r);
-    assert!(r.err.contains("cannot reach the API server") && r.err.contains(&closed[8..]), "{}", r.err);
+    assert!(
+        r.err.contains("cannot reach the API server") && r.err.contains(&closed[8..]),
+        "{}",
+        r.err
+    );
 
     let r = kz(&["--context", "no-such-context", "get"]).await;
     assert_eq!(r.code, 8, "{}", r.err);
@@ -451,7 +589,13 @@ async fn errors_are_one_clear_line_with_their_own_exit_code() {
     one_line(&r);
     assert!(r.err.contains("Incident \"nope\" not found in namespace"), "{}", r.err);
 
-    for args in [&["status", "web"][..], &["status", "pod/web"], &["get", "pods"], &["frobnicate"], &["status", "canary/x", "--timeout", "soon"]] {
+    for args in [
+        &["status", "web"][..],
+        &["status", "pod/web"],
+        &["get", "pods"],
+        &["frobnicate"],
+        &["status", "canary/x", "--timeout", "soon"],
+    ] {
         let r = kz_in(&e.ns, args).await;
         assert_eq!(r.code, 2, "{args:?}: {}", r.err);
     }
@@ -466,14 +610,29 @@ async fn errors_are_one_clear_line_with_their_own_exit_code() {
         ..Default::default()
     };
     sas.create(&PostParams::default(), &sa).await.unwrap();
-    let request: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
-    let token = sas.create_token_request("nobody", &PostParams::default(), &request).await.unwrap().status.unwrap().token;
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    let token = sas
+        .create_token_request("nobody", &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
     let kc = kubeconfig_with(Some(&token), None);
-    for args in [&["-n", &e.ns, "get"][..], &["-n", &e.ns, "status", "canary/web"], &["-n", &e.ns, "report"]] {
+    for args in [
+        &["-n", &e.ns, "get"][..],
+        &["-n", &e.ns, "status", "canary/web"],
+        &["-n", &e.ns, "report"],
+    ] {
         let r = kz_as(&kc, args).await;
         assert_eq!(r.code, 1, "{args:?}: {}", r.err);
         one_line(&r);
-        assert!(r.err.starts_with("error: forbidden: ") && r.err.contains("system:serviceaccount"), "{}", r.err);
+        assert!(
+            r.err.starts_with("error: forbidden: ") && r.err.contains("system:serviceaccount"),
+            "{}",
+            r.err
+        );
     }
     let r = kz_as(&kubeconfig_with(Some("not-a-token"), None), &["get"]).await;
     assert_eq!(r.code, 1, "{}", r.err);
@@ -502,9 +661,16 @@ async fn dist_builds_an_archive_its_sums_and_a_krew_manifest() {
     let sum = hex::encode(sha2::Sha256::digest(std::fs::read(out.join(&archive)).unwrap()));
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(sums.contains(&format!("{sum}  {archive}")), "{sums}");
-    let listing = std::process::Command::new("tar").arg("-tzf").arg(out.join(&archive)).output().unwrap();
+    let listing = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(out.join(&archive))
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.lines().any(|l| l == "kubectl-kaizen") && listing.lines().any(|l| l == "README.md"), "{listing}");
+    assert!(
+        listing.lines().any(|l| l == "kubectl-kaizen") && listing.lines().any(|l| l == "README.md"),
+        "{listing}"
+    );
 
     let manifest: Value = serde_yaml::from_str(&std::fs::read_to_string(out.join("kaizen.yaml")).unwrap()).unwrap();
     assert_eq!(manifest["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
@@ -518,7 +684,13 @@ async fn dist_builds_an_archive_its_sums_and_a_krew_manifest() {
     assert_eq!(p["sha256"], sum);
     assert_eq!(p["bin"], "kubectl-kaizen");
     assert!(p["uri"].as_str().unwrap().ends_with(&archive));
-    assert!(p["files"].as_array().unwrap().iter().any(|f| f["from"] == "kubectl-kaizen"));
+    assert!(
+        p["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["from"] == "kubectl-kaizen")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -95,13 +95,31 @@ pub fn describe(s: &CanaryStatus) -> String {
 /// What the operator did with the value, from the status before and after.
 pub fn outcome_line(action: Action, name: &str, value: &str, before: &CanaryStatus, after: &CanaryStatus) -> String {
     let (b, a) = (describe(before), describe(after));
-    let head = format!("canary/{} {}: {}={value} handled", cell(name), action.verb(), action.annotation());
-    let changed = (before.phase, before.current_step, &before.canary_revision, &before.stable_revision)
-        != (after.phase, after.current_step, &after.canary_revision, &after.stable_revision);
+    let head = format!(
+        "canary/{} {}: {}={value} handled",
+        cell(name),
+        action.verb(),
+        action.annotation()
+    );
+    let changed = (
+        before.phase,
+        before.current_step,
+        &before.canary_revision,
+        &before.stable_revision,
+    ) != (
+        after.phase,
+        after.current_step,
+        &after.canary_revision,
+        &after.stable_revision,
+    );
     if changed {
         format!("{head}; {b} → {a}")
     } else {
-        format!("{head}; no effect: the Canary stays {a} ({} acts only {})", action.verb(), action.applies_when())
+        format!(
+            "{head}; no effect: the Canary stays {a} ({} acts only {})",
+            action.verb(),
+            action.applies_when()
+        )
     }
 }
 
@@ -130,7 +148,10 @@ pub async fn act(s: &Session, action: Action, args: &Args) -> Result<u8> {
     };
     let timeout: Duration = args.timeout.as_std();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher::watcher(api, config).default_backoff().applied_objects().boxed();
+    let mut stream = watcher::watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     let wait = async {
         while let Some(next) = stream.next().await {
             match next {
@@ -186,6 +207,11 @@ mod tests {
             ..Default::default()
         };
         let line = outcome_line(Action::Resume, "web", "t2", &idle, &idle);
-        assert!(line.ends_with("no effect: the Canary stays Idle (resume acts only during a pause without a duration (Paused))"), "{line}");
+        assert!(
+            line.ends_with(
+                "no effect: the Canary stays Idle (resume acts only during a pause without a duration (Paused))"
+            ),
+            "{line}"
+        );
     }
 }

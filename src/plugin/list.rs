@@ -81,7 +81,10 @@ pub fn item_row(i: &Item, now: Timestamp) -> Row {
 
 pub fn canary_row(c: &Canary, now: Timestamp) -> Row {
     let s = c.status.clone().unwrap_or_default();
-    let rolling = matches!(s.phase, Some(CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting));
+    let rolling = matches!(
+        s.phase,
+        Some(CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting)
+    );
     let progress = match (rolling, s.current_step) {
         (true, Some(step)) => format!(
             "step {}/{}, weight {}%",
@@ -160,7 +163,11 @@ pub struct OwnerGroup {
 pub fn group_overdue(items: &[Item], now: Timestamp) -> Vec<OwnerGroup> {
     let mut late: Vec<FollowUp> = items.iter().map(|i| follow_up(i, now)).filter(|f| f.overdue).collect();
     let lateness = |f: &FollowUp| f.late_seconds.unwrap_or(0);
-    late.sort_by(|a, b| lateness(b).cmp(&lateness(a)).then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))));
+    late.sort_by(|a, b| {
+        lateness(b)
+            .cmp(&lateness(a))
+            .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+    });
     let mut groups: Vec<OwnerGroup> = Vec::new();
     // Items arrive most late first, so the first item of each owner sets the group's place.
     for f in late {

@@ -2,6 +2,7 @@
 //! steer a rollout without hand-typing annotations. Each view is a pure function from typed objects
 //! to text (or Markdown), so the rendering is unit-tested and the cluster tests check the wiring.
 
+pub mod canary_view;
 pub mod control;
 pub mod list;
 pub mod postmortem;

@@ -84,15 +84,45 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     let status = inc.status.clone().unwrap_or_default();
     let durations = status.durations.clone().unwrap_or_default();
     let mut header = vec![
-        ("Incident".to_string(), format!("{}/{}", md(&inc.namespace().unwrap_or_default(), false), md(&inc.name_any(), false))),
+        (
+            "Incident".to_string(),
+            format!(
+                "{}/{}",
+                md(&inc.namespace().unwrap_or_default(), false),
+                md(&inc.name_any(), false)
+            ),
+        ),
         ("Severity".into(), spec.severity.as_str().into()),
-        ("Status".into(), format!("Draft (incident phase {})", status.phase.map_or("unknown".into(), |p| p.to_string()))),
-        ("Date".into(), spec.started_at.as_ref().map_or_else(|| format!("{GAP} unknown (spec.startedAt)"), |t| when(Some(t)))),
-        ("Commander".into(), spec.commander.as_deref().map_or_else(|| format!("{GAP} unknown (spec.commander)"), |c| md(c, false))),
+        (
+            "Status".into(),
+            format!(
+                "Draft (incident phase {})",
+                status.phase.map_or("unknown".into(), |p| p.to_string())
+            ),
+        ),
+        (
+            "Date".into(),
+            spec.started_at
+                .as_ref()
+                .map_or_else(|| format!("{GAP} unknown (spec.startedAt)"), |t| when(Some(t))),
+        ),
+        (
+            "Commander".into(),
+            spec.commander
+                .as_deref()
+                .map_or_else(|| format!("{GAP} unknown (spec.commander)"), |c| md(c, false)),
+        ),
         ("Authors".into(), format!("{GAP} to fill in")),
     ];
     if !spec.services.is_empty() {
-        header.push(("Services".into(), spec.services.iter().map(|s| md(s, false)).collect::<Vec<_>>().join(", ")));
+        header.push((
+            "Services".into(),
+            spec.services
+                .iter()
+                .map(|s| md(s, false))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
     }
     if let Some(url) = spec.postmortem.as_ref().and_then(|p| p.url.as_deref()) {
         header.push(("Postmortem document".into(), md(url, false)));
@@ -105,7 +135,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
 
     let mut b = Builder::new();
     let impact = spec.impact.clone().unwrap_or_default();
-    text_or_gap(&mut b, impact.description.as_deref(), "What users experienced is not recorded (spec.impact.description).");
+    text_or_gap(
+        &mut b,
+        impact.description.as_deref(),
+        "What users experienced is not recorded (spec.impact.description).",
+    );
     match impact.users_affected {
         Some(n) => b.line(&format!("- Users affected: {n}")),
         None => b.gap("How many users were affected is not recorded (spec.impact.usersAffected)."),
@@ -116,7 +150,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     sections.push(b.done("Impact"));
 
     let mut b = Builder::new();
-    text_or_gap(&mut b, spec.root_cause.as_deref(), "The root cause is not recorded (spec.rootCause).");
+    text_or_gap(
+        &mut b,
+        spec.root_cause.as_deref(),
+        "The root cause is not recorded (spec.rootCause).",
+    );
     if !spec.contributing_factors.is_empty() {
         b.line("Contributing factors:\n");
         for f in &spec.contributing_factors {
@@ -131,11 +169,19 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
 
     let mut b = Builder::new();
     match &spec.mitigated_at {
-        Some(t) => b.line(&format!("- Mitigated at {}{}", when(Some(t)), after(&durations.time_to_mitigate))),
+        Some(t) => b.line(&format!(
+            "- Mitigated at {}{}",
+            when(Some(t)),
+            after(&durations.time_to_mitigate)
+        )),
         None => b.gap("Not mitigated yet, or not recorded (spec.mitigatedAt)."),
     }
     match &spec.resolved_at {
-        Some(t) => b.line(&format!("- Resolved at {}{}", when(Some(t)), after(&durations.time_to_resolve))),
+        Some(t) => b.line(&format!(
+            "- Resolved at {}{}",
+            when(Some(t)),
+            after(&durations.time_to_resolve)
+        )),
         None => b.gap("Not resolved yet, or not recorded (spec.resolvedAt)."),
     }
     b.line("");
@@ -144,7 +190,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
 
     let mut b = Builder::new();
     match &spec.detected_at {
-        Some(t) => b.line(&format!("- Detected at {}{}\n", when(Some(t)), after(&durations.time_to_detect))),
+        Some(t) => b.line(&format!(
+            "- Detected at {}{}\n",
+            when(Some(t)),
+            after(&durations.time_to_detect)
+        )),
         None => b.gap("When the incident was detected is not recorded (spec.detectedAt)."),
     }
     b.gap("How it was detected (alert, customer report, ...) is not recorded.");
@@ -157,7 +207,9 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
         b.line("| Action item | Type | Owner | Priority | Due | Phase | Verification | Outcome | Ticket |");
         b.line("|---|---|---|---|---|---|---|---|---|");
         let mut rows: Vec<_> = items.iter().map(|i| (i, follow_up(i, now))).collect();
-        rows.sort_by(|a, b| (a.1.due_at.as_ref().map(|t| t.0), &a.1.name).cmp(&(b.1.due_at.as_ref().map(|t| t.0), &b.1.name)));
+        rows.sort_by(|a, b| {
+            (a.1.due_at.as_ref().map(|t| t.0), &a.1.name).cmp(&(b.1.due_at.as_ref().map(|t| t.0), &b.1.name))
+        });
         for (i, f) in rows {
             let s = &i.item.spec;
             let phase = match (&f.phase, f.overdue) {
@@ -218,7 +270,8 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
 }
 
 fn after(d: &Option<String>) -> String {
-    d.as_deref().map_or_else(String::new, |d| format!(" ({} after the start)", md(d, false)))
+    d.as_deref()
+        .map_or_else(String::new, |d| format!(" ({} after the start)", md(d, false)))
 }
 
 pub fn markdown(d: &Draft) -> String {

@@ -114,8 +114,17 @@ fn row(severity: String, incidents: &[&Incident], items: &[&Item], now: Timestam
         ttr.extend(r);
     }
     let phase = |i: &Item| i.item.status.as_ref().and_then(|s| s.phase);
-    let count = |p: &[ActionItemPhase]| items.iter().filter(|i| phase(i).is_some_and(|x| p.contains(&x))).count();
-    let completed = count(&[ActionItemPhase::Done, ActionItemPhase::Verified, ActionItemPhase::WontDo]);
+    let count = |p: &[ActionItemPhase]| {
+        items
+            .iter()
+            .filter(|i| phase(i).is_some_and(|x| p.contains(&x)))
+            .count()
+    };
+    let completed = count(&[
+        ActionItemPhase::Done,
+        ActionItemPhase::Verified,
+        ActionItemPhase::WontDo,
+    ]);
     let shipped = count(&[ActionItemPhase::Done, ActionItemPhase::Verified]);
     let verified = count(&[ActionItemPhase::Verified]);
     let measured = items.iter().filter(|i| i.outcome().is_some()).count();
@@ -139,7 +148,10 @@ fn row(severity: String, incidents: &[&Incident], items: &[&Item], now: Timestam
 /// The report over incidents that started within `since` of `now`, and their follow-ups.
 pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Timestamp) -> Report {
     let from = now - SignedDuration::from_secs(since.as_secs());
-    let window: Vec<&Incident> = incidents.iter().filter(|i| started(i).is_some_and(|t| t >= from)).collect();
+    let window: Vec<&Incident> = incidents
+        .iter()
+        .filter(|i| started(i).is_some_and(|t| t >= from))
+        .collect();
     let key = |ns: String, name: &str| (ns, name.to_string());
     let severity_of: HashMap<(String, String), Severity> = window
         .iter()
@@ -149,7 +161,10 @@ pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Time
         .iter()
         .filter_map(|i| {
             let r = i.item.spec.incident_ref.as_ref()?;
-            Some((i, *severity_of.get(&key(i.item.namespace().unwrap_or_default(), &r.name))?))
+            Some((
+                i,
+                *severity_of.get(&key(i.item.namespace().unwrap_or_default(), &r.name))?,
+            ))
         })
         .collect();
     let severities = Severity::ALL

@@ -138,8 +138,9 @@ impl Session {
         };
         let config = match &g.kubeconfig {
             Some(path) => {
-                let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| Error::NoCluster(format!("cannot read kubeconfig {}: {}", path.display(), root_cause(&e))))?;
+                let kc = Kubeconfig::read_from(path).map_err(|e| {
+                    Error::NoCluster(format!("cannot read kubeconfig {}: {}", path.display(), root_cause(&e)))
+                })?;
                 Config::from_custom_kubeconfig(kc, &options).await
             }
             None => Config::from_kubeconfig(&options).await,
@@ -183,9 +184,11 @@ impl Session {
     pub fn err(&self, e: kube::Error) -> Error {
         match e {
             kube::Error::Api(s) => Error::Kube(kube::Error::Api(s)),
-            kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                Error::NoCluster(format!("cannot reach the API server at {}: {}", self.server, root_cause(&e)))
-            }
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::NoCluster(format!(
+                "cannot reach the API server at {}: {}",
+                self.server,
+                root_cause(&e)
+            )),
             other => Error::Kube(other),
         }
     }
@@ -336,7 +339,10 @@ mod tests {
     fn references_parse_as_kubectl_spells_them() {
         assert_eq!(parse_ref("inc/db").unwrap(), (Kind::Incident, "db".into()));
         assert_eq!(parse_ref("ActionItems/x").unwrap(), (Kind::ActionItem, "x".into()));
-        assert_eq!(parse_ref("canary.kaizen.dev/web").unwrap(), (Kind::Canary, "web".into()));
+        assert_eq!(
+            parse_ref("canary.kaizen.dev/web").unwrap(),
+            (Kind::Canary, "web".into())
+        );
         for bad in ["web", "pod/web", "canary/", "canary/a/b"] {
             assert!(matches!(parse_ref(bad), Err(Error::Usage(_))), "{bad}");
         }

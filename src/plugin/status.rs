@@ -11,17 +11,14 @@ use serde::Serialize;
 
 use super::{
     session::{Item, event_time},
-    text::{Table, age, cell, num, span, term, when},
+    text::{Table, cell, span, term, when},
 };
 use crate::api::{
     Canary, Incident,
     action_item::{ActionItemPhase, ActionItemState},
-    canary::{CanaryPhase, MetricResult},
+    canary::CanaryPhase,
     conditions::STALLED,
 };
-
-/// How many Events the Canary view shows, newest last.
-const EVENTS_SHOWN: usize = 10;
 
 /// Where a watched object stands: `-w` ends on anything but `Pending`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,7 +55,9 @@ pub fn incident_outcome(i: &Incident) -> Outcome {
 
 /// Done ends an item only when nothing is left to verify.
 pub fn item_outcome(i: &Item) -> Outcome {
-    let Some(s) = &i.item.status else { return Outcome::Pending };
+    let Some(s) = &i.item.status else {
+        return Outcome::Pending;
+    };
     match s.phase {
         _ if stalled(&s.conditions) => Outcome::Stalled,
         Some(ActionItemPhase::Verified | ActionItemPhase::WontDo) => Outcome::Succeeded,
@@ -66,6 +65,8 @@ pub fn item_outcome(i: &Item) -> Outcome {
         _ => Outcome::Pending,
     }
 }
+
+pub use super::canary_view::{CanaryView, StepLine, canary_view, render_canary};
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -77,7 +78,7 @@ pub struct ConditionLine {
     pub message: String,
 }
 
-fn condition_lines(conds: &[Condition]) -> Vec<ConditionLine> {
+pub(super) fn condition_lines(conds: &[Condition]) -> Vec<ConditionLine> {
     conds
         .iter()
         .map(|c| ConditionLine {
@@ -89,7 +90,7 @@ fn condition_lines(conds: &[Condition]) -> Vec<ConditionLine> {
         .collect()
 }
 
-fn render_conditions(out: &mut String, conds: &[ConditionLine]) {
+pub(super) fn render_conditions(out: &mut String, conds: &[ConditionLine]) {
     if conds.is_empty() {
         return;
     }
@@ -126,7 +127,10 @@ pub struct FollowUp {
 
 fn finished(phase: Option<ActionItemPhase>, state: ActionItemState) -> bool {
     match phase {
-        Some(p) => matches!(p, ActionItemPhase::Done | ActionItemPhase::Verified | ActionItemPhase::WontDo),
+        Some(p) => matches!(
+            p,
+            ActionItemPhase::Done | ActionItemPhase::Verified | ActionItemPhase::WontDo
+        ),
         None => matches!(state, ActionItemState::Done | ActionItemState::WontDo),
     }
 }
@@ -201,7 +205,8 @@ pub fn incident_view(inc: &Incident, items: &[Item], now: Timestamp) -> Incident
     let mut timeline: Vec<(Time, String)> = spec.timeline.iter().map(|t| (t.at.clone(), t.event.clone())).collect();
     timeline.sort_by_key(|(at, _)| at.0);
     let mut follow_ups: Vec<FollowUp> = items.iter().map(|i| follow_up(i, now)).collect();
-    follow_ups.sort_by(|a, b| (a.due_at.as_ref().map(|t| t.0), &a.name).cmp(&(b.due_at.as_ref().map(|t| t.0), &b.name)));
+    follow_ups
+        .sort_by(|a, b| (a.due_at.as_ref().map(|t| t.0), &a.name).cmp(&(b.due_at.as_ref().map(|t| t.0), &b.name)));
     IncidentView {
         namespace: inc.namespace().unwrap_or_default(),
         name: inc.name_any(),
@@ -224,7 +229,7 @@ pub fn incident_view(inc: &Incident, items: &[Item], now: Timestamp) -> Incident
     }
 }
 
-fn opt(v: &Option<String>) -> String {
+pub(super) fn opt(v: &Option<String>) -> String {
     v.as_deref().map_or_else(|| "-".into(), cell)
 }
 
@@ -277,7 +282,17 @@ pub fn render_incident(v: &IncidentView, now: Timestamp) -> String {
 
 /// The follow-ups as a table (`overdue` adds their namespace when listing across namespaces).
 pub fn follow_up_table(items: &[FollowUp], now: Timestamp, namespaces: bool) -> String {
-    let mut header = vec!["  NAME", "OWNER", "PRIORITY", "DUE", "PHASE", "OVERDUE", "VERIFICATION", "OUTCOME", "TITLE"];
+    let mut header = vec![
+        "  NAME",
+        "OWNER",
+        "PRIORITY",
+        "DUE",
+        "PHASE",
+        "OVERDUE",
+        "VERIFICATION",
+        "OUTCOME",
+        "TITLE",
+    ];
     if namespaces {
         header.insert(0, "  NAMESPACE");
         header[1] = "NAME";
@@ -293,7 +308,11 @@ pub fn follow_up_table(items: &[FollowUp], now: Timestamp, namespaces: bool) -> 
             || "-".to_string(),
             |d| {
                 let left = d.0.duration_since(now);
-                if left.is_negative() { when(Some(d)) } else { format!("{} (in {})", when(Some(d)), span(left)) }
+                if left.is_negative() {
+                    when(Some(d))
+                } else {
+                    format!("{} (in {})", when(Some(d)), span(left))
+                }
             },
         );
         let mut row = vec![
@@ -381,7 +400,11 @@ pub fn item_view(i: &Item, events: &[Event], now: Timestamp) -> ItemView {
     let notes = status.notifications.as_deref().cloned().unwrap_or_default();
     let sent = events
         .iter()
-        .filter(|e| e.reason.as_deref().is_some_and(|r| r.ends_with("Sent") || r == "Escalated"))
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| r.ends_with("Sent") || r == "Escalated")
+        })
         .map(|e| Sent {
             at: event_time(e).map(Time),
             reason: e.reason.clone().unwrap_or_default(),
@@ -400,7 +423,12 @@ pub fn item_view(i: &Item, events: &[Event], now: Timestamp) -> ItemView {
         notifications_sent: notes.sent,
         last_sent_at: notes.last_sent_at.clone(),
         pending_notification: notes.pending.as_ref().map(|p| {
-            format!("{} to {} (failed attempts {})", p.kind, p.recipients.join(", "), p.failed_attempts)
+            format!(
+                "{} to {} (failed attempts {})",
+                p.kind,
+                p.recipients.join(", "),
+                p.failed_attempts
+            )
         }),
         sent,
         outcome_reason: i.outcome_reason().map(str::to_string),
@@ -466,173 +494,14 @@ pub fn render_item(v: &ItemView, now: Timestamp) -> String {
         out.push_str(&format!("  pending: {}\n", term(p, 300)));
     }
     for e in &v.sent {
-        out.push_str(&format!("  {}  {}  {}\n", when(e.at.as_ref()), cell(&e.reason), term(&e.note, 300)));
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            when(e.at.as_ref()),
+            cell(&e.reason),
+            term(&e.note, 300)
+        ));
     }
     render_conditions(&mut out, &v.conditions);
-    out
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct StepLine {
-    pub index: usize,
-    pub step: String,
-    /// done, current or pending.
-    pub state: String,
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CanaryView {
-    pub namespace: String,
-    pub name: String,
-    pub target: String,
-    pub phase: Option<String>,
-    pub stable_revision: Option<String>,
-    pub canary_revision: Option<String>,
-    pub canary_weight: Option<i32>,
-    pub current_step: Option<i32>,
-    pub step_started_at: Option<Time>,
-    pub paused: bool,
-    pub steps: Vec<StepLine>,
-    pub analysis_last_run_at: Option<Time>,
-    pub failures: i32,
-    pub errors: i32,
-    pub inconclusive: i32,
-    pub metrics: Vec<MetricResult>,
-    pub incident: Option<String>,
-    pub conditions: Vec<ConditionLine>,
-    pub events: Vec<Sent>,
-}
-
-pub fn canary_view(c: &Canary, events: &[Event]) -> CanaryView {
-    let status = c.status.clone().unwrap_or_default();
-    let rolling = matches!(
-        status.phase,
-        Some(CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting)
-    );
-    let current = status.current_step.filter(|_| rolling).map(|s| s.max(0) as usize);
-    let steps = c
-        .spec
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(n, s)| StepLine {
-            index: n,
-            step: match (&s.set_weight, &s.pause) {
-                (Some(w), _) => format!("setWeight {w}%"),
-                (_, Some(p)) => p
-                    .duration
-                    .map_or_else(|| "pause until resumed".to_string(), |d| format!("pause {d}")),
-                _ => "-".into(),
-            },
-            state: match current {
-                Some(cur) if n < cur => "done",
-                Some(cur) if n == cur => "current",
-                None if status.phase == Some(CanaryPhase::Succeeded) => "done",
-                _ => "pending",
-            }
-            .into(),
-        })
-        .collect();
-    let analysis = status.analysis.clone().unwrap_or_default();
-    let skip = events.len().saturating_sub(EVENTS_SHOWN);
-    CanaryView {
-        namespace: c.namespace().unwrap_or_default(),
-        name: c.name_any(),
-        target: c.spec.target_ref.name.clone(),
-        phase: status.phase.map(|p| p.to_string()),
-        stable_revision: status.stable_revision,
-        canary_revision: status.canary_revision,
-        canary_weight: status.canary_weight,
-        current_step: status.current_step,
-        step_started_at: status.step_started_at,
-        paused: c.spec.paused,
-        steps,
-        analysis_last_run_at: analysis.last_run_at,
-        failures: analysis.failures,
-        errors: analysis.errors,
-        inconclusive: analysis.inconclusive,
-        metrics: analysis.metrics,
-        incident: status.incident_ref.map(|r| r.name),
-        conditions: condition_lines(&status.conditions),
-        events: events[skip..]
-            .iter()
-            .map(|e| Sent {
-                at: event_time(e).map(Time),
-                reason: e.reason.clone().unwrap_or_default(),
-                note: e.message.clone().unwrap_or_default(),
-            })
-            .collect(),
-    }
-}
-
-pub fn render_canary(v: &CanaryView, now: Timestamp) -> String {
-    let mut out = format!(
-        "Canary {}/{} → Deployment {}\nPhase: {}{}   Weight: {}   Stable: {}   Canary: {}\n",
-        cell(&v.namespace),
-        cell(&v.name),
-        cell(&v.target),
-        opt(&v.phase),
-        if v.paused { " (spec.paused)" } else { "" },
-        v.canary_weight.map_or_else(|| "-".into(), |w| format!("{w}%")),
-        opt(&v.stable_revision),
-        opt(&v.canary_revision)
-    );
-    out.push_str("\nSteps:\n");
-    for s in &v.steps {
-        let mark = match s.state.as_str() {
-            "current" => "▶",
-            "done" => "✓",
-            _ => " ",
-        };
-        let since = if s.state == "current" {
-            format!("   (for {})", age(v.step_started_at.as_ref(), now))
-        } else {
-            String::new()
-        };
-        out.push_str(&format!("  {mark} {:>2}  {}{since}\n", s.index, s.step));
-    }
-    out.push_str(&format!(
-        "\nAnalysis (last run {}): {} failed, {} errors, {} inconclusive\n",
-        when(v.analysis_last_run_at.as_ref()),
-        v.failures,
-        v.errors,
-        v.inconclusive
-    ));
-    if !v.metrics.is_empty() {
-        let mut t = Table::new(&[
-            "  METRIC", "OUTCOME", "CANARY", "PRIMARY", "SAMPLES", "P-VALUE", "EFFECT", "MESSAGE",
-        ]);
-        for m in &v.metrics {
-            let samples = match (m.canary_samples, m.primary_samples) {
-                (None, None) => "-".to_string(),
-                (c, p) => format!("{}/{}", c.map_or("-".into(), |c| c.to_string()), p.map_or("-".into(), |p| p.to_string())),
-            };
-            t.row(vec![
-                format!("  {}", cell(&m.name)),
-                m.outcome.to_string(),
-                num(m.canary_value, 4),
-                num(m.primary_value, 4),
-                samples,
-                num(m.p_value, 4),
-                num(m.effect_size, 3),
-                m.message.as_deref().map_or_else(|| "-".into(), |s| term(s, 120)),
-            ]);
-        }
-        out.push_str(&t.render());
-    }
-    if let Some(i) = &v.incident {
-        out.push_str(&format!("\nIncident opened by the last rollback: {}\n", cell(i)));
-    }
-    render_conditions(&mut out, &v.conditions);
-    out.push_str("\nEvents:\n");
-    if v.events.is_empty() {
-        out.push_str("  (none)\n");
-    }
-    for e in &v.events {
-        out.push_str(&format!("  {}  {}  {}\n", when(e.at.as_ref()), cell(&e.reason), term(&e.note, 300)));
-    }
     out
 }
 

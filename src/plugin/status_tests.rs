@@ -81,7 +81,10 @@ fn the_canary_view_marks_the_current_step_and_shows_the_numbers() {
     assert_eq!(states, ["done", "current", "pending"]);
     let text = render_canary(&v, ts(NOW));
     assert!(text.contains("▶  1  pause until resumed"), "{text}");
-    assert!(text.contains("30/31") && text.contains("0.4321") && text.contains("0.2"), "{text}");
+    assert!(
+        text.contains("30/31") && text.contains("0.4321") && text.contains("0.2"),
+        "{text}"
+    );
     assert_eq!(canary_outcome(&c), Outcome::Pending);
     let mut rb = c.clone();
     rb.status.as_mut().unwrap().phase = Some(CanaryPhase::RolledBack);

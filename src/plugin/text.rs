@@ -133,7 +133,10 @@ pub fn age(then: Option<&Time>, now: Timestamp) -> String {
 
 /// An RFC 3339 time to the second, or `-`.
 pub fn when(t: Option<&Time>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string())
+    t.map_or_else(
+        || "-".into(),
+        |t| t.0.round(jiff::Unit::Second).unwrap_or(t.0).to_string(),
+    )
 }
 
 /// A number with at most `digits` decimals, without trailing zeros.

@@ -34,7 +34,11 @@ async fn view(s: &Session, kind: Kind, name: &str, format: Option<Format>) -> Re
             let items = s.follow_ups(name).await?;
             let v = status::incident_view(&inc, &items, now);
             let outcome = status::incident_outcome(&inc);
-            (to_json(&v)?, Box::new(move || status::render_incident(&v, now)), outcome)
+            (
+                to_json(&v)?,
+                Box::new(move || status::render_incident(&v, now)),
+                outcome,
+            )
         }
         Kind::ActionItem => {
             let item = s.item(name).await?;
