@@ -318,7 +318,7 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     );
     assert!(
         r.out
-            .contains(&format!("kaizen.dev/resume={value} handled; Paused, step 1")),
+            .contains(&format!("kaizen.dev/resume={value} handled; Paused, step 2")),
         "{}",
         r.out
     );

@@ -138,7 +138,7 @@ pub fn render_canary(v: &CanaryView, now: Timestamp) -> String {
         } else {
             String::new()
         };
-        out.push_str(&format!("  {mark} {:>2}  {}{since}\n", s.index, s.step));
+        out.push_str(&format!("  {mark} {:>2}  {}{since}\n", s.index + 1, s.step));
     }
     out.push_str(&format!(
         "\nAnalysis (last run {}): {} failed, {} errors, {} inconclusive\n",

@@ -81,12 +81,12 @@ impl Action {
     }
 }
 
-/// "Progressing, step 1, weight 34%".
+/// "Progressing, step 2, weight 34%" (steps counted from 1, as the operator's messages do).
 pub fn describe(s: &CanaryStatus) -> String {
     let phase = s.phase.map_or("no phase yet".to_string(), |p| p.to_string());
     match (s.phase, s.current_step, s.canary_weight) {
         (Some(CanaryPhase::Progressing | CanaryPhase::Paused), Some(step), w) => {
-            format!("{phase}, step {step}, weight {}%", w.unwrap_or(0))
+            format!("{phase}, step {}, weight {}%", step + 1, w.unwrap_or(0))
         }
         _ => phase,
     }
@@ -200,7 +200,7 @@ mod tests {
         let after = status(CanaryPhase::Promoting, 1, 50);
         assert_eq!(
             outcome_line(Action::Promote, "web", "t1", &before, &after),
-            "canary/web promote: kaizen.dev/promote=t1 handled; Paused, step 1, weight 50% → Promoting"
+            "canary/web promote: kaizen.dev/promote=t1 handled; Paused, step 2, weight 50% → Promoting"
         );
         let idle = CanaryStatus {
             phase: Some(CanaryPhase::Idle),

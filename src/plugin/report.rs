@@ -178,7 +178,11 @@ pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Time
         .collect();
     let all_items: Vec<&Item> = item_severity.iter().map(|(i, _)| *i).collect();
     Report {
-        since: since.to_string(),
+        // 30d reads better than the canonical 4w2d.
+        since: match since.as_secs() {
+            s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+            _ => since.to_string(),
+        },
         from: Time(from),
         severities,
         total: row("all".into(), &window, &all_items, now),

@@ -308,7 +308,11 @@ pub fn follow_up_table(items: &[FollowUp], now: Timestamp, namespaces: bool) -> 
             || "-".to_string(),
             |d| {
                 let left = d.0.duration_since(now);
-                if left.is_negative() {
+                if left.is_negative()
+                    || f.phase
+                        .as_deref()
+                        .is_some_and(|p| matches!(p, "Done" | "Verified" | "WontDo"))
+                {
                     when(Some(d))
                 } else {
                     format!("{} (in {})", when(Some(d)), span(left))

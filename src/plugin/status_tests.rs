@@ -80,7 +80,7 @@ fn the_canary_view_marks_the_current_step_and_shows_the_numbers() {
     let states: Vec<&str> = v.steps.iter().map(|s| s.state.as_str()).collect();
     assert_eq!(states, ["done", "current", "pending"]);
     let text = render_canary(&v, ts(NOW));
-    assert!(text.contains("▶  1  pause until resumed"), "{text}");
+    assert!(text.contains("▶  2  pause until resumed"), "{text}");
     assert!(
         text.contains("30/31") && text.contains("0.4321") && text.contains("0.2"),
         "{text}"
