@@ -1,6 +1,7 @@
 //! `kubectl kaizen` against the real control plane with the real operator writing the statuses: each
 //! view (text and -o json/yaml), the -w exit codes, the canary controls waiting on
-//! handledAnnotations, get/overdue/report/postmortem on known data, each error case, the krew
+//! handledAnnotations, get/overdue/report/postmortem on known data, each error case (no CRDs on a
+//! second apiserver that never saw them), the krew
 //! manifest of `make dist`, and the start-to-output time on a few thousand objects.
 
 mod common;
@@ -745,4 +746,91 @@ async fn figure_start_to_output_time_on_thousands_of_objects() {
         status.as_secs_f64() * 1000.0,
         report.as_secs_f64() * 1000.0
     );
+}
+
+/// A second real kube-apiserver on the test cluster's etcd under a fresh key prefix: a control plane
+/// that serves Kubernetes but has never seen the Kaizen CRDs, where the shared cluster cannot lose
+/// them. Stopped when dropped; its few bootstrap keys stay in etcd until the cluster goes.
+struct BareApiserver {
+    _child: tokio::process::Child,
+    kubeconfig: PathBuf,
+    prefix: String,
+}
+
+impl BareApiserver {
+    async fn start() -> Self {
+        let workdir = common::cluster_setting("KWOK_WORKDIR").expect("KWOK_WORKDIR from hack/cluster.sh");
+        let name = common::cluster_setting("KAIZEN_CLUSTER_NAME").expect("KAIZEN_CLUSTER_NAME");
+        let dir = Path::new(&workdir).join("clusters").join(&name);
+        let pid = std::fs::read_to_string(dir.join("pids/kube-apiserver.pid")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).expect("the cluster's apiserver runs");
+        let mut args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let binary = args.remove(0);
+        let port = common::free_port();
+        let prefix = format!("/kaizen-plugin-bare-{port}");
+        args.retain(|a| {
+            !a.starts_with("--etcd-prefix=") && !a.starts_with("--secure-port=") && !a.starts_with("--bind-address=")
+        });
+        args.extend([
+            format!("--etcd-prefix={prefix}"),
+            format!("--secure-port={port}"),
+            "--bind-address=127.0.0.1".into(),
+        ]);
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("kaizen-bare-apiserver-{port}.log"))).unwrap();
+        let child = tokio::process::Command::new(binary)
+            .args(&args)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("a second kube-apiserver starts");
+        let kubeconfig = kubeconfig_with(None, Some(&format!("https://127.0.0.1:{port}")));
+        wait_for(Duration::from_secs(90), "the bare apiserver to be ready", || async {
+            let out = tokio::process::Command::new(common::kubectl())
+                .args(["get", "--raw", "/readyz"])
+                .env("KUBECONFIG", &kubeconfig)
+                .output()
+                .await
+                .ok()?;
+            out.status.success().then_some(())
+        })
+        .await;
+        Self {
+            _child: child,
+            kubeconfig,
+            prefix,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_without_the_crds_gets_its_own_exit_code() {
+    let bare = BareApiserver::start().await;
+    let namespaces = tokio::process::Command::new(common::kubectl())
+        .args(["get", "namespaces"])
+        .env("KUBECONFIG", &bare.kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(namespaces.status.success(), "the bare apiserver serves Kubernetes");
+    for args in [
+        &["get", "-A"][..],
+        &["status", "canary/web"],
+        &["report", "-A"],
+        &["promote", "web"],
+    ] {
+        let r = kz_as(&bare.kubeconfig, args).await;
+        assert_eq!(r.code, 7, "{args:?} against {}: {}", bare.prefix, r.err);
+        assert!(
+            r.err.starts_with("error: the Kaizen CRDs are not installed") && r.err.lines().count() == 1,
+            "{}",
+            r.err
+        );
+    }
+    let _ = std::fs::remove_file(&bare.kubeconfig);
 }
