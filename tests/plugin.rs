@@ -89,6 +89,66 @@ fn watch(ns: &str, target: &str, timeout: &str) -> tokio::task::JoinHandle<Run> 
     tokio::spawn(async move { kz_in(&ns, &["status", &target, "-w", "--timeout", &timeout]).await })
 }
 
+/// A `status -w` whose first view has been printed: what the test changes next is seen as a change.
+struct Watching {
+    child: tokio::process::Child,
+    first: String,
+    rest: tokio::task::JoinHandle<String>,
+}
+
+impl Watching {
+    /// Starts `status TARGET -w` and reads its output until a line contains `marker`.
+    async fn start(ns: &str, target: &str, marker: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let args = ["-n", ns, "status", target, "-w", "--timeout", "60s"];
+        let mut child = command(&common::kubeconfig(), &args).spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut first = String::new();
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                first.push_str(&line);
+                first.push('\n');
+                if line.contains(marker) {
+                    return;
+                }
+            }
+            panic!("the watch ended before printing {marker:?}:\n{first}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .expect("the first view within a minute");
+        let mut reader = lines.into_inner();
+        let rest = tokio::spawn(async move {
+            let mut s = String::new();
+            reader.read_to_string(&mut s).await.unwrap();
+            s
+        });
+        Self { child, first, rest }
+    }
+
+    /// Waits (bounded) for the watch to end.
+    async fn finish(mut self) -> Run {
+        use tokio::io::AsyncReadExt;
+        let status = tokio::time::timeout(Duration::from_secs(90), self.child.wait())
+            .await
+            .expect("the watch ends within its timeout")
+            .unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
+        Run {
+            code: status.code().expect("exited"),
+            out: self.first + &self.rest.await.unwrap(),
+            err,
+        }
+    }
+}
+
 async fn item_phase(e: &Env, name: &str, phase: ActionItemPhase) {
     wait_for(WAIT, &format!("ActionItem {name} {phase:?}"), || async {
         (e.item_status(name).await?.phase? == phase).then_some(())
@@ -171,6 +231,26 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     );
     assert!(budget["lateSeconds"].as_i64().unwrap() >= 3600);
 
+    // Without -n, the namespace is the kubeconfig context's.
+    let mut kc: Value =
+        serde_json::to_value(kube::config::Kubeconfig::read_from(common::kubeconfig()).unwrap()).unwrap();
+    for c in kc["contexts"].as_array_mut().unwrap() {
+        c["context"]["namespace"] = json!(ns);
+    }
+    let path = std::env::temp_dir().join(format!("kaizen-plugin-ns-{}.kubeconfig", common::free_port()));
+    std::fs::write(&path, kc.to_string()).unwrap();
+    let r = kz_as(&path, &["status", "incident/checkout", "-o", "json"]).await;
+    ok(&r, "namespace from the context");
+    assert_eq!(json(&r)["namespace"], ns);
+    assert_eq!(
+        kz_as(&path, &["-n", "default", "status", "incident/checkout"])
+            .await
+            .code,
+        3,
+        "-n wins"
+    );
+    let _ = std::fs::remove_file(&path);
+
     let r = kz_in(ns, &["status", "ai/budget"]).await;
     ok(&r, "item status");
     for want in [
@@ -225,9 +305,9 @@ async fn watch_ends_with_the_exit_code_of_the_state_reached() {
     e.canary("web", canary("web", vec![set_weight(50)])).await;
     e.canary_phase("web", CanaryPhase::Idle).await;
     // Idle waits for a rollout; the rollout that follows succeeds.
-    let w = watch(ns, "canary/web", "60s");
+    let w = Watching::start(ns, "canary/web", "Phase: Idle").await;
     e.set_image("web", "v2").await;
-    let r = w.await.unwrap();
+    let r = w.finish().await;
     ok(&r, "watch until Succeeded");
     assert!(
         r.out.contains("Phase: Succeeded") && r.err.contains("succeeded"),
@@ -267,6 +347,31 @@ async fn watch_ends_with_the_exit_code_of_the_state_reached() {
     let r = kz_in(ns, &["status", "ai/orphan", "-w", "--timeout", "60s"]).await;
     assert_eq!(r.code, 5, "stalled: {}\n{}", r.out, r.err);
     assert!(r.out.contains("IncidentNotFound"), "{}", r.out);
+    // An Incident closes once resolved with its postmortem done and no follow-ups: 0.
+    e.incident("inc", incident("Short outage", Severity::Sev4)).await;
+    wait_for(WAIT, "the Incident to be Active", || async {
+        (e.incident_status("inc").await?.phase? == kaizen::api::incident::IncidentPhase::Active).then_some(())
+    })
+    .await;
+    let w = Watching::start(ns, "inc/inc", "Phase: Active").await;
+    let done =
+        json!({"spec": {"resolvedAt": "2026-01-01T01:00:00Z", "postmortem": {"completedAt": "2026-01-02T00:00:00Z"}}});
+    e.incidents
+        .patch(
+            "inc",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&done),
+        )
+        .await
+        .unwrap();
+    let r = w.finish().await;
+    ok(&r, "watch until Closed");
+    assert!(
+        r.out.contains("Phase: Active") && r.out.contains("Phase: Closed"),
+        "both views printed:\n{}",
+        r.out
+    );
+
     // Deleted while watched: not found.
     e.action_item("pending", item("Pending", "alice")).await;
     item_phase(&e, "pending", ActionItemPhase::Open).await;
