@@ -1,5 +1,5 @@
 # Entry points. The first run builds the pinned Kubernetes control plane from source (see README).
-.PHONY: demo test bench down tools crds lint unit
+.PHONY: demo test bench down tools crds lint unit dist
 
 demo: ## local control plane + CRDs + operator + examples, then `kubectl get kaizen`
 	hack/demo.sh
@@ -28,3 +28,6 @@ lint:
 
 unit:
 	cargo test --lib --bins
+
+dist: ## release archives of kubectl-kaizen with sha256 sums and the krew manifest, in dist/
+	hack/dist.sh

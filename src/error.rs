@@ -32,6 +32,27 @@ pub enum Error {
 
     #[error("could not build a JSON patch: {0}")]
     Patch(#[source] serde_json::Error),
+
+    /// `kubectl kaizen` was called with arguments it cannot act on.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{kind} {name:?} not found in namespace {namespace}")]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        namespace: String,
+    },
+
+    #[error("the Kaizen CRDs are not installed in this cluster ({0}); install crds/kaizen.dev.yaml or the Helm chart")]
+    NoCrds(String),
+
+    /// No usable kubeconfig, or its API server does not answer.
+    #[error("no cluster: {0}")]
+    NoCluster(String),
+
+    #[error("timed out: {0}")]
+    TimedOut(String),
 }
 
 impl Error {
@@ -48,6 +69,11 @@ impl Error {
             Error::ControllerStopped(_) => "controller",
             Error::Patch(_) => "patch",
             Error::NotLeader => "not_leader",
+            Error::Usage(_) => "usage",
+            Error::NotFound { .. } => "not_found",
+            Error::NoCrds(_) => "no_crds",
+            Error::NoCluster(_) => "no_cluster",
+            Error::TimedOut(_) => "timed_out",
         }
     }
 }
