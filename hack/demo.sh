@@ -12,7 +12,7 @@ run="$KAIZEN_RUN_DIR"
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$run/env"
-cargo build --locked --bin kaizen --example demo_metrics
+cargo build --locked --bin kaizen --bin kubectl-kaizen --example demo_metrics
 bin="${CARGO_TARGET_DIR:-target}/debug"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=Established crd --all --timeout=60s >/dev/null
@@ -46,6 +46,8 @@ echo $! >"$run/demo-metrics.pid"
 echo "[{\"targets\": [\"127.0.0.1:$mport\"], \"labels\": {\"exporter\": \"demo\"}}]" >"$KAIZEN_PROMETHEUS_TARGETS/demo.tmp"
 mv "$KAIZEN_PROMETHEUS_TARGETS/demo.tmp" "$KAIZEN_PROMETHEUS_TARGETS/demo.json"
 
+# A second `make demo` starts the loop over (the running operator releases the Canaries' finalizers).
+kubectl delete namespace demo --ignore-not-found --wait --timeout=120s >/dev/null
 for ns in demo examples; do
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
