@@ -104,8 +104,15 @@ async fn outcomes_are_effective_ineffective_or_inconclusive_and_the_incident_cou
             exporter.id
         )
     };
-    exporter.wait_visible(&series("fixed")).await;
-    exporter.wait_visible(&series("unfixed")).await;
+    // Data 2 s back, not only now: a baseline window ends at the item's creation, which the apiserver
+    // records to the second, so a series scraped for the first time within that second has no data in it.
+    for case in ["fixed", "unfixed"] {
+        let back = format!(
+            "sum(kaizen_test_errors{{exporter=\"{}\",case=\"{case}\"}} offset 2s)",
+            exporter.id
+        );
+        exporter.wait_visible(&back).await;
+    }
     let receiver = Receiver::start().await;
     let env = Env::with_sinks("outcome", &receiver).await;
     env.incident("inc", incident("Errors", Severity::Sev2)).await;
@@ -260,7 +267,10 @@ async fn outcomes_are_effective_ineffective_or_inconclusive_and_the_incident_cou
 async fn a_restart_between_done_and_the_judgement_judges_once() {
     let exporter = Exporter::start("kaizen_test_errors 10\n").await;
     let query = format!("sum({})", exporter.series("kaizen_test_errors"));
-    exporter.wait_visible(&query).await;
+    // Data 2 s back: the baseline window ends at the item's creation, recorded to the second.
+    exporter
+        .wait_visible(&format!("sum({} offset 2s)", exporter.series("kaizen_test_errors")))
+        .await;
     let receiver = Receiver::start().await;
     let mut env = Env::with_sinks("outcomerestart", &receiver).await;
     env.incident("inc", incident("Errors", Severity::Sev3)).await;
