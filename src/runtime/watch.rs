@@ -258,9 +258,14 @@ pub fn slim_watch<K: CachedKind>(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        watcher(api, config.clone()).backoff(watch_backoff()).boxed()
+        // Observed per namespace, before the merge: a relist that finds nothing to change yields no
+        // merged event, but it is what tells the health that the watch works again.
+        let health = health.clone();
+        watcher(api, config.clone())
+            .backoff(watch_backoff())
+            .inspect(move |e| health.observe(kind, e.is_err()))
+            .boxed()
     })
-    .inspect(move |e| health.observe(kind, e.is_err()))
     .modify(|o| {
         o.managed_fields_mut().clear();
         o.annotations_mut()
@@ -282,11 +287,12 @@ pub fn deployment_watch(
             Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
             None => Api::<DynamicObject>::all_with(client.clone(), &resource),
         };
+        let health = health.clone();
         watcher(api, watcher::Config::default().any_semantic())
             .backoff(watch_backoff())
+            .inspect(move |e| health.observe("Deployment", e.is_err()))
             .boxed()
     })
-    .inspect(move |e| health.observe("Deployment", e.is_err()))
     .modify(|d| {
         d.managed_fields_mut().clear();
         d.annotations_mut()
