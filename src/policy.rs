@@ -331,7 +331,7 @@ impl Policy {
                 ));
             }
         }
-        if let Some(shard) = self.shard.as_deref().filter(|s| !s.is_empty())
+        if let Some(shard) = self.shard()
             && !is_label_value(shard)
         {
             return Err(bad(
@@ -349,12 +349,14 @@ impl Policy {
             .map_err(|(k, m)| bad(&k, &m))
     }
 
+    /// The shard this release handles; an empty `shard` (the chart's default) is none.
+    pub fn shard(&self) -> Option<&str> {
+        self.shard.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The label selector of the shard, for every watch of Kaizen's kinds.
     pub fn shard_selector(&self) -> Option<String> {
-        self.shard
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("{SHARD_LABEL}={s}"))
+        self.shard().map(|s| format!("{SHARD_LABEL}={s}"))
     }
 
     pub fn deadline_for(&self, priority: Priority) -> Duration {

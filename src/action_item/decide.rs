@@ -175,17 +175,13 @@ pub fn decide(
             .and_then(|o| o.measured.as_ref())
             .map(|m| m.to.0)
             .unwrap_or(now);
-        record.pending = Some(PendingNotification {
-            id: notification_id(uid, NotificationKind::Outcome, judged_at),
-            kind: NotificationKind::Outcome,
-            level: None,
-            recipients: vec![item.spec.owner.clone()],
-            decided_at: Time(now),
-            delivered_to: Vec::new(),
-            failed_attempts: 0,
-            last_error: None,
-            retry_at: None,
-        });
+        record.pending = Some(PendingNotification::decided(
+            notification_id(uid, NotificationKind::Outcome, judged_at),
+            NotificationKind::Outcome,
+            None,
+            vec![item.spec.owner.clone()],
+            Time(now),
+        ));
         notify_wake = Some(now);
     } else if outcome_pending {
         notify_wake = record
@@ -219,17 +215,13 @@ pub fn decide(
                 NotificationKind::Outcome => {}
             }
             let uid = item.metadata.uid.as_deref().unwrap_or_default();
-            record.pending = Some(PendingNotification {
-                id: notification_id(uid, n.kind, now),
-                kind: n.kind,
-                level: n.level,
-                recipients: n.recipients,
-                decided_at: Time(now),
-                delivered_to: Vec::new(),
-                failed_attempts: 0,
-                last_error: None,
-                retry_at: None,
-            });
+            record.pending = Some(PendingNotification::decided(
+                notification_id(uid, n.kind, now),
+                n.kind,
+                n.level,
+                n.recipients,
+                Time(now),
+            ));
             notify_wake = Some(now);
         }
     }

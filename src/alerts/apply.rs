@@ -83,15 +83,7 @@ impl Receiver {
                     if !ctx.may_write() {
                         return Ok(false);
                     }
-                    apply_spec(
-                        api,
-                        &name,
-                        digest,
-                        episode,
-                        ctx.policy.shard.as_deref().filter(|s| !s.is_empty()),
-                        spec,
-                    )
-                    .await?;
+                    apply_spec(api, &name, digest, episode, ctx.policy.shard(), spec).await?;
                     apply_group(api, &name, &group).await?;
                     Ok::<_, crate::Error>(true)
                 }
@@ -132,15 +124,7 @@ impl Receiver {
                     return Ok(Outcome::Standby);
                 }
                 if !spec_unchanged {
-                    apply_spec(
-                        api,
-                        &name,
-                        digest,
-                        cur.episode,
-                        ctx.policy.shard.as_deref().filter(|s| !s.is_empty()),
-                        spec,
-                    )
-                    .await?;
+                    apply_spec(api, &name, digest, cur.episode, ctx.policy.shard(), spec).await?;
                 }
                 group.notifications += self.take_pending(digest);
                 apply_group(api, &name, &group).await?;

@@ -386,6 +386,23 @@ pub struct PendingNotification {
     pub retry_at: Option<Time>,
 }
 
+impl PendingNotification {
+    /// A notification decided at `now`, not yet sent to any sink.
+    pub fn decided(id: String, kind: NotificationKind, level: Option<u32>, recipients: Vec<String>, now: Time) -> Self {
+        Self {
+            id,
+            kind,
+            level,
+            recipients,
+            decided_at: now,
+            delivered_to: Vec::new(),
+            failed_attempts: 0,
+            last_error: None,
+            retry_at: None,
+        }
+    }
+}
+
 /// What a notification is about.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr, strum::Display,

@@ -65,11 +65,6 @@ impl Leadership {
                 .is_some_and(|u| Instant::now() < u)
     }
 
-    /// Whether this replica leads (always, without election).
-    pub fn leading(&self) -> bool {
-        self.may_write()
-    }
-
     /// A stream that yields each time this replica becomes the leader.
     pub fn on_gain(&self) -> UnboundedReceiver<()> {
         let (tx, rx) = unbounded();
