@@ -37,7 +37,7 @@ use k8s_openapi::{
 use kaizen::api::{
     ActionItem, Canary, Incident,
     action_item::{ActionItemPhase, ActionItemSpec},
-    canary::{CanaryPhase, CanarySpec, CanaryStatus, GatewayApiRouting, TrafficRouting},
+    canary::{CanaryPhase, CanarySpec, GatewayApiRouting, TrafficRouting},
     incident::{IncidentSpec, Severity, TimelineEntry},
 };
 use kube::{
@@ -619,21 +619,7 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
     let v1 = e.canary_phase("web", CanaryPhase::Idle).await.stable_revision.unwrap();
 
     // A poller stands in for a human watching `kubectl get canary -w`.
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::<CanaryStatus>::new()));
-    let poller = tokio::spawn({
-        let (api, stop, seen) = (e.canaries.clone(), stop.clone(), seen.clone());
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(c) = api.get("web").await
-                    && let Some(s) = c.status
-                {
-                    seen.lock().unwrap().push(s);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    let poller = e.poll_canary("web");
 
     e.set_image("web", "v2").await;
     let v2 = e
@@ -662,9 +648,7 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
         })
         .await;
     let took = started.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    poller.await.unwrap();
-    let seen = seen.lock().unwrap().clone();
+    let seen = poller.stop().await;
 
     let rolling = |p: Option<CanaryPhase>| {
         matches!(

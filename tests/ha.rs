@@ -7,10 +7,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -21,7 +17,7 @@ use common::{
     servers::Receiver,
     wait_for,
 };
-use kaizen::api::canary::{CanaryPhase, CanaryStatus};
+use kaizen::api::canary::CanaryPhase;
 
 /// Short enough for a quick test, long enough to renew twice with room to spare (the minimum the
 /// operator accepts for a 2 s renewal is 6 s).
@@ -113,21 +109,7 @@ async fn sigkill_of_the_leader_mid_rollout_hands_over_without_repeating_anything
     let v1 = e.canary_phase("web", CanaryPhase::Idle).await.stable_revision.unwrap();
 
     // A watcher's view of the Canary, as `kubectl get canary -w` would show it.
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::<CanaryStatus>::new()));
-    let poller = tokio::spawn({
-        let (api, stop, seen) = (e.canaries.clone(), stop.clone(), seen.clone());
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(c) = api.get("web").await
-                    && let Some(s) = c.status
-                {
-                    seen.lock().unwrap().push(s);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    let poller = e.poll_canary("web");
 
     // Items falling due one a second, before, during and after the takeover.
     const ITEMS: usize = 10;
@@ -173,8 +155,7 @@ async fn sigkill_of_the_leader_mid_rollout_hands_over_without_repeating_anything
         },
     )
     .await;
-    stop.store(true, Ordering::SeqCst);
-    poller.await.unwrap();
+    let seen = poller.stop().await;
 
     let mut per_key: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in &deliveries {
@@ -205,8 +186,6 @@ async fn sigkill_of_the_leader_mid_rollout_hands_over_without_repeating_anything
 
     let v2 = done.stable_revision.unwrap();
     let steps_seen: Vec<i32> = seen
-        .lock()
-        .unwrap()
         .iter()
         .filter(|s| {
             s.canary_revision.as_deref() == Some(v2.as_str())

@@ -340,3 +340,42 @@ impl Drop for Env {
         kubectl_blocking(&["delete", "namespace", &ns, "--wait=false"]);
     }
 }
+
+/// Every status a Canary goes through, as a human watching `kubectl get canary -w` sees them: polled
+/// every 50 ms until [`CanaryPoller::stop`].
+pub struct CanaryPoller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<CanaryStatus>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CanaryPoller {
+    /// Stops polling and returns what was seen, in order.
+    pub async fn stop(self) -> Vec<CanaryStatus> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+impl Env {
+    /// Starts polling the status of Canary `name` (see [`CanaryPoller`]).
+    pub fn poll_canary(&self, name: &str) -> CanaryPoller {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (api, stop, seen, name) = (self.canaries.clone(), stop.clone(), seen.clone(), name.to_string());
+            async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(c) = api.get(&name).await
+                        && let Some(s) = c.status
+                    {
+                        seen.lock().unwrap().push(s);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+        CanaryPoller { stop, seen, task }
+    }
+}

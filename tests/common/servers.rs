@@ -47,7 +47,8 @@ pub struct Exporter {
     /// Its loopback port, for a Prometheus of a test's own (see `alerting`).
     pub port: u16,
     body: Arc<Mutex<String>>,
-    sd_file: PathBuf,
+    /// Its registration with the local Prometheus, removed when the exporter drops.
+    _target: ScrapeTarget,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,23 +62,12 @@ impl Exporter {
             )
             .with_state(body.clone());
         let (port, task) = serve(router).await;
-        let id = format!("exp{:08x}", rand_suffix());
-        let dir = targets_dir();
-        assert!(dir.is_dir(), "no Prometheus targets dir at {}", dir.display());
-        let sd_file = dir.join(format!("{id}.json"));
-        // Written under a temporary name and renamed, so Prometheus never reads half a file.
-        let tmp = dir.join(format!("{id}.tmp"));
-        std::fs::write(
-            &tmp,
-            serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")], "labels": { "exporter": id } }]).to_string(),
-        )
-        .unwrap();
-        std::fs::rename(&tmp, &sd_file).unwrap();
+        let target = ScrapeTarget::named("exp", port);
         Self {
-            id,
+            id: target.id.clone(),
             port,
             body,
-            sd_file,
+            _target: target,
             task,
         }
     }
@@ -112,9 +102,16 @@ pub struct ScrapeTarget {
 
 impl ScrapeTarget {
     pub fn register(port: u16) -> Self {
-        let id = format!("tgt{:08x}", rand_suffix());
+        Self::named("tgt", port)
+    }
+
+    /// A target with id `<prefix><random>`.
+    fn named(prefix: &str, port: u16) -> Self {
+        let id = format!("{prefix}{:08x}", rand_suffix());
         let dir = targets_dir();
+        assert!(dir.is_dir(), "no Prometheus targets dir at {}", dir.display());
         let sd_file = dir.join(format!("{id}.json"));
+        // Written under a temporary name and renamed, so Prometheus never reads half a file.
         let tmp = dir.join(format!("{id}.tmp"));
         std::fs::write(
             &tmp,
@@ -148,7 +145,6 @@ pub async fn query_result(query: &str) -> Option<Vec<serde_json::Value>> {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.sd_file);
         self.task.abort();
     }
 }
