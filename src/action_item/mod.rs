@@ -18,7 +18,7 @@ use kube::{
     ResourceExt,
     core::DeserializeGuard,
     runtime::{
-        Controller, WatchStreamExt,
+        WatchStreamExt,
         controller::Action,
         reflector::{self, ObjectRef, store::Writer},
         watcher,
@@ -34,7 +34,7 @@ use crate::{
     error::Result,
     metrics::ItemLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at,
         scope::WatchScope,
         watch::{Trigger, Triggered, guard_key, slim_watch, synced, wake},
     },
@@ -174,8 +174,7 @@ pub fn controller(
         Err(_) => {}
     })
     .applied_objects();
-    let fut = Controller::for_stream(stream, ctx.stores.items.clone())
-        .with_config(controller_config())
+    let fut = new_controller(stream, ctx.stores.items.clone())
         .reconcile_on(woken)
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)

@@ -31,7 +31,7 @@ use kube::{
     api::{DynamicObject, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
-        Controller, WatchStreamExt,
+        WatchStreamExt,
         controller::Action,
         events::EventType,
         reflector::{self, store::Writer},
@@ -53,7 +53,7 @@ use crate::{
     error::{Error, Result},
     metrics::OutcomeLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, drain, error_policy, new_controller, requeue_at,
         scope::WatchScope,
         watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, synced, wake},
     },
@@ -400,8 +400,7 @@ pub fn controller(
     )
     .touched_objects();
     let canaries = ctx.stores.canaries.clone();
-    let fut = Controller::for_stream(canary_stream, ctx.stores.canaries.clone())
-        .with_config(controller_config())
+    let fut = new_controller(canary_stream, ctx.stores.canaries.clone())
         .watches_stream_with(
             deployment_changes,
             move |d: DynamicObject| {

@@ -16,14 +16,14 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
     core::DeserializeGuard,
-    runtime::{Controller, WatchStreamExt, controller::Action, reflector, reflector::store::Writer, watcher},
+    runtime::{WatchStreamExt, controller::Action, reflector, reflector::store::Writer, watcher},
 };
 
 use crate::{
     api::{ActionItem, Incident},
     error::Result,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, controller_config, drain, error_policy, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, drain, error_policy, new_controller, requeue_at,
         scope::WatchScope,
         watch::{Trigger, Triggered, guard_key, slim_watch, wake},
     },
@@ -125,8 +125,7 @@ pub fn controller(
         }
     })
     .applied_objects();
-    let fut = Controller::for_stream(stream, ctx.stores.incidents.clone())
-        .with_config(controller_config())
+    let fut = new_controller(stream, ctx.stores.incidents.clone())
         .reconcile_on(woken)
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)

@@ -4,7 +4,11 @@
 use std::{fmt::Debug, sync::Arc, time::Instant};
 
 use futures::{Stream, StreamExt};
-use kube::{Resource, core::DeserializeGuard, runtime::controller::Action};
+use kube::{
+    Resource,
+    core::DeserializeGuard,
+    runtime::{Controller, controller::Action},
+};
 use serde_json::json;
 
 use super::{Context, kind_of, watch::guard_meta};
@@ -19,9 +23,37 @@ use crate::{
 /// 100 KiB of RSS per object before this bound.
 pub const CONCURRENCY: u16 = 16;
 
-/// The settings every controller runs with.
-pub fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+/// The controller of kind `K` over its watch `stream` (already reflected into `store`), with the
+/// settings every controller runs with.
+pub fn new_controller<K>(
+    stream: impl Stream<Item = Result<DeserializeGuard<K>, kube::runtime::watcher::Error>> + Send + 'static,
+    store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
+) -> Controller<DeserializeGuard<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    Controller::for_stream(stream, store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
+        .trigger_backoff(NoPause)
+}
+
+/// The controller's own pause after an error on any of its triggers: none. Each watch backs off by
+/// itself, per namespace ([`watch_backoff`](super::watch::watch_backoff)); kube's default pause on
+/// top grows to 30 s and stops the whole controller from reading its watches meanwhile — measured:
+/// caches and `/readyz` came back 19 s after a 20 s apiserver outage, when a `410 Gone` relist
+/// was paused 29 s.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoPause {
+    fn reset(&mut self) {}
 }
 
 /// How soon a reconcile looks again while the caches it reads are still filling.

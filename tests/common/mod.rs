@@ -211,7 +211,8 @@ impl Launch {
             config: write_config(policy),
             kubeconfig: kubeconfig(),
             own_namespace: None,
-            rust_log: "info,kaizen=debug".into(),
+            // KAIZEN_TEST_RUST_LOG widens it when a run needs a closer look (say, kube_runtime=debug).
+            rust_log: std::env::var("KAIZEN_TEST_RUST_LOG").unwrap_or_else(|_| "info,kaizen=debug".into()),
             args: Vec::new(),
         }
     }
