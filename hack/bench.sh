@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (they print their figures) on a fresh local control plane, stopped afterwards.
-#   hack/bench.sh                 every benchmark
+#   hack/bench.sh                 action_items and canary
 #   hack/bench.sh action_items    one of them (a [[bench]] name in Cargo.toml)
+#   hack/bench.sh peers           side by side with Argo Rollouts and Flagger: builds them from source
+#                                 first (hack/peers/build.sh) and runs the control plane with its audit log
+#                                 (KAIZEN_BENCH_PEERS_N=100,1000 for both sizes)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
 export GOTOOLCHAIN=local
 export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-bench}"
 export KAIZEN_CLUSTER_NAME="${KAIZEN_CLUSTER_NAME:-kaizen-bench}"
+benches=("$@")
+((${#benches[@]})) || benches=(action_items canary)
+if [[ " ${benches[*]} " == *" peers "* ]]; then
+  hack/peers/build.sh >&2
+  export KAIZEN_AUDIT=1
+fi
 trap 'hack/cluster.sh down || true' EXIT
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$KAIZEN_RUN_DIR/env"
-if (($# == 0)); then
-  cargo bench --locked
-else
-  for name in "$@"; do cargo bench --locked --bench "$name"; done
-fi
+for name in "${benches[@]}"; do cargo bench --locked --bench "$name"; done

@@ -14,6 +14,10 @@
 # own KAIZEN_RUN_DIR and KAIZEN_CLUSTER_NAME): kwokctl picks free ports for etcd, the apiserver, the
 # controller-manager, the scheduler and kwok, and Prometheus gets a free one unless KAIZEN_PROMETHEUS_PORT
 # names one. The run dir's `env` file says which (KUBECONFIG, KAIZEN_PROMETHEUS_URL).
+#
+# KAIZEN_AUDIT=1 also writes the apiserver's audit log (every request's verb, resource and user agent, at
+# Metadata level; hack/audit-policy.yaml) to the file KAIZEN_AUDIT_LOG names in `env`: how the peer
+# benchmark counts each controller's own requests without trusting its self-report.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -145,6 +149,9 @@ export KAIZEN_CLUSTER_NAME="$name"
 export KWOK_WORKDIR="$KWOK_WORKDIR"
 export PATH="$bin:\$PATH"
 ENV
+  if [[ "${KAIZEN_AUDIT:-}" == 1 ]]; then
+    echo "export KAIZEN_AUDIT_LOG=\"$KWOK_WORKDIR/clusters/$name/logs/audit.log\"" >>"$run/env"
+  fi
 }
 
 up() {
@@ -156,6 +163,8 @@ up() {
     down
     mkdir -p "$run"
   fi
+  local audit=()
+  [[ "${KAIZEN_AUDIT:-}" == 1 ]] && audit=(--kube-audit-policy "$here/audit-policy.yaml")
   log "starting kube-apiserver $KUBERNETES_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION"
   "$bin/kwokctl" create cluster --name "$name" --runtime binary \
     --kubeconfig "$run/kubeconfig" \
@@ -165,6 +174,7 @@ up() {
     --kube-scheduler-binary "$bin/kube-scheduler" \
     --kwok-controller-binary "$bin/kwok" \
     --disable-qps-limits \
+    "${audit[@]}" \
     --wait 120s >"$run/kwokctl.log" 2>&1 || { cat "$run/kwokctl.log" >&2; return 1; }
   export KUBECONFIG="$run/kubeconfig"
   wait_for 60 "the apiserver to be ready" "$bin/kubectl" get --raw /readyz

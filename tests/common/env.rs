@@ -320,11 +320,19 @@ impl Drop for Env {
         } else {
             "--wait=false"
         };
-        kubectl_blocking(&["delete", "canaries", "--all", "-n", &ns, wait, "--timeout=30s"]);
+        kubectl_blocking(&[
+            "delete",
+            "canaries.kaizen.dev",
+            "--all",
+            "-n",
+            &ns,
+            wait,
+            "--timeout=30s",
+        ]);
         self.op = None; // killed on drop
         // Whatever still carries the finalizer (the operator was too slow, or is gone) is released by
         // hand, or the namespace would stay Terminating.
-        if let Some(out) = kubectl_blocking(&["get", "canaries", "-n", &ns, "-o", "name"]) {
+        if let Some(out) = kubectl_blocking(&["get", "canaries.kaizen.dev", "-n", &ns, "-o", "name"]) {
             for canary in String::from_utf8_lossy(&out.stdout).lines() {
                 kubectl_blocking(&[
                     "patch",
