@@ -155,6 +155,7 @@ pub fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
+    let remembered = ctx.clone();
     let stream = reflector::reflector(
         writer,
         slim_watch::<ActionItem>(
@@ -164,6 +165,7 @@ pub fn controller(
             ctx.stores.items.clone(),
         ),
     )
+    .inspect(move |event| remembered.memory.items.observe(event))
     .inspect(move |event| match event {
         Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
             wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));

@@ -62,43 +62,18 @@ impl Io<'_> {
         PatchParams::apply(FIELD_MANAGER).force()
     }
 
-    /// Applies the whole primary: the target's (relabelled) template at `revision`, or its own template
-    /// when only scaling.
-    async fn apply_primary(&self, from_target: Option<&str>, replicas: i32) -> Result<()> {
+    /// Applies the whole primary: the target's (relabelled) template at `revision`, with `replicas`.
+    async fn apply_primary(&self, revision: &str, replicas: i32) -> Result<()> {
         let name = primary_name(self.canary);
-        let (template, selector, revision, extra) = match (from_target, self.target, self.primary) {
-            (Some(rev), Some(target), _) => {
-                let (t, s) = primary_template(self.canary, target);
-                let spec = target.spec.clone().unwrap_or_default();
-                (
-                    t,
-                    s,
-                    rev.to_string(),
-                    (spec.strategy, spec.min_ready_seconds, spec.progress_deadline_seconds),
-                )
-            }
-            (None, _, Some(primary)) => {
-                let spec = primary.spec.clone().unwrap_or_default();
-                let rev = primary
-                    .annotations()
-                    .get(REVISION_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_default();
-                (
-                    spec.template,
-                    spec.selector,
-                    rev,
-                    (spec.strategy, spec.min_ready_seconds, spec.progress_deadline_seconds),
-                )
-            }
-            _ => return Ok(()),
-        };
+        let Some(target) = self.target else { return Ok(()) };
+        let (template, selector) = primary_template(self.canary, target);
+        let spec = target.spec.clone().unwrap_or_default();
         let d = Deployment {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(self.ns.to_string()),
                 annotations: Some(BTreeMap::from([
-                    (REVISION_ANNOTATION.to_string(), revision),
+                    (REVISION_ANNOTATION.to_string(), revision.to_string()),
                     (REPLICAS_ANNOTATION.to_string(), self.total(replicas).to_string()),
                 ])),
                 owner_references: Some(self.owner_ref()),
@@ -108,9 +83,9 @@ impl Io<'_> {
                 replicas: Some(replicas),
                 selector,
                 template,
-                strategy: extra.0,
-                min_ready_seconds: extra.1,
-                progress_deadline_seconds: extra.2,
+                strategy: spec.strategy,
+                min_ready_seconds: spec.min_ready_seconds,
+                progress_deadline_seconds: spec.progress_deadline_seconds,
                 ..Default::default()
             }),
             status: None,
@@ -153,7 +128,23 @@ impl Io<'_> {
         let Some(rev) = self.target_revision else {
             return Ok(());
         };
-        self.apply_primary(Some(rev), replicas).await
+        self.apply_primary(rev, replicas).await
+    }
+
+    /// Only the primary's replica count, by a merge patch of `spec.replicas`. Applying the whole
+    /// primary again from the cache, as this once did, put the old template back whenever the cache
+    /// had not yet delivered the promotion: at 100 targets the old revision got two pods per target
+    /// back, and the primary a rolling update instead of a scale from zero.
+    async fn scale_primary(&self, replicas: i32) -> Result<()> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.deployments()
+            .patch(&primary_name(self.canary), &params, &Patch::Merge(&patch))
+            .await?;
+        Ok(())
     }
 
     pub async fn act(&self, action: &Action) -> Result<()> {
@@ -167,7 +158,7 @@ impl Io<'_> {
                 if self.primary.is_none() || current == Some(*n) {
                     return Ok(());
                 }
-                self.apply_primary(None, *n).await
+                self.scale_primary(*n).await
             }
             PromotePrimary {
                 revision: rev,
@@ -177,7 +168,7 @@ impl Io<'_> {
                 if self.target_revision != Some(rev.as_str()) {
                     return Ok(());
                 }
-                self.apply_primary(Some(rev), *replicas).await
+                self.apply_primary(rev, *replicas).await
             }
             SetRoute { canary } => self.set_route(*canary).await,
             OpenIncident(req) => self.open_incident(req).await,

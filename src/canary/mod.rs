@@ -348,6 +348,7 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let items = ctx.stores.items.clone();
     let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
+    let remembered = ctx.clone();
     let canary_stream = reflector::reflector(
         canary_writer,
         slim_watch::<Canary>(
@@ -357,6 +358,7 @@ pub fn controller(
             ctx.stores.canaries.clone(),
         ),
     )
+    .inspect(move |event| remembered.memory.canaries.observe(event))
     .inspect(move |event| {
         let (g, gone) = match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),

@@ -96,6 +96,7 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.stores.follow_ups.clone();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
+    let remembered = ctx.clone();
     let stream = reflector::reflector(
         writer,
         slim_watch::<Incident>(
@@ -105,6 +106,7 @@ pub fn controller(
             ctx.stores.incidents.clone(),
         ),
     )
+    .inspect(move |event| remembered.memory.incidents.observe(event))
     .inspect(move |event| {
         let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
             let key = guard_key(g);

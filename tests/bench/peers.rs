@@ -273,8 +273,7 @@ async fn start(c: Controller, env: &Env) -> Process {
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
                 .args(["--namespaced", "-n", &env.ns, "--leader-elect=false"])
-                .args(["--metricsport", &free_port().to_string()])
-                .args(["--healthzPort", &free_port().to_string()]);
+                .args(["--metricsport", &free_port().to_string()]);
             cmd
         }
         _ => {
@@ -282,10 +281,14 @@ async fn start(c: Controller, env: &Env) -> Process {
             cmd.arg("-kubeconfig")
                 .arg(&kubeconfig)
                 .args(["-namespace", &env.ns, "-mesh-provider", "gatewayapi:v1"])
-                .args(["-port", &free_port().to_string()])
                 .args(["-metrics-server", "http://127.0.0.1:1", "-log-level", "info"]);
             cmd
         }
+    };
+    let health_port = free_port();
+    match c {
+        Controller::ArgoRollouts => command.args(["--healthzPort", &health_port.to_string()]),
+        _ => command.args(["-port", &health_port.to_string()]),
     };
     let child = command
         .stdout(Stdio::from(log_file.try_clone().unwrap()))
@@ -294,6 +297,12 @@ async fn start(c: Controller, env: &Env) -> Process {
         .spawn()
         .unwrap_or_else(|e| panic!("{} starts (built by hack/peers/build.sh?): {e}", c.label()));
     eprintln!("[peers] {} logs to {}", c.label(), log.display());
+    // Timed from its /healthz answering, as Kaizen is from its /readyz: start-up is not the workload.
+    let url = format!("http://127.0.0.1:{health_port}/healthz");
+    common::wait_for(Duration::from_secs(60), &format!("{} /healthz", c.label()), || async {
+        reqwest::get(&url).await.ok()?.status().is_success().then_some(())
+    })
+    .await;
     Process::Peer(child)
 }
 
@@ -347,10 +356,15 @@ fn delta(
         .collect()
 }
 
-/// Writes in `d` other than leases (every component's heartbeat, whatever runs).
+/// Heartbeats every component writes whatever runs (leases; kwok's node status), so not counted.
+fn heartbeat(resource: &str) -> bool {
+    resource.starts_with("leases") || resource.starts_with("nodes")
+}
+
+/// Writes in `d` other than heartbeats.
 fn writes(d: &BTreeMap<(String, String), f64>, events: bool) -> f64 {
     d.iter()
-        .filter(|((verb, res), _)| WRITE_VERBS.contains(&verb.as_str()) && !res.starts_with("leases"))
+        .filter(|((verb, res), _)| WRITE_VERBS.contains(&verb.as_str()) && !heartbeat(res))
         .filter(|((_, res), _)| events || !res.starts_with("events"))
         .map(|(_, v)| v)
         .sum()
@@ -364,13 +378,18 @@ fn audit_log() -> PathBuf {
 }
 
 fn audit_offset() -> u64 {
-    std::fs::metadata(audit_log()).map(|m| m.len()).unwrap_or(0)
+    let len = std::fs::metadata(audit_log()).map(|m| m.len()).unwrap_or(0);
+    // hack/cluster.sh lets the log grow to 100 GB before the apiserver rotates it; a rotation would
+    // make these offsets point into another file.
+    assert!(len < 90_000_000_000, "the audit log is about to rotate");
+    len
 }
 
 /// The requests of the client whose user agent starts with `agent/`, in the audit log between two
 /// offsets: (verb, resource[/subresource]) -> count.
 fn audited(agent: &str, from: u64, to: u64) -> BTreeMap<(String, String), u64> {
     use std::io::{Read, Seek};
+    assert!(to >= from, "the audit log shrank (rotated?) between two offsets");
     let mut file = std::fs::File::open(audit_log()).unwrap();
     file.seek(std::io::SeekFrom::Start(from)).unwrap();
     let mut text = String::new();
@@ -604,7 +623,7 @@ fn print_figures(f: &Figures) {
     let all: Vec<String> = f
         .all
         .iter()
-        .filter(|((verb, res), _)| WRITE_VERBS.contains(&verb.as_str()) && !res.starts_with("leases"))
+        .filter(|((verb, res), _)| WRITE_VERBS.contains(&verb.as_str()) && !heartbeat(res))
         .map(|((verb, res), n)| format!("{verb} {res} {n:.0}"))
         .collect();
     println!("    all writes: {}", all.join(", "));

@@ -400,6 +400,49 @@ fn a_promotion_never_changes_the_primarys_template_and_replicas_in_one_write() {
 }
 
 #[test]
+fn each_promotion_write_waits_for_the_deployment_controller_to_take_in_the_last() {
+    let mut w = at_final_pause();
+    w.obs.annotations.resume = Some("go".into());
+    w.plan();
+    // Emptied on paper, but the old pods still run (or the controller has not seen the scale yet):
+    // the new template waits.
+    let primary_at = |w: &World| {
+        let p = w.obs.primary.as_ref().unwrap();
+        (p.revision.clone().unwrap_or_default(), p.workload.spec_replicas)
+    };
+    for _ in 0..4 {
+        if primary_at(&w).1 == 0 {
+            break;
+        }
+        w.plan();
+    }
+    assert_eq!(primary_at(&w), ("r1".into(), 0));
+    let not_promoted = |d: &Decision| !d.actions.iter().any(|a| matches!(a, Action::PromotePrimary { .. }));
+    w.obs.primary.as_mut().unwrap().workload.pods = 2;
+    assert!(not_promoted(&decide(&w.canary, &w.obs, w.now)), "old pods left");
+    w.obs.primary.as_mut().unwrap().workload.pods = 0;
+    w.obs.primary.as_mut().unwrap().workload.current = false;
+    assert!(
+        not_promoted(&decide(&w.canary, &w.obs, w.now)),
+        "scale-down not observed"
+    );
+    w.obs.primary.as_mut().unwrap().workload.current = true;
+    let d = w.plan();
+    assert!(!not_promoted(&d), "emptied and observed: the new template goes on");
+    // The new template at zero, not yet taken in by the controller: no scale-up.
+    w.obs.primary.as_mut().unwrap().workload.current = false;
+    let d = decide(&w.canary, &w.obs, w.now);
+    assert!(
+        !d.actions.iter().any(|a| matches!(a, Action::ScalePrimary(n) if *n > 0)),
+        "{:?}",
+        d.actions
+    );
+    w.obs.primary.as_mut().unwrap().workload.current = true;
+    let d = decide(&w.canary, &w.obs, w.now);
+    assert!(d.actions.contains(&Action::ScalePrimary(3)), "{:?}", d.actions);
+}
+
+#[test]
 fn a_stale_resume_does_not_skip_a_later_pause() {
     let mut w = rolling();
     w.obs.annotations.resume = Some("early".into());

@@ -88,12 +88,19 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                 if gw && carried {
                     p.actions.push(Action::SetRoute { canary: 100 });
                 }
+                // Each write waits until the Deployment controller has taken in the one before: a
+                // template change while old pods remain, or a scale-up before the new ReplicaSet
+                // exists, gives the old ReplicaSet its proportional share of the new replicas (measured
+                // at 100 targets: two pods of the old revision per target, then a rolling update).
                 let canary_revision = p.s.canary_revision.clone().unwrap_or_default();
+                let pw = &primary.workload;
                 if primary.revision.as_deref() == Some(canary_revision.as_str()) {
-                    p.actions.push(Action::ScalePrimary(n));
-                } else if carried && primary.workload.spec_replicas > 0 {
+                    if pw.current {
+                        p.actions.push(Action::ScalePrimary(n));
+                    }
+                } else if carried && pw.spec_replicas > 0 {
                     p.actions.push(Action::ScalePrimary(0));
-                } else if carried {
+                } else if carried && pw.current && pw.pods == 0 {
                     p.actions.push(Action::PromotePrimary {
                         revision: canary_revision,
                         replicas: 0,
