@@ -167,6 +167,8 @@ up() {
   # Rotation at 100 GB, not the default 100 MB: a benchmark reads the log by byte offsets.
   [[ "${KAIZEN_AUDIT:-}" == 1 ]] && audit=(--kube-audit-policy "$here/audit-policy.yaml"
     --extra-args kube-apiserver=audit-log-maxsize=100000)
+  # Services get a /16 (the apiserver's default /24 holds 254: Flagger's three Services per Canary
+  # ran out at 85 Canaries).
   log "starting kube-apiserver $KUBERNETES_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION"
   "$bin/kwokctl" create cluster --name "$name" --runtime binary \
     --kubeconfig "$run/kubeconfig" \
@@ -176,6 +178,7 @@ up() {
     --kube-scheduler-binary "$bin/kube-scheduler" \
     --kwok-controller-binary "$bin/kwok" \
     --disable-qps-limits \
+    --extra-args kube-apiserver=service-cluster-ip-range=10.0.0.0/16 \
     "${audit[@]}" \
     --wait 120s >"$run/kwokctl.log" 2>&1 || { cat "$run/kwokctl.log" >&2; return 1; }
   export KUBECONFIG="$run/kubeconfig"
