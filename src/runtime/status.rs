@@ -139,6 +139,13 @@ struct OwnWrite<S> {
     status: S,
 }
 
+impl<S> OwnWrite<S> {
+    /// Whether a cache showing version `rv` is still behind this write.
+    fn supersedes(&self, rv: Option<&str>) -> bool {
+        self.superseded.iter().any(|v| v.as_deref() == rv)
+    }
+}
+
 /// How many superseded versions are remembered per object: a cache further behind than this many of
 /// our own writes is treated as current (the guard then refuses the write, and the object is decided
 /// again from the next event).
@@ -158,9 +165,7 @@ impl<S: Clone> OwnWrites<S> {
     pub fn newer_than_cache(&self, uid: &str, cached_rv: Option<&str>) -> Option<(S, String)> {
         let mut writes = self.writes.lock().expect("own writes lock");
         match writes.get(uid) {
-            Some(w) if w.superseded.iter().any(|v| v.as_deref() == cached_rv) => {
-                Some((w.status.clone(), w.written.clone()))
-            }
+            Some(w) if w.supersedes(cached_rv) => Some((w.status.clone(), w.written.clone())),
             Some(_) => {
                 // The cache has caught up with our write (or someone else wrote): it is the truth again.
                 writes.remove(uid);
@@ -213,11 +218,11 @@ impl<S: Clone> OwnWrites<S> {
     /// The watch delivered version `rv` of object `uid` (`None`: its deletion). Unless our write
     /// superseded that version, the cache has caught up, and our copy goes now rather than at the
     /// object's next reconcile, which may be a day away: kept until then, every object written once
-    /// held a second copy of its status (a tenth of the operator's memory at 100,000 items).
+    /// held a second copy of its status.
     pub fn delivered(&self, uid: &str, rv: Option<&str>) {
         let mut writes = self.writes.lock().expect("own writes lock");
         if let Some(w) = writes.get(uid)
-            && (rv.is_none() || !w.superseded.iter().any(|v| v.as_deref() == rv))
+            && (rv.is_none() || !w.supersedes(rv))
         {
             writes.remove(uid);
         }
