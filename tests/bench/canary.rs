@@ -47,18 +47,6 @@ async fn prom_value(query: &str) -> Option<f64> {
     result.first()?["value"][1].as_str()?.parse().ok()
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // USER_HZ, the unit of these fields, is 100 on Linux.
-    let hz = 100.0;
-    (ticks(11) + ticks(12)) / hz
-}
-
 fn rss_mib(pid: i32) -> f64 {
     common::proc_status_kib(pid as u32, "VmRSS:") as f64 / 1024.0
 }
@@ -165,13 +153,13 @@ async fn scale(n: usize) {
     let to_pause = bumped.elapsed();
     // Steady state: every Canary analysed every 5s, nothing else moving.
     let window = Duration::from_secs(30);
-    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    let (cpu0, t0) = (common::cpu_seconds(pid as u32), Instant::now());
     let mut peak = rss_mib(pid);
     while t0.elapsed() < window {
         tokio::time::sleep(Duration::from_secs(1)).await;
         peak = peak.max(rss_mib(pid));
     }
-    let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    let cpu = (common::cpu_seconds(pid as u32) - cpu0) / t0.elapsed().as_secs_f64();
     let checks = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
     println!(
         "{n} Canaries: all initialized in {:.1}s; all in their first pause {:.1}s after the bump",

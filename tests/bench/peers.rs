@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Env, Launch, build, free_port, kubectl_blocking, proc_status_kib};
+use common::{Env, Launch, build, cpu_seconds, free_port, kubectl_blocking, proc_status_kib};
 use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
@@ -70,13 +70,7 @@ impl Controller {
             Self::ArgoRollouts => ("argoproj.io/v1alpha1", "Rollout", "rollouts"),
             Self::Flagger => ("flagger.app/v1beta1", "Canary", "canaries"),
         };
-        let (g, v) = group.split_once('/').unwrap();
-        let gvk = GroupVersionKind::gvk(g, v, kind);
-        Api::namespaced_with(
-            env.client.clone(),
-            &env.ns,
-            &ApiResource::from_gvk_with_plural(&gvk, plural),
-        )
+        dynamic(&env.client, &env.ns, group, kind, plural)
     }
 }
 
@@ -90,14 +84,10 @@ fn object(value: Value) -> DynamicObject {
     serde_json::from_value(value).unwrap()
 }
 
+/// The pod template of [`build::target`], which every controller here runs.
 fn pod_template(name: &str, version: &str) -> Value {
-    json!({
-        "metadata": {"labels": {"app": name}},
-        "spec": {"containers": [{
-            "name": "app", "image": format!("example.com/{name}:{version}"),
-            "ports": [{"containerPort": 8080, "name": "http"}]
-        }]}
-    })
+    let spec = build::target(name, version, REPLICAS).spec.unwrap();
+    serde_json::to_value(spec.template).unwrap()
 }
 
 fn kaizen_steps() -> Value {
@@ -108,63 +98,52 @@ fn kaizen_steps() -> Value {
 /// Creates target `name` (v1) and whatever the controller needs beside it.
 async fn create_target(c: Controller, env: &Env, name: &str) {
     let pp = PostParams::default();
-    let kaizen = dynamic(&env.client, &env.ns, "kaizen.dev/v1alpha1", "Canary", "canaries");
-    match c {
-        Controller::KaizenReplicas => {
-            env.deployments
-                .create(&pp, &build::target(name, "v1", REPLICAS))
-                .await
-                .unwrap();
-            let canary = json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": name},
-                "spec": {"targetRef": {"kind": "Deployment", "name": name}, "steps": kaizen_steps()}});
-            kaizen.create(&pp, &object(canary)).await.unwrap();
-        }
-        Controller::KaizenGateway => {
-            env.deployments
-                .create(&pp, &build::target(name, "v1", REPLICAS))
-                .await
-                .unwrap();
-            let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                "metadata": {"name": name},
-                "spec": {"parentRefs": [{"name": "gw"}],
-                         "rules": [{"backendRefs": [{"name": format!("{name}-primary"), "port": 80}]}]}});
-            dynamic(
-                &env.client,
-                &env.ns,
-                "gateway.networking.k8s.io/v1",
-                "HTTPRoute",
-                "httproutes",
-            )
-            .create(&pp, &object(route))
+    if c != Controller::ArgoRollouts {
+        // Argo's Rollout carries its own template; the others roll out a Deployment.
+        env.deployments
+            .create(&pp, &build::target(name, "v1", REPLICAS))
             .await
             .unwrap();
-            let canary = json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": name},
-                "spec": {"targetRef": {"kind": "Deployment", "name": name},
-                         "trafficRouting": {"gatewayAPI": {"httpRoute": name}}, "steps": kaizen_steps()}});
-            kaizen.create(&pp, &object(canary)).await.unwrap();
-        }
-        Controller::ArgoRollouts => {
-            let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
-                "spec": {"replicas": REPLICAS, "revisionHistoryLimit": 2,
-                         "selector": {"matchLabels": {"app": name}}, "template": pod_template(name, "v1"),
-                         "strategy": {"canary": {"steps": kaizen_steps()}}}});
-            c.progress_api(env).create(&pp, &object(rollout)).await.unwrap();
-        }
-        Controller::Flagger => {
-            env.deployments
-                .create(&pp, &build::target(name, "v1", REPLICAS))
+    }
+    let rollout = match c {
+        Controller::KaizenReplicas | Controller::KaizenGateway => {
+            let mut spec = json!({"targetRef": {"kind": "Deployment", "name": name}, "steps": kaizen_steps()});
+            if c == Controller::KaizenGateway {
+                let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": {"name": name},
+                    "spec": {"parentRefs": [{"name": "gw"}],
+                             "rules": [{"backendRefs": [{"name": format!("{name}-primary"), "port": 80}]}]}});
+                dynamic(
+                    &env.client,
+                    &env.ns,
+                    "gateway.networking.k8s.io/v1",
+                    "HTTPRoute",
+                    "httproutes",
+                )
+                .create(&pp, &object(route))
                 .await
                 .unwrap();
-            let canary = json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "metadata": {"name": name},
+                spec["trafficRouting"] = json!({"gatewayAPI": {"httpRoute": name}});
+            }
+            json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": name}, "spec": spec})
+        }
+        Controller::ArgoRollouts => {
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+                "spec": {"replicas": REPLICAS, "revisionHistoryLimit": 2,
+                         "selector": {"matchLabels": {"app": name}}, "template": pod_template(name, "v1"),
+                         "strategy": {"canary": {"steps": kaizen_steps()}}}})
+        }
+        Controller::Flagger => {
+            json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "metadata": {"name": name},
                 "spec": {"provider": "gatewayapi:v1",
                          "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                          "progressDeadlineSeconds": 600,
                          "service": {"port": 80, "targetPort": 8080,
                                      "gatewayRefs": [{"name": "gw", "namespace": env.ns}]},
-                         "analysis": {"interval": "10s", "threshold": 2, "stepWeights": [20, 50], "metrics": []}}});
-            c.progress_api(env).create(&pp, &object(canary)).await.unwrap();
+                         "analysis": {"interval": "10s", "threshold": 2, "stepWeights": [20, 50], "metrics": []}}})
         }
-    }
+    };
+    c.progress_api(env).create(&pp, &object(rollout)).await.unwrap();
 }
 
 /// Bumps target `name`'s image to v2, as a user's Git change would.
@@ -304,14 +283,6 @@ async fn start(c: Controller, env: &Env) -> Process {
     })
     .await;
     Process::Peer(child)
-}
-
-/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
 fn mib(pid: u32, field: &str) -> f64 {
