@@ -12,8 +12,15 @@ use kaizen::{
 
 /// jemalloc hands freed memory back to the system where glibc's allocator keeps it: with 10,000 cached
 /// objects the operator's RSS was measured lower with it (see README, Performance).
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// With `--features dhat-heap` every allocation is recorded with its call stack; the profile (the
+/// heap at its peak and at exit, by allocation site) is written to `dhat-heap.json` on exit.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 
 /// jemalloc's settings: freed pages go back to the system after a second instead of ten, so the RSS
 /// follows the live heap (the operator's allocations come in bursts: relists, cold starts).
@@ -68,6 +75,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => match kaizen::api::crds_yaml() {

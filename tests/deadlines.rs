@@ -98,6 +98,12 @@ async fn incident_roll_up_follows_item_changes() {
         };
         env.action_item(name, spec).await;
     }
+    // Finished before the operator first saw it (no incident: it stays out of the roll-up).
+    let already_done = ActionItemSpec {
+        state: kaizen::api::action_item::ActionItemState::Done,
+        ..item("c", "alice")
+    };
+    env.action_item("c", already_done).await;
     let counts = |want: (u32, u32, u32, u32)| {
         let incidents = incidents.clone();
         async move {
@@ -132,6 +138,20 @@ async fn incident_roll_up_follows_item_changes() {
             .iter()
             .any(|c| c.type_ == "FollowUpComplete" && c.status == "True")
     );
+    // Completed is announced for a finish the operator saw happen, not for an item created finished
+    // (whose first status was written long before these transitions).
+    wait_for(Duration::from_secs(20), "a Completed Event about a", || async {
+        env.event_reasons("a")
+            .await
+            .contains(&"Completed".to_string())
+            .then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "c to be Done", || async {
+        (env.item_status("c").await?.phase == Some(kaizen::api::action_item::ActionItemPhase::Done)).then_some(())
+    })
+    .await;
+    assert!(!env.event_reasons("c").await.contains(&"Completed".to_string()));
 
     // Deleting an item updates the roll-up too.
     items.delete("b", &Default::default()).await.unwrap();

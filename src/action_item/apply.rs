@@ -266,9 +266,14 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
     if old.completed_at.is_none()
         && let Some(done) = &new.completed_at
     {
-        let phase: &str = new.phase.map(Into::into).unwrap_or("finished");
-        ctx.publish(item, EventType::Normal, "Completed", format!("Finished as {phase}."))
-            .await;
+        // An item that was already finished when it was first seen (created Done, imported from a
+        // tracker) completed nowhere the operator watched: no Event. At 100,000 items a third of them
+        // were, and these Events were a third of all the writes of a cold start.
+        if old.phase.is_some() {
+            let phase: &str = new.phase.map(Into::into).unwrap_or("finished");
+            ctx.publish(item, EventType::Normal, "Completed", format!("Finished as {phase}."))
+                .await;
+        }
         if let Some(created) = &item.metadata.creation_timestamp {
             let secs = (done.0 - created.0).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
             ctx.metrics

@@ -9,6 +9,8 @@ use std::{
     sync::Mutex,
 };
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+
 use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState, OutcomeResult};
 
 /// (namespace, name)
@@ -35,11 +37,13 @@ impl FollowUp {
 struct Inner {
     /// Incident → its items as the roll-up counts them.
     by_incident: HashMap<Key, BTreeMap<String, FollowUp>>,
-    /// Item → the incident it names.
-    incident_of: HashMap<Key, Key>,
+    /// Item → the name of the incident it names (in the item's namespace: the reference is local).
+    incident_of: HashMap<Key, String>,
     /// Items seen since a relist began; the rest are gone when it ends.
     relisting: Option<HashSet<Key>>,
     synced: bool,
+    /// Who is told once, when the first full list has been seen.
+    on_synced: Vec<UnboundedSender<()>>,
 }
 
 #[derive(Default)]
@@ -63,7 +67,7 @@ pub fn item_phase(item: &ActionItem) -> ActionItemPhase {
 
 impl Inner {
     fn remove(&mut self, item: &Key) -> Option<Key> {
-        let incident = self.incident_of.remove(item)?;
+        let incident = (item.0.clone(), self.incident_of.remove(item)?);
         if let Some(items) = self.by_incident.get_mut(&incident) {
             items.remove(&item.1);
             if items.is_empty() {
@@ -72,49 +76,54 @@ impl Inner {
         }
         Some(incident)
     }
-}
 
-impl FollowUps {
-    /// Records an item as it is now (`None`: it no longer counts, e.g. it does not decode); returns the
-    /// incidents whose roll-up changed.
-    pub fn apply(&self, key: Key, item: Option<&ActionItem>) -> Vec<Key> {
-        let mut inner = self.inner.lock().expect("follow-up index lock");
-        if let Some(seen) = inner.relisting.as_mut() {
-            seen.insert(key.clone());
-        }
+    /// Records an item as it is now; returns the incidents whose roll-up changed.
+    fn record(&mut self, key: Key, item: Option<&ActionItem>) -> Vec<Key> {
         let target = item.and_then(|i| {
             let r = i.spec.incident_ref.as_ref()?;
             Some(((key.0.clone(), r.name.clone()), FollowUp::of(i)))
         });
-        let before = inner.incident_of.get(&key).cloned();
+        let before = self.incident_of.get(&key).map(|name| (key.0.clone(), name.clone()));
         let old_phase = before
             .as_ref()
-            .and_then(|inc| inner.by_incident.get(inc)?.get(&key.1).copied());
+            .and_then(|inc| self.by_incident.get(inc)?.get(&key.1).copied());
         match target {
             Some((incident, phase)) if before.as_ref() == Some(&incident) => {
                 if old_phase == Some(phase) {
                     return Vec::new();
                 }
-                inner
-                    .by_incident
+                self.by_incident
                     .entry(incident.clone())
                     .or_default()
                     .insert(key.1.clone(), phase);
                 vec![incident]
             }
             Some((incident, phase)) => {
-                let mut woken: Vec<Key> = inner.remove(&key).into_iter().collect();
-                inner.incident_of.insert(key.clone(), incident.clone());
-                inner
-                    .by_incident
+                let mut woken: Vec<Key> = self.remove(&key).into_iter().collect();
+                self.incident_of.insert(key.clone(), incident.1.clone());
+                self.by_incident
                     .entry(incident.clone())
                     .or_default()
                     .insert(key.1.clone(), phase);
                 woken.push(incident);
                 woken
             }
-            None => inner.remove(&key).into_iter().collect(),
+            None => self.remove(&key).into_iter().collect(),
         }
+    }
+}
+
+impl FollowUps {
+    /// Records an item as it is now (`None`: it no longer counts, e.g. it does not decode); returns the
+    /// incidents whose roll-up changed. None before the first full list: every incident is woken once
+    /// when it ends ([`on_synced`](Self::on_synced)), not once per item listed.
+    pub fn apply(&self, key: Key, item: Option<&ActionItem>) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("follow-up index lock");
+        if let Some(seen) = inner.relisting.as_mut() {
+            seen.insert(key.clone());
+        }
+        let woken = inner.record(key, item);
+        if inner.synced { woken } else { Vec::new() }
     }
 
     /// A relist began: items not seen again before it ends were deleted while the watch was down.
@@ -122,10 +131,16 @@ impl FollowUps {
         self.inner.lock().expect("follow-up index lock").relisting = Some(HashSet::new());
     }
 
-    /// A relist ended; returns the incidents that lost items.
+    /// A relist ended; returns the incidents that lost items. The first one tells every
+    /// [`on_synced`](Self::on_synced) receiver.
     pub fn relist_done(&self) -> Vec<Key> {
         let mut inner = self.inner.lock().expect("follow-up index lock");
-        inner.synced = true;
+        if !inner.synced {
+            inner.synced = true;
+            for tx in std::mem::take(&mut inner.on_synced) {
+                let _ = tx.unbounded_send(());
+            }
+        }
         let Some(seen) = inner.relisting.take() else {
             return Vec::new();
         };
@@ -136,6 +151,19 @@ impl FollowUps {
             .cloned()
             .collect();
         gone.iter().filter_map(|k| inner.remove(k)).collect()
+    }
+
+    /// One message once the first full list of items has been seen (at once if it has been): the
+    /// incident controller reconciles every incident then, instead of polling until it is.
+    pub fn on_synced(&self) -> UnboundedReceiver<()> {
+        let (tx, rx) = unbounded();
+        let mut inner = self.inner.lock().expect("follow-up index lock");
+        if inner.synced {
+            let _ = tx.unbounded_send(());
+        } else {
+            inner.on_synced.push(tx);
+        }
+        rx
     }
 
     /// Whether the first full list of items has been seen.
@@ -168,6 +196,8 @@ impl FollowUps {
 
 #[cfg(test)]
 mod tests {
+    use futures::channel::mpsc::TryRecvError;
+
     use super::*;
     use crate::api::action_item::{ActionItemSpec, ActionItemStatus};
 
@@ -186,9 +216,41 @@ mod tests {
         ("ns".into(), n.into())
     }
 
+    /// An index whose first (empty) list has ended.
+    fn synced() -> FollowUps {
+        let f = FollowUps::default();
+        f.relist_started();
+        f.relist_done();
+        f
+    }
+
+    #[test]
+    fn the_first_list_wakes_no_incident_per_item_but_tells_once_when_it_ends() {
+        let f = FollowUps::default();
+        let mut early = f.on_synced();
+        f.relist_started();
+        assert_eq!(f.apply(key("a"), Some(&item(Some("inc"), None))), vec![]);
+        assert_eq!(f.apply(key("b"), Some(&item(Some("inc"), None))), vec![]);
+        assert_eq!(
+            early.try_recv(),
+            Err(TryRecvError::Empty),
+            "nothing said before the list ends"
+        );
+        f.relist_done();
+        assert_eq!(early.try_recv(), Ok(()));
+        assert_eq!(early.try_recv(), Err(TryRecvError::Closed), "said once");
+        assert_eq!(f.follow_ups(&key("inc")).len(), 2);
+        // A later relist is not a first sync: a late subscriber hears at once, and only once.
+        f.relist_started();
+        f.relist_done();
+        let mut late = f.on_synced();
+        assert_eq!(late.try_recv(), Ok(()));
+        assert_eq!(late.try_recv(), Err(TryRecvError::Closed));
+    }
+
     #[test]
     fn wakes_an_incident_only_when_its_roll_up_changes() {
-        let f = FollowUps::default();
+        let f = synced();
         assert_eq!(f.apply(key("a"), Some(&item(Some("inc"), None))), vec![key("inc")]);
         // Its first status says Open, as the spec state did: nothing to roll up again.
         assert_eq!(
@@ -210,7 +272,7 @@ mod tests {
 
     #[test]
     fn an_item_that_moves_wakes_both_incidents_and_a_deleted_one_its_incident() {
-        let f = FollowUps::default();
+        let f = synced();
         f.apply(key("a"), Some(&item(Some("one"), None)));
         f.apply(key("b"), Some(&item(Some("one"), None)));
         assert_eq!(

@@ -6,12 +6,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use kube::{
-    Client, Resource,
-    runtime::events::{Event, EventType, Recorder, Reporter},
-};
+use kube::{Client, Resource, runtime::events::EventType};
 
 use super::{
+    events::Publisher,
     leader::Leadership,
     status::{OwnWrites, StaleBackoff, StatusWriter},
     watch::Stores,
@@ -37,7 +35,7 @@ pub struct Context {
     pub client: Client,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub notifier: Notifier,
     pub prometheus: Prometheus,
     pub status: StatusWriter,
@@ -76,12 +74,8 @@ impl Context {
         stores: Stores,
         leader: Arc<Leadership>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             notifier: Notifier::new(client.clone(), namespace, SINK_TIMEOUT),
             prometheus: Prometheus::new(PROMETHEUS_TIMEOUT),
             status: StatusWriter::new(client.clone(), metrics.clone(), leader.clone()),
@@ -119,8 +113,8 @@ impl Context {
 
     /// Publishes an Event about `obj`; a failure to record is logged, never fatal.
     ///
-    /// The Event's `action` carries a digest of the note: the recorder folds Events with the same key
-    /// (reason and action among others) into one series that keeps the first note, so without it
+    /// The Event's `action` carries a digest of the note: Events with the same reason and action about
+    /// the same object fold into one series that keeps the first note, so without it
     /// "StepAdvanced: weight 67%" would vanish into the "weight 34%" Event of the same rollout.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
         if !self.may_write() {
@@ -129,14 +123,12 @@ impl Context {
         }
         use sha2::Digest;
         let digest = hex::encode(&sha2::Sha256::digest(note.as_bytes())[..4]);
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: format!("{reason}-{digest}"),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        let action = format!("{reason}-{digest}");
+        if let Err(err) = self
+            .events
+            .publish(&obj.object_ref(&()), type_, reason, &action, note)
+            .await
+        {
             tracing::warn!(%err, reason, "could not publish event");
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod election;
+pub mod events;
 pub mod leader;
 pub mod reconcile;
 pub mod run;

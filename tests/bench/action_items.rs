@@ -254,4 +254,6 @@ async fn main() {
 
     item_watch.abort();
     incident_watch.abort();
+    // A clean exit, so an operator built with `--features dhat-heap` writes its profile.
+    env.op_mut().terminate().await;
 }

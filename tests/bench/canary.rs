@@ -116,6 +116,7 @@ async fn scale(n: usize) {
     let exporter = Exporter::start("latency{role=\"canary\"} 0.1\n").await;
     exporter.wait_visible(&exporter.series("latency")).await;
     let names: Vec<String> = (0..n).map(|i| format!("app{i:03}")).collect();
+    let cpu_start = common::cpu_seconds(pid as u32);
     let started = Instant::now();
     for name in &names {
         env.target(name, "v1", 1).await;
@@ -142,6 +143,7 @@ async fn scale(n: usize) {
     })
     .await;
     let init = started.elapsed();
+    let cpu_init = common::cpu_seconds(pid as u32);
     let bumped = Instant::now();
     for name in &names {
         env.set_image(name, "v2").await;
@@ -151,6 +153,7 @@ async fn scale(n: usize) {
     })
     .await;
     let to_pause = bumped.elapsed();
+    let cpu_bump = common::cpu_seconds(pid as u32);
     // Steady state: every Canary analysed every 5s, nothing else moving.
     let window = Duration::from_secs(30);
     let (cpu0, t0) = (common::cpu_seconds(pid as u32), Instant::now());
@@ -161,10 +164,13 @@ async fn scale(n: usize) {
     }
     let cpu = (common::cpu_seconds(pid as u32) - cpu0) / t0.elapsed().as_secs_f64();
     let checks = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
+    let peak_ever = common::proc_status_kib(pid as u32, "VmHWM:") as f64 / 1024.0;
     println!(
-        "{n} Canaries: all initialized in {:.1}s; all in their first pause {:.1}s after the bump",
+        "{n} Canaries: all initialized in {:.1}s (operator CPU {:.1}s); all in their first pause {:.1}s after the bump (CPU {:.1}s); peak RSS over the whole run {peak_ever:.1} MiB",
         init.as_secs_f64(),
-        to_pause.as_secs_f64()
+        cpu_init - cpu_start,
+        to_pause.as_secs_f64(),
+        cpu_bump - cpu_init
     );
     println!(
         "{n} Canaries progressing, analysis every 5s: operator CPU {:.1}% of one core over {}s, peak RSS {:.1} MiB, {} checks so far",

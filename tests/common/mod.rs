@@ -258,6 +258,18 @@ impl Launch {
             command.args(["--namespace", ns]);
         }
         command.args(&self.args);
+        // The operator dies with the test process, even one killed without running its destructors
+        // (kill_on_drop covers a normal end): an orphaned operator once kept 100,000 cached items
+        // and retried them against a gone apiserver, slowing the next cluster until it failed.
+        // SAFETY: prctl is async-signal-safe and allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", &self.rust_log)
