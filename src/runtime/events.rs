@@ -35,9 +35,10 @@ pub struct SeriesKey {
     pub action: String,
 }
 
+/// An open series. Its Event lives in the namespace of the object it regards (by the key's uid), so
+/// the reference of the next publish names it.
 #[derive(Debug, Clone)]
 struct Open {
-    namespace: String,
     name: String,
     count: i32,
     last: Timestamp,
@@ -49,11 +50,7 @@ pub enum EventWrite {
     /// A new Event.
     Create,
     /// A repeat: the series of Event `name` now counts `count`.
-    Repeat {
-        namespace: String,
-        name: String,
-        count: i32,
-    },
+    Repeat { name: String, count: i32 },
 }
 
 /// The series still open, by key. Pure: the caller passes the time.
@@ -70,7 +67,6 @@ impl Series {
                 open.count += 1;
                 open.last = now;
                 EventWrite::Repeat {
-                    namespace: open.namespace.clone(),
                     name: open.name.clone(),
                     count: open.count,
                 }
@@ -81,7 +77,7 @@ impl Series {
 
     /// Remembers the Event just created for `key`. When the table is full, closed series go first;
     /// if every one is still open, the one repeated longest ago makes room.
-    pub fn opened(&mut self, key: SeriesKey, namespace: String, name: String, now: Timestamp) {
+    pub fn opened(&mut self, key: SeriesKey, name: String, now: Timestamp) {
         if self.open.len() >= RECENT_MAX && !self.open.contains_key(&key) {
             self.open.retain(|_, o| o.last + SERIES_WINDOW > now);
             if self.open.len() >= RECENT_MAX
@@ -93,7 +89,6 @@ impl Series {
         self.open.insert(
             key,
             Open {
-                namespace,
                 name,
                 count: 1,
                 last: now,
@@ -106,12 +101,9 @@ impl Series {
         self.open.remove(key);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 }
 
@@ -153,6 +145,7 @@ impl Publisher {
         note: String,
     ) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let key = SeriesKey {
             regarding_uid: regarding.uid.clone().unwrap_or_default(),
             warning: matches!(type_, EventType::Warning),
@@ -167,8 +160,7 @@ impl Publisher {
         } else {
             EventWrite::Create
         };
-        if let EventWrite::Repeat { namespace, name, count } = write {
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let EventWrite::Repeat { name, count } = write {
             let patch = json!({ "series": { "count": count, "lastObservedTime": MicroTime(now) } });
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
@@ -192,19 +184,14 @@ impl Publisher {
             reporting_instance: Some(self.instance.clone()),
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
+                namespace: Some(namespace),
                 ..Default::default()
             },
             ..Default::default()
         };
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await?;
+        api.create(&PostParams::default(), &event).await?;
         if foldable {
-            self.series
-                .lock()
-                .expect("event series lock")
-                .opened(key, namespace, name, now);
+            self.series.lock().expect("event series lock").opened(key, name, now);
         }
         Ok(())
     }
@@ -231,9 +218,8 @@ mod tests {
     fn a_repeat_within_the_window_joins_the_series_and_one_after_it_starts_anew() {
         let mut s = Series::default();
         assert_eq!(s.classify(&key("a", "x"), at(0)), EventWrite::Create);
-        s.opened(key("a", "x"), "ns".into(), "a.1".into(), at(0));
+        s.opened(key("a", "x"), "a.1".into(), at(0));
         let repeat = |count| EventWrite::Repeat {
-            namespace: "ns".into(),
             name: "a.1".into(),
             count,
         };
@@ -257,7 +243,7 @@ mod tests {
     fn the_table_stays_bounded_dropping_closed_series_first() {
         let mut s = Series::default();
         for i in 0..RECENT_MAX {
-            s.opened(key(&i.to_string(), "x"), "ns".into(), format!("e{i}"), at(0));
+            s.opened(key(&i.to_string(), "x"), format!("e{i}"), at(0));
         }
         assert_eq!(s.len(), RECENT_MAX);
         // All still open: the one repeated longest ago makes room for the new one.
@@ -265,7 +251,7 @@ mod tests {
             s.classify(&key("0", "x"), at(5)),
             EventWrite::Repeat { count: 2, .. }
         ));
-        s.opened(key("new", "x"), "ns".into(), "n".into(), at(10));
+        s.opened(key("new", "x"), "n".into(), at(10));
         assert_eq!(s.len(), RECENT_MAX);
         assert!(matches!(
             s.classify(&key("new", "x"), at(11)),
@@ -280,7 +266,7 @@ mod tests {
             .count();
         assert_eq!(evicted, 1, "exactly one of the untouched series made room");
         // Once they have closed, they make room.
-        s.opened(key("later", "x"), "ns".into(), "l".into(), at(1000));
+        s.opened(key("later", "x"), "l".into(), at(1000));
         assert_eq!(s.len(), 1);
         assert!(matches!(
             s.classify(&key("later", "x"), at(1001)),
