@@ -58,6 +58,8 @@ pub struct Metrics {
     pub status_conflicts: Family<KindLabels, Counter>,
     /// 1 while the watch of a kind works, 0 while it has been failing for longer than the policy allows.
     pub watch_healthy: Family<KindLabels, Gauge>,
+    /// Events each watch delivered (a relist counts each object once).
+    pub watch_events: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Gauge>,
     /// ActionItems by derived phase and priority, recounted from the cache.
     pub action_items: Family<ItemLabels, Gauge>,
@@ -119,6 +121,12 @@ impl Default for Metrics {
             "watch_healthy",
             "1 while the watch of a kind works, 0 while it has failed for longer than watchUnhealthyAfter",
             watch_healthy.clone(),
+        );
+        let watch_events = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "watch_events",
+            "Events delivered by the watch of a kind; flat while its objects change means a stalled watch",
+            watch_events.clone(),
         );
         registry.register("reconciles", "Reconciliations run, by kind", reconciles.clone());
         registry.register(
@@ -269,6 +277,7 @@ impl Default for Metrics {
             invalid_objects,
             status_conflicts,
             watch_healthy,
+            watch_events,
             canary_rollouts_started,
             canary_rollouts_promoted,
             canary_rollouts_rolled_back,

@@ -338,7 +338,9 @@ pub enum CanaryPhase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisStatus {
-    /// When the metrics were last checked.
+    /// When the metrics were last checked. A check whose outcomes repeat the recorded ones is
+    /// written with the next change or within a minute, so this and the figures below may lag by as
+    /// much.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_at: Option<Time>,
     /// Failed checks in this rollout.

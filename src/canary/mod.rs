@@ -55,7 +55,7 @@ use crate::{
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, drain, error_policy, new_controller, requeue_at,
         scope::WatchScope,
-        watch::{Trigger, deployment_watch, guard_key, referrers, slim_watch, synced, wake},
+        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, slim_watch, synced, wake},
     },
 };
 
@@ -99,8 +99,9 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
     // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
     // a restart) is refused, and its transitions are neither recorded nor announced twice.
-    let (canary, guard) = ctx.memory.canaries.freshest(canary);
-    let canary = canary.as_ref();
+    let (recorded, guard) = ctx.memory.canaries.freshest(canary);
+    let planned_from = with_kept_check(ctx, &uid, &recorded);
+    let canary = planned_from.as_ref().unwrap_or(&recorded);
     let workloads = Workloads::of(ctx, ns, canary);
     let io = workloads.io(ctx, ns, canary);
     let mut obs = Observations {
@@ -145,20 +146,38 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
             tracing::warn!(namespace = %ns, canary = %name, %reason, "the API server refused a write");
             let stalled = decide::refused(canary, &action.describe(canary), &reason, now);
             ctx.status
-                .write::<Canary, _>(ns, name, canary.status.as_ref(), &stalled.status, guard.as_deref())
+                .write::<Canary, _>(ns, name, recorded.status.as_ref(), &stalled.status, guard.as_deref())
                 .await?;
             announce_stall(ctx, canary, &stalled.status).await;
             return Ok(requeue_at(stalled.wake_at, now));
         }
     }
+    let recorded_status = recorded.status.clone().unwrap_or_default();
+    if decide::recording::repeats_recorded_check(&recorded_status, &plan.status, now) {
+        // Counted now, written later (see `recording`): the check happened.
+        if let Some(check) = plan.status.analysis.clone() {
+            ctx.memory
+                .checks
+                .lock()
+                .expect("checks lock")
+                .insert(uid.clone(), check);
+        }
+        for action in &plan.actions {
+            if let Step::Count(c) = action {
+                count(ctx, *c);
+            }
+        }
+        return Ok(requeue_at(plan.wake_at, now));
+    }
     let written = ctx
         .status
-        .write::<Canary, _>(ns, name, canary.status.as_ref(), &plan.status, guard.as_deref())
+        .write::<Canary, _>(ns, name, recorded.status.as_ref(), &plan.status, guard.as_deref())
         .await?;
     match &written {
         Written::Stale => return Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
         Written::Written(rv) => {
             ctx.memory.canaries.record(&uid, guard.as_deref(), rv, &plan.status);
+            ctx.memory.checks.lock().expect("checks lock").remove(&uid);
             ctx.memory.stale.accepted(&uid);
         }
         // Nothing new was recorded, so there is nothing new to announce.
@@ -180,6 +199,23 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     }
     announce_stall(ctx, canary, &plan.status).await;
     Ok(requeue_at(plan.wake_at, now))
+}
+
+/// `canary` as the plan must see it: with its last analysis run if that run is kept in memory, not
+/// yet written (`None`: the status as recorded is current).
+fn with_kept_check(ctx: &Context, uid: &str, canary: &Canary) -> Option<Canary> {
+    let mut checks = ctx.memory.checks.lock().expect("checks lock");
+    let check = checks.get(uid)?;
+    match decide::recording::with_check(&canary.status.clone().unwrap_or_default(), check) {
+        Some(status) => Some(Canary {
+            status: Some(status),
+            ..canary.clone()
+        }),
+        None => {
+            checks.remove(uid);
+            None
+        }
+    }
 }
 
 /// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
@@ -235,6 +271,7 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
     }
     if let Some(uid) = canary.uid() {
         ctx.memory.canaries.forget(&uid);
+        ctx.memory.checks.lock().expect("checks lock").remove(&uid);
     }
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Action::await_change());
@@ -358,7 +395,14 @@ pub fn controller(
             ctx.stores.canaries.clone(),
         ),
     )
-    .inspect(move |event| remembered.memory.canaries.observe(event))
+    .inspect(move |event| {
+        remembered.memory.canaries.observe(event);
+        if let Ok(watcher::Event::Delete(g)) = event
+            && let Some(uid) = &guard_meta(g).uid
+        {
+            remembered.memory.checks.lock().expect("checks lock").remove(uid);
+        }
+    })
     .inspect(move |event| {
         let (g, gone) = match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
@@ -414,9 +458,11 @@ pub fn controller(
                     .filter(|o| o.kind == "Canary")
                     .map(|o| o.name.clone())
                     .collect();
-                referrers(&canaries, &ns, |c| {
+                let woken = referrers(&canaries, &ns, |c| {
                     c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
-                })
+                });
+                tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
+                woken
             },
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )

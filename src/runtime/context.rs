@@ -15,7 +15,11 @@ use super::{
     watch::Stores,
 };
 use crate::{
-    api::{action_item::ActionItemStatus, canary::CanaryStatus, incident::IncidentStatus},
+    api::{
+        action_item::ActionItemStatus,
+        canary::{AnalysisStatus, CanaryStatus},
+        incident::IncidentStatus,
+    },
     metrics::Metrics,
     notify::Notifier,
     policy::Policy,
@@ -60,6 +64,9 @@ pub struct Memory {
     pub incidents: OwnWrites<IncidentStatus>,
     pub items: OwnWrites<ActionItemStatus>,
     pub canaries: OwnWrites<CanaryStatus>,
+    /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
+    /// not yet written (see [`recording`](crate::canary::decide::recording)).
+    pub checks: Mutex<HashMap<String, AnalysisStatus>>,
     /// Backoff after refused (stale) writes, per object.
     pub stale: StaleBackoff,
 }

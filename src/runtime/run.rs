@@ -77,7 +77,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
 
-    let (stores, writers) = watch::caches();
+    let (stores, writers) = watch::caches(watch::WatchHealth::counting(metrics.watch_events.clone()));
     let server_state = ServerState {
         metrics: metrics.clone(),
         ready: ready.clone(),

@@ -27,6 +27,7 @@ use super::scope::WatchScope;
 use crate::{
     api::{ActionItem, Canary, Incident},
     incident::follow_ups::FollowUps,
+    metrics::KindLabels,
 };
 
 /// What a namespaced kind must be for the operator to cache and reconcile it.
@@ -68,8 +69,8 @@ pub struct Writers {
     pub deployments: Writer<DynamicObject>,
 }
 
-/// Empty caches, before any watch runs.
-pub fn caches() -> (Stores, Writers) {
+/// Empty caches, before any watch runs; `health` is told of every watch's events.
+pub fn caches(health: WatchHealth) -> (Stores, Writers) {
     let incidents = Writer::default();
     let items = Writer::default();
     let canaries = Writer::default();
@@ -80,7 +81,7 @@ pub fn caches() -> (Stores, Writers) {
         canaries: canaries.as_reader(),
         deployments: deployments.as_reader(),
         follow_ups: Arc::default(),
-        health: Arc::default(),
+        health: Arc::new(health),
     };
     (
         stores,
@@ -172,6 +173,9 @@ struct Streak {
 #[derive(Debug, Default)]
 pub struct WatchHealth {
     inner: Mutex<HealthState>,
+    /// `kaizen_watch_events_total{kind}`: a watch that stops delivering while its objects change
+    /// reports no error, only a flat line here.
+    events: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 #[derive(Debug, Default)]
@@ -183,8 +187,21 @@ struct HealthState {
 }
 
 impl WatchHealth {
+    /// Health that counts each watch's events into `events`.
+    pub fn counting(
+        events: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
+    ) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
+    }
+
     /// Records one item of `kind`'s watch stream.
     pub fn observe(&self, kind: &'static str, failed: bool) {
+        if !failed {
+            self.events.get_or_create(&KindLabels { kind }).inc();
+        }
         let mut state = self.inner.lock().expect("watch health lock");
         if failed {
             let now = Instant::now();

@@ -156,6 +156,8 @@ async fn scale(n: usize) {
     let cpu_bump = common::cpu_seconds(pid as u32);
     // Steady state: every Canary analysed every 5s, nothing else moving.
     let window = Duration::from_secs(30);
+    let checks0 = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
+    let writes0 = env.op().metric_sum("kaizen_status_writes_total").await;
     let (cpu0, t0) = (common::cpu_seconds(pid as u32), Instant::now());
     let mut peak = rss_mib(pid);
     while t0.elapsed() < window {
@@ -163,7 +165,9 @@ async fn scale(n: usize) {
         peak = peak.max(rss_mib(pid));
     }
     let cpu = (common::cpu_seconds(pid as u32) - cpu0) / t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64();
     let checks = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
+    let writes = env.op().metric_sum("kaizen_status_writes_total").await;
     let peak_ever = common::proc_status_kib(pid as u32, "VmHWM:") as f64 / 1024.0;
     println!(
         "{n} Canaries: all initialized in {:.1}s (operator CPU {:.1}s); all in their first pause {:.1}s after the bump (CPU {:.1}s); peak RSS over the whole run {peak_ever:.1} MiB",
@@ -173,24 +177,35 @@ async fn scale(n: usize) {
         cpu_bump - cpu_init
     );
     println!(
-        "{n} Canaries progressing, analysis every 5s: operator CPU {:.1}% of one core over {}s, peak RSS {:.1} MiB, {} checks so far",
+        "{n} Canaries progressing, analysis every 5s: operator CPU {:.1}% of one core over {}s, peak RSS {:.1} MiB; {:.1} checks and {:.1} status writes a second",
         cpu * 100.0,
         window.as_secs(),
         peak,
-        checks
+        (checks - checks0) / secs,
+        (writes - writes0) / secs
     );
-    delete_canaries(&env).await;
+    let gone = delete_canaries(&env).await;
+    println!(
+        "{n} Canaries deleted at once: all workloads handed back and the Canaries gone in {:.1}s",
+        gone.as_secs_f64()
+    );
 }
 
 /// Deletes every Canary while the operator runs and waits until they are gone (the Env's own cleanup
-/// gives them less time than 100 Canaries may need).
-async fn delete_canaries(env: &Env) {
+/// gives them less time than 100 Canaries may need); returns how long that took. Each deletion hands
+/// the workload back (template, replicas, the primary deleted once the target is available), so the
+/// wait grows with their number: measured 120 s too short for 1,000.
+async fn delete_canaries(env: &Env) -> Duration {
     let api = &env.canaries;
+    let n = api.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0);
+    let started = Instant::now();
     let _ = api.delete_collection(&Default::default(), &Default::default()).await;
-    wait_for(Duration::from_secs(120), "the Canaries to be gone", || async {
+    let limit = Duration::from_secs(120) + Duration::from_millis(600) * n as u32;
+    wait_for(limit, "the Canaries to be gone", || async {
         api.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
     })
     .await;
+    started.elapsed()
 }
 
 #[tokio::main]

@@ -35,6 +35,7 @@ use jiff::{SignedDuration, Timestamp};
 
 mod facts;
 mod planner;
+pub mod recording;
 mod steps;
 mod workloads;
 
