@@ -58,7 +58,7 @@ pub struct Metrics {
     pub status_conflicts: Family<KindLabels, Counter>,
     /// 1 while the watch of a kind works, 0 while it has been failing for longer than the policy allows.
     pub watch_healthy: Family<KindLabels, Gauge>,
-    /// Events each watch delivered (a relist counts each object once).
+    /// Items each watch stream delivered: its objects' changes, plus a start and an end marker per relist.
     pub watch_events: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Gauge>,
     /// ActionItems by derived phase and priority, recounted from the cache.

@@ -148,6 +148,8 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
             ctx.status
                 .write::<Canary, _>(ns, name, recorded.status.as_ref(), &stalled.status, guard.as_deref())
                 .await?;
+            // The stalled status carries the kept check, if any.
+            ctx.memory.checks.lock().expect("checks lock").remove(&uid);
             announce_stall(ctx, canary, &stalled.status).await;
             return Ok(requeue_at(stalled.wake_at, now));
         }
@@ -155,7 +157,9 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     let recorded_status = recorded.status.clone().unwrap_or_default();
     if decide::recording::repeats_recorded_check(&recorded_status, &plan.status, now) {
         // Counted now, written later (see `recording`): the check happened.
-        if let Some(check) = plan.status.analysis.clone() {
+        // Kept only by the leader: a term that ended mid-reconcile leaves nothing for the next one.
+        ctx.fence()?;
+        if let Some(check) = decide::recording::KeptCheck::of(&plan.status) {
             ctx.memory
                 .checks
                 .lock()
@@ -167,7 +171,12 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
                 count(ctx, *c);
             }
         }
-        return Ok(requeue_at(plan.wake_at, now));
+        let wake_at = plan
+            .wake_at
+            .into_iter()
+            .chain(decide::recording::record_by(&recorded_status))
+            .min();
+        return Ok(requeue_at(wake_at, now));
     }
     let written = ctx
         .status
@@ -397,10 +406,29 @@ pub fn controller(
     )
     .inspect(move |event| {
         remembered.memory.canaries.observe(event);
-        if let Ok(watcher::Event::Delete(g)) = event
-            && let Some(uid) = &guard_meta(g).uid
-        {
-            remembered.memory.checks.lock().expect("checks lock").remove(uid);
+        match event {
+            Ok(watcher::Event::Delete(g)) => {
+                if let Some(uid) = &guard_meta(g).uid {
+                    remembered.memory.checks.lock().expect("checks lock").remove(uid);
+                }
+            }
+            // A relist after a gap: Canaries deleted meanwhile sent no Delete.
+            Ok(watcher::Event::InitDone) => {
+                let live: std::collections::HashSet<String> = remembered
+                    .stores
+                    .canaries
+                    .state()
+                    .iter()
+                    .filter_map(|g| guard_meta(g).uid.clone())
+                    .collect();
+                remembered
+                    .memory
+                    .checks
+                    .lock()
+                    .expect("checks lock")
+                    .retain(|uid, _| live.contains(uid));
+            }
+            _ => {}
         }
     })
     .inspect(move |event| {

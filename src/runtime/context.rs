@@ -15,11 +15,7 @@ use super::{
     watch::Stores,
 };
 use crate::{
-    api::{
-        action_item::ActionItemStatus,
-        canary::{AnalysisStatus, CanaryStatus},
-        incident::IncidentStatus,
-    },
+    api::{action_item::ActionItemStatus, canary::CanaryStatus, incident::IncidentStatus},
     metrics::Metrics,
     notify::Notifier,
     policy::Policy,
@@ -66,7 +62,7 @@ pub struct Memory {
     pub canaries: OwnWrites<CanaryStatus>,
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`recording`](crate::canary::decide::recording)).
-    pub checks: Mutex<HashMap<String, AnalysisStatus>>,
+    pub checks: Mutex<HashMap<String, crate::canary::decide::recording::KeptCheck>>,
     /// Backoff after refused (stale) writes, per object.
     pub stale: StaleBackoff,
 }

@@ -449,6 +449,14 @@ async fn pods_in(env: &Env) -> usize {
         .unwrap_or(0)
 }
 
+/// How long one phase (initialisation, the rollout) may take: 15 minutes, and 3 s per target beyond
+/// 300. This control plane creates and deletes about 10 pods a second, and at N = 1,000 Kaizen's
+/// initialisation alone (a 4-replica primary per target, the target scaled to 0) took more than 15
+/// minutes.
+fn phase_limit(n: usize) -> Duration {
+    Duration::from_secs(900.max(3 * n as u64))
+}
+
 async fn run(c: Controller, n: usize) -> Result<Figures, String> {
     let env = Env::new(&format!("peers-{}", c.agent())).await;
     let process = start(c, &env).await;
@@ -461,7 +469,7 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
         .for_each_concurrent(PARALLEL, |name| create_target(c, &env, name))
         .await;
     let stage_of = |o: &DynamicObject, before: Option<&Value>| stage(c, &serde_json::to_value(o).unwrap(), before);
-    let initialized = until(&api, Duration::from_secs(900), "all initialized", |items| {
+    let initialized = until(&api, phase_limit(n), "all initialized", |items| {
         items.len() == n && items.iter().all(|o| stage_of(o, None) == Stage::Initialized)
     })
     .await?;
@@ -481,7 +489,7 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
         .for_each_concurrent(PARALLEL, |name| bump(c, &env, name))
         .await;
     let mut first_step = None;
-    let completed = until(&api, Duration::from_secs(900), "all completed", |items| {
+    let completed = until(&api, phase_limit(n), "all completed", |items| {
         let stages: Vec<Stage> = items.iter().map(|o| stage_of(o, before.get(&o.name_any()))).collect();
         if first_step.is_none() && stages.len() == n && stages.iter().all(|s| *s >= Stage::FirstStep) {
             first_step = Some(Instant::now());

@@ -42,16 +42,63 @@ pub fn repeats_recorded_check(recorded: &CanaryStatus, planned: &CanaryStatus, n
     as_recorded == *recorded
 }
 
-/// `status` with `check` in place of its analysis, if `check` is a later run of the same rollout's
-/// analysis (same metrics, counters not below the recorded ones); `None` when the status has caught
-/// up or moved on (a write since, a new rollout), and the check should be forgotten.
-pub fn with_check(status: &CanaryStatus, check: &AnalysisStatus) -> Option<CanaryStatus> {
+/// When the status must be written at the latest, if only repeated checks happen until then:
+/// [`RECORD_EVERY`] after the recorded check. A reconcile must come by then even when nothing else is
+/// due (canary pods turning unready wake nothing before the progress deadline), or a failover would
+/// count that deadline from an older check.
+pub fn record_by(recorded: &CanaryStatus) -> Option<Timestamp> {
+    let last = recorded.analysis.as_ref()?.last_run_at.as_ref()?;
+    Some(last.0 + RECORD_EVERY)
+}
+
+/// An unwritten check and the rollout step it was made in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptCheck {
+    pub analysis: AnalysisStatus,
+    step: StepOf,
+}
+
+/// What names a step of a rollout: a kept check stands only for the step it was made in.
+#[derive(Clone, Debug, PartialEq)]
+struct StepOf {
+    revision: Option<String>,
+    index: Option<i32>,
+    started: Option<Timestamp>,
+}
+
+impl StepOf {
+    fn of(status: &CanaryStatus) -> Self {
+        Self {
+            revision: status.canary_revision.clone(),
+            index: status.current_step,
+            started: status.step_started_at.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+impl KeptCheck {
+    /// The check `planned` carries, to keep instead of writing it.
+    pub fn of(planned: &CanaryStatus) -> Option<Self> {
+        Some(Self {
+            analysis: planned.analysis.clone()?,
+            step: StepOf::of(planned),
+        })
+    }
+}
+
+/// `status` with `kept` in place of its analysis, if `kept` is a later run of the same step's
+/// analysis (same rollout step, same metrics, the same counters); `None` when the status has caught up
+/// or moved on (a write since, another step, a new rollout, another replica's writes), and the check
+/// should be forgotten.
+pub fn with_check(status: &CanaryStatus, kept: &KeptCheck) -> Option<CanaryStatus> {
     let recorded = status.analysis.as_ref()?;
+    let check = &kept.analysis;
     let later = match (&recorded.last_run_at, &check.last_run_at) {
         (Some(r), Some(c)) => c.0 > r.0,
         _ => false,
     };
-    let same_run = recorded.failures == check.failures
+    let same_run = kept.step == StepOf::of(status)
+        && recorded.failures == check.failures
         && recorded.errors == check.errors
         && recorded.inconclusive == check.inconclusive
         && recorded
@@ -129,11 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn the_status_is_written_a_minute_after_the_recorded_check_at_the_latest() {
+        assert_eq!(record_by(&checked(0, MetricOutcome::Pass, 0.1)), Some(at(60)));
+        assert_eq!(record_by(&CanaryStatus::default()), None);
+    }
+
+    #[test]
     fn a_kept_check_stands_in_for_the_recorded_one_until_the_status_moves_on() {
         let recorded = checked(0, MetricOutcome::Pass, 0.1);
-        let kept = checked(5, MetricOutcome::Pass, 0.2).analysis.unwrap();
+        let kept = KeptCheck::of(&checked(5, MetricOutcome::Pass, 0.2)).unwrap();
         let planned_from = with_check(&recorded, &kept).expect("a later run of the same analysis");
-        assert_eq!(planned_from.analysis.as_ref(), Some(&kept));
+        assert_eq!(planned_from.analysis.as_ref(), Some(&kept.analysis));
+        // Another step since (another replica advanced it, say): the check judged the step before.
+        let mut next_step = recorded.clone();
+        next_step.current_step = Some(1);
+        assert!(with_check(&next_step, &kept).is_none());
         // Written since (the status has the same or a later run): forgotten.
         assert!(with_check(&checked(5, MetricOutcome::Pass, 0.2), &kept).is_none());
         // A new rollout cleared the analysis: forgotten.
