@@ -529,6 +529,8 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
         all: delta(&requests0, &requests1),
         pods_left,
     };
+    // Printed before the cleanup, which took about 10 minutes at N = 1,000.
+    print_figures(&figures);
     cleanup(c, &env, process).await;
     Ok(figures)
 }
@@ -712,10 +714,7 @@ async fn main() {
             let mut results = Vec::new();
             for c in [kaizen, peer] {
                 match run(c, n).await {
-                    Ok(f) => {
-                        print_figures(&f);
-                        results.push(f);
-                    }
+                    Ok(f) => results.push(f),
                     Err(e) => println!("FIGURE peers {} N={n}: did not finish the workload: {e}", c.label()),
                 }
             }
