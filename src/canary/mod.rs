@@ -149,22 +149,19 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
                 .write::<Canary, _>(ns, name, recorded.status.as_ref(), &stalled.status, guard.as_deref())
                 .await?;
             // The stalled status carries the kept check, if any.
-            ctx.memory.checks.lock().expect("checks lock").remove(&uid);
+            ctx.memory.checks.forget(&uid);
             announce_stall(ctx, canary, &stalled.status).await;
             return Ok(requeue_at(stalled.wake_at, now));
         }
     }
-    let recorded_status = recorded.status.clone().unwrap_or_default();
-    if decide::recording::repeats_recorded_check(&recorded_status, &plan.status, now) {
+    let unwritten = CanaryStatus::default();
+    let recorded_status = recorded.status.as_ref().unwrap_or(&unwritten);
+    if decide::recording::repeats_recorded_check(recorded_status, &plan.status, now) {
         // Counted now, written later (see `recording`): the check happened.
         // Kept only by the leader: a term that ended mid-reconcile leaves nothing for the next one.
         ctx.fence()?;
         if let Some(check) = decide::recording::KeptCheck::of(&plan.status) {
-            ctx.memory
-                .checks
-                .lock()
-                .expect("checks lock")
-                .insert(uid.clone(), check);
+            ctx.memory.checks.keep(&uid, check);
         }
         for action in &plan.actions {
             if let Step::Count(c) = action {
@@ -174,7 +171,7 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
         let wake_at = plan
             .wake_at
             .into_iter()
-            .chain(decide::recording::record_by(&recorded_status))
+            .chain(decide::recording::record_by(recorded_status))
             .min();
         return Ok(requeue_at(wake_at, now));
     }
@@ -186,7 +183,7 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
         Written::Stale => return Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
         Written::Written(rv) => {
             ctx.memory.canaries.record(&uid, guard.as_deref(), rv, &plan.status);
-            ctx.memory.checks.lock().expect("checks lock").remove(&uid);
+            ctx.memory.checks.forget(&uid);
             ctx.memory.stale.accepted(&uid);
         }
         // Nothing new was recorded, so there is nothing new to announce.
@@ -213,18 +210,11 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
 /// `canary` as the plan must see it: with its last analysis run if that run is kept in memory, not
 /// yet written (`None`: the status as recorded is current).
 fn with_kept_check(ctx: &Context, uid: &str, canary: &Canary) -> Option<Canary> {
-    let mut checks = ctx.memory.checks.lock().expect("checks lock");
-    let check = checks.get(uid)?;
-    match decide::recording::with_check(&canary.status.clone().unwrap_or_default(), check) {
-        Some(status) => Some(Canary {
-            status: Some(status),
-            ..canary.clone()
-        }),
-        None => {
-            checks.remove(uid);
-            None
-        }
-    }
+    let status = ctx.memory.checks.applied_to(uid, canary.status.as_ref())?;
+    Some(Canary {
+        status: Some(status),
+        ..canary.clone()
+    })
 }
 
 /// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
@@ -280,7 +270,7 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
     }
     if let Some(uid) = canary.uid() {
         ctx.memory.canaries.forget(&uid);
-        ctx.memory.checks.lock().expect("checks lock").remove(&uid);
+        ctx.memory.checks.forget(&uid);
     }
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Action::await_change());
@@ -409,25 +399,19 @@ pub fn controller(
         match event {
             Ok(watcher::Event::Delete(g)) => {
                 if let Some(uid) = &guard_meta(g).uid {
-                    remembered.memory.checks.lock().expect("checks lock").remove(uid);
+                    remembered.memory.checks.forget(uid);
                 }
             }
             // A relist after a gap: Canaries deleted meanwhile sent no Delete.
-            Ok(watcher::Event::InitDone) => {
-                let live: std::collections::HashSet<String> = remembered
+            Ok(watcher::Event::InitDone) => remembered.memory.checks.retain_live(|| {
+                remembered
                     .stores
                     .canaries
                     .state()
                     .iter()
                     .filter_map(|g| guard_meta(g).uid.clone())
-                    .collect();
-                remembered
-                    .memory
-                    .checks
-                    .lock()
-                    .expect("checks lock")
-                    .retain(|uid, _| live.contains(uid));
-            }
+                    .collect()
+            }),
             _ => {}
         }
     })

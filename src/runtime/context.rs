@@ -62,7 +62,7 @@ pub struct Memory {
     pub canaries: OwnWrites<CanaryStatus>,
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`recording`](crate::canary::decide::recording)).
-    pub checks: Mutex<HashMap<String, crate::canary::decide::recording::KeptCheck>>,
+    pub checks: crate::canary::decide::recording::KeptChecks,
     /// Backoff after refused (stale) writes, per object.
     pub stale: StaleBackoff,
 }

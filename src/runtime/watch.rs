@@ -21,6 +21,7 @@ use kube::{
         watcher::{self, ExponentialBackoff, watcher},
     },
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::de::DeserializeOwned;
 
 use super::scope::WatchScope;
@@ -175,7 +176,7 @@ pub struct WatchHealth {
     inner: Mutex<HealthState>,
     /// `kaizen_watch_events_total{kind}`: a watch that stops delivering while its objects change
     /// reports no error, only a flat line here.
-    events: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
+    events: Family<KindLabels, Counter>,
 }
 
 #[derive(Debug, Default)]
@@ -188,9 +189,7 @@ struct HealthState {
 
 impl WatchHealth {
     /// Health that counts each watch's events into `events`.
-    pub fn counting(
-        events: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
-    ) -> Self {
+    pub fn counting(events: Family<KindLabels, Counter>) -> Self {
         Self {
             events,
             ..Self::default()

@@ -164,8 +164,8 @@ async fn scale(n: usize) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         peak = peak.max(rss_mib(pid));
     }
-    let cpu = (common::cpu_seconds(pid as u32) - cpu0) / t0.elapsed().as_secs_f64();
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = (common::cpu_seconds(pid as u32) - cpu0) / secs;
     let checks = env.op().metric_sum("kaizen_canary_analysis_checks_total").await;
     let writes = env.op().metric_sum("kaizen_status_writes_total").await;
     let peak_ever = common::proc_status_kib(pid as u32, "VmHWM:") as f64 / 1024.0;
