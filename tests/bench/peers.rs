@@ -708,10 +708,17 @@ async fn main() {
         })
         .collect();
     install_peer_crds(&crds);
+    // KAIZEN_BENCH_PEERS_ONLY=kaizen (or =peer) runs one side of each pair, to iterate on it.
+    let only = std::env::var("KAIZEN_BENCH_PEERS_ONLY").unwrap_or_default();
     for n in sizes {
         for &(kaizen, peer, _) in &pairs {
             let mut results = Vec::new();
-            for c in [kaizen, peer] {
+            let sides = match only.as_str() {
+                "kaizen" => vec![kaizen],
+                "peer" => vec![peer],
+                _ => vec![kaizen, peer],
+            };
+            for c in sides {
                 match run(c, n).await {
                     Ok(f) => results.push(f),
                     Err(e) => println!("FIGURE peers {} N={n}: did not finish the workload: {e}", c.label()),
