@@ -4,7 +4,9 @@
 #   hack/bench.sh action_items    one of them (a [[bench]] name in Cargo.toml)
 #   hack/bench.sh peers           side by side with Argo Rollouts and Flagger: builds them from source
 #                                 first (hack/peers/build.sh) and runs the control plane with its audit log
-#                                 (KAIZEN_BENCH_PEERS_N=100,1000 for both sizes)
+#                                 (KAIZEN_BENCH_PEERS_N=100,1000 for both sizes,
+#                                 KAIZEN_BENCH_PEERS_PAIRS=replicas|gateway for one pair,
+#                                 KAIZEN_BENCH_PEERS_ONLY=kaizen|peer for one side of each pair)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
