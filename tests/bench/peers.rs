@@ -716,7 +716,8 @@ async fn main() {
             let sides = match only.as_str() {
                 "kaizen" => vec![kaizen],
                 "peer" => vec![peer],
-                _ => vec![kaizen, peer],
+                "" => vec![kaizen, peer],
+                other => panic!("KAIZEN_BENCH_PEERS_ONLY={other:?}: say kaizen, peer, or leave it unset"),
             };
             for c in sides {
                 match run(c, n).await {
