@@ -697,6 +697,10 @@ async fn main() {
     .into_iter()
     .filter(|(_, _, name)| pairs_wanted.split(',').any(|w| w.trim() == *name))
     .collect();
+    assert!(
+        !pairs.is_empty(),
+        "KAIZEN_BENCH_PEERS_PAIRS={pairs_wanted:?} names no pair: say replicas, gateway or both"
+    );
     let crds: Vec<&str> = pairs
         .iter()
         .map(|(_, peer, _)| {
