@@ -9,7 +9,7 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt, future::BoxFuture, stream::BoxStream};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject},
@@ -46,6 +46,21 @@ impl<K> CachedKind for K where
         + Sync
         + 'static
 {
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what nothing here reads from a cached object's metadata: `managedFields` and kubectl's
+/// last-applied copy; parsed, they were most of a cached object's memory. Dropped, not emptied: an
+/// emptied list keeps its buffer (about 180 bytes per entry it held), an emptied map a node.
+fn slim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
 
 /// The read halves of every cache, shared by all controllers.
@@ -257,9 +272,8 @@ impl WatchHealth {
 type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
 
 /// A watch of a Kaizen kind in the scope's namespaces (see [`scope`](super::scope)), tolerant of
-/// objects that do not decode, whose objects are kept without `managedFields` and kubectl's
-/// last-applied copy: nothing here reads them, and as parsed JSON they were most of the memory a
-/// cached object took. `store` is the cache it fills (a namespace's relist is merged against it).
+/// objects that do not decode, whose objects are cached without what nothing here reads
+/// ([`slim_meta`]). `store` is the cache it fills (a namespace's relist is merged against it).
 pub fn slim_watch<K: CachedKind>(
     client: &Client,
     health: Arc<WatchHealth>,
@@ -284,11 +298,7 @@ pub fn slim_watch<K: CachedKind>(
             .inspect(move |e| health.observe(kind, e.is_err()))
             .boxed()
     })
-    .modify(|o| {
-        o.managed_fields_mut().clear();
-        o.annotations_mut()
-            .remove("kubectl.kubernetes.io/last-applied-configuration");
-    })
+    .modify(|o| slim_meta(o.meta_mut()))
 }
 
 /// A watch of the Deployments in the scope's namespaces (all of them: targets carry no shard label),
@@ -311,11 +321,7 @@ pub fn deployment_watch(
             .inspect(move |e| health.observe("Deployment", e.is_err()))
             .boxed()
     })
-    .modify(|d| {
-        d.managed_fields_mut().clear();
-        d.annotations_mut()
-            .remove("kubectl.kubernetes.io/last-applied-configuration");
-    })
+    .modify(|d| slim_meta(d.meta_mut()))
 }
 
 /// One watch of every namespace, or one per namespace of the scope merged into the events of one.
@@ -395,6 +401,34 @@ pub fn wake<K: Resource<DynamicType = ()>>(trigger: &Trigger<K>, keys: impl Into
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object's metadata as a watch decodes it: applied with kubectl, written by two managers.
+    fn decoded_meta(annotations: serde_json::Value) -> ObjectMeta {
+        let entry = |manager: &str| {
+            serde_json::json!({"manager": manager, "operation": "Apply", "apiVersion": "kaizen.dev/v1alpha1",
+                "time": "2026-12-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:title": {}}}})
+        };
+        let json = serde_json::json!({"name": "ai-1", "namespace": "team", "uid": "u-1", "annotations": annotations,
+                                      "managedFields": [entry("kubectl"), entry("kaizen")]});
+        serde_json::from_str(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_cached_object_keeps_neither_managed_fields_nor_the_last_applied_copy_nor_their_buffers() {
+        let mut meta = decoded_meta(serde_json::json!({LAST_APPLIED: "{\"spec\":{}}"}));
+        slim_meta(&mut meta);
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(meta.annotations, None);
+        assert_eq!((meta.name.as_deref(), meta.uid.as_deref()), (Some("ai-1"), Some("u-1")));
+    }
+
+    #[test]
+    fn a_cached_object_keeps_the_users_own_annotations() {
+        let mut meta = decoded_meta(serde_json::json!({LAST_APPLIED: "{}", "team.example/channel": "#payments"}));
+        slim_meta(&mut meta);
+        let annotations = meta.annotations.unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team.example/channel"]);
+    }
 
     #[test]
     fn a_watch_is_broken_only_after_failing_longer_than_the_limit_and_recovers() {
