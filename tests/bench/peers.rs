@@ -686,7 +686,12 @@ async fn main() {
     let sizes: Vec<usize> = std::env::var("KAIZEN_BENCH_PEERS_N")
         .unwrap_or_else(|_| "100".into())
         .split(',')
-        .filter_map(|v| v.trim().parse().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("KAIZEN_BENCH_PEERS_N: {v:?} is not a number of targets"))
+        })
         .collect();
     // KAIZEN_BENCH_PEERS_PAIRS: `replicas` (against Argo Rollouts), `gateway` (against Flagger) or both.
     let pairs_wanted = std::env::var("KAIZEN_BENCH_PEERS_PAIRS").unwrap_or_else(|_| "replicas,gateway".into());
