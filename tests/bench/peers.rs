@@ -716,19 +716,21 @@ async fn main() {
             }
         })
         .collect();
-    install_peer_crds(&crds);
     // KAIZEN_BENCH_PEERS_ONLY=kaizen (or =peer) runs one side of each pair, to iterate on it.
-    let only = std::env::var("KAIZEN_BENCH_PEERS_ONLY").unwrap_or_default();
+    let (with_kaizen, with_peer) = match std::env::var("KAIZEN_BENCH_PEERS_ONLY").unwrap_or_default().as_str() {
+        "kaizen" => (true, false),
+        "peer" => (false, true),
+        "" => (true, true),
+        other => panic!("KAIZEN_BENCH_PEERS_ONLY={other:?}: say kaizen, peer, or leave it unset"),
+    };
+    install_peer_crds(&crds);
     for n in sizes {
         for &(kaizen, peer, _) in &pairs {
             let mut results = Vec::new();
-            let sides = match only.as_str() {
-                "kaizen" => vec![kaizen],
-                "peer" => vec![peer],
-                "" => vec![kaizen, peer],
-                other => panic!("KAIZEN_BENCH_PEERS_ONLY={other:?}: say kaizen, peer, or leave it unset"),
-            };
-            for c in sides {
+            for (c, wanted) in [(kaizen, with_kaizen), (peer, with_peer)] {
+                if !wanted {
+                    continue;
+                }
                 match run(c, n).await {
                     Ok(f) => results.push(f),
                     Err(e) => println!("FIGURE peers {} N={n}: did not finish the workload: {e}", c.label()),
