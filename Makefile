@@ -1,5 +1,5 @@
 # Entry points. The first run builds the pinned Kubernetes control plane from source (see README).
-.PHONY: demo test bench down tools crds lint unit dist
+.PHONY: demo test bench down tools crds lint unit dist image release docs
 
 demo: ## local control plane + CRDs + operator + examples, then `kubectl get kaizen`
 	hack/demo.sh
@@ -31,3 +31,12 @@ unit:
 
 dist: ## release archives of kubectl-kaizen with sha256 sums and the krew manifest, in dist/
 	hack/dist.sh
+
+image: ## the operator's OCI image, built without a Docker engine: dist/kaizen-<version>.oci.tar; prints its digest
+	hack/image.sh
+
+release: ## dist/: image archive, chart (pinned to the image digest), plugin archives, krew manifest, SBOM, SHA256SUMS
+	hack/release.sh
+
+docs: ## the mdBook in docs/, built into dist/book with its links checked
+	hack/docs.sh

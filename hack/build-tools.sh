@@ -65,4 +65,11 @@ helm_ldflags() {
 if [[ "$(readlink "$bin/helm" 2>/dev/null)" != "helm-$HELM_VERSION" ]]; then
   ln -sfn "helm-$HELM_VERSION" "$bin/helm.tmp" && mv -T "$bin/helm.tmp" "$bin/helm"
 fi
+# cosign signs the release image (tests/release.rs verifies the signature from a registry); like helm, cached
+# under its own version.
+[[ -x "$bin/cosign-$COSIGN_VERSION" ]] || build cosign "cosign-$COSIGN_VERSION" github.com/sigstore/cosign/v3/cmd/cosign \
+  "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
+if [[ "$(readlink "$bin/cosign" 2>/dev/null)" != "cosign-$COSIGN_VERSION" ]]; then
+  ln -sfn "cosign-$COSIGN_VERSION" "$bin/cosign.tmp" && mv -T "$bin/cosign.tmp" "$bin/cosign"
+fi
 echo "$bin"

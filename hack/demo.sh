@@ -9,6 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
 export KAIZEN_RUN_DIR="$here/.run" KAIZEN_CLUSTER_NAME=kaizen
 run="$KAIZEN_RUN_DIR"
+hack/deps.sh demo
 hack/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$run/env"

@@ -8,6 +8,17 @@ cd "$here/.."
 start=$SECONDS
 step() { echo "==> $* ($((SECONDS - start))s)"; }
 
+step "Debian packages"
+hack/deps.sh test
+rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+# The operator image, built as `make image` builds it, in the background: its release build ends in one
+# long single-threaded LTO step, so it shares the 2 cores with the checks below instead of following them
+# (it locks its own target/<triple>/release directory, not the debug one). tests/image.rs runs the image
+# under runc and tests/release.rs publishes it; both wait for it below.
+image_log="$(mktemp)"
+hack/image.sh >"$image_log" 2>&1 &
+image_pid=$!
+trap 'kill "$image_pid" 2>/dev/null || true' EXIT
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
@@ -23,6 +34,15 @@ step "helm lint --strict"
 "$tools/helm" lint --strict charts/kaizen -f charts/kaizen/ci/scoped-values.yaml
 step "unit tests"
 cargo test --locked --lib --bins
+step "docs: the book builds and its links resolve"
+hack/docs.sh
+step "operator image (built in the background since the start)"
+if ! wait "$image_pid"; then
+  cat "$image_log" >&2
+  echo "hack/image.sh failed" >&2
+  exit 1
+fi
+tail -2 "$image_log"
 
 step "local control plane"
 export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-test}"

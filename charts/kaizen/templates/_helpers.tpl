@@ -61,7 +61,9 @@ Name of the ServiceAccount the operator runs as.
 Operator image reference; the tag defaults to the chart's appVersion.
 */}}
 {{- define "kaizen.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- if .Values.image.digest }}{{ $ref = printf "%s@%s" $ref .Values.image.digest }}{{ end }}
+{{- $ref }}
 {{- end }}
 
 {{/*
