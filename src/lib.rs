@@ -14,6 +14,7 @@ pub mod error;
 pub mod incident;
 pub mod metrics;
 pub mod notify;
+pub mod operator;
 pub mod plugin;
 pub mod policy;
 pub mod prometheus;

@@ -19,8 +19,9 @@ use super::{
 };
 use crate::{
     api::incident::{AlertGroupStatus, Incident},
-    error::Result,
-    runtime::Context,
+    error::{Error, Result},
+    incident::IncidentContext,
+    runtime::Written,
 };
 
 /// A repeat that changes nothing but the counters is written at most this often per group; the
@@ -40,7 +41,7 @@ pub enum Outcome {
 }
 
 impl Receiver {
-    pub async fn handle(&self, ctx: &Context, n: &Notification) -> Result<Outcome> {
+    pub async fn handle(&self, ctx: &IncidentContext, n: &Notification) -> Result<Outcome> {
         let _one_at_a_time = self.serial.lock().await;
         let api: Api<Incident> = Api::namespaced(ctx.client.clone(), &self.namespace);
         let digest = mapping::group_digest(&n.receiver, &n.group_key);
@@ -50,8 +51,11 @@ impl Receiver {
             let current = latest(&api, &digest).await?;
             let plan = mapping::plan(n, current.as_ref(), &self.settings, Timestamp::now());
             match self.write(ctx, &api, &digest, current.as_ref(), plan).await {
-                Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 409 && attempt < ATTEMPTS => {
+                Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 && attempt < ATTEMPTS => {
                     tracing::info!(group = %digest, "a field changed under the alert receiver; re-reading");
+                }
+                Err(Error::StatusStale { .. }) if attempt < ATTEMPTS => {
+                    tracing::info!(group = %digest, "the status changed under the alert receiver; re-reading");
                 }
                 other => return other,
             }
@@ -60,7 +64,7 @@ impl Receiver {
 
     async fn write(
         &self,
-        ctx: &Context,
+        ctx: &IncidentContext,
         api: &Api<Incident>,
         digest: &str,
         current: Option<&Current>,
@@ -84,8 +88,8 @@ impl Receiver {
                         return Ok(false);
                     }
                     apply_spec(api, &name, digest, episode, ctx.policy.shard(), spec).await?;
-                    apply_group(api, &name, &group).await?;
-                    Ok::<_, crate::Error>(true)
+                    apply_group(ctx, api, &name, &group).await?;
+                    Ok::<_, Error>(true)
                 }
                 .await;
                 match opened {
@@ -127,7 +131,7 @@ impl Receiver {
                     apply_spec(api, &name, digest, cur.episode, ctx.policy.shard(), spec).await?;
                 }
                 group.notifications += self.take_pending(digest);
-                apply_group(api, &name, &group).await?;
+                apply_group(ctx, api, &name, &group).await?;
                 if reopened {
                     tracing::info!(incident = %name, "alert group fires again within reopenWithin; incident reopened");
                 }
@@ -221,14 +225,22 @@ async fn apply_spec(
     Ok(())
 }
 
-/// The group's status, applied whole under [`FIELD_MANAGER`] (the status is Kaizen's: forced).
-async fn apply_group(api: &Api<Incident>, name: &str, group: &AlertGroupStatus) -> Result<()> {
-    let patch = json!({
-        "apiVersion": "kaizen.dev/v1alpha1",
-        "kind": "Incident",
-        "status": { "alertGroup": group },
-    });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+/// The group's status, through the Incident status writer (the one path of every Incident status
+/// write): onto the Incident's status as just read, guarded by its version, so a status the Incident
+/// controller writes meanwhile is read again, never overwritten, and the controller decides from
+/// this write until its watch delivers it.
+async fn apply_group(ctx: &IncidentContext, api: &Api<Incident>, name: &str, group: &AlertGroupStatus) -> Result<()> {
+    for _ in 0..ATTEMPTS {
+        let incident = api.get_status(name).await?;
+        let mut status = incident.status.clone().unwrap_or_default();
+        status.alert_group = Some(group.clone());
+        let version = incident.metadata.resource_version.as_deref();
+        if ctx.writer.write(&incident, version, &status).await? != Written::Stale {
+            return Ok(());
+        }
+    }
+    Err(Error::StatusStale {
+        kind: "Incident",
+        name: name.to_string(),
+    })
 }

@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use crate::{metrics::Metrics, policy::AlertmanagerSettings, runtime::Context};
+use crate::{incident::IncidentContext, metrics::Metrics, policy::AlertmanagerSettings};
 
 /// The receiver's state, shared by every request.
 pub struct Receiver {
@@ -26,8 +26,9 @@ pub struct Receiver {
     /// Where the token's Secret lives: the operator's own namespace.
     pub secret_namespace: String,
     pub metrics: Arc<Metrics>,
-    /// Set once the controllers' Context exists; until then requests are answered 503.
-    pub ctx: OnceLock<Arc<Context>>,
+    /// Set once the Incident controller's context exists (its status writer is the receiver's too);
+    /// until then requests are answered 503.
+    pub ctx: OnceLock<Arc<IncidentContext>>,
     limiter: Mutex<limiter::StormLimiter>,
     /// One notification at a time: two for the same group (Alertmanager's retry overlapping its
     /// next send) must not both find no Incident and both count as new.

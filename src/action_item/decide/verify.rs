@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::decide::{CanaryVerdict, Observations, Probe};
+use super::observations::{CanaryVerdict, Observations, Probe};
 use crate::{
     api::{
         action_item::{ActionItem, ActionItemState, VERIFIED, VerificationStatus},

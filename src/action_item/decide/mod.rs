@@ -5,11 +5,14 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{
-    deadline, ladder,
-    outcome::{self, Readings},
-    verify::verify,
-};
+pub mod deadline;
+pub mod ladder;
+pub mod observations;
+pub mod outcome;
+pub mod verify;
+
+pub use self::observations::{CanaryVerdict, Observations, Probe};
+use self::verify::verify;
 use crate::{
     api::{
         action_item::{
@@ -21,61 +24,22 @@ use crate::{
     policy::Policy,
 };
 
-/// What the controller observed about the item's surroundings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observations {
-    /// `None` when the item names no incident.
-    pub incident_exists: Option<bool>,
-    /// The Canaries that can verify the item (its `verification.canaryRef`, and any Canary whose
-    /// `actionItemRef` names it).
-    pub canary: CanaryVerdict,
-    /// The Prometheus condition's evaluation, when it was evaluated this round.
-    pub probe: Option<Probe>,
-    /// When the Prometheus condition was last evaluated (this round included).
-    pub last_probe_at: Option<Timestamp>,
-    /// The outcome measurements taken this round (see [`outcome::plan`]).
-    pub outcome: Readings,
-}
-
-impl Observations {
-    pub const NOTHING: Self = Self {
-        incident_exists: None,
-        canary: CanaryVerdict::NotInvolved,
-        probe: None,
-        last_probe_at: None,
-        outcome: Readings {
-            baseline: None,
-            measured: None,
-        },
-    };
-}
-
-/// Where the Canaries that verify the item stand.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CanaryVerdict {
-    NotInvolved,
-    /// This Canary reached Succeeded.
-    Promoted(String),
-    /// This Canary exists and has not promoted yet; its phase, if any.
-    Waiting(String, Option<String>),
-    /// `verification.canaryRef` names a Canary that does not exist.
-    Missing(String),
-}
-
-/// One evaluation of a Prometheus verification query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Probe {
-    Value(f64),
-    NoData,
-    Error(String),
-}
-
 #[derive(Debug, PartialEq)]
 pub struct Decision {
     pub status: ActionItemStatus,
     /// The next moment the status changes by itself (due-soon, due, a notification, a verification
     /// check, the outcome's judgement).
     pub wake_at: Option<Timestamp>,
+}
+
+impl Decision {
+    /// Whether the decided status records the item verified (its verification is not probed again).
+    pub fn verified(&self) -> bool {
+        self.status
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.verified_at.is_some())
+    }
 }
 
 /// The effective deadline: `dueAt`, creation + `dueIn`, or creation + the policy for the priority.
@@ -302,3 +266,6 @@ pub fn notification_id(uid: &str, kind: NotificationKind, decided_at: Timestamp)
     let kind: &str = kind.into();
     format!("{uid}:{kind}:{}", decided_at.as_second())
 }
+
+#[cfg(test)]
+mod tests;
