@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    ops::Deref,
     sync::{Arc, Mutex},
 };
 
@@ -48,19 +47,7 @@ impl ActionItemContext {
     }
 }
 
-impl Deref for ActionItemContext {
-    type Target = Context;
-
-    fn deref(&self) -> &Context {
-        &self.shared
-    }
-}
-
-impl AsRef<Context> for ActionItemContext {
-    fn as_ref(&self) -> &Context {
-        &self.shared
-    }
-}
+crate::shares_context!(ActionItemContext);
 
 /// When each item's Prometheus verification was last evaluated, by UID, so checks write nothing.
 /// Lost on a restart, it costs at most one early check.

@@ -14,16 +14,16 @@ use std::{collections::HashMap, sync::Arc};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
-    ResourceExt,
     core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
         controller::Action,
-        reflector::{self, Store, store::Writer},
+        reflector::{Store, store::Writer},
         watcher,
     },
 };
 
+use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
         ActionItem, Incident,
@@ -33,8 +33,7 @@ use crate::{
     metrics::ItemLabels,
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at,
-        scope::WatchScope,
-        watch::{Trigger, Triggered, guard_key, slim_watch, synced, wake},
+        watch::{Trigger, Triggered, guard_key, reflected, synced, wake},
     },
 };
 
@@ -71,14 +70,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<ActionItemCo
 /// deleted items leave the gauges too.
 pub fn count_items(ctx: &Context, items: &Store<DeserializeGuard<ActionItem>>) {
     let mut counts: HashMap<(ActionItemPhase, Priority), i64> = HashMap::new();
-    for guard in items.state() {
-        if let Ok(i) = &guard.0
-            && let Some(phase) = i.status.as_ref().and_then(|s| s.phase)
-            && ctx.in_scope(i.namespace().as_deref())
-        {
+    each_in_scope(ctx, items, |i: &ActionItem| {
+        if let Some(phase) = i.status.as_ref().and_then(|s| s.phase) {
             *counts.entry((phase, i.spec.priority)).or_default() += 1;
         }
-    }
+    });
     let mut overdue = 0;
     for phase in <ActionItemPhase as strum::IntoEnumIterator>::iter() {
         for priority in <Priority as strum::IntoEnumIterator>::iter() {
@@ -111,26 +107,18 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.follow_ups.clone();
     let remembered = ctx.clone();
-    let stream = reflector::reflector(
-        writer,
-        slim_watch::<ActionItem>(
-            &ctx.client,
-            ctx.health.clone(),
-            &WatchScope::of(&ctx.policy),
-            ctx.items.clone(),
-        ),
-    )
-    .inspect(move |event| remembered.writer.observe(event))
-    .inspect(move |event| match event {
-        Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
-            wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));
-        }
-        Ok(watcher::Event::Delete(g)) => wake(&wake_incidents, follow_ups.apply(guard_key(g), None)),
-        Ok(watcher::Event::Init) => follow_ups.relist_started(),
-        Ok(watcher::Event::InitDone) => wake(&wake_incidents, follow_ups.relist_done()),
-        Err(_) => {}
-    })
-    .applied_objects();
+    let stream = reflected(&ctx, writer, ctx.items.clone())
+        .inspect(move |event| remembered.writer.observe(event))
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
+                wake(&wake_incidents, follow_ups.apply(guard_key(g), g.0.as_ref().ok()));
+            }
+            Ok(watcher::Event::Delete(g)) => wake(&wake_incidents, follow_ups.apply(guard_key(g), None)),
+            Ok(watcher::Event::Init) => follow_ups.relist_started(),
+            Ok(watcher::Event::InitDone) => wake(&wake_incidents, follow_ups.relist_done()),
+            Err(_) => {}
+        })
+        .applied_objects();
     let fut = new_controller(stream, ctx.items.clone())
         .reconcile_on(woken)
         .reconcile_all_on(ctx.leader.on_gain())

@@ -1,6 +1,6 @@
 //! What a Canary reconcile works with, beside the shared [`Context`].
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
@@ -43,16 +43,4 @@ impl CanaryContext {
     }
 }
 
-impl Deref for CanaryContext {
-    type Target = Context;
-
-    fn deref(&self) -> &Context {
-        &self.shared
-    }
-}
-
-impl AsRef<Context> for CanaryContext {
-    fn as_ref(&self) -> &Context {
-        &self.shared
-    }
-}
+crate::shares_context!(CanaryContext);

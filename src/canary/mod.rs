@@ -42,6 +42,7 @@ use kube::{
 use serde_json::json;
 
 use self::{apply::Io, decide::Lifecycle, observe::Workloads};
+use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
         ActionItem,
@@ -53,7 +54,7 @@ use crate::{
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller,
         scope::WatchScope,
-        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, slim_watch, synced, wake},
+        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, reflected, synced, wake},
     },
 };
 
@@ -207,18 +208,16 @@ pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>)
     use strum::IntoEnumIterator;
     let mut counts: HashMap<CanaryPhase, i64> = HashMap::new();
     let mut weights = 0;
-    for guard in canaries.state() {
-        if let Ok(c) = &guard.0
-            && let Some(status) = &c.status
+    each_in_scope(ctx, canaries, |c: &Canary| {
+        if let Some(status) = &c.status
             && let Some(phase) = status.phase
-            && ctx.in_scope(c.namespace().as_deref())
         {
             *counts.entry(phase).or_default() += 1;
             if matches!(phase, CanaryPhase::Progressing | CanaryPhase::Paused) {
                 weights += i64::from(status.canary_weight.unwrap_or(0));
             }
         }
-    }
+    });
     for phase in CanaryPhase::iter() {
         let n = counts.get(&phase).copied().unwrap_or(0);
         ctx.metrics
@@ -242,67 +241,59 @@ pub fn controller(
     let items = ctx.items.clone();
     let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
     let remembered = ctx.clone();
-    let canary_stream = reflector::reflector(
-        canary_writer,
-        slim_watch::<Canary>(
-            &ctx.client,
-            ctx.health.clone(),
-            &WatchScope::of(&ctx.policy),
-            ctx.canaries.clone(),
-        ),
-    )
-    .inspect(move |event| {
-        remembered.writer.observe(event);
-        match event {
-            Ok(watcher::Event::Delete(g)) => {
-                if let Some(uid) = &guard_meta(g).uid {
-                    remembered.checks.forget(uid);
+    let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone())
+        .inspect(move |event| {
+            remembered.writer.observe(event);
+            match event {
+                Ok(watcher::Event::Delete(g)) => {
+                    if let Some(uid) = &guard_meta(g).uid {
+                        remembered.checks.forget(uid);
+                    }
                 }
+                // A relist after a gap: Canaries deleted meanwhile sent no Delete.
+                Ok(watcher::Event::InitDone) => remembered.checks.retain_live(|| {
+                    remembered
+                        .canaries
+                        .state()
+                        .iter()
+                        .filter_map(|g| guard_meta(g).uid.clone())
+                        .collect()
+                }),
+                _ => {}
             }
-            // A relist after a gap: Canaries deleted meanwhile sent no Delete.
-            Ok(watcher::Event::InitDone) => remembered.checks.retain_live(|| {
-                remembered
-                    .canaries
-                    .state()
-                    .iter()
-                    .filter_map(|g| guard_meta(g).uid.clone())
-                    .collect()
-            }),
-            _ => {}
-        }
-    })
-    .inspect(move |event| {
-        let (g, gone) = match event {
-            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
-            Ok(watcher::Event::Delete(g)) => (g, true),
-            _ => return,
-        };
-        let key = guard_key(g);
-        let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
-        let changed = if gone {
-            seen.remove(&key).is_some()
-        } else {
-            seen.insert(key.clone(), inputs.clone()) != Some(inputs)
-        };
-        if !changed {
-            return;
-        }
-        let ships =
-            g.0.as_ref()
-                .ok()
-                .and_then(|c| c.spec.action_item_ref.as_ref())
-                .map(|r| r.name.clone());
-        let refs = referrers(&items, &key.0, |i| {
-            Some(i.name_any()) == ships
-                || i.spec
-                    .verification
-                    .as_ref()
-                    .and_then(|v| v.canary_ref.as_ref())
-                    .is_some_and(|r| r.name == key.1)
-        });
-        wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
-    })
-    .applied_objects();
+        })
+        .inspect(move |event| {
+            let (g, gone) = match event {
+                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
+                Ok(watcher::Event::Delete(g)) => (g, true),
+                _ => return,
+            };
+            let key = guard_key(g);
+            let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
+            let changed = if gone {
+                seen.remove(&key).is_some()
+            } else {
+                seen.insert(key.clone(), inputs.clone()) != Some(inputs)
+            };
+            if !changed {
+                return;
+            }
+            let ships =
+                g.0.as_ref()
+                    .ok()
+                    .and_then(|c| c.spec.action_item_ref.as_ref())
+                    .map(|r| r.name.clone());
+            let refs = referrers(&items, &key.0, |i| {
+                Some(i.name_any()) == ships
+                    || i.spec
+                        .verification
+                        .as_ref()
+                        .and_then(|v| v.canary_ref.as_ref())
+                        .is_some_and(|r| r.name == key.1)
+            });
+            wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
+        })
+        .applied_objects();
     let deployment_changes = reflector::reflector(
         deployment_writer,
         deployment_watch(

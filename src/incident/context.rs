@@ -1,6 +1,6 @@
 //! What an Incident reconcile works with, beside the shared [`Context`].
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
 use kube::{core::DeserializeGuard, runtime::reflector::Store};
 
@@ -31,16 +31,4 @@ impl IncidentContext {
     }
 }
 
-impl Deref for IncidentContext {
-    type Target = Context;
-
-    fn deref(&self) -> &Context {
-        &self.shared
-    }
-}
-
-impl AsRef<Context> for IncidentContext {
-    fn as_ref(&self) -> &Context {
-        &self.shared
-    }
-}
+crate::shares_context!(IncidentContext);

@@ -17,11 +17,12 @@ use kube::{
     runtime::{
         WatchStreamExt,
         controller::Action,
-        reflector::{self, Store, store::Writer},
+        reflector::{Store, store::Writer},
         watcher,
     },
 };
 
+use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
         ActionItem, Incident,
@@ -31,8 +32,7 @@ use crate::{
     metrics::IncidentLabels,
     runtime::{
         Admitted, Context, Timer, admit, drain, error_policy, new_controller, requeue_at,
-        scope::WatchScope,
-        watch::{Trigger, Triggered, guard_key, guard_meta, slim_watch, wake},
+        watch::{Trigger, Triggered, guard_key, guard_meta, reflected, wake},
     },
 };
 
@@ -65,14 +65,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContex
 pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Incident>>) {
     use strum::IntoEnumIterator;
     let mut counts: HashMap<(IncidentPhase, Severity), i64> = HashMap::new();
-    for guard in incidents.state() {
-        if let Ok(i) = &guard.0
-            && let Some(phase) = i.status.as_ref().and_then(|s| s.phase)
-            && ctx.in_scope(kube::ResourceExt::namespace(i).as_deref())
-        {
+    each_in_scope(ctx, incidents, |i: &Incident| {
+        if let Some(phase) = i.status.as_ref().and_then(|s| s.phase) {
             *counts.entry((phase, i.spec.severity)).or_default() += 1;
         }
-    }
+    });
     for phase in IncidentPhase::iter() {
         for severity in Severity::iter() {
             let labels = IncidentLabels {
@@ -99,36 +96,28 @@ pub fn controller(
     let follow_ups_synced = follow_ups.on_synced();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
     let remembered = ctx.clone();
-    let stream = reflector::reflector(
-        writer,
-        slim_watch::<Incident>(
-            &ctx.client,
-            ctx.health.clone(),
-            &WatchScope::of(&ctx.policy),
-            ctx.incidents.clone(),
-        ),
-    )
-    .inspect(move |event| remembered.writer.observe(event))
-    .inspect(move |event| {
-        let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
-            let key = guard_key(g);
-            let generation = guard_meta(g).generation;
-            let moved = if gone {
-                generations.remove(&key).is_some()
-            } else {
-                generations.insert(key.clone(), generation) != Some(generation)
+    let stream = reflected(&ctx, writer, ctx.incidents.clone())
+        .inspect(move |event| remembered.writer.observe(event))
+        .inspect(move |event| {
+            let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
+                let key = guard_key(g);
+                let generation = guard_meta(g).generation;
+                let moved = if gone {
+                    generations.remove(&key).is_some()
+                } else {
+                    generations.insert(key.clone(), generation) != Some(generation)
+                };
+                if moved {
+                    wake(&wake_items, follow_ups.items_of(&key));
+                }
             };
-            if moved {
-                wake(&wake_items, follow_ups.items_of(&key));
+            match event {
+                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
+                Ok(watcher::Event::Delete(g)) => changed(g, true),
+                _ => {}
             }
-        };
-        match event {
-            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
-            Ok(watcher::Event::Delete(g)) => changed(g, true),
-            _ => {}
-        }
-    })
-    .applied_objects();
+        })
+        .applied_objects();
     let fut = new_controller(stream, ctx.incidents.clone())
         .reconcile_on(woken)
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))

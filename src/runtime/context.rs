@@ -112,3 +112,25 @@ impl Context {
         }
     }
 }
+
+/// Lets a controller's own context (a struct whose `shared` field holds the [`Context`]) be used
+/// wherever the shared Context is: `Deref` for its fields and methods, `AsRef` for the generic
+/// reconcile plumbing ([`error_policy`](super::error_policy)).
+#[macro_export]
+macro_rules! shares_context {
+    ($own:ty) => {
+        impl std::ops::Deref for $own {
+            type Target = $crate::runtime::Context;
+
+            fn deref(&self) -> &$crate::runtime::Context {
+                &self.shared
+            }
+        }
+
+        impl AsRef<$crate::runtime::Context> for $own {
+            fn as_ref(&self) -> &$crate::runtime::Context {
+                &self.shared
+            }
+        }
+    };
+}

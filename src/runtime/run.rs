@@ -75,6 +75,22 @@ pub async fn recount_gauges(recount: impl Fn()) {
     }
 }
 
+/// Calls `count` with every decodable object of `store` in the operator's scope: what the gauges of
+/// a kind are counted from.
+pub fn each_in_scope<K: kube::Resource<DynamicType = ()> + Clone>(
+    ctx: &Context,
+    store: &Store<DeserializeGuard<K>>,
+    mut count: impl FnMut(&K),
+) {
+    for guard in store.state() {
+        if let Ok(obj) = &guard.0
+            && ctx.in_scope(obj.meta().namespace.as_deref())
+        {
+            count(obj);
+        }
+    }
+}
+
 /// `kaizen_invalid_objects{kind}`: cached objects in scope that do not decode (each is Stalled).
 pub fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(ctx: &Context, store: &Store<DeserializeGuard<K>>) {
     let kind = super::kind_of::<K>();

@@ -268,6 +268,17 @@ pub fn slim_watch<K: CachedKind>(
     .modify(|o| slim_meta(o.meta_mut()))
 }
 
+/// The one watch of kind `K` a controller runs on, reflected into `cache` (whose reader is `store`),
+/// in the namespaces of the policy's scope.
+pub fn reflected<K: CachedKind>(
+    ctx: &super::Context,
+    cache: Writer<DeserializeGuard<K>>,
+    store: Store<DeserializeGuard<K>>,
+) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
+    let watch = slim_watch::<K>(&ctx.client, ctx.health.clone(), &WatchScope::of(&ctx.policy), store);
+    kube::runtime::reflector::reflector(cache, watch)
+}
+
 /// A watch of the Deployments in the scope's namespaces (all of them: targets carry no shard label),
 /// as the apiserver serves them, so revisions hash the served JSON.
 pub fn deployment_watch(
