@@ -26,7 +26,7 @@ use crate::{
     error::{Error, Result},
     incident::{self, IncidentContext, follow_ups::FollowUps},
     metrics::Metrics,
-    policy::Policy,
+    policy::{AlertmanagerSettings, Policy},
     runtime::{
         Context,
         election::{self, LeaseConfig},
@@ -57,27 +57,18 @@ pub async fn run(opts: Options) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let health = Arc::new(WatchHealth::counting(metrics.watch_events.clone()));
-    let alerts = &opts.policy.alertmanager;
-    let receiver = alerts
-        .enabled
-        .then(|| Receiver::new(alerts.clone(), &opts.namespace, metrics.clone()));
+    let leadership = Arc::new(match opts.election {
+        Some(_) => Leadership::elected(),
+        None => Leadership::sole(),
+    });
+    metrics.leader.set(i64::from(leadership.may_write()));
     let state = ServerState {
         metrics: metrics.clone(),
         ready: ready.clone(),
         health: health.clone(),
         unhealthy_after: opts.policy.watch_unhealthy_after.as_std(),
     };
-    let servers = Servers::start(&opts, state, receiver.as_ref(), shutdown.clone());
-
-    tokio::select! {
-        res = loops::wait_for_crds(&client, api::crds(), opts.crd_timeout) => res?,
-        _ = shutdown.clone() => return Ok(()),
-    }
-    let leadership = Arc::new(match opts.election {
-        Some(_) => Leadership::elected(),
-        None => Leadership::sole(),
-    });
-    metrics.leader.set(i64::from(leadership.may_write()));
+    let (listen, crd_timeout, election) = (opts.listen, opts.crd_timeout, opts.election);
     let ctx = Arc::new(Context::new(
         client.clone(),
         opts.policy,
@@ -86,15 +77,21 @@ pub async fn run(opts: Options) -> Result<()> {
         health,
         leadership.clone(),
     ));
-    // Elected after the CRDs exist, beside the watches: a standby's caches are warm when it takes over.
-    let elector = opts
-        .election
-        .map(|config| tokio::spawn(election::run(client, config, leadership, metrics, shutdown.clone())));
-
     let (kinds, writers) = Kinds::wire(&ctx);
-    if let Some(r) = &receiver {
-        let _ = r.ctx.set(kinds.incidents.clone());
+    // Built with what it uses; it answers 503 until the Incident cache has synced.
+    let alerts = &ctx.policy.alertmanager;
+    let receiver = alerts
+        .enabled
+        .then(|| Receiver::new(alerts.clone(), &opts.namespace, kinds.incidents.clone()));
+    let servers = Servers::start(listen, alerts, state, receiver.as_ref(), shutdown.clone());
+
+    tokio::select! {
+        res = loops::wait_for_crds(&client, api::crds(), crd_timeout) => res?,
+        _ = shutdown.clone() => return Ok(()),
     }
+    // Elected after the CRDs exist, beside the watches: a standby's caches are warm when it takes over.
+    let elector =
+        election.map(|config| tokio::spawn(election::run(client, config, leadership, metrics, shutdown.clone())));
     tokio::spawn(kinds.ready(ready));
     let kinds = Arc::new(kinds);
     let recounted = kinds.clone();
@@ -128,8 +125,13 @@ struct Servers {
 }
 
 impl Servers {
-    fn start(opts: &Options, state: ServerState, receiver: Option<&Arc<Receiver>>, shutdown: Shutdown) -> Self {
-        let alerts_settings = &opts.policy.alertmanager;
+    fn start(
+        listen: SocketAddr,
+        alerts_settings: &AlertmanagerSettings,
+        state: ServerState,
+        receiver: Option<&Arc<Receiver>>,
+        shutdown: Shutdown,
+    ) -> Self {
         let mut router = server::router(state);
         let mut alerts = None;
         match (receiver, alerts_settings.listen) {
@@ -156,7 +158,7 @@ impl Servers {
             (None, _) => {}
         }
         let main = tokio::spawn(server::serve(
-            opts.listen,
+            listen,
             router,
             "/healthz, /readyz and /metrics",
             shutdown,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -21,14 +21,14 @@ use crate::{
     api::incident::{AlertGroupStatus, Incident},
     error::{Error, Result},
     incident::IncidentContext,
-    runtime::Written,
+    runtime::{Written, coalesce::may_wait},
 };
 
 /// A repeat that changes nothing but the counters is written at most this often per group; the
 /// repeats in between are counted in memory and added with the next write.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+pub const REFRESH_EVERY: SignedDuration = SignedDuration::from_secs(30);
 /// Groups whose uncounted repeats are remembered; beyond this, repeats of others go uncounted.
-const PENDING_KEPT: usize = 4096;
+pub const PENDING_KEPT: usize = 4096;
 /// Conflicting applies (a human edited a field between our read and our write) are retried this often.
 const ATTEMPTS: usize = 3;
 
@@ -116,12 +116,10 @@ impl Receiver {
                 let cur = current.expect("an update has a current incident");
                 let spec_unchanged = spec_is(cur, &spec);
                 let counters_only = cur.group.as_ref().is_some_and(|old| {
-                    same_but_counters(old, &group)
-                        && Timestamp::now().duration_since(old.last_notified_at.0).as_secs()
-                            < REFRESH_EVERY.as_secs() as i64
+                    same_but_counters(old, &group) && may_wait(old.last_notified_at.0, Timestamp::now(), REFRESH_EVERY)
                 });
                 if spec_unchanged && counters_only {
-                    self.count_pending(digest);
+                    self.pending.keep(digest, |n| n.unwrap_or(0) + 1);
                     return Ok(Outcome::Unchanged { name });
                 }
                 if !ctx.may_write() {
@@ -130,7 +128,7 @@ impl Receiver {
                 if !spec_unchanged {
                     apply_spec(api, &name, digest, cur.episode, ctx.policy.shard(), spec).await?;
                 }
-                group.notifications += self.take_pending(digest);
+                group.notifications += self.pending.take(digest).unwrap_or(0);
                 apply_group(ctx, api, &name, &group).await?;
                 if reopened {
                     tracing::info!(incident = %name, "alert group fires again within reopenWithin; incident reopened");
@@ -138,17 +136,6 @@ impl Receiver {
                 Ok(Outcome::Written { name, opened: false })
             }
         }
-    }
-
-    fn count_pending(&self, digest: &str) {
-        let mut pending = self.pending.lock().expect("pending lock");
-        if pending.len() < PENDING_KEPT || pending.contains_key(digest) {
-            *pending.entry(digest.to_string()).or_default() += 1;
-        }
-    }
-
-    fn take_pending(&self, digest: &str) -> i64 {
-        self.pending.lock().expect("pending lock").remove(digest).unwrap_or(0)
     }
 }
 

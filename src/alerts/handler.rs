@@ -113,10 +113,11 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
 }
 
 async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let Some(ctx) = r.ctx.get().cloned() else {
+    let ctx = r.ctx.clone();
+    if !crate::runtime::watch::synced(&ctx.incidents) {
         r.reject("unavailable", 1);
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the operator is starting");
-    };
+    }
     let Some(expected) = r.token(&ctx.client).await else {
         r.reject("unavailable", 1);
         return answer(

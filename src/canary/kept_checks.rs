@@ -2,36 +2,29 @@
 //! [`recording`](super::decide::recording), which decides when a check may wait): a store, so it
 //! lives here, outside the pure `decide/`.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
-};
+use std::collections::HashSet;
 
 use super::decide::recording::{KeptCheck, with_check};
-use crate::api::canary::CanaryStatus;
+use crate::{api::canary::CanaryStatus, runtime::coalesce::Coalesced};
 
 /// The checks kept unwritten, by Canary UID: one entry per Canary at most, gone once its status is
 /// written, moves on, or the Canary goes.
 #[derive(Default)]
-pub struct KeptChecks(Mutex<HashMap<String, KeptCheck>>);
+pub struct KeptChecks(Coalesced<KeptCheck>);
 
 impl KeptChecks {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, KeptCheck>> {
-        self.0.lock().expect("kept checks lock")
-    }
-
     pub fn keep(&self, uid: &str, check: KeptCheck) {
-        self.map().insert(uid.to_string(), check);
+        self.0.keep(uid, |_| check);
     }
 
     pub fn forget(&self, uid: &str) {
-        self.map().remove(uid);
+        self.0.take(uid);
     }
 
     /// `status` with the check kept for `uid` (see [`with_check`]); a check the status has caught up
     /// with or moved past is forgotten.
     pub fn applied_to(&self, uid: &str, status: Option<&CanaryStatus>) -> Option<CanaryStatus> {
-        let mut map = self.map();
+        let mut map = self.0.kept();
         let kept = map.get(uid)?;
         let applied = status.and_then(|s| with_check(s, kept));
         if applied.is_none() {
@@ -42,7 +35,7 @@ impl KeptChecks {
 
     /// Forgets the checks of Canaries `live` does not know (deleted while a watch was away).
     pub fn retain_live(&self, live: impl FnOnce() -> HashSet<String>) {
-        let mut map = self.map();
+        let mut map = self.0.kept();
         if map.is_empty() {
             return;
         }

@@ -3,6 +3,7 @@
 //! the loops every operator runs. Each kind's own code and state live in its folder; the wiring of
 //! the controllers is `operator`.
 
+pub mod coalesce;
 pub mod context;
 pub mod election;
 pub mod events;

@@ -6,7 +6,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::canary::{AnalysisStatus, CanaryStatus};
+use crate::{
+    api::canary::{AnalysisStatus, CanaryStatus},
+    runtime::coalesce::may_wait,
+};
 
 /// The longest a repeated check stays unwritten: how stale `status.analysis` may get.
 pub const RECORD_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -21,7 +24,7 @@ pub fn repeats_recorded_check(recorded: &CanaryStatus, planned: &CanaryStatus, n
     let Some(last) = &before.last_run_at else {
         return false;
     };
-    if now.duration_since(last.0) >= RECORD_EVERY {
+    if !may_wait(last.0, now, RECORD_EVERY) {
         return false;
     }
     let same_outcomes = before.metrics.len() == after.metrics.len()
