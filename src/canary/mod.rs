@@ -238,61 +238,18 @@ pub fn controller(
     wake_items: Trigger<ActionItem>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
-    let items = ctx.items.clone();
-    let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
     let remembered = ctx.clone();
+    let mut verdicts = Verdicts {
+        items: ctx.items.clone(),
+        seen: HashMap::new(),
+        wake_items,
+    };
     let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone())
         .inspect(move |event| {
             remembered.writer.observe(event);
-            match event {
-                Ok(watcher::Event::Delete(g)) => {
-                    if let Some(uid) = &guard_meta(g).uid {
-                        remembered.checks.forget(uid);
-                    }
-                }
-                // A relist after a gap: Canaries deleted meanwhile sent no Delete.
-                Ok(watcher::Event::InitDone) => remembered.checks.retain_live(|| {
-                    remembered
-                        .canaries
-                        .state()
-                        .iter()
-                        .filter_map(|g| guard_meta(g).uid.clone())
-                        .collect()
-                }),
-                _ => {}
-            }
+            forget_checks_of_the_gone(&remembered, event);
         })
-        .inspect(move |event| {
-            let (g, gone) = match event {
-                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
-                Ok(watcher::Event::Delete(g)) => (g, true),
-                _ => return,
-            };
-            let key = guard_key(g);
-            let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
-            let changed = if gone {
-                seen.remove(&key).is_some()
-            } else {
-                seen.insert(key.clone(), inputs.clone()) != Some(inputs)
-            };
-            if !changed {
-                return;
-            }
-            let ships =
-                g.0.as_ref()
-                    .ok()
-                    .and_then(|c| c.spec.action_item_ref.as_ref())
-                    .map(|r| r.name.clone());
-            let refs = referrers(&items, &key.0, |i| {
-                Some(i.name_any()) == ships
-                    || i.spec
-                        .verification
-                        .as_ref()
-                        .and_then(|v| v.canary_ref.as_ref())
-                        .is_some_and(|r| r.name == key.1)
-            });
-            wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
-        })
+        .inspect(move |event| verdicts.observe(event))
         .applied_objects();
     let deployment_changes = reflector::reflector(
         deployment_writer,
@@ -308,25 +265,94 @@ pub fn controller(
     let fut = new_controller(canary_stream, ctx.canaries.clone())
         .watches_stream_with(
             deployment_changes,
-            move |d: DynamicObject| {
-                let ns = d.namespace().unwrap_or_default();
-                let name = d.name_any();
-                let owners: Vec<String> = d
-                    .owner_references()
-                    .iter()
-                    .filter(|o| o.kind == "Canary")
-                    .map(|o| o.name.clone())
-                    .collect();
-                let woken = referrers(&canaries, &ns, |c| {
-                    c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
-                });
-                tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-                woken
-            },
+            move |d: DynamicObject| canaries_of(&canaries, &d),
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);
     drain("Canary", fut).boxed()
+}
+
+/// The kept checks of Canaries that went away: deleted, or (a relist after a gap, which brings no
+/// Delete) no longer listed.
+fn forget_checks_of_the_gone(ctx: &CanaryContext, event: &WatchEvent<DeserializeGuard<Canary>>) {
+    match event {
+        Ok(watcher::Event::Delete(g)) => {
+            if let Some(uid) = &guard_meta(g).uid {
+                ctx.checks.forget(uid);
+            }
+        }
+        Ok(watcher::Event::InitDone) => ctx.checks.retain_live(|| {
+            ctx.canaries
+                .state()
+                .iter()
+                .filter_map(|g| guard_meta(g).uid.clone())
+                .collect()
+        }),
+        _ => {}
+    }
+}
+
+type WatchEvent<K> = std::result::Result<watcher::Event<K>, watcher::Error>;
+
+/// Wakes the items a Canary can verify when its verdict inputs change (see [`verdict_inputs`]).
+struct Verdicts {
+    items: Store<DeserializeGuard<ActionItem>>,
+    seen: HashMap<(String, String), Option<VerdictInputs>>,
+    wake_items: Trigger<ActionItem>,
+}
+
+impl Verdicts {
+    fn observe(&mut self, event: &WatchEvent<DeserializeGuard<Canary>>) {
+        let (g, gone) = match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
+            Ok(watcher::Event::Delete(g)) => (g, true),
+            _ => return,
+        };
+        let key = guard_key(g);
+        let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
+        let changed = if gone {
+            self.seen.remove(&key).is_some()
+        } else {
+            self.seen.insert(key.clone(), inputs.clone()) != Some(inputs)
+        };
+        if !changed {
+            return;
+        }
+        let ships =
+            g.0.as_ref()
+                .ok()
+                .and_then(|c| c.spec.action_item_ref.as_ref())
+                .map(|r| r.name.clone());
+        let refs = referrers(&self.items, &key.0, |i| {
+            Some(i.name_any()) == ships
+                || i.spec
+                    .verification
+                    .as_ref()
+                    .and_then(|v| v.canary_ref.as_ref())
+                    .is_some_and(|r| r.name == key.1)
+        });
+        wake(&self.wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
+    }
+}
+
+/// The Canaries a change of Deployment `d` moves: those that target it, and its owner (a primary).
+fn canaries_of(
+    canaries: &Store<DeserializeGuard<Canary>>,
+    d: &DynamicObject,
+) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let owners: Vec<String> = d
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Canary")
+        .map(|o| o.name.clone())
+        .collect();
+    let woken = referrers(canaries, &ns, |c| {
+        c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
+    });
+    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
+    woken
 }
