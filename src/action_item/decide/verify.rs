@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::observations::{CanaryVerdict, Observations, Probe};
 use crate::{
     api::{
-        action_item::{ActionItem, ActionItemState, VERIFIED, VerificationStatus},
+        action_item::{ActionItem, ActionItemState, PrometheusVerification, VERIFIED, VerificationStatus},
         conditions::{self, ConditionFact},
         duration::Duration,
     },
@@ -80,96 +80,7 @@ pub fn verify(
     }
     let spec = item.spec.verification.as_ref();
     if let Some(prom) = spec.and_then(|s| s.prometheus.as_ref()) {
-        if item.spec.state != ActionItemState::Done {
-            let fact = ConditionFact::new(
-                VERIFIED,
-                false,
-                "AwaitingDone",
-                "The Prometheus check starts once the item is Done.",
-            );
-            return (old.cloned(), Some(fact), None);
-        }
-        let hold = prom.for_;
-        let cond = prom.condition.trim();
-        let previous = item
-            .status
-            .as_ref()
-            .and_then(|s| conditions::find(&s.conditions, VERIFIED))
-            .filter(|c| c.status == "False");
-        // A check that ends where the last one did keeps the last message and value, so checking
-        // every few seconds writes nothing until the outcome changes.
-        let outcome = |reason: &str, message: String, value: Option<f64>, v: &mut VerificationStatus| match previous
-            .filter(|c| c.reason == reason)
-        {
-            Some(c) => ConditionFact::new(VERIFIED, false, reason, c.message.clone()),
-            None => {
-                v.last_value = value.or(v.last_value);
-                ConditionFact::new(VERIFIED, false, reason, message)
-            }
-        };
-        let fact = match &obs.probe {
-            // Not evaluated this round: the record stands as it is.
-            None => previous
-                .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
-                .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due.")),
-            Some(Probe::Value(x)) if Threshold::parse(cond).is_some_and(|t| t.holds(*x)) => {
-                let since = v.holding_since.get_or_insert(Time(ceil_second(now))).0;
-                let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
-                if now >= verify_at {
-                    v.verified_at = Some(Time(now));
-                    v.last_value = Some(*x);
-                    ConditionFact::new(
-                        VERIFIED,
-                        true,
-                        "ConditionHeld",
-                        format!("The condition `{cond}` held for {hold} (since {since}); last value {x}."),
-                    )
-                } else {
-                    outcome(
-                        "Holding",
-                        format!(
-                            "The condition `{cond}` has held since {since} (value {x}); verified at {verify_at} if it keeps holding."
-                        ),
-                        Some(*x),
-                        &mut v,
-                    )
-                }
-            }
-            Some(Probe::Value(x)) => {
-                v.holding_since = None;
-                outcome(
-                    "ConditionNotMet",
-                    format!("The value {x} does not satisfy `{cond}` (first seen at {now})."),
-                    Some(*x),
-                    &mut v,
-                )
-            }
-            // Neither counts as success: the hold starts over.
-            Some(Probe::NoData) => {
-                v.holding_since = None;
-                outcome(
-                    "NoData",
-                    format!("The query returned no data (since {now}); no data never counts as success."),
-                    None,
-                    &mut v,
-                )
-            }
-            Some(Probe::Error(e)) => {
-                v.holding_since = None;
-                outcome(
-                    "QueryError",
-                    format!("The query failed (since {now}): {e}. A failed query never counts as success."),
-                    None,
-                    &mut v,
-                )
-            }
-        };
-        let next_check = obs
-            .last_probe_at
-            .map(|t| t.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
-            .or(Some(now));
-        let wake = if v.verified_at.is_some() { None } else { next_check };
-        return (Some(v), Some(fact), wake);
+        return verify_by_prometheus(item, obs, prom, old, v, now);
     }
     // Without any verification there is no Verified condition at all (it would say nothing).
     let fact = match &obs.canary {
@@ -191,4 +102,106 @@ pub fn verify(
         _ => None,
     };
     (old.cloned(), fact, None)
+}
+
+/// Verification by a Prometheus condition: once the item is Done, the condition must hold for
+/// `for`; no data and a failed query never count, and start the hold over.
+fn verify_by_prometheus(
+    item: &ActionItem,
+    obs: &Observations,
+    prom: &PrometheusVerification,
+    old: Option<&VerificationStatus>,
+    mut v: VerificationStatus,
+    now: Timestamp,
+) -> (Option<VerificationStatus>, Option<ConditionFact>, Option<Timestamp>) {
+    if item.spec.state != ActionItemState::Done {
+        let fact = ConditionFact::new(
+            VERIFIED,
+            false,
+            "AwaitingDone",
+            "The Prometheus check starts once the item is Done.",
+        );
+        return (old.cloned(), Some(fact), None);
+    }
+    let hold = prom.for_;
+    let cond = prom.condition.trim();
+    let previous = item
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, VERIFIED))
+        .filter(|c| c.status == "False");
+    // A check that ends where the last one did keeps the last message and value, so checking
+    // every few seconds writes nothing until the outcome changes.
+    let outcome = |reason: &str, message: String, value: Option<f64>, v: &mut VerificationStatus| match previous
+        .filter(|c| c.reason == reason)
+    {
+        Some(c) => ConditionFact::new(VERIFIED, false, reason, c.message.clone()),
+        None => {
+            v.last_value = value.or(v.last_value);
+            ConditionFact::new(VERIFIED, false, reason, message)
+        }
+    };
+    let fact = match &obs.probe {
+        // Not evaluated this round: the record stands as it is.
+        None => previous
+            .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
+            .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due.")),
+        Some(Probe::Value(x)) if Threshold::parse(cond).is_some_and(|t| t.holds(*x)) => {
+            let since = v.holding_since.get_or_insert(Time(ceil_second(now))).0;
+            let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
+            if now >= verify_at {
+                v.verified_at = Some(Time(now));
+                v.last_value = Some(*x);
+                ConditionFact::new(
+                    VERIFIED,
+                    true,
+                    "ConditionHeld",
+                    format!("The condition `{cond}` held for {hold} (since {since}); last value {x}."),
+                )
+            } else {
+                outcome(
+                    "Holding",
+                    format!(
+                        "The condition `{cond}` has held since {since} (value {x}); verified at {verify_at} if it keeps holding."
+                    ),
+                    Some(*x),
+                    &mut v,
+                )
+            }
+        }
+        Some(Probe::Value(x)) => {
+            v.holding_since = None;
+            outcome(
+                "ConditionNotMet",
+                format!("The value {x} does not satisfy `{cond}` (first seen at {now})."),
+                Some(*x),
+                &mut v,
+            )
+        }
+        // Neither counts as success: the hold starts over.
+        Some(Probe::NoData) => {
+            v.holding_since = None;
+            outcome(
+                "NoData",
+                format!("The query returned no data (since {now}); no data never counts as success."),
+                None,
+                &mut v,
+            )
+        }
+        Some(Probe::Error(e)) => {
+            v.holding_since = None;
+            outcome(
+                "QueryError",
+                format!("The query failed (since {now}): {e}. A failed query never counts as success."),
+                None,
+                &mut v,
+            )
+        }
+    };
+    let next_check = obs
+        .last_probe_at
+        .map(|t| t.checked_add(probe_every(hold).as_signed()).unwrap_or(Timestamp::MAX))
+        .or(Some(now));
+    let wake = if v.verified_at.is_some() { None } else { next_check };
+    (Some(v), Some(fact), wake)
 }
