@@ -30,6 +30,10 @@ pub enum Error {
     #[error("this replica does not hold the lease: only the leader writes")]
     NotLeader,
 
+    /// A guarded status write was refused again and again: the object kept changing under it.
+    #[error("the status of {kind} {name} kept changing while it was written")]
+    StatusStale { kind: &'static str, name: String },
+
     #[error("could not build a JSON patch: {0}")]
     Patch(#[source] serde_json::Error),
 
@@ -68,6 +72,7 @@ impl Error {
             Error::Server(_) => "server",
             Error::ControllerStopped(_) => "controller",
             Error::Patch(_) => "patch",
+            Error::StatusStale { .. } => "stale",
             Error::NotLeader => "not_leader",
             Error::Usage(_) => "usage",
             Error::NotFound { .. } => "not_found",

@@ -2,8 +2,10 @@
 //! with real deadlines, and the guarded canary rollouts that ship the fixes.
 //!
 //! Where things live: `api/` holds the three kinds; each kind has its folder (`incident/`,
-//! `action_item/`, `canary/`) with a pure `decide` beside the code that observes and applies it;
-//! `runtime/` is what they share (context, status writer, watches, run loop); the rest are services.
+//! `action_item/`, `canary/`): its context, a pure `decide/`, the code that observes and applies it;
+//! `runtime/` is what they share and names no kind (context, the per-kind status writer, watches,
+//! coalescing, the loops beside the controllers); `operator` wires the kinds together; the rest are
+//! services.
 
 pub mod action_item;
 pub mod alerts;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod incident;
 pub mod metrics;
 pub mod notify;
+pub mod operator;
 pub mod plugin;
 pub mod policy;
 pub mod prometheus;

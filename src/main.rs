@@ -131,14 +131,14 @@ async fn main() -> ExitCode {
             } else {
                 None
             };
-            let opts = kaizen::runtime::run::Options {
+            let opts = kaizen::operator::Options {
                 policy,
                 listen,
                 crd_timeout: Duration::from_secs(crd_timeout_seconds),
                 namespace,
                 election,
             };
-            match kaizen::runtime::run::run(opts).await {
+            match kaizen::operator::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "kaizen stopped");

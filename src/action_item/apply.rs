@@ -5,10 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, ResourceExt, runtime::events::EventType};
 
-use super::{
-    decide::{self, Decision},
-    ladder,
-};
+use super::decide::{self, Decision, ladder};
 use crate::{
     api::{
         action_item::{
@@ -24,6 +21,8 @@ use crate::{
     runtime::{Context, Written},
 };
 
+use super::ActionItemContext;
+
 /// What applying a decision left to do.
 #[derive(Debug, PartialEq)]
 pub enum Applied {
@@ -35,7 +34,7 @@ pub enum Applied {
 
 /// Writes the decided status, announces its transitions, and delivers a notification it records.
 pub async fn apply(
-    ctx: &Context,
+    ctx: &ActionItemContext,
     item: &ActionItem,
     ns: &str,
     name: &str,
@@ -53,14 +52,10 @@ pub async fn apply(
     let uid = item.metadata.uid.clone().unwrap_or_default();
     // Decisions are written only onto the version they were made from, so a cache that lags behind the
     // operator's own last write cannot record (and then send) a notification a second time.
-    let written = ctx
-        .status
-        .write::<ActionItem, _>(ns, name, item.status.as_ref(), &decision.status, guard.as_deref())
-        .await?;
+    let written = ctx.writer.write(item, guard.as_deref(), &decision.status).await?;
     match &written {
         Written::Stale => return Ok(Applied::Stale),
         Written::Written(rv) => {
-            ctx.memory.items.record(&uid, guard.as_deref(), rv, &decision.status);
             guard = Some(rv.clone());
             announce(ctx, item, &old, &decision.status).await
         }
@@ -85,7 +80,7 @@ pub async fn apply(
             .as_ref()
             .and_then(|s| s.notifications.as_ref()?.pending.as_ref());
         if still_pending != Some(pending) {
-            ctx.memory.items.forget(&uid);
+            ctx.writer.forget(&uid);
             return Ok(Applied::Stale);
         }
         // The record of the delivery goes onto the version just read, which holds this notification.
@@ -93,14 +88,12 @@ pub async fn apply(
     }
     let after = deliver(ctx, item, &decision.status, pending, now).await;
     // Guarded too: had another writer moved the item on meanwhile, the delivery is decided again.
-    match ctx
-        .status
-        .write::<ActionItem, _>(ns, name, Some(&decision.status), &after, guard.as_deref())
-        .await?
-    {
-        Written::Written(rv) => ctx.memory.items.record(&uid, guard.as_deref(), &rv, &after),
-        Written::Stale => return Ok(Applied::Stale),
-        Written::Unchanged => {}
+    let recorded = ctx
+        .writer
+        .write_over(item, Some(&decision.status), guard.as_deref(), &after)
+        .await?;
+    if recorded == Written::Stale {
+        return Ok(Applied::Stale);
     }
     // Delivered: decide again soon (another notification may be due at the same instant).
     // Failed: retry at the recorded time.
@@ -238,7 +231,7 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
     }
     let baseline = |s: &ActionItemStatus| s.outcome.as_ref()?.baseline.clone();
     if let Some(b) = baseline(new).filter(|b| b.value.is_some() && baseline(old).as_ref() != Some(b)) {
-        let value = b.value.map(super::outcome::num).unwrap_or_default();
+        let value = b.value.map(decide::outcome::num).unwrap_or_default();
         ctx.publish(
             item,
             EventType::Normal,

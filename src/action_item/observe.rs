@@ -6,9 +6,16 @@ use std::sync::Arc;
 
 use kube::{ResourceExt, core::DeserializeGuard, runtime::reflector::Store};
 
+use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+
 use super::{
-    decide::{CanaryVerdict, Probe},
-    outcome::{self, Plan, Reading, Readings, Window},
+    context::ActionItemContext,
+    decide::{
+        CanaryVerdict, Observations, Probe,
+        outcome::{self, Plan, Reading, Readings, Window},
+        verify,
+    },
 };
 use crate::{
     api::{
@@ -18,6 +25,36 @@ use crate::{
     },
     runtime::Context,
 };
+
+/// Everything the decision needs from around `item` at `now`. The Prometheus verification is
+/// evaluated when due; the outcome's measurements are planned from the status, so each is taken
+/// once: the baseline when the outcome is first seen, the judgement at its instant (see
+/// [`outcome::plan`]).
+pub async fn observe(ctx: &ActionItemContext, item: &ActionItem, ns: &str, now: Timestamp) -> Observations {
+    let uid = item.metadata.uid.as_deref().unwrap_or_default();
+    let mut last_probe_at = ctx.probes.last(uid);
+    let probe = match item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) {
+        Some(prom) if verify::probe_due(item, last_probe_at, now) => {
+            let result = probe(ctx, prom).await;
+            ctx.probes.probed(uid, now);
+            last_probe_at = Some(now);
+            Some(result)
+        }
+        _ => None,
+    };
+    let outcome = outcome_readings(ctx, item, &outcome::plan(item, now)).await;
+    Observations {
+        incident_exists: item
+            .spec
+            .incident_ref
+            .as_ref()
+            .map(|r| ctx.incidents.get(&ObjectRef::new(&r.name).within(ns)).is_some()),
+        canary: canary_verdict(&ctx.canaries, item, ns),
+        probe,
+        last_probe_at,
+        outcome,
+    }
+}
 
 /// Where the Canaries that can verify `item` stand.
 pub fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionItem, ns: &str) -> CanaryVerdict {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -19,15 +19,16 @@ use super::{
 };
 use crate::{
     api::incident::{AlertGroupStatus, Incident},
-    error::Result,
-    runtime::Context,
+    error::{Error, Result},
+    incident::IncidentContext,
+    runtime::{Written, coalesce::may_wait},
 };
 
 /// A repeat that changes nothing but the counters is written at most this often per group; the
 /// repeats in between are counted in memory and added with the next write.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+pub const REFRESH_EVERY: SignedDuration = SignedDuration::from_secs(30);
 /// Groups whose uncounted repeats are remembered; beyond this, repeats of others go uncounted.
-const PENDING_KEPT: usize = 4096;
+pub const PENDING_KEPT: usize = 4096;
 /// Conflicting applies (a human edited a field between our read and our write) are retried this often.
 const ATTEMPTS: usize = 3;
 
@@ -40,7 +41,7 @@ pub enum Outcome {
 }
 
 impl Receiver {
-    pub async fn handle(&self, ctx: &Context, n: &Notification) -> Result<Outcome> {
+    pub async fn handle(&self, ctx: &IncidentContext, n: &Notification) -> Result<Outcome> {
         let _one_at_a_time = self.serial.lock().await;
         let api: Api<Incident> = Api::namespaced(ctx.client.clone(), &self.namespace);
         let digest = mapping::group_digest(&n.receiver, &n.group_key);
@@ -50,8 +51,11 @@ impl Receiver {
             let current = latest(&api, &digest).await?;
             let plan = mapping::plan(n, current.as_ref(), &self.settings, Timestamp::now());
             match self.write(ctx, &api, &digest, current.as_ref(), plan).await {
-                Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 409 && attempt < ATTEMPTS => {
+                Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 && attempt < ATTEMPTS => {
                     tracing::info!(group = %digest, "a field changed under the alert receiver; re-reading");
+                }
+                Err(Error::StatusStale { .. }) if attempt < ATTEMPTS => {
+                    tracing::info!(group = %digest, "the status changed under the alert receiver; re-reading");
                 }
                 other => return other,
             }
@@ -60,7 +64,7 @@ impl Receiver {
 
     async fn write(
         &self,
-        ctx: &Context,
+        ctx: &IncidentContext,
         api: &Api<Incident>,
         digest: &str,
         current: Option<&Current>,
@@ -84,8 +88,8 @@ impl Receiver {
                         return Ok(false);
                     }
                     apply_spec(api, &name, digest, episode, ctx.policy.shard(), spec).await?;
-                    apply_group(api, &name, &group).await?;
-                    Ok::<_, crate::Error>(true)
+                    apply_group(ctx, api, &name, &group).await?;
+                    Ok::<_, Error>(true)
                 }
                 .await;
                 match opened {
@@ -112,12 +116,10 @@ impl Receiver {
                 let cur = current.expect("an update has a current incident");
                 let spec_unchanged = spec_is(cur, &spec);
                 let counters_only = cur.group.as_ref().is_some_and(|old| {
-                    same_but_counters(old, &group)
-                        && Timestamp::now().duration_since(old.last_notified_at.0).as_secs()
-                            < REFRESH_EVERY.as_secs() as i64
+                    same_but_counters(old, &group) && may_wait(old.last_notified_at.0, Timestamp::now(), REFRESH_EVERY)
                 });
                 if spec_unchanged && counters_only {
-                    self.count_pending(digest);
+                    self.pending.keep(digest, |n| n.unwrap_or(0) + 1);
                     return Ok(Outcome::Unchanged { name });
                 }
                 if !ctx.may_write() {
@@ -126,25 +128,14 @@ impl Receiver {
                 if !spec_unchanged {
                     apply_spec(api, &name, digest, cur.episode, ctx.policy.shard(), spec).await?;
                 }
-                group.notifications += self.take_pending(digest);
-                apply_group(api, &name, &group).await?;
+                group.notifications += self.pending.take(digest).unwrap_or(0);
+                apply_group(ctx, api, &name, &group).await?;
                 if reopened {
                     tracing::info!(incident = %name, "alert group fires again within reopenWithin; incident reopened");
                 }
                 Ok(Outcome::Written { name, opened: false })
             }
         }
-    }
-
-    fn count_pending(&self, digest: &str) {
-        let mut pending = self.pending.lock().expect("pending lock");
-        if pending.len() < PENDING_KEPT || pending.contains_key(digest) {
-            *pending.entry(digest.to_string()).or_default() += 1;
-        }
-    }
-
-    fn take_pending(&self, digest: &str) -> i64 {
-        self.pending.lock().expect("pending lock").remove(digest).unwrap_or(0)
     }
 }
 
@@ -221,14 +212,22 @@ async fn apply_spec(
     Ok(())
 }
 
-/// The group's status, applied whole under [`FIELD_MANAGER`] (the status is Kaizen's: forced).
-async fn apply_group(api: &Api<Incident>, name: &str, group: &AlertGroupStatus) -> Result<()> {
-    let patch = json!({
-        "apiVersion": "kaizen.dev/v1alpha1",
-        "kind": "Incident",
-        "status": { "alertGroup": group },
-    });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+/// The group's status, through the Incident status writer (the one path of every Incident status
+/// write): onto the Incident's status as just read, guarded by its version, so a status the Incident
+/// controller writes meanwhile is read again, never overwritten, and the controller decides from
+/// this write until its watch delivers it.
+async fn apply_group(ctx: &IncidentContext, api: &Api<Incident>, name: &str, group: &AlertGroupStatus) -> Result<()> {
+    for _ in 0..ATTEMPTS {
+        let incident = api.get_status(name).await?;
+        let mut status = incident.status.clone().unwrap_or_default();
+        status.alert_group = Some(group.clone());
+        let version = incident.metadata.resource_version.as_deref();
+        if ctx.writer.write(&incident, version, &status).await? != Written::Stale {
+            return Ok(());
+        }
+    }
+    Err(Error::StatusStale {
+        kind: "Incident",
+        name: name.to_string(),
+    })
 }

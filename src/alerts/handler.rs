@@ -50,6 +50,45 @@ fn answer(code: StatusCode, line: impl Into<String>) -> Response {
 }
 
 impl Receiver {
+    /// The answer Alertmanager acts on for what applying notification `n` achieved.
+    fn respond(&self, outcome: crate::Result<Outcome>, n: &payload::Notification) -> Response {
+        let alerts = n.alerts.len() as u64;
+        match outcome {
+            Ok(Outcome::Written { name, opened }) => {
+                let what = if opened { "opened" } else { "updated" };
+                answer(StatusCode::OK, format!("incident {name} {what}"))
+            }
+            Ok(Outcome::Unchanged { name }) => answer(StatusCode::OK, format!("incident {name} unchanged")),
+            Ok(Outcome::Ignored(why)) => answer(StatusCode::OK, format!("nothing to do: {why}")),
+            Ok(Outcome::Storm { retry_after }) => {
+                self.reject("storm", alerts);
+                let mut resp = answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "alert storm: at most {} new incidents a minute (alertmanager.maxNewPerMinute)",
+                        self.settings.max_new_per_minute
+                    ),
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+            Ok(Outcome::Standby) => {
+                self.reject("standby", alerts);
+                answer(StatusCode::SERVICE_UNAVAILABLE, "standby replica: not the leader")
+            }
+            Err(err) => {
+                self.reject("error", alerts);
+                tracing::warn!(%err, group = %super::mapping::group_digest(&n.receiver, &n.group_key), "alert notification not applied");
+                answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("not applied: {}", err.metric_label()),
+                )
+            }
+        }
+    }
+
     fn reject(&self, reason: &'static str, alerts: u64) {
         self.metrics
             .alerts_rejected
@@ -113,10 +152,11 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
 }
 
 async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
-    let Some(ctx) = r.ctx.get().cloned() else {
+    let ctx = r.ctx.clone();
+    if !crate::runtime::watch::synced(&ctx.incidents) {
         r.reject("unavailable", 1);
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the operator is starting");
-    };
+    }
     let Some(expected) = r.token(&ctx.client).await else {
         r.reject("unavailable", 1);
         return answer(
@@ -168,40 +208,8 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         return answer(StatusCode::SERVICE_UNAVAILABLE, "standby replica: not the leader");
     }
     r.metrics.alerts_received.inc_by(alerts);
-    match r.handle(&ctx, &n).await {
-        Ok(Outcome::Written { name, opened }) => {
-            let what = if opened { "opened" } else { "updated" };
-            answer(StatusCode::OK, format!("incident {name} {what}"))
-        }
-        Ok(Outcome::Unchanged { name }) => answer(StatusCode::OK, format!("incident {name} unchanged")),
-        Ok(Outcome::Ignored(why)) => answer(StatusCode::OK, format!("nothing to do: {why}")),
-        Ok(Outcome::Storm { retry_after }) => {
-            r.reject("storm", alerts);
-            let mut resp = answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "alert storm: at most {} new incidents a minute (alertmanager.maxNewPerMinute)",
-                    r.settings.max_new_per_minute
-                ),
-            );
-            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
-        }
-        Ok(Outcome::Standby) => {
-            r.reject("standby", alerts);
-            answer(StatusCode::SERVICE_UNAVAILABLE, "standby replica: not the leader")
-        }
-        Err(err) => {
-            r.reject("error", alerts);
-            tracing::warn!(%err, group = %super::mapping::group_digest(&n.receiver, &n.group_key), "alert notification not applied");
-            answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("not applied: {}", err.metric_label()),
-            )
-        }
-    }
+    let outcome = r.handle(&ctx, &n).await;
+    r.respond(outcome, &n)
 }
 
 #[cfg(test)]

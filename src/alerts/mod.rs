@@ -12,11 +12,11 @@ pub mod mapping;
 pub mod payload;
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
-use crate::{metrics::Metrics, policy::AlertmanagerSettings, runtime::Context};
+use crate::{incident::IncidentContext, metrics::Metrics, policy::AlertmanagerSettings};
 
 /// The receiver's state, shared by every request.
 pub struct Receiver {
@@ -26,8 +26,10 @@ pub struct Receiver {
     /// Where the token's Secret lives: the operator's own namespace.
     pub secret_namespace: String,
     pub metrics: Arc<Metrics>,
-    /// Set once the controllers' Context exists; until then requests are answered 503.
-    pub ctx: OnceLock<Arc<Context>>,
+    /// The Incident controller's context: the client, the lease, and the Incident status writer,
+    /// which is the receiver's too. Until its Incident cache has synced (the CRDs exist, the watches
+    /// run), requests are answered 503.
+    pub ctx: Arc<IncidentContext>,
     limiter: Mutex<limiter::StormLimiter>,
     /// One notification at a time: two for the same group (Alertmanager's retry overlapping its
     /// next send) must not both find no Incident and both count as new.
@@ -36,13 +38,14 @@ pub struct Receiver {
     /// a rotation needs no restart.
     token: Mutex<Option<(Instant, [u8; 32])>>,
     /// Repeats not yet written to a group's status (by digest), bounded (see [`apply`]).
-    pending: Mutex<std::collections::HashMap<String, i64>>,
+    pending: crate::runtime::coalesce::Coalesced<i64>,
 }
 
 impl Receiver {
     /// `own_namespace`: the operator's namespace (the token's Secret; the Incidents' unless the
     /// policy names another).
-    pub fn new(settings: AlertmanagerSettings, own_namespace: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(settings: AlertmanagerSettings, own_namespace: &str, ctx: Arc<IncidentContext>) -> Arc<Self> {
+        let metrics = ctx.metrics.clone();
         for reason in handler::REJECT_REASONS {
             let _ = metrics
                 .alerts_rejected
@@ -54,10 +57,10 @@ impl Receiver {
             limiter: Mutex::new(limiter::StormLimiter::new(settings.max_new_per_minute)),
             settings,
             metrics,
-            ctx: OnceLock::new(),
+            ctx,
             serial: tokio::sync::Mutex::new(()),
             token: Mutex::new(None),
-            pending: Mutex::default(),
+            pending: crate::runtime::coalesce::Coalesced::bounded(apply::PENDING_KEPT),
         })
     }
 }

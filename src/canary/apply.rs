@@ -17,12 +17,14 @@ use k8s_openapi::api::{
 use kube::{
     Api, Resource, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
+    runtime::{controller as action, events::EventType},
 };
 use serde_json::{Value, json};
 
 use super::{
-    decide::{Action, IncidentRequest},
-    observe::{backends, observe_primary, route_api},
+    context::CanaryContext,
+    decide::{self, Action, Counted, Decision, IncidentRequest, recording},
+    observe::{Workloads, backends, observe_primary, route_api},
     templates::{
         REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
         primary_template, service_ports, with_route_ports,
@@ -33,10 +35,143 @@ use crate::{
         canary::Canary,
         incident::{Incident, IncidentSpec},
     },
+    api::{canary::CanaryStatus, conditions},
     error::{Error, Result},
+    metrics::OutcomeLabels,
     policy::SHARD_LABEL,
-    runtime::{Context, FIELD_MANAGER},
+    runtime::{Context, FIELD_MANAGER, requeue_at},
 };
+
+/// Applies a plan: its actions (a write the API server refuses for good stalls the Canary instead),
+/// then the status (or, for a check that only repeated the recorded outcomes, keeps it in memory),
+/// then, once the status is written, the Events and counters of the transition.
+pub async fn apply(
+    ctx: &CanaryContext,
+    io: &Io<'_>,
+    recorded: &Canary,
+    guard: Option<&str>,
+    plan: &Decision,
+    now: Timestamp,
+) -> Result<action::Action> {
+    let canary = io.canary;
+    for action in &plan.actions {
+        if let Err(e) = io.act(action).await {
+            let Some(reason) = refusal(&e) else { return Err(e) };
+            // Nothing a retry can fix: say so where the user looks, instead of failing every reconcile.
+            tracing::warn!(namespace = %io.ns, canary = %canary.name_any(), %reason, "the API server refused a write");
+            let stalled = decide::refused(canary, &action.describe(canary), &reason, now);
+            return record(ctx, recorded, guard, canary, &stalled, now).await;
+        }
+    }
+    let unwritten = CanaryStatus::default();
+    let recorded_status = recorded.status.as_ref().unwrap_or(&unwritten);
+    if recording::repeats_recorded_check(recorded_status, &plan.status, now) {
+        return keep_check(ctx, canary, recorded_status, plan, now);
+    }
+    record(ctx, recorded, guard, canary, plan, now).await
+}
+
+/// Writes the planned status onto version `guard`; once written, counts and announces the
+/// transition. `planned_from` is the Canary as planned from (its status with any kept check).
+async fn record(
+    ctx: &CanaryContext,
+    recorded: &Canary,
+    guard: Option<&str>,
+    planned_from: &Canary,
+    plan: &Decision,
+    now: Timestamp,
+) -> Result<action::Action> {
+    let written = ctx.writer.write(recorded, guard, &plan.status).await?;
+    // Nothing new was recorded (refused, or nothing changed): there is nothing new to announce.
+    if !written.wrote() {
+        return Ok(ctx.writer.requeue(recorded, &written, requeue_at(plan.wake_at, now)));
+    }
+    // The written status carries the kept check, if any.
+    ctx.checks.forget(&planned_from.uid().unwrap_or_default());
+    for action in &plan.actions {
+        match action {
+            Action::Event { warning, reason, note } => {
+                let type_ = if *warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                ctx.publish(planned_from, type_, reason, note.clone()).await;
+            }
+            Action::Count(c) => count(ctx, *c),
+            _ => {}
+        }
+    }
+    announce_stall(ctx, planned_from, &plan.status).await;
+    Ok(requeue_at(plan.wake_at, now))
+}
+
+/// A check that only repeated the recorded outcomes: counted now, written later (see
+/// [`recording`]).
+fn keep_check(
+    ctx: &CanaryContext,
+    canary: &Canary,
+    recorded: &CanaryStatus,
+    plan: &Decision,
+    now: Timestamp,
+) -> Result<action::Action> {
+    // Kept only by the leader: a term that ended mid-reconcile leaves nothing for the next one.
+    ctx.fence()?;
+    if let Some(check) = recording::KeptCheck::of(&plan.status) {
+        ctx.checks.keep(&canary.uid().unwrap_or_default(), check);
+    }
+    for action in &plan.actions {
+        if let Action::Count(c) = action {
+            count(ctx, *c);
+        }
+    }
+    let wake_at = plan.wake_at.into_iter().chain(recording::record_by(recorded)).min();
+    Ok(requeue_at(wake_at, now))
+}
+
+/// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
+/// Conflicts, timeouts and server errors are retried instead.
+fn refusal(e: &Error) -> Option<String> {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
+            Some(crate::notify::plain(&s.message, 1024))
+        }
+        _ => None,
+    }
+}
+
+/// A Stalled condition that just turned True gets an Event too.
+async fn announce_stall(ctx: &Context, canary: &Canary, new: &CanaryStatus) {
+    let old = canary.status.clone().unwrap_or_default();
+    if !conditions::is_true(&old.conditions, conditions::STALLED)
+        && conditions::is_true(&new.conditions, conditions::STALLED)
+    {
+        let msg = conditions::find(&new.conditions, conditions::STALLED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ctx.publish(canary, EventType::Warning, "Stalled", msg).await;
+    }
+}
+
+fn count(ctx: &Context, c: Counted) {
+    let m = &ctx.metrics;
+    match c {
+        Counted::RolloutStarted => {
+            m.canary_rollouts_started.inc();
+        }
+        Counted::Promoted => {
+            m.canary_rollouts_promoted.inc();
+        }
+        Counted::RolledBack => {
+            m.canary_rollouts_rolled_back.inc();
+        }
+        Counted::Analysis(o) => {
+            m.canary_analysis_outcomes
+                .get_or_create(&OutcomeLabels { outcome: o.into() })
+                .inc();
+        }
+    }
+}
 
 /// What the reconcile needs to act on one Canary.
 pub struct Io<'a> {
@@ -49,7 +184,19 @@ pub struct Io<'a> {
     pub primary: Option<&'a Deployment>,
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
+    /// What acting on `canary` needs, with its workloads as the cache has them.
+    pub fn new(workloads: &'a Workloads, ctx: &'a Context, ns: &'a str, canary: &'a Canary) -> Self {
+        Io {
+            ctx,
+            ns,
+            canary,
+            target: workloads.target.as_ref().map(|(d, _)| d),
+            target_revision: workloads.target.as_ref().map(|(_, r)| r.as_str()),
+            primary: workloads.primary.as_ref(),
+        }
+    }
+
     pub(super) fn deployments(&self) -> Api<Deployment> {
         Api::namespaced(self.ctx.client.clone(), self.ns)
     }

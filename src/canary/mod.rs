@@ -14,15 +14,17 @@
 //! the target is available.
 
 pub mod apply;
+pub mod context;
 pub mod decide;
+pub mod kept_checks;
 pub mod observe;
 pub mod release;
 pub mod revision;
 pub mod templates;
 
-use std::{collections::HashMap, sync::Arc};
+pub use self::context::CanaryContext;
 
-use crate::metrics::PhaseLabels;
+use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
@@ -33,29 +35,26 @@ use kube::{
     runtime::{
         WatchStreamExt,
         controller::Action,
-        events::EventType,
-        reflector::{self, store::Writer},
+        reflector::{self, Store, store::Writer},
         watcher,
     },
 };
 use serde_json::json;
 
-use self::{
-    decide::{Action as Step, Annotations, Counted, Observations},
-    observe::Workloads,
-};
+use self::{apply::Io, decide::Lifecycle, observe::Workloads};
+use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
         ActionItem,
-        canary::{Canary, CanaryPhase, CanaryStatus, PROMOTED},
+        canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
     },
     error::{Error, Result},
-    metrics::OutcomeLabels,
+    metrics::PhaseLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, Written, admit, drain, error_policy, new_controller, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller,
         scope::WatchScope,
-        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, slim_watch, synced, wake},
+        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, reflected, synced, wake},
     },
 };
 
@@ -65,7 +64,7 @@ pub const FINALIZER: &str = "kaizen.dev/canary";
 /// How often a hand-back in progress looks again when nothing it watches changes.
 const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) -> Result<Action> {
     let (canary, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -73,204 +72,58 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<Context>) -> Res
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
-    if !synced(&ctx.stores.deployments) || !synced(&ctx.stores.canaries) {
+    if !synced(&ctx.deployments) || !synced(&ctx.canaries) {
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
-    let has_finalizer = canary.finalizers().iter().any(|f| f == FINALIZER);
-    if canary.metadata.deletion_timestamp.is_some() {
-        return if has_finalizer {
-            hand_back(&ctx, canary, &ns, &name).await
-        } else {
-            Ok(Action::await_change())
-        };
+    match decide::lifecycle(canary, FINALIZER) {
+        Lifecycle::Gone => Ok(Action::await_change()),
+        Lifecycle::HandBack => hand_back(&ctx, canary, &ns, &name).await,
+        // The finalizer goes on before anything is created that deletion must hand back; the change
+        // it makes brings the next reconcile.
+        Lifecycle::Adopt => add_finalizer(&ctx, canary, &ns, &name)
+            .await
+            .map(|()| Action::await_change()),
+        Lifecycle::Roll => roll(&ctx, canary, &ns).await,
     }
-    if !has_finalizer {
-        // The finalizer goes on before anything is created that deletion must hand back; the
-        // change it makes brings the next reconcile.
-        add_finalizer(&ctx, canary, &ns, &name).await?;
-        return Ok(Action::await_change());
-    }
-    roll(&ctx, canary, &ns, &name).await
 }
 
-/// One step of the rollout: observe, plan, act, record.
-async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
-    let uid = canary.uid().unwrap_or_default();
+/// One step of the rollout: observe, decide, apply.
+async fn roll(ctx: &CanaryContext, canary: &Canary, ns: &str) -> Result<Action> {
     // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
     // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
     // a restart) is refused, and its transitions are neither recorded nor announced twice.
-    let (recorded, guard) = ctx.memory.canaries.freshest(canary);
-    let planned_from = with_kept_check(ctx, &uid, &recorded);
+    let (recorded, guard) = ctx.writer.freshest(canary);
+    let planned_from = with_kept_check(ctx, &recorded);
     let canary = planned_from.as_ref().unwrap_or(&recorded);
-    let workloads = Workloads::of(ctx, ns, canary);
-    let io = workloads.io(ctx, ns, canary);
-    let mut obs = Observations {
-        target: observe::observe_target(
-            canary,
-            io.target.zip(io.target_revision),
-            io.primary,
-            observe::rival(ctx, canary, ns).as_deref(),
-        ),
-        primary: observe::observe_primary(io.primary),
-        route: observe::observe_route(ctx, ns, canary).await?,
-        annotations: Annotations::from_canary(canary),
-        analysis: None,
-    };
-    let now = Timestamp::now();
-    if decide::analysis_due(canary, &obs, now)
-        && let Some(analysis) = &canary.spec.analysis
-    {
-        let address = &ctx.policy.prometheus.default_address;
-        let fetched = futures::future::join_all(
-            analysis
-                .metrics
-                .iter()
-                .map(|m| observe::fetch(&ctx.prometheus, address, canary, ns, m)),
-        )
-        .await;
-        obs.analysis = Some(
-            analysis
-                .metrics
-                .iter()
-                .zip(fetched)
-                .map(|(m, f)| crate::analysis::judge(m, f))
-                .collect(),
-        );
-    }
+    let workloads = Workloads::of(&ctx.deployments, ns, canary);
+    let obs = observe::observe(ctx, &workloads, canary, ns).await?;
     let now = Timestamp::now();
     let plan = decide::decide(canary, &obs, now);
-    for action in &plan.actions {
-        if let Err(e) = io.act(action).await {
-            let Some(reason) = refusal(&e) else { return Err(e) };
-            // Nothing a retry can fix: say so where the user looks, instead of failing every reconcile.
-            tracing::warn!(namespace = %ns, canary = %name, %reason, "the API server refused a write");
-            let stalled = decide::refused(canary, &action.describe(canary), &reason, now);
-            ctx.status
-                .write::<Canary, _>(ns, name, recorded.status.as_ref(), &stalled.status, guard.as_deref())
-                .await?;
-            // The stalled status carries the kept check, if any.
-            ctx.memory.checks.forget(&uid);
-            announce_stall(ctx, canary, &stalled.status).await;
-            return Ok(requeue_at(stalled.wake_at, now));
-        }
-    }
-    let unwritten = CanaryStatus::default();
-    let recorded_status = recorded.status.as_ref().unwrap_or(&unwritten);
-    if decide::recording::repeats_recorded_check(recorded_status, &plan.status, now) {
-        // Counted now, written later (see `recording`): the check happened.
-        // Kept only by the leader: a term that ended mid-reconcile leaves nothing for the next one.
-        ctx.fence()?;
-        if let Some(check) = decide::recording::KeptCheck::of(&plan.status) {
-            ctx.memory.checks.keep(&uid, check);
-        }
-        for action in &plan.actions {
-            if let Step::Count(c) = action {
-                count(ctx, *c);
-            }
-        }
-        let wake_at = plan
-            .wake_at
-            .into_iter()
-            .chain(decide::recording::record_by(recorded_status))
-            .min();
-        return Ok(requeue_at(wake_at, now));
-    }
-    let written = ctx
-        .status
-        .write::<Canary, _>(ns, name, recorded.status.as_ref(), &plan.status, guard.as_deref())
-        .await?;
-    match &written {
-        Written::Stale => return Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
-        Written::Written(rv) => {
-            ctx.memory.canaries.record(&uid, guard.as_deref(), rv, &plan.status);
-            ctx.memory.checks.forget(&uid);
-            ctx.memory.stale.accepted(&uid);
-        }
-        // Nothing new was recorded, so there is nothing new to announce.
-        Written::Unchanged => return Ok(requeue_at(plan.wake_at, now)),
-    }
-    for action in &plan.actions {
-        match action {
-            Step::Event { warning, reason, note } => {
-                let type_ = if *warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                };
-                ctx.publish(canary, type_, reason, note.clone()).await;
-            }
-            Step::Count(c) => count(ctx, *c),
-            _ => {}
-        }
-    }
-    announce_stall(ctx, canary, &plan.status).await;
-    Ok(requeue_at(plan.wake_at, now))
+    let io = Io::new(&workloads, ctx, ns, canary);
+    apply::apply(ctx, &io, &recorded, guard.as_deref(), &plan, now).await
 }
 
 /// `canary` as the plan must see it: with its last analysis run if that run is kept in memory, not
 /// yet written (`None`: the status as recorded is current).
-fn with_kept_check(ctx: &Context, uid: &str, canary: &Canary) -> Option<Canary> {
-    let status = ctx.memory.checks.applied_to(uid, canary.status.as_ref())?;
+fn with_kept_check(ctx: &CanaryContext, canary: &Canary) -> Option<Canary> {
+    let uid = canary.uid().unwrap_or_default();
+    let status = ctx.checks.applied_to(&uid, canary.status.as_ref())?;
     Some(Canary {
         status: Some(status),
         ..canary.clone()
     })
 }
 
-/// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
-/// Conflicts, timeouts and server errors are retried instead.
-fn refusal(e: &Error) -> Option<String> {
-    match e {
-        Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-            Some(crate::notify::plain(&s.message, 1024))
-        }
-        _ => None,
-    }
-}
-
-/// A Stalled condition that just turned True gets an Event too.
-async fn announce_stall(ctx: &Context, canary: &Canary, new: &CanaryStatus) {
-    let old = canary.status.clone().unwrap_or_default();
-    if !conditions::is_true(&old.conditions, conditions::STALLED)
-        && conditions::is_true(&new.conditions, conditions::STALLED)
-    {
-        let msg = conditions::find(&new.conditions, conditions::STALLED)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        ctx.publish(canary, EventType::Warning, "Stalled", msg).await;
-    }
-}
-
-fn count(ctx: &Context, c: Counted) {
-    let m = &ctx.metrics;
-    match c {
-        Counted::RolloutStarted => {
-            m.canary_rollouts_started.inc();
-        }
-        Counted::Promoted => {
-            m.canary_rollouts_promoted.inc();
-        }
-        Counted::RolledBack => {
-            m.canary_rollouts_rolled_back.inc();
-        }
-        Counted::Analysis(o) => {
-            m.canary_analysis_outcomes
-                .get_or_create(&OutcomeLabels { outcome: o.into() })
-                .inc();
-        }
-    }
-}
-
 /// Deletion: hands the workload back, then lets the Canary go. A hand-back in progress is no error:
 /// it looks again when the target changes, or after [`HANDBACK_RETRY`].
-async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
-    let workloads = Workloads::of(ctx, ns, canary);
-    if !workloads.io(ctx, ns, canary).release().await? {
+async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
+    let workloads = Workloads::of(&ctx.deployments, ns, canary);
+    if !Io::new(&workloads, ctx, ns, canary).release().await? {
         return Ok(Action::requeue(HANDBACK_RETRY));
     }
     if let Some(uid) = canary.uid() {
-        ctx.memory.canaries.forget(&uid);
-        ctx.memory.checks.forget(&uid);
+        ctx.writer.forget(&uid);
+        ctx.checks.forget(&uid);
     }
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Action::await_change());
@@ -291,6 +144,11 @@ async fn hand_back(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Resu
     }
 }
 
+/// Adds the finalizer, guarded by the list as read. kube-runtime's `finalizer()` helper does the
+/// same patches, but it removes the finalizer as soon as the cleanup returns `Ok`: a hand-back still
+/// waiting for the target (an ordinary state, requeued after [`HANDBACK_RETRY`]) would have to be
+/// returned as an error, counted and logged as a failed reconcile; and it writes without checking
+/// this replica's lease first ([`Context::fence`]).
 async fn add_finalizer(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<()> {
     ctx.fence()?;
     // Guarded by the list as it was read, so a finalizer someone else adds meanwhile is kept.
@@ -346,22 +204,20 @@ struct VerdictInputs {
 }
 
 /// Recounts `kaizen_canaries{phase}` and `kaizen_canary_weight_percent` from the cache.
-pub fn count_canaries(ctx: &Context) {
+pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>) {
     use strum::IntoEnumIterator;
     let mut counts: HashMap<CanaryPhase, i64> = HashMap::new();
     let mut weights = 0;
-    for guard in ctx.stores.canaries.state() {
-        if let Ok(c) = &guard.0
-            && let Some(status) = &c.status
+    each_in_scope(ctx, canaries, |c: &Canary| {
+        if let Some(status) = &c.status
             && let Some(phase) = status.phase
-            && ctx.in_scope(c.namespace().as_deref())
         {
             *counts.entry(phase).or_default() += 1;
             if matches!(phase, CanaryPhase::Progressing | CanaryPhase::Paused) {
                 weights += i64::from(status.canary_weight.unwrap_or(0));
             }
         }
-    }
+    });
     for phase in CanaryPhase::iter() {
         let n = counts.get(&phase).copied().unwrap_or(0);
         ctx.metrics
@@ -376,46 +232,79 @@ pub fn count_canaries(ctx: &Context) {
 /// target (its template, its ready pods) or of a primary (owner-referenced by its Canary) moves the
 /// Canaries that depend on it; a Canary whose verdict inputs change wakes the items it can verify.
 pub fn controller(
-    ctx: Arc<Context>,
+    ctx: Arc<CanaryContext>,
     canary_writer: Writer<DeserializeGuard<Canary>>,
     deployment_writer: Writer<DynamicObject>,
     wake_items: Trigger<ActionItem>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
-    let items = ctx.stores.items.clone();
-    let mut seen: HashMap<(String, String), Option<VerdictInputs>> = HashMap::new();
     let remembered = ctx.clone();
-    let canary_stream = reflector::reflector(
-        canary_writer,
-        slim_watch::<Canary>(
+    let mut verdicts = Verdicts {
+        items: ctx.items.clone(),
+        seen: HashMap::new(),
+        wake_items,
+    };
+    let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone())
+        .inspect(move |event| {
+            remembered.writer.observe(event);
+            forget_checks_of_the_gone(&remembered, event);
+        })
+        .inspect(move |event| verdicts.observe(event))
+        .applied_objects();
+    let deployment_changes = reflector::reflector(
+        deployment_writer,
+        deployment_watch(
             &ctx.client,
-            ctx.stores.health.clone(),
+            ctx.health.clone(),
             &WatchScope::of(&ctx.policy),
-            ctx.stores.canaries.clone(),
+            ctx.deployments.clone(),
         ),
     )
-    .inspect(move |event| {
-        remembered.memory.canaries.observe(event);
-        match event {
-            Ok(watcher::Event::Delete(g)) => {
-                if let Some(uid) = &guard_meta(g).uid {
-                    remembered.memory.checks.forget(uid);
-                }
+    .touched_objects();
+    let canaries = ctx.canaries.clone();
+    let fut = new_controller(canary_stream, ctx.canaries.clone())
+        .watches_stream_with(
+            deployment_changes,
+            move |d: DynamicObject| canaries_of(&canaries, &d),
+            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+        )
+        .reconcile_all_on(ctx.leader.on_gain())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx);
+    drain("Canary", fut).boxed()
+}
+
+/// The kept checks of Canaries that went away: deleted, or (a relist after a gap, which brings no
+/// Delete) no longer listed.
+fn forget_checks_of_the_gone(ctx: &CanaryContext, event: &WatchEvent<DeserializeGuard<Canary>>) {
+    match event {
+        Ok(watcher::Event::Delete(g)) => {
+            if let Some(uid) = &guard_meta(g).uid {
+                ctx.checks.forget(uid);
             }
-            // A relist after a gap: Canaries deleted meanwhile sent no Delete.
-            Ok(watcher::Event::InitDone) => remembered.memory.checks.retain_live(|| {
-                remembered
-                    .stores
-                    .canaries
-                    .state()
-                    .iter()
-                    .filter_map(|g| guard_meta(g).uid.clone())
-                    .collect()
-            }),
-            _ => {}
         }
-    })
-    .inspect(move |event| {
+        Ok(watcher::Event::InitDone) => ctx.checks.retain_live(|| {
+            ctx.canaries
+                .state()
+                .iter()
+                .filter_map(|g| guard_meta(g).uid.clone())
+                .collect()
+        }),
+        _ => {}
+    }
+}
+
+type WatchEvent<K> = std::result::Result<watcher::Event<K>, watcher::Error>;
+
+/// Wakes the items a Canary can verify when its verdict inputs change (see [`verdict_inputs`]).
+struct Verdicts {
+    items: Store<DeserializeGuard<ActionItem>>,
+    seen: HashMap<(String, String), Option<VerdictInputs>>,
+    wake_items: Trigger<ActionItem>,
+}
+
+impl Verdicts {
+    fn observe(&mut self, event: &WatchEvent<DeserializeGuard<Canary>>) {
         let (g, gone) = match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
             Ok(watcher::Event::Delete(g)) => (g, true),
@@ -424,9 +313,9 @@ pub fn controller(
         let key = guard_key(g);
         let inputs = (!gone).then(|| verdict_inputs(g)).flatten();
         let changed = if gone {
-            seen.remove(&key).is_some()
+            self.seen.remove(&key).is_some()
         } else {
-            seen.insert(key.clone(), inputs.clone()) != Some(inputs)
+            self.seen.insert(key.clone(), inputs.clone()) != Some(inputs)
         };
         if !changed {
             return;
@@ -436,7 +325,7 @@ pub fn controller(
                 .ok()
                 .and_then(|c| c.spec.action_item_ref.as_ref())
                 .map(|r| r.name.clone());
-        let refs = referrers(&items, &key.0, |i| {
+        let refs = referrers(&self.items, &key.0, |i| {
             Some(i.name_any()) == ships
                 || i.spec
                     .verification
@@ -444,42 +333,26 @@ pub fn controller(
                     .and_then(|v| v.canary_ref.as_ref())
                     .is_some_and(|r| r.name == key.1)
         });
-        wake(&wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
-    })
-    .applied_objects();
-    let deployment_changes = reflector::reflector(
-        deployment_writer,
-        deployment_watch(
-            &ctx.client,
-            ctx.stores.health.clone(),
-            &WatchScope::of(&ctx.policy),
-            ctx.stores.deployments.clone(),
-        ),
-    )
-    .touched_objects();
-    let canaries = ctx.stores.canaries.clone();
-    let fut = new_controller(canary_stream, ctx.stores.canaries.clone())
-        .watches_stream_with(
-            deployment_changes,
-            move |d: DynamicObject| {
-                let ns = d.namespace().unwrap_or_default();
-                let name = d.name_any();
-                let owners: Vec<String> = d
-                    .owner_references()
-                    .iter()
-                    .filter(|o| o.kind == "Canary")
-                    .map(|o| o.name.clone())
-                    .collect();
-                let woken = referrers(&canaries, &ns, |c| {
-                    c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
-                });
-                tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-                woken
-            },
-            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-        )
-        .reconcile_all_on(ctx.leader.on_gain())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx);
-    drain("Canary", fut).boxed()
+        wake(&self.wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
+    }
+}
+
+/// The Canaries a change of Deployment `d` moves: those that target it, and its owner (a primary).
+fn canaries_of(
+    canaries: &Store<DeserializeGuard<Canary>>,
+    d: &DynamicObject,
+) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let owners: Vec<String> = d
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Canary")
+        .map(|o| o.name.clone())
+        .collect();
+    let woken = referrers(canaries, &ns, |c| {
+        c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
+    });
+    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
+    woken
 }

@@ -6,13 +6,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
-    runtime::reflector::ObjectRef,
+    core::DeserializeGuard,
+    runtime::reflector::{ObjectRef, Store},
 };
 use serde_json::{Value, json};
 
 use super::{
-    apply::Io,
-    decide::{self, Primary, RouteState, TargetState, Workload},
+    context::CanaryContext,
+    decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
     revision::raw_revision,
     templates::{
         REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
@@ -26,6 +27,41 @@ use crate::{
     prometheus::{Prometheus, render},
     runtime::Context,
 };
+
+/// Everything the step machine needs: the target and the primary (from the cache), a rival Canary,
+/// the route, the annotations and, when an analysis is due, its queries, judged.
+pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary, ns: &str) -> Result<Observations> {
+    let target = workloads.target.as_ref().map(|(d, r)| (d, r.as_str()));
+    let primary = workloads.primary.as_ref();
+    let mut obs = Observations {
+        target: observe_target(canary, target, primary, rival(&ctx.canaries, canary, ns).as_deref()),
+        primary: observe_primary(primary),
+        route: observe_route(ctx, ns, canary).await?,
+        annotations: Annotations::from_canary(canary),
+        analysis: None,
+    };
+    if decide::analysis_due(canary, &obs, Timestamp::now())
+        && let Some(analysis) = &canary.spec.analysis
+    {
+        let address = &ctx.policy.prometheus.default_address;
+        let fetched = futures::future::join_all(
+            analysis
+                .metrics
+                .iter()
+                .map(|m| fetch(&ctx.prometheus, address, canary, ns, m)),
+        )
+        .await;
+        obs.analysis = Some(
+            analysis
+                .metrics
+                .iter()
+                .zip(fetched)
+                .map(|(m, f)| crate::analysis::judge(m, f))
+                .collect(),
+        );
+    }
+    Ok(obs)
+}
 
 pub fn workload(d: &Deployment) -> Workload {
     let status = d.status.clone().unwrap_or_default();
@@ -201,11 +237,10 @@ pub async fn fetch(prom: &Prometheus, default_address: &str, canary: &Canary, ns
 }
 
 /// The first-created other Canary of the namespace that targets the same Deployment, if any.
-pub fn rival(ctx: &Context, canary: &Canary, ns: &str) -> Option<String> {
+pub fn rival(canaries: &Store<DeserializeGuard<Canary>>, canary: &Canary, ns: &str) -> Option<String> {
     let key = |c: &Canary| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
     let mine = key(canary);
-    ctx.stores
-        .canaries
+    canaries
         .state()
         .iter()
         .filter_map(|g| g.0.as_ref().ok())
@@ -217,12 +252,9 @@ pub fn rival(ctx: &Context, canary: &Canary, ns: &str) -> Option<String> {
 }
 
 /// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
-fn deployment(ctx: &Context, ns: &str, name: &str) -> Option<(Deployment, String)> {
+fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Option<(Deployment, String)> {
     let resource = ApiResource::erase::<Deployment>(&());
-    let raw = ctx
-        .stores
-        .deployments
-        .get(&ObjectRef::new_with(name, resource).within(ns))?;
+    let raw = deployments.get(&ObjectRef::new_with(name, resource).within(ns))?;
     let revision = raw_revision(&raw)?;
     let typed = serde_json::to_value(raw.as_ref())
         .and_then(serde_json::from_value::<Deployment>)
@@ -237,21 +269,10 @@ pub struct Workloads {
 }
 
 impl Workloads {
-    pub fn of(ctx: &Context, ns: &str, canary: &Canary) -> Self {
+    pub fn of(deployments: &Store<DynamicObject>, ns: &str, canary: &Canary) -> Self {
         Self {
-            target: deployment(ctx, ns, &canary.spec.target_ref.name),
-            primary: deployment(ctx, ns, &primary_name(canary)).map(|(d, _)| d),
-        }
-    }
-
-    pub fn io<'a>(&'a self, ctx: &'a Context, ns: &'a str, canary: &'a Canary) -> Io<'a> {
-        Io {
-            ctx,
-            ns,
-            canary,
-            target: self.target.as_ref().map(|(d, _)| d),
-            target_revision: self.target.as_ref().map(|(_, r)| r.as_str()),
-            primary: self.primary.as_ref(),
+            target: deployment(deployments, ns, &canary.spec.target_ref.name),
+            primary: deployment(deployments, ns, &primary_name(canary)).map(|(d, _)| d),
         }
     }
 }

@@ -9,15 +9,15 @@ use crate::{
         incident::{Incident, IncidentStatus, POSTMORTEM_OVERDUE},
     },
     error::Result,
-    runtime::{Context, Written},
+    runtime::Written,
 };
+
+use super::IncidentContext;
 
 /// Writes the status onto version `guard` and announces what changed, only when it was written.
 pub async fn apply(
-    ctx: &Context,
+    ctx: &IncidentContext,
     incident: &Incident,
-    ns: &str,
-    name: &str,
     status: &IncidentStatus,
     guard: Option<&str>,
 ) -> Result<Written> {
@@ -25,10 +25,7 @@ pub async fn apply(
     if !ctx.may_write() {
         return Ok(Written::Unchanged);
     }
-    let written = ctx
-        .status
-        .write::<Incident, _>(ns, name, incident.status.as_ref(), status, guard)
-        .await?;
+    let written = ctx.writer.write(incident, guard, status).await?;
     if !written.wrote() {
         return Ok(written);
     }

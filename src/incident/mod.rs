@@ -2,41 +2,48 @@
 //! [`decide`]) -> apply (status and Events, in [`apply`]).
 
 pub mod apply;
+pub mod context;
 pub mod decide;
 pub mod follow_ups;
 
-use std::{collections::HashMap, sync::Arc};
+pub use self::context::IncidentContext;
 
-use crate::{
-    api::incident::{IncidentPhase, Severity},
-    metrics::IncidentLabels,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
     core::DeserializeGuard,
-    runtime::{WatchStreamExt, controller::Action, reflector, reflector::store::Writer, watcher},
-};
-
-use crate::{
-    api::{ActionItem, Incident},
-    error::Result,
     runtime::{
-        Admitted, Context, Timer, Written, admit, drain, error_policy, new_controller, requeue_at,
-        scope::WatchScope,
-        watch::{Trigger, Triggered, guard_key, slim_watch, wake},
+        WatchStreamExt,
+        controller::Action,
+        reflector::{Store, store::Writer},
+        watcher,
     },
 };
 
-async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> Result<Action> {
+use crate::runtime::run::each_in_scope;
+use crate::{
+    api::{
+        ActionItem, Incident,
+        incident::{IncidentPhase, Severity},
+    },
+    error::Result,
+    metrics::IncidentLabels,
+    runtime::{
+        Admitted, Context, Timer, admit, drain, error_policy, new_controller, requeue_at,
+        watch::{Trigger, Triggered, guard_key, guard_meta, reflected, wake},
+    },
+};
+
+async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContext>) -> Result<Action> {
     let (incident, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
     };
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Incident>(&ctx);
-    let follow_ups = &ctx.stores.follow_ups;
+    let follow_ups = &ctx.follow_ups;
     if !follow_ups.synced() {
         // A roll-up from a partial list of items would be written, then corrected: wait for the list,
         // whose end reconciles every incident (`on_synced`). Polling meanwhile cost 52 reconciles
@@ -44,36 +51,25 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<Context>) -> R
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
-    let uid = incident.metadata.uid.clone().unwrap_or_default();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.
-    let (incident, guard) = ctx.memory.incidents.freshest(incident);
-    let items = follow_ups.follow_ups(&(ns.clone(), name.clone()));
+    let (incident, guard) = ctx.writer.freshest(incident);
+    let items = follow_ups.follow_ups(&(ns, name));
     let decision = decide::decide(&incident, &items, &ctx.policy, now);
-    match apply::apply(&ctx, &incident, &ns, &name, &decision.status, guard.as_deref()).await? {
-        Written::Stale => Ok(Action::requeue(ctx.memory.stale.refused(&uid))),
-        Written::Written(rv) => {
-            ctx.memory
-                .incidents
-                .record(&uid, guard.as_deref(), &rv, &decision.status);
-            ctx.memory.stale.accepted(&uid);
-            Ok(requeue_at(decision.wake_at, now))
-        }
-        Written::Unchanged => Ok(requeue_at(decision.wake_at, now)),
-    }
+    let written = apply::apply(&ctx, &incident, &decision.status, guard.as_deref()).await?;
+    Ok(ctx
+        .writer
+        .requeue(&incident, &written, requeue_at(decision.wake_at, now)))
 }
 
 /// Recounts `kaizen_incidents{phase,severity}` from the cache.
-pub fn count_incidents(ctx: &Context) {
+pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Incident>>) {
     use strum::IntoEnumIterator;
     let mut counts: HashMap<(IncidentPhase, Severity), i64> = HashMap::new();
-    for guard in ctx.stores.incidents.state() {
-        if let Ok(i) = &guard.0
-            && let Some(phase) = i.status.as_ref().and_then(|s| s.phase)
-            && ctx.in_scope(kube::ResourceExt::namespace(i).as_deref())
-        {
+    each_in_scope(ctx, incidents, |i: &Incident| {
+        if let Some(phase) = i.status.as_ref().and_then(|s| s.phase) {
             *counts.entry((phase, i.spec.severity)).or_default() += 1;
         }
-    }
+    });
     for phase in IncidentPhase::iter() {
         for severity in Severity::iter() {
             let labels = IncidentLabels {
@@ -90,47 +86,39 @@ pub fn count_incidents(ctx: &Context) {
 /// `woken`; an incident that appears, changes its spec or goes away wakes its items through
 /// `wake_items` (whether it exists decides whether they are Stalled; its status does not matter).
 pub fn controller(
-    ctx: Arc<Context>,
+    ctx: Arc<IncidentContext>,
     writer: Writer<DeserializeGuard<Incident>>,
     woken: Triggered<Incident>,
     wake_items: Trigger<ActionItem>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
-    let follow_ups = ctx.stores.follow_ups.clone();
+    let follow_ups = ctx.follow_ups.clone();
     let follow_ups_synced = follow_ups.on_synced();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
     let remembered = ctx.clone();
-    let stream = reflector::reflector(
-        writer,
-        slim_watch::<Incident>(
-            &ctx.client,
-            ctx.stores.health.clone(),
-            &WatchScope::of(&ctx.policy),
-            ctx.stores.incidents.clone(),
-        ),
-    )
-    .inspect(move |event| remembered.memory.incidents.observe(event))
-    .inspect(move |event| {
-        let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
-            let key = guard_key(g);
-            let generation = crate::runtime::watch::guard_meta(g).generation;
-            let moved = if gone {
-                generations.remove(&key).is_some()
-            } else {
-                generations.insert(key.clone(), generation) != Some(generation)
+    let stream = reflected(&ctx, writer, ctx.incidents.clone())
+        .inspect(move |event| remembered.writer.observe(event))
+        .inspect(move |event| {
+            let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
+                let key = guard_key(g);
+                let generation = guard_meta(g).generation;
+                let moved = if gone {
+                    generations.remove(&key).is_some()
+                } else {
+                    generations.insert(key.clone(), generation) != Some(generation)
+                };
+                if moved {
+                    wake(&wake_items, follow_ups.items_of(&key));
+                }
             };
-            if moved {
-                wake(&wake_items, follow_ups.items_of(&key));
+            match event {
+                Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
+                Ok(watcher::Event::Delete(g)) => changed(g, true),
+                _ => {}
             }
-        };
-        match event {
-            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => changed(g, false),
-            Ok(watcher::Event::Delete(g)) => changed(g, true),
-            _ => {}
-        }
-    })
-    .applied_objects();
-    let fut = new_controller(stream, ctx.stores.incidents.clone())
+        })
+        .applied_objects();
+    let fut = new_controller(stream, ctx.incidents.clone())
         .reconcile_on(woken)
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))
         .graceful_shutdown_on(shutdown)

@@ -7,8 +7,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
-    session::event_time,
-    status::{ConditionLine, Sent, condition_lines, opt, render_conditions},
+    status::{ConditionLine, Sent, condition_lines, opt, render_conditions, render_events},
     text::{Table, age, cell, num, term, when},
 };
 use crate::api::{
@@ -103,14 +102,7 @@ pub fn canary_view(c: &Canary, events: &[Event]) -> CanaryView {
         metrics: analysis.metrics,
         incident: status.incident_ref.map(|r| r.name),
         conditions: condition_lines(&status.conditions),
-        events: events[skip..]
-            .iter()
-            .map(|e| Sent {
-                at: event_time(e).map(Time),
-                reason: e.reason.clone().unwrap_or_default(),
-                note: e.message.clone().unwrap_or_default(),
-            })
-            .collect(),
+        events: events[skip..].iter().map(Sent::of).collect(),
     }
 }
 
@@ -181,13 +173,6 @@ pub fn render_canary(v: &CanaryView, now: Timestamp) -> String {
     if v.events.is_empty() {
         out.push_str("  (none)\n");
     }
-    for e in &v.events {
-        out.push_str(&format!(
-            "  {}  {}  {}\n",
-            when(e.at.as_ref()),
-            cell(&e.reason),
-            term(&e.note, 300)
-        ));
-    }
+    render_events(&mut out, &v.events);
     out
 }

@@ -10,7 +10,10 @@ use super::{
     status::follow_up,
     text::{markdown as md, when},
 };
-use crate::api::Incident;
+use crate::api::{
+    Incident,
+    incident::{IncidentDurations, IncidentSpec, IncidentStatus},
+};
 
 /// How a gap reads in the draft, so a reviewer can search for every one.
 pub const GAP: &str = "**[GAP]**";
@@ -83,6 +86,26 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     let spec = &inc.spec;
     let status = inc.status.clone().unwrap_or_default();
     let durations = status.durations.clone().unwrap_or_default();
+    Draft {
+        title: format!("Postmortem: {}", md(&spec.title, false)),
+        header: header(inc, &status),
+        sections: vec![
+            summary(spec),
+            impact(spec, &durations),
+            root_causes(spec),
+            trigger(),
+            resolution(spec, &durations),
+            detection(spec, &durations),
+            action_items(items, now),
+            lessons_learned(),
+            timeline(spec),
+        ],
+    }
+}
+
+/// The header's fields: what the Incident records, and a gap where it records nothing.
+fn header(inc: &Incident, status: &IncidentStatus) -> Vec<(String, String)> {
+    let spec = &inc.spec;
     let mut header = vec![
         (
             "Incident".to_string(),
@@ -127,12 +150,18 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     if let Some(url) = spec.postmortem.as_ref().and_then(|p| p.url.as_deref()) {
         header.push(("Postmortem document".into(), md(url, false)));
     }
-    let mut sections = Vec::new();
+    header
+}
 
+/// The "Summary" section.
+fn summary(spec: &IncidentSpec) -> Section {
     let mut b = Builder::new();
     text_or_gap(&mut b, spec.summary.as_deref(), "No summary recorded (spec.summary).");
-    sections.push(b.done("Summary"));
+    b.done("Summary")
+}
 
+/// The "Impact" section.
+fn impact(spec: &IncidentSpec, durations: &IncidentDurations) -> Section {
     let mut b = Builder::new();
     let impact = spec.impact.clone().unwrap_or_default();
     text_or_gap(
@@ -147,8 +176,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     if let Some(d) = &durations.time_to_mitigate {
         b.line(&format!("- User impact lasted {} (to mitigation)", md(d, false)));
     }
-    sections.push(b.done("Impact"));
+    b.done("Impact")
+}
 
+/// The "Root Causes" section.
+fn root_causes(spec: &IncidentSpec) -> Section {
     let mut b = Builder::new();
     text_or_gap(
         &mut b,
@@ -161,12 +193,18 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
             b.line(&format!("- {}", md(f, false)));
         }
     }
-    sections.push(b.done("Root Causes"));
+    b.done("Root Causes")
+}
 
+/// The "Trigger" section.
+fn trigger() -> Section {
     let mut b = Builder::new();
     b.gap("What triggered the incident is not recorded in the Incident (no field holds it).");
-    sections.push(b.done("Trigger"));
+    b.done("Trigger")
+}
 
+/// The "Resolution" section.
+fn resolution(spec: &IncidentSpec, durations: &IncidentDurations) -> Section {
     let mut b = Builder::new();
     match &spec.mitigated_at {
         Some(t) => b.line(&format!(
@@ -186,8 +224,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     }
     b.line("");
     b.gap("What was done to mitigate and resolve it is not recorded.");
-    sections.push(b.done("Resolution"));
+    b.done("Resolution")
+}
 
+/// The "Detection" section.
+fn detection(spec: &IncidentSpec, durations: &IncidentDurations) -> Section {
     let mut b = Builder::new();
     match &spec.detected_at {
         Some(t) => b.line(&format!(
@@ -198,8 +239,11 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
         None => b.gap("When the incident was detected is not recorded (spec.detectedAt)."),
     }
     b.gap("How it was detected (alert, customer report, ...) is not recorded.");
-    sections.push(b.done("Detection"));
+    b.done("Detection")
+}
 
+/// The "Action Items" section.
+fn action_items(items: &[Item], now: Timestamp) -> Section {
     let mut b = Builder::new();
     if items.is_empty() {
         b.gap("No follow-up ActionItems reference this incident (spec.incidentRef).");
@@ -232,15 +276,21 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
             ));
         }
     }
-    sections.push(b.done("Action Items"));
+    b.done("Action Items")
+}
 
+/// The "Lessons Learned" section.
+fn lessons_learned() -> Section {
     let mut b = Builder::new();
     for part in ["What went well", "What went wrong", "Where we got lucky"] {
         b.line(&format!("### {part}\n"));
         b.gap(&format!("{part}: for the review to write."));
     }
-    sections.push(b.done("Lessons Learned"));
+    b.done("Lessons Learned")
+}
 
+/// The "Timeline" section.
+fn timeline(spec: &IncidentSpec) -> Section {
     let mut b = Builder::new();
     let mut events: Vec<(Timestamp, String)> = spec.timeline.iter().map(|t| (t.at.0, md(&t.event, false))).collect();
     for (t, what) in [
@@ -260,13 +310,7 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
     for (t, what) in events {
         b.line(&format!("- **{}** {what}", t.round(jiff::Unit::Second).unwrap_or(t)));
     }
-    sections.push(b.done("Timeline"));
-
-    Draft {
-        title: format!("Postmortem: {}", md(&spec.title, false)),
-        header,
-        sections,
-    }
+    b.done("Timeline")
 }
 
 fn after(d: &Option<String>) -> String {

@@ -356,6 +356,29 @@ pub struct Sent {
     pub note: String,
 }
 
+impl Sent {
+    /// An Event as the views show it.
+    pub fn of(e: &Event) -> Self {
+        Self {
+            at: event_time(e).map(Time),
+            reason: e.reason.clone().unwrap_or_default(),
+            note: e.message.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One line per Event: when, its reason, its note (cut at 300 characters).
+pub fn render_events(out: &mut String, events: &[Sent]) {
+    for e in events {
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            when(e.at.as_ref()),
+            cell(&e.reason),
+            term(&e.note, 300)
+        ));
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemView {
@@ -409,11 +432,7 @@ pub fn item_view(i: &Item, events: &[Event], now: Timestamp) -> ItemView {
                 .as_deref()
                 .is_some_and(|r| r.ends_with("Sent") || r == "Escalated")
         })
-        .map(|e| Sent {
-            at: event_time(e).map(Time),
-            reason: e.reason.clone().unwrap_or_default(),
-            note: e.message.clone().unwrap_or_default(),
-        })
+        .map(Sent::of)
         .collect();
     ItemView {
         summary: follow_up(i, now),
@@ -497,14 +516,7 @@ pub fn render_item(v: &ItemView, now: Timestamp) -> String {
     if let Some(p) = &v.pending_notification {
         out.push_str(&format!("  pending: {}\n", term(p, 300)));
     }
-    for e in &v.sent {
-        out.push_str(&format!(
-            "  {}  {}  {}\n",
-            when(e.at.as_ref()),
-            cell(&e.reason),
-            term(&e.note, 300)
-        ));
-    }
+    render_events(&mut out, &v.sent);
     render_conditions(&mut out, &v.conditions);
     out
 }

@@ -1,26 +1,13 @@
 //! The one Context every controller shares: the client, the policy, the shared services (metrics,
-//! Events, notification sinks, Prometheus), the status writer and the shared caches.
+//! Events, notification sinks, Prometheus), the status writer and the watches' health. It knows no
+//! kind: each controller's own caches and memory live in its kind's folder, beside this Context.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use kube::{Client, Resource, runtime::events::EventType};
 
-use super::{
-    events::Publisher,
-    leader::Leadership,
-    status::{OwnWrites, StaleBackoff, StatusWriter},
-    watch::Stores,
-};
-use crate::{
-    api::{action_item::ActionItemStatus, canary::CanaryStatus, incident::IncidentStatus},
-    metrics::Metrics,
-    notify::Notifier,
-    policy::Policy,
-    prometheus::Prometheus,
-};
+use super::{events::Publisher, leader::Leadership, status::StatusWriter, watch::WatchHealth};
+use crate::{metrics::Metrics, notify::Notifier, policy::Policy, prometheus::Prometheus};
 
 /// Every Prometheus request (analysis, verification) is bounded by this: an unreachable Prometheus
 /// costs at most this per reconcile.
@@ -38,33 +25,14 @@ pub struct Context {
     pub events: Publisher,
     pub notifier: Notifier,
     pub prometheus: Prometheus,
-    pub status: StatusWriter,
-    /// The caches of every watched kind, each filled by one watch.
-    pub stores: Stores,
+    /// The status-write path every kind's [`KindWriter`](super::KindWriter) writes through.
+    pub status: Arc<StatusWriter>,
+    /// Whether each watch works (every watch reports to it).
+    pub health: Arc<WatchHealth>,
     /// The policy's business-day time zone, resolved once (the policy was validated at load).
     pub business_tz: Option<jiff::tz::TimeZone>,
-    pub memory: Memory,
     /// Whether this replica holds the Lease; every write checks it first.
     pub leader: Arc<Leadership>,
-}
-
-/// What the operator remembers between reconciles without writing it anywhere. Losing it (a restart)
-/// costs at most one early Prometheus check or one re-read of a status.
-#[derive(Default)]
-pub struct Memory {
-    /// When each item's Prometheus verification was last evaluated, by UID, so checks write nothing.
-    pub probed: Mutex<HashMap<String, jiff::Timestamp>>,
-    /// Our own status writes the caches have not delivered yet, per kind (see [`OwnWrites`]): a
-    /// Canary planned from an older status would count an analysis run or advance a step twice, an
-    /// item would decide a notification twice.
-    pub incidents: OwnWrites<IncidentStatus>,
-    pub items: OwnWrites<ActionItemStatus>,
-    pub canaries: OwnWrites<CanaryStatus>,
-    /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
-    /// not yet written (see [`recording`](crate::canary::decide::recording)).
-    pub checks: crate::canary::decide::recording::KeptChecks,
-    /// Backoff after refused (stale) writes, per object.
-    pub stale: StaleBackoff,
 }
 
 impl Context {
@@ -74,25 +42,33 @@ impl Context {
         policy: Policy,
         metrics: Arc<Metrics>,
         namespace: &str,
-        stores: Stores,
+        health: Arc<WatchHealth>,
         leader: Arc<Leadership>,
     ) -> Self {
         Self {
             events: Publisher::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             notifier: Notifier::new(client.clone(), namespace, SINK_TIMEOUT),
             prometheus: Prometheus::new(PROMETHEUS_TIMEOUT),
-            status: StatusWriter::new(client.clone(), metrics.clone(), leader.clone()),
+            status: Arc::new(StatusWriter::new(client.clone(), metrics.clone(), leader.clone())),
             business_tz: policy
                 .business_days
                 .as_ref()
                 .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok()),
-            memory: Memory::default(),
             leader,
             client,
             policy,
             metrics,
-            stores,
+            health,
         }
+    }
+
+    /// A status writer of kind `K` over this Context's status-write path.
+    pub fn kind_writer<K>(&self) -> super::KindWriter<K>
+    where
+        K: Resource<DynamicType = ()> + kube::core::object::HasStatus + Clone,
+        K::Status: serde::Serialize + PartialEq + Clone,
+    {
+        super::KindWriter::new(self.status.clone())
     }
 
     /// Whether this replica may write now (it leads, or runs without leader election).
@@ -135,4 +111,26 @@ impl Context {
             tracing::warn!(%err, reason, "could not publish event");
         }
     }
+}
+
+/// Lets a controller's own context (a struct whose `shared` field holds the [`Context`]) be used
+/// wherever the shared Context is: `Deref` for its fields and methods, `AsRef` for the generic
+/// reconcile plumbing ([`error_policy`](super::error_policy)).
+#[macro_export]
+macro_rules! shares_context {
+    ($own:ty) => {
+        impl std::ops::Deref for $own {
+            type Target = $crate::runtime::Context;
+
+            fn deref(&self) -> &$crate::runtime::Context {
+                &self.shared
+            }
+        }
+
+        impl AsRef<$crate::runtime::Context> for $own {
+            fn as_ref(&self) -> &$crate::runtime::Context {
+                &self.shared
+            }
+        }
+    };
 }

@@ -1,11 +1,14 @@
-//! The small runtime every controller shares: one [`Context`], one status writer, the watches and
-//! their caches, the reconcile plumbing and the run loop. Each kind's own code lives in its folder
-//! (`incident/`, `action_item/`, `canary/`): observe, a pure decide, apply.
+//! The small runtime every controller shares, knowing no kind: one [`Context`] of shared services, the
+//! per-kind status writer ([`KindWriter`]), the watches and their caches, the reconcile plumbing and
+//! the loops every operator runs. Each kind's own code and state live in its folder; the wiring of
+//! the controllers is `operator`.
 
+pub mod coalesce;
 pub mod context;
 pub mod election;
 pub mod events;
 pub mod leader;
+pub mod own_writes;
 pub mod reconcile;
 pub mod run;
 pub mod scope;
@@ -16,15 +19,15 @@ use kube::Resource;
 
 pub use context::{Context, FIELD_MANAGER};
 pub use reconcile::{Admitted, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at};
-pub use status::Written;
-pub use watch::{CachedKind, Stores};
+pub use status::{KindWriter, Written};
+pub use watch::CachedKind;
 
-/// The kind of `K` as a bounded metric label.
+/// The kind of `K` as a bounded metric label: the kinds compiled into the operator, spelled as their
+/// types spell them (a kind named at run time, which no type here has, is `Other`).
 pub fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Incident" => "Incident",
-        "ActionItem" => "ActionItem",
-        "Canary" => "Canary",
-        _ => "Other",
+    static NO_DYNAMIC_TYPE: () = ();
+    match K::kind(&NO_DYNAMIC_TYPE) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        std::borrow::Cow::Owned(_) => "Other",
     }
 }

@@ -15,7 +15,7 @@ use super::{Context, kind_of, watch::guard_meta};
 use crate::{
     api::conditions,
     error::{Error, Result},
-    metrics::{ErrorLabels, KindLabels},
+    metrics::{ErrorLabels, KindLabels, Metrics},
 };
 
 /// Reconciles run at once per controller. Each holds at most a few API requests, one after the
@@ -129,12 +129,14 @@ where
     Ok(Action::await_change())
 }
 
-/// Error policy shared by all controllers: count, log, retry with a bounded delay.
-pub fn error_policy<K: Resource<DynamicType = ()>>(
+/// Error policy shared by all controllers: count, log, retry with a bounded delay. `C` is the
+/// controller's own context, which carries the shared one.
+pub fn error_policy<K: Resource<DynamicType = ()>, C: AsRef<Context>>(
     obj: Arc<DeserializeGuard<K>>,
     err: &Error,
-    ctx: Arc<Context>,
+    ctx: Arc<C>,
 ) -> Action {
+    let ctx: &Context = (*ctx).as_ref();
     let kind = kind_of::<K>();
     if matches!(err, Error::NotLeader) {
         // The term ended mid-reconcile; the next leader takes over from the caches.
@@ -156,15 +158,15 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
 pub struct Timer {
     kind: &'static str,
     started: Instant,
-    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
 }
 
 impl Timer {
-    pub fn start<K: Resource<DynamicType = ()>>(ctx: &Arc<Context>) -> Self {
+    pub fn start<K: Resource<DynamicType = ()>>(ctx: &Context) -> Self {
         Self {
             kind: kind_of::<K>(),
             started: Instant::now(),
-            ctx: ctx.clone(),
+            metrics: ctx.metrics.clone(),
         }
     }
 }
@@ -172,9 +174,8 @@ impl Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         let labels = KindLabels { kind: self.kind };
-        self.ctx.metrics.reconciles.get_or_create(&labels).inc();
-        self.ctx
-            .metrics
+        self.metrics.reconciles.get_or_create(&labels).inc();
+        self.metrics
             .reconcile_duration
             .get_or_create(&labels)
             .observe(self.started.elapsed().as_secs_f64());

@@ -1,24 +1,25 @@
-//! The one status writer. Every kind's status goes through [`StatusWriter::write`]: nothing is sent
-//! when the new status equals the old one, and a write made from a cached object can be guarded by
-//! the resourceVersion the decision was made from.
+//! The one status-write path. Every writer of a kind's status goes through that kind's
+//! [`KindWriter`]: it decides from the freshest status (its own last write until the watch delivers
+//! it), writes only a changed status, guarded by the resourceVersion the decision was made from,
+//! remembers its own writes, and backs off after a refused one. Underneath, [`StatusWriter::write`]
+//! sends the server-side apply (field manager `kaizen`).
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::{
     Api, Client, Resource,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
     core::{DeserializeGuard, object::HasStatus},
-    runtime::watcher,
+    runtime::{controller::Action, watcher},
 };
 use serde::Serialize;
 use serde_json::json;
 
-use super::{FIELD_MANAGER, kind_of, leader::Leadership};
+use super::{
+    FIELD_MANAGER, kind_of,
+    leader::Leadership,
+    own_writes::{OwnWrites, StaleBackoff},
+};
 use crate::{
     error::{Error, Result},
     metrics::{KindLabels, Metrics},
@@ -51,11 +52,6 @@ pub struct StatusWriter {
 
 impl StatusWriter {
     pub fn new(client: Client, metrics: Arc<Metrics>, leader: Arc<Leadership>) -> Self {
-        // Every kind's counters exist from the start, so "none yet" reads as 0, not as missing.
-        for kind in ["Incident", "ActionItem", "Canary"] {
-            let _ = metrics.status_writes.get_or_create(&KindLabels { kind });
-            let _ = metrics.status_conflicts.get_or_create(&KindLabels { kind });
-        }
         Self {
             client,
             metrics,
@@ -121,161 +117,95 @@ impl StatusWriter {
     }
 }
 
-/// The operator's own last status write per object (by UID), until the watch delivers it.
-///
-/// The watch brings our own write back a moment later, or, while a watch is broken after an apiserver
-/// outage, much later. A reconcile in between must decide from what was written and guard its write
-/// with the version that write produced: deciding from the cache would redo the last transition, and
-/// its guarded write would be refused again and again.
-pub struct OwnWrites<S> {
-    writes: Mutex<HashMap<String, OwnWrite<S>>>,
+/// The status writes of one kind `K`: the only way its status is written (by its controller, and by
+/// anyone else who writes it, such as the alert receiver), so that every write is remembered until
+/// the watch delivers it and every refused write backs off.
+pub struct KindWriter<K: HasStatus> {
+    writer: Arc<StatusWriter>,
+    own: OwnWrites<K::Status>,
+    stale: StaleBackoff,
 }
 
-struct OwnWrite<S> {
-    /// The versions our writes replaced, oldest first: while the cache shows one of them, our last
-    /// write is newer than the cache.
-    superseded: Vec<Option<String>>,
-    written: String,
-    status: S,
-}
-
-impl<S> OwnWrite<S> {
-    /// Whether a cache showing version `rv` is still behind this write.
-    fn supersedes(&self, rv: Option<&str>) -> bool {
-        self.superseded.iter().any(|v| v.as_deref() == rv)
-    }
-}
-
-/// How many superseded versions are remembered per object: a cache further behind than this many of
-/// our own writes is treated as current (the guard then refuses the write, and the object is decided
-/// again from the next event).
-const SUPERSEDED_KEPT: usize = 8;
-
-impl<S> Default for OwnWrites<S> {
-    fn default() -> Self {
+impl<K> KindWriter<K>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone,
+    K::Status: Serialize + PartialEq + Clone,
+{
+    pub fn new(writer: Arc<StatusWriter>) -> Self {
+        // The kind's counters exist from the start, so "none yet" reads as 0, not as missing.
+        let kind = KindLabels { kind: kind_of::<K>() };
+        let _ = writer.metrics.status_writes.get_or_create(&kind);
+        let _ = writer.metrics.status_conflicts.get_or_create(&kind);
         Self {
-            writes: Mutex::default(),
-        }
-    }
-}
-
-impl<S: Clone> OwnWrites<S> {
-    /// The status to decide from and the resourceVersion to guard the next write with: our own last
-    /// write while the cache still shows a version it superseded, else the cache's (`None`).
-    pub fn newer_than_cache(&self, uid: &str, cached_rv: Option<&str>) -> Option<(S, String)> {
-        let mut writes = self.writes.lock().expect("own writes lock");
-        match writes.get(uid) {
-            Some(w) if w.supersedes(cached_rv) => Some((w.status.clone(), w.written.clone())),
-            Some(_) => {
-                // The cache has caught up with our write (or someone else wrote): it is the truth again.
-                writes.remove(uid);
-                None
-            }
-            None => None,
+            writer,
+            own: OwnWrites::default(),
+            stale: StaleBackoff::default(),
         }
     }
 
-    /// The object to decide from and the resourceVersion to guard its write with: `obj` as cached, or,
-    /// while the cache has not delivered our own last write, a copy carrying that write's status.
-    pub fn freshest<'a, K>(&self, obj: &'a K) -> (Cow<'a, K>, Option<String>)
-    where
-        K: Resource + HasStatus<Status = S> + Clone,
-    {
-        let uid = obj.meta().uid.as_deref().unwrap_or_default();
-        let cached_rv = obj.meta().resource_version.clone();
-        match self.newer_than_cache(uid, cached_rv.as_deref()) {
-            None => (Cow::Borrowed(obj), cached_rv),
-            Some((status, rv)) => {
-                let mut fresher = obj.clone();
-                *fresher.status_mut() = Some(status);
-                (Cow::Owned(fresher), Some(rv))
-            }
-        }
+    /// The object to decide from and the resourceVersion to guard its write with (see
+    /// [`OwnWrites::freshest`]).
+    pub fn freshest<'a>(&self, obj: &'a K) -> (Cow<'a, K>, Option<String>) {
+        self.own.freshest(obj)
     }
 
-    /// Records a write that replaced version `replaced` (the cache's, or our own previous write's).
-    pub fn record(&self, uid: &str, replaced: Option<&str>, written_rv: &str, status: &S) {
-        let mut writes = self.writes.lock().expect("own writes lock");
-        let mut superseded = writes.remove(uid).map(|w| w.superseded).unwrap_or_default();
-        superseded.push(replaced.map(str::to_string));
-        if superseded.len() > SUPERSEDED_KEPT {
-            superseded.remove(0);
-        }
-        writes.insert(
-            uid.to_string(),
-            OwnWrite {
-                superseded,
-                written: written_rv.to_string(),
-                status: status.clone(),
-            },
-        );
+    /// Writes `new` as the status of `obj` (the object as decided from, whose status is the old one)
+    /// onto version `guard`.
+    pub async fn write(&self, obj: &K, guard: Option<&str>, new: &K::Status) -> Result<Written> {
+        self.write_over(obj, obj.status(), guard, new).await
     }
 
-    pub fn forget(&self, uid: &str) {
-        self.writes.lock().expect("own writes lock").remove(uid);
-    }
-
-    /// The watch delivered version `rv` of object `uid` (`None`: its deletion). Unless our write
-    /// superseded that version, the cache has caught up, and our copy goes now rather than at the
-    /// object's next reconcile, which may be a day away: kept until then, every object written once
-    /// held a second copy of its status.
-    pub fn delivered(&self, uid: &str, rv: Option<&str>) {
-        let mut writes = self.writes.lock().expect("own writes lock");
-        if let Some(w) = writes.get(uid)
-            && (rv.is_none() || !w.supersedes(rv))
-        {
-            writes.remove(uid);
-        }
-    }
-
-    /// [`OwnWrites::delivered`] for each object a watch event carries.
-    pub fn observe<K: Resource>(
+    /// [`KindWriter::write`] over `old`, a status this reconcile has already written.
+    ///
+    /// A write is remembered until the watch delivers it; a write that went through or was not
+    /// needed ends the object's stale backoff.
+    pub async fn write_over(
         &self,
-        event: &std::result::Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>,
-    ) {
-        // Not a relist's `InitApply`: the store takes those in only at `InitDone`, and until then a
-        // reconcile still reads the version our write replaced (that reconcile drops the copy itself).
-        let (guard, gone) = match event {
-            Ok(watcher::Event::Apply(g)) => (g, false),
-            Ok(watcher::Event::Delete(g)) => (g, true),
-            _ => return,
-        };
-        let meta = super::watch::guard_meta(guard);
-        if let Some(uid) = meta.uid.as_deref() {
-            self.delivered(uid, if gone { None } else { meta.resource_version.as_deref() });
+        obj: &K,
+        old: Option<&K::Status>,
+        guard: Option<&str>,
+        new: &K::Status,
+    ) -> Result<Written> {
+        let meta = obj.meta();
+        let (namespace, name) = (
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        let written = self.writer.write::<K, _>(namespace, name, old, new, guard).await?;
+        match &written {
+            Written::Written(rv) => {
+                self.own.record(uid, guard, rv, new);
+                self.stale.accepted(uid);
+            }
+            Written::Unchanged => self.stale.accepted(uid),
+            Written::Stale => {}
+        }
+        Ok(written)
+    }
+
+    /// The requeue after `written`: after a refused write, decide again after the object's stale
+    /// backoff, from a fresher copy; else `then`.
+    pub fn requeue(&self, obj: &K, written: &Written, then: Action) -> Action {
+        match written {
+            Written::Stale => Action::requeue(self.refused(obj)),
+            Written::Written(_) | Written::Unchanged => then,
         }
     }
 
-    /// How many objects have a write the caches have not delivered.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.writes.lock().expect("own writes lock").len()
-    }
-}
-
-/// How long to wait before deciding again after a refused write, per object: 200 ms, doubling to 5 s,
-/// so a cache that stays behind (a broken watch) costs a handful of refused writes, not a storm.
-#[derive(Default)]
-pub struct StaleBackoff {
-    refused: Mutex<HashMap<String, u32>>,
-}
-
-impl StaleBackoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(5);
-
-    /// Counts a refused write and returns the wait before the next try.
-    pub fn refused(&self, uid: &str) -> Duration {
-        let mut refused = self.refused.lock().expect("stale backoff lock");
-        let n = refused.entry(uid.to_string()).or_default();
-        let delay = Self::FIRST.saturating_mul(1 << (*n).min(8)).min(Self::MAX);
-        *n += 1;
-        delay
+    /// Counts a refused write of `obj` and returns the wait before deciding again.
+    pub fn refused(&self, obj: &K) -> Duration {
+        self.stale.refused(obj.meta().uid.as_deref().unwrap_or_default())
     }
 
-    /// A write went through: the next refusal starts from the first delay again.
-    pub fn accepted(&self, uid: &str) {
-        self.refused.lock().expect("stale backoff lock").remove(uid);
+    /// Forgets what is remembered of object `uid` (it is gone, or its remembered write is not current).
+    pub fn forget(&self, uid: &str) {
+        self.own.forget(uid);
+    }
+
+    /// Drops the remembered writes a watch event shows delivered (see [`OwnWrites::observe`]).
+    pub fn observe(&self, event: &std::result::Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>) {
+        self.own.observe(event);
     }
 }
 
@@ -428,46 +358,116 @@ mod tests {
         );
     }
 
-    #[test]
-    fn own_writes_stand_until_the_cache_catches_up_with_the_last_one() {
-        let own = OwnWrites::<u32>::default();
-        assert_eq!(own.newer_than_cache("u", Some("10")), None);
-        own.record("u", Some("10"), "11", &1);
-        assert_eq!(own.newer_than_cache("u", Some("10")), Some((1, "11".to_string())));
-        // A second write on top of the first, before the watch delivered either.
-        own.record("u", Some("11"), "12", &2);
-        assert_eq!(own.newer_than_cache("u", Some("10")), Some((2, "12".to_string())));
-        // The watch delivered the first write only: the second is still newer.
-        assert_eq!(own.newer_than_cache("u", Some("11")), Some((2, "12".to_string())));
-        // It caught up: the cache is the truth again, and the record is gone.
-        assert_eq!(own.newer_than_cache("u", Some("12")), None);
-        assert_eq!(own.newer_than_cache("u", Some("10")), None);
+    /// An Incident as a cache holds it: at version `rv`, with status `phase`.
+    fn cached_incident(rv: &str, phase: crate::api::incident::IncidentPhase) -> Incident {
+        let mut incident: Incident = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "resourceVersion": rv},
+            "spec": {"title": "t", "severity": "SEV2"},
+        }))
+        .unwrap();
+        incident.status = Some(status(phase));
+        incident
     }
 
-    #[test]
-    fn own_writes_go_once_the_watch_delivers_them() {
-        let own = OwnWrites::<u32>::default();
-        own.record("u", Some("10"), "11", &1);
-        own.record("v", Some("20"), "21", &1);
-        // The watch shows a version our write replaced: still behind.
-        own.delivered("u", Some("10"));
-        assert_eq!(own.len(), 2);
-        // It delivered our write: the copy goes without waiting for a reconcile.
-        own.delivered("u", Some("11"));
-        assert_eq!(own.len(), 1);
-        // A deleted object takes its copy with it.
-        own.delivered("v", None);
-        assert_eq!(own.len(), 0);
-        assert_eq!(own.newer_than_cache("u", Some("10")), None);
+    fn kind_writer() -> (KindWriter<Incident>, Handle) {
+        let (writer, handle) = writer();
+        (KindWriter::new(Arc::new(writer)), handle)
     }
 
-    #[test]
-    fn refused_writes_back_off_to_a_bound_and_start_over_after_success() {
-        let b = StaleBackoff::default();
-        let delays: Vec<u128> = (0..8).map(|_| b.refused("u").as_millis()).collect();
-        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        b.accepted("u");
-        assert_eq!(b.refused("u").as_millis(), 200);
-        assert_eq!(b.refused("other").as_millis(), 200);
+    const THEN: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_kind_writer_sends_nothing_for_an_unchanged_status_and_remembers_nothing() {
+        use crate::api::incident::IncidentPhase::Active;
+        let (writer, mut handle) = kind_writer();
+        let cached = cached_incident("41", Active);
+        let out = writer.write(&cached, Some("41"), &status(Active)).await.unwrap();
+        assert_eq!(out, Written::Unchanged);
+        assert_eq!(
+            writer.requeue(&cached, &out, Action::requeue(THEN)),
+            Action::requeue(THEN)
+        );
+        assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
+        drop(writer);
+        assert!(
+            handle.next_request().await.is_none(),
+            "no request for an unchanged status"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kind_writer_backs_off_after_stale_writes_and_remembers_none() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = kind_writer();
+        let cached = cached_incident("41", Active);
+        let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                              "message": "the object has been modified", "code": 409});
+        let server = respond(handle, StatusCode::CONFLICT, conflict.clone());
+        let out = writer.write(&cached, Some("41"), &status(Mitigated)).await.unwrap();
+        assert_eq!(out, Written::Stale);
+        server.await.unwrap();
+        // Decided again after the backoff, which grows with each refusal of the same object.
+        let first = writer.requeue(&cached, &out, Action::requeue(THEN));
+        assert_eq!(first, Action::requeue(Duration::from_millis(200)));
+        assert_eq!(
+            writer.requeue(&cached, &out, Action::requeue(THEN)),
+            Action::requeue(Duration::from_millis(400))
+        );
+        // Nothing was written, so nothing stands in for the cache.
+        assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
+    }
+
+    #[tokio::test]
+    async fn a_kind_writer_passes_on_a_refused_write_and_remembers_nothing() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = kind_writer();
+        let cached = cached_incident("41", Active);
+        let server = respond(
+            handle,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                   "message": "status.phase: Unsupported value", "code": 422}),
+        );
+        let out = writer.write(&cached, Some("41"), &status(Mitigated)).await;
+        assert!(
+            matches!(out, Err(Error::Kube(kube::Error::Api(ref e))) if e.code == 422),
+            "{out:?}"
+        );
+        server.await.unwrap();
+        assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
+    }
+
+    #[tokio::test]
+    async fn a_kind_writer_decides_from_its_own_write_until_the_watch_delivers_it() {
+        use crate::api::incident::IncidentPhase::{Active, Mitigated};
+        let (writer, handle) = kind_writer();
+        let cached = cached_incident("41", Active);
+        // A refusal first: the write that then goes through starts the backoff over.
+        assert_eq!(writer.refused(&cached), Duration::from_millis(200));
+        let server = respond(
+            handle,
+            StatusCode::OK,
+            json!({"apiVersion": "kaizen.dev/v1alpha1", "kind": "Incident",
+                   "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "resourceVersion": "42"},
+                   "spec": {"title": "t", "severity": "SEV2"}, "status": {"phase": "Mitigated"}}),
+        );
+        let out = writer.write(&cached, Some("41"), &status(Mitigated)).await.unwrap();
+        assert_eq!(out, Written::Written("42".into()));
+        let seen = server.await.unwrap();
+        assert_eq!(seen["body"]["metadata"]["resourceVersion"], "41");
+        assert_eq!(
+            writer.requeue(&cached, &out, Action::requeue(THEN)),
+            Action::requeue(THEN)
+        );
+        assert_eq!(writer.refused(&cached), Duration::from_millis(200));
+        // The cache still shows version 41: the next decision starts from our write, guarded by 42.
+        let (fresher, guard) = writer.freshest(&cached);
+        assert_eq!(fresher.status, Some(status(Mitigated)));
+        assert_eq!(guard.as_deref(), Some("42"));
+        // The watch delivers version 42: the cache is the truth again.
+        let delivered = cached_incident("42", Mitigated);
+        writer.observe(&Ok(watcher::Event::Apply(DeserializeGuard(Ok(delivered.clone())))));
+        assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
     }
 }

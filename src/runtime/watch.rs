@@ -25,11 +25,7 @@ use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::de::DeserializeOwned;
 
 use super::scope::WatchScope;
-use crate::{
-    api::{ActionItem, Canary, Incident},
-    incident::follow_ups::FollowUps,
-    metrics::KindLabels,
-};
+use crate::metrics::KindLabels;
 
 /// What a namespaced kind must be for the operator to cache and reconcile it.
 pub trait CachedKind:
@@ -63,63 +59,17 @@ fn slim_meta(meta: &mut ObjectMeta) {
     }
 }
 
-/// The read halves of every cache, shared by all controllers.
-#[derive(Clone)]
-pub struct Stores {
-    pub incidents: Store<DeserializeGuard<Incident>>,
-    pub items: Store<DeserializeGuard<ActionItem>>,
-    pub canaries: Store<DeserializeGuard<Canary>>,
-    /// Deployments as the apiserver serves them, so revisions hash the served JSON.
-    pub deployments: Store<DynamicObject>,
-    /// Which items follow up which incident, kept from the item watch.
-    pub follow_ups: Arc<FollowUps>,
-    /// Whether each watch works.
-    pub health: Arc<WatchHealth>,
+/// An empty cache of kind `K`: the reader every controller that needs it is handed, and the writer
+/// its one watch fills.
+pub fn cache<K: CachedKind>() -> (Store<DeserializeGuard<K>>, Writer<DeserializeGuard<K>>) {
+    let writer = Writer::default();
+    (writer.as_reader(), writer)
 }
 
-/// The write halves, each handed to the one watch that fills it.
-pub struct Writers {
-    pub incidents: Writer<DeserializeGuard<Incident>>,
-    pub items: Writer<DeserializeGuard<ActionItem>>,
-    pub canaries: Writer<DeserializeGuard<Canary>>,
-    pub deployments: Writer<DynamicObject>,
-}
-
-/// Empty caches, before any watch runs; `health` is told of every watch's events.
-pub fn caches(health: WatchHealth) -> (Stores, Writers) {
-    let incidents = Writer::default();
-    let items = Writer::default();
-    let canaries = Writer::default();
-    let deployments = Writer::new(ApiResource::erase::<Deployment>(&()));
-    let stores = Stores {
-        incidents: incidents.as_reader(),
-        items: items.as_reader(),
-        canaries: canaries.as_reader(),
-        deployments: deployments.as_reader(),
-        follow_ups: Arc::default(),
-        health: Arc::new(health),
-    };
-    (
-        stores,
-        Writers {
-            incidents,
-            items,
-            canaries,
-            deployments,
-        },
-    )
-}
-
-impl Stores {
-    /// Futures that resolve once each cache has its first full list.
-    pub fn ready(&self) -> Vec<BoxFuture<'static, bool>> {
-        vec![
-            store_ready("incidents", self.incidents.clone()),
-            store_ready("action items", self.items.clone()),
-            store_ready("canaries", self.canaries.clone()),
-            store_ready("deployments", self.deployments.clone()),
-        ]
-    }
+/// An empty cache of Deployments as the apiserver serves them (see [`deployment_watch`]).
+pub fn deployment_cache() -> (Store<DynamicObject>, Writer<DynamicObject>) {
+    let writer = Writer::new(ApiResource::erase::<Deployment>(&()));
+    (writer.as_reader(), writer)
 }
 
 /// Whether `store` holds its first full list, without waiting.
@@ -131,11 +81,11 @@ where
     store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
 }
 
-/// A future that resolves when the store has its first full list.
+/// A future that resolves when the store has its first full list (`what` names it in the log).
 ///
 /// The controller waits on its own store too, and a store's readiness signal wakes only its latest
 /// waiter, so this re-polls on a short timer instead of waiting once.
-fn store_ready<K>(what: &'static str, store: Store<K>) -> BoxFuture<'static, bool>
+pub fn store_ready<K>(what: &'static str, store: Store<K>) -> BoxFuture<'static, bool>
 where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
@@ -198,6 +148,9 @@ pub struct WatchHealth {
 
 #[derive(Debug, Default)]
 struct HealthState {
+    /// Every kind with a watch, in the order the watches were made: what `kaizen_watch_healthy`
+    /// reports on.
+    watched: Vec<&'static str>,
     streaks: std::collections::BTreeMap<&'static str, Streak>,
     /// Since when the apiserver has answered every probe (`None`: the last probe failed, or a new
     /// streak began after it).
@@ -211,6 +164,19 @@ impl WatchHealth {
             events,
             ..Self::default()
         }
+    }
+
+    /// Registers a watch of `kind`: its health is reported from now on.
+    pub fn watching(&self, kind: &'static str) {
+        let mut state = self.inner.lock().expect("watch health lock");
+        if !state.watched.contains(&kind) {
+            state.watched.push(kind);
+        }
+    }
+
+    /// Every kind with a watch.
+    pub fn watched(&self) -> Vec<&'static str> {
+        self.inner.lock().expect("watch health lock").watched.clone()
     }
 
     /// Records one item of `kind`'s watch stream.
@@ -285,6 +251,7 @@ pub fn slim_watch<K: CachedKind>(
         config = config.labels(labels);
     }
     let kind = super::kind_of::<K>();
+    health.watching(kind);
     scoped(scope, store, |ns| {
         let api: Api<DeserializeGuard<K>> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -301,8 +268,19 @@ pub fn slim_watch<K: CachedKind>(
     .modify(|o| slim_meta(o.meta_mut()))
 }
 
+/// The one watch of kind `K` a controller runs on, reflected into `cache` (whose reader is `store`),
+/// in the namespaces of the policy's scope.
+pub fn reflected<K: CachedKind>(
+    ctx: &super::Context,
+    cache: Writer<DeserializeGuard<K>>,
+    store: Store<DeserializeGuard<K>>,
+) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
+    let watch = slim_watch::<K>(&ctx.client, ctx.health.clone(), &WatchScope::of(&ctx.policy), store);
+    kube::runtime::reflector::reflector(cache, watch)
+}
+
 /// A watch of the Deployments in the scope's namespaces (all of them: targets carry no shard label),
-/// as the apiserver serves them (see [`Stores::deployments`]).
+/// as the apiserver serves them, so revisions hash the served JSON.
 pub fn deployment_watch(
     client: &Client,
     health: Arc<WatchHealth>,
@@ -310,6 +288,7 @@ pub fn deployment_watch(
     store: Store<DynamicObject>,
 ) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
     let resource = ApiResource::erase::<Deployment>(&());
+    health.watching("Deployment");
     scoped(scope, store, |ns| {
         let api = match ns {
             Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),

@@ -338,6 +338,35 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     }
 }
 
+/// Where a Canary stands in its life, before any rollout step: what its reconcile does first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Not yet holding `finalizer`: it goes on before anything is created that deletion must hand
+    /// back.
+    Adopt,
+    /// A rollout step.
+    Roll,
+    /// Deleted while holding `finalizer`: the workload goes back to the target, then the Canary goes.
+    HandBack,
+    /// Deleted, the workload handed back: nothing left to do.
+    Gone,
+}
+
+/// Where `canary` stands in its life, from its deletion and whether it holds `finalizer`.
+pub fn lifecycle(canary: &Canary, finalizer: &str) -> Lifecycle {
+    let holds = canary
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|all| all.iter().any(|f| f == finalizer));
+    match (canary.metadata.deletion_timestamp.is_some(), holds) {
+        (false, false) => Lifecycle::Adopt,
+        (false, true) => Lifecycle::Roll,
+        (true, true) => Lifecycle::HandBack,
+        (true, false) => Lifecycle::Gone,
+    }
+}
+
 /// The status of a Canary one of whose writes the API server refused (an admission policy, a quota, a
 /// name it cannot take): Stalled, naming the write and the server's reason; the rest of the status as
 /// it was. Kaizen looks again after [`STALLED_RETRY`].

@@ -4,14 +4,12 @@
 //! apiserver served, so reconciles queued for minutes. Such a check is kept in memory instead and
 //! written with the next real change, or once [`RECORD_EVERY`] has passed since the last recorded one.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
-};
-
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::canary::{AnalysisStatus, CanaryStatus};
+use crate::{
+    api::canary::{AnalysisStatus, CanaryStatus},
+    runtime::coalesce::may_wait,
+};
 
 /// The longest a repeated check stays unwritten: how stale `status.analysis` may get.
 pub const RECORD_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -26,7 +24,7 @@ pub fn repeats_recorded_check(recorded: &CanaryStatus, planned: &CanaryStatus, n
     let Some(last) = &before.last_run_at else {
         return false;
     };
-    if now.duration_since(last.0) >= RECORD_EVERY {
+    if !may_wait(last.0, now, RECORD_EVERY) {
         return false;
     }
     let same_outcomes = before.metrics.len() == after.metrics.len()
@@ -117,59 +115,18 @@ pub fn with_check(status: &CanaryStatus, kept: &KeptCheck) -> Option<CanaryStatu
     })
 }
 
-/// The checks kept unwritten, by Canary UID: one entry per Canary at most, gone once its status is
-/// written, moves on, or the Canary goes.
-#[derive(Default)]
-pub struct KeptChecks(Mutex<HashMap<String, KeptCheck>>);
-
-impl KeptChecks {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, KeptCheck>> {
-        self.0.lock().expect("kept checks lock")
-    }
-
-    pub fn keep(&self, uid: &str, check: KeptCheck) {
-        self.map().insert(uid.to_string(), check);
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.map().remove(uid);
-    }
-
-    /// `status` with the check kept for `uid` (see [`with_check`]); a check the status has caught up
-    /// with or moved past is forgotten.
-    pub fn applied_to(&self, uid: &str, status: Option<&CanaryStatus>) -> Option<CanaryStatus> {
-        let mut map = self.map();
-        let kept = map.get(uid)?;
-        let applied = status.and_then(|s| with_check(s, kept));
-        if applied.is_none() {
-            map.remove(uid);
-        }
-        applied
-    }
-
-    /// Forgets the checks of Canaries `live` does not know (deleted while a watch was away).
-    pub fn retain_live(&self, live: impl FnOnce() -> HashSet<String>) {
-        let mut map = self.map();
-        if map.is_empty() {
-            return;
-        }
-        let live = live();
-        map.retain(|uid, _| live.contains(uid));
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
     use crate::api::canary::{CanaryPhase, MetricOutcome, MetricResult};
 
-    fn at(secs: i64) -> Timestamp {
+    pub(crate) fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
-    fn checked(secs: i64, outcome: MetricOutcome, value: f64) -> CanaryStatus {
+    pub(crate) fn checked(secs: i64, outcome: MetricOutcome, value: f64) -> CanaryStatus {
         CanaryStatus {
             phase: Some(CanaryPhase::Paused),
             analysis: Some(AnalysisStatus {
@@ -245,24 +202,5 @@ mod tests {
         let mut failed_since = checked(3, MetricOutcome::Fail, 0.9);
         failed_since.analysis.as_mut().unwrap().failures = 1;
         assert!(with_check(&failed_since, &kept).is_none());
-    }
-
-    #[test]
-    fn kept_checks_go_once_the_status_catches_up_or_the_canary_is_gone() {
-        let kept = KeptChecks::default();
-        let recorded = checked(0, MetricOutcome::Pass, 0.1);
-        kept.keep("a", KeptCheck::of(&checked(5, MetricOutcome::Pass, 0.2)).unwrap());
-        assert!(kept.applied_to("a", Some(&recorded)).is_some());
-        // Written since: forgotten, and not applied again.
-        assert!(
-            kept.applied_to("a", Some(&checked(5, MetricOutcome::Pass, 0.2)))
-                .is_none()
-        );
-        assert!(kept.applied_to("a", Some(&recorded)).is_none());
-        kept.keep("b", KeptCheck::of(&checked(5, MetricOutcome::Pass, 0.2)).unwrap());
-        kept.retain_live(|| ["c".to_string()].into());
-        assert!(kept.applied_to("b", Some(&recorded)).is_none());
-        // Nothing kept: the live set is not even built.
-        kept.retain_live(|| unreachable!("no check is kept"));
     }
 }

@@ -929,3 +929,18 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
         stalled.message
     );
 }
+
+#[test]
+fn the_finalizer_goes_on_first_and_deletion_hands_back_only_while_it_is_held() {
+    const FINALIZER: &str = "kaizen.dev/canary";
+    let mut c = canary(serde_json::json!({}));
+    assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::Adopt);
+    c.metadata.finalizers = Some(vec!["other.example/keep".into(), FINALIZER.into()]);
+    assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::Roll);
+    c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(
+        "2026-03-01T10:00:00Z",
+    )));
+    assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::HandBack);
+    c.metadata.finalizers = Some(vec!["other.example/keep".into()]);
+    assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::Gone);
+}

@@ -5,11 +5,14 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{
-    deadline, ladder,
-    outcome::{self, Readings},
-    verify::verify,
-};
+pub mod deadline;
+pub mod ladder;
+pub mod observations;
+pub mod outcome;
+pub mod verify;
+
+pub use self::observations::{CanaryVerdict, Observations, Probe};
+use self::verify::verify;
 use crate::{
     api::{
         action_item::{
@@ -21,61 +24,22 @@ use crate::{
     policy::Policy,
 };
 
-/// What the controller observed about the item's surroundings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observations {
-    /// `None` when the item names no incident.
-    pub incident_exists: Option<bool>,
-    /// The Canaries that can verify the item (its `verification.canaryRef`, and any Canary whose
-    /// `actionItemRef` names it).
-    pub canary: CanaryVerdict,
-    /// The Prometheus condition's evaluation, when it was evaluated this round.
-    pub probe: Option<Probe>,
-    /// When the Prometheus condition was last evaluated (this round included).
-    pub last_probe_at: Option<Timestamp>,
-    /// The outcome measurements taken this round (see [`outcome::plan`]).
-    pub outcome: Readings,
-}
-
-impl Observations {
-    pub const NOTHING: Self = Self {
-        incident_exists: None,
-        canary: CanaryVerdict::NotInvolved,
-        probe: None,
-        last_probe_at: None,
-        outcome: Readings {
-            baseline: None,
-            measured: None,
-        },
-    };
-}
-
-/// Where the Canaries that verify the item stand.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CanaryVerdict {
-    NotInvolved,
-    /// This Canary reached Succeeded.
-    Promoted(String),
-    /// This Canary exists and has not promoted yet; its phase, if any.
-    Waiting(String, Option<String>),
-    /// `verification.canaryRef` names a Canary that does not exist.
-    Missing(String),
-}
-
-/// One evaluation of a Prometheus verification query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Probe {
-    Value(f64),
-    NoData,
-    Error(String),
-}
-
 #[derive(Debug, PartialEq)]
 pub struct Decision {
     pub status: ActionItemStatus,
     /// The next moment the status changes by itself (due-soon, due, a notification, a verification
     /// check, the outcome's judgement).
     pub wake_at: Option<Timestamp>,
+}
+
+impl Decision {
+    /// Whether the decided status records the item verified (its verification is not probed again).
+    pub fn verified(&self) -> bool {
+        self.status
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.verified_at.is_some())
+    }
 }
 
 /// The effective deadline: `dueAt`, creation + `dueIn`, or creation + the policy for the priority.
@@ -157,6 +121,78 @@ pub fn decide(
 
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);
+    let deadline = Deadline { due, terminal, overdue };
+    let (record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+
+    let transition_wake = if terminal {
+        None
+    } else if now < soon_from {
+        Some(soon_from)
+    } else if now < due {
+        Some(due)
+    } else {
+        None
+    };
+
+    let mut facts = deadline_facts(due, due_soon, overdue, level, &rungs);
+    facts.extend(verified_fact);
+    facts.extend(judged.fact);
+    match (obs.incident_exists, &item.spec.incident_ref) {
+        (Some(false), Some(r)) => facts.extend(conditions::stalled(
+            "IncidentNotFound",
+            format!("spec.incidentRef names Incident {:?}, which does not exist in this namespace. Create it or fix the name.", r.name),
+        )),
+        _ => facts.extend(conditions::healthy(None, phase.as_str(), format!("The item is {} and due at {due}.", phase.as_str()))),
+    }
+
+    let status = ActionItemStatus {
+        observed_generation: item.metadata.generation,
+        due_at: Some(Time(due)),
+        phase: Some(phase),
+        completed_at,
+        escalation_level: (level > 0 || old.escalation_level.is_some()).then_some(level),
+        notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
+        verification: verification.map(Box::new),
+        outcome: judged.status.map(Box::new),
+        conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
+    };
+    let wake_at = [transition_wake, notify_wake, verify_wake, judged.wake_at]
+        .into_iter()
+        .fold(None, ladder::earliest);
+    Decision { status, wake_at }
+}
+
+/// The id of a notification, also its `Idempotency-Key`: the item's UID, the kind's stable name and
+/// the second it was decided. Receivers deduplicate on it, so its spelling never changes.
+pub fn notification_id(uid: &str, kind: NotificationKind, decided_at: Timestamp) -> String {
+    let kind: &str = kind.into();
+    format!("{uid}:{kind}:{}", decided_at.as_second())
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Where the item stands against its deadline.
+#[derive(Clone, Copy)]
+struct Deadline {
+    due: Timestamp,
+    terminal: bool,
+    overdue: bool,
+}
+
+/// The notification record, the escalation level and when a notification is next owed: an outcome
+/// notice when the fix was judged Ineffective, else the ladder's reminders and escalations while the
+/// item is overdue.
+fn notifications(
+    item: &ActionItem,
+    policy: &Policy,
+    old: &ActionItemStatus,
+    rungs: &[ladder::Rung],
+    judged: &outcome::Judged,
+    deadline: Deadline,
+    now: Timestamp,
+) -> (Box<NotificationRecord>, u32, Option<Timestamp>) {
+    let Deadline { due, terminal, overdue } = deadline;
     let mut record = old.notifications.clone().unwrap_or_default();
     let mut level = old.escalation_level.unwrap_or(0);
     let mut notify_wake = None;
@@ -205,7 +241,7 @@ pub fn decide(
             level,
             last_reminder_at: record.last_reminder_at.as_ref().map(|t| t.0),
         };
-        let (due_now, wake) = ladder::next(due, &rungs, rec, policy.reminder_interval, &item.spec.owner, now);
+        let (due_now, wake) = ladder::next(due, rungs, rec, policy.reminder_interval, &item.spec.owner, now);
         notify_wake = wake;
         if let Some(n) = due_now {
             match n.kind {
@@ -226,16 +262,17 @@ pub fn decide(
         }
     }
 
-    let transition_wake = if terminal {
-        None
-    } else if now < soon_from {
-        Some(soon_from)
-    } else if now < due {
-        Some(due)
-    } else {
-        None
-    };
+    (record, level, notify_wake)
+}
 
+/// The conditions of the deadline: DueSoon, Overdue, Escalated.
+fn deadline_facts(
+    due: Timestamp,
+    due_soon: bool,
+    overdue: bool,
+    level: u32,
+    rungs: &[ladder::Rung],
+) -> Vec<ConditionFact> {
     // DueSoon and Overdue are abnormal-true conditions (as kstatus treats Stalled): present while
     // true, absent otherwise. `status.dueAt` and the phase say the rest, and each cached item stays
     // two conditions smaller (see README, Performance).
@@ -269,36 +306,5 @@ pub fn decide(
             format!("Escalation step {level} of {} reached: {who} notified.", rungs.len()),
         ));
     }
-    facts.extend(verified_fact);
-    facts.extend(judged.fact);
-    match (obs.incident_exists, &item.spec.incident_ref) {
-        (Some(false), Some(r)) => facts.extend(conditions::stalled(
-            "IncidentNotFound",
-            format!("spec.incidentRef names Incident {:?}, which does not exist in this namespace. Create it or fix the name.", r.name),
-        )),
-        _ => facts.extend(conditions::healthy(None, phase.as_str(), format!("The item is {} and due at {due}.", phase.as_str()))),
-    }
-
-    let status = ActionItemStatus {
-        observed_generation: item.metadata.generation,
-        due_at: Some(Time(due)),
-        phase: Some(phase),
-        completed_at,
-        escalation_level: (level > 0 || old.escalation_level.is_some()).then_some(level),
-        notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
-        verification: verification.map(Box::new),
-        outcome: judged.status.map(Box::new),
-        conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
-    };
-    let wake_at = [transition_wake, notify_wake, verify_wake, judged.wake_at]
-        .into_iter()
-        .fold(None, ladder::earliest);
-    Decision { status, wake_at }
-}
-
-/// The id of a notification, also its `Idempotency-Key`: the item's UID, the kind's stable name and
-/// the second it was decided. Receivers deduplicate on it, so its spelling never changes.
-pub fn notification_id(uid: &str, kind: NotificationKind, decided_at: Timestamp) -> String {
-    let kind: &str = kind.into();
-    format!("{uid}:{kind}:{}", decided_at.as_second())
+    facts
 }

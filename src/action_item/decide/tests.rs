@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{decide::*, verify::*};
+use super::{verify::*, *};
 use crate::api::{action_item::ActionItemSpec, duration::Duration};
 use crate::{
     api::{ActionItem, action_item::*, conditions},

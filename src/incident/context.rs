@@ -1,0 +1,34 @@
+//! What an Incident reconcile works with, beside the shared [`Context`].
+
+use std::sync::Arc;
+
+use kube::{core::DeserializeGuard, runtime::reflector::Store};
+
+use super::follow_ups::FollowUps;
+use crate::{
+    api::Incident,
+    runtime::{Context, KindWriter},
+};
+
+/// What an Incident reconcile works with: the shared [`Context`], the Incident cache, the Incident
+/// status writer (shared with the alert receiver, which writes a group's status) and the follow-up
+/// index the item watch keeps.
+pub struct IncidentContext {
+    pub shared: Arc<Context>,
+    pub incidents: Store<DeserializeGuard<Incident>>,
+    pub writer: Arc<KindWriter<Incident>>,
+    pub follow_ups: Arc<FollowUps>,
+}
+
+impl IncidentContext {
+    pub fn new(shared: Arc<Context>, incidents: Store<DeserializeGuard<Incident>>, follow_ups: Arc<FollowUps>) -> Self {
+        Self {
+            writer: Arc::new(shared.kind_writer()),
+            shared,
+            incidents,
+            follow_ups,
+        }
+    }
+}
+
+crate::shares_context!(IncidentContext);
