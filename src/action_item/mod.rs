@@ -66,9 +66,10 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<Context>) ->
         .expect("probe schedule lock")
         .get(&uid)
         .copied();
-    let probe = match item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) {
-        Some(prom) if verify::probe_due(item, last_probe_at, now) => {
-            let result = observe::probe(&ctx, prom).await;
+    // An address the policy refuses is never asked; the decision says why (see `verify`).
+    let probe = match verify::source(item, &ctx.policy) {
+        Some((prom, Ok(address))) if verify::probe_due(item, last_probe_at, now) => {
+            let result = observe::probe(&ctx, &address, prom).await;
             ctx.memory
                 .probed
                 .lock()

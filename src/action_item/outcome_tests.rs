@@ -5,6 +5,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::*;
+
+/// The judgement of an outcome whose address the policy allows.
+fn judge(item: &ActionItem, readings: &Readings, completed_at: Option<Timestamp>, now: Timestamp) -> Judged {
+    super::judge(item, readings, completed_at, None, now)
+}
 use crate::{
     action_item::decide::{Observations, decide},
     api::action_item::{ActionItemSpec, ActionItemStatus, NotificationKind},

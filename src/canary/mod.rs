@@ -104,6 +104,9 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
     let canary = planned_from.as_ref().unwrap_or(&recorded);
     let workloads = Workloads::of(ctx, ns, canary);
     let io = workloads.io(ctx, ns, canary);
+    // Checked on every reconcile, not only when analysis is due: a Canary naming an address the policy
+    // refuses stalls before its rollout starts, and is never queried.
+    let sources = observe::metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
         target: observe::observe_target(
             canary,
@@ -115,17 +118,19 @@ async fn roll(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> Result<Ac
         route: observe::observe_route(ctx, ns, canary).await?,
         annotations: Annotations::from_canary(canary),
         analysis: None,
+        refused_source: sources.as_ref().err().cloned(),
     };
     let now = Timestamp::now();
-    if decide::analysis_due(canary, &obs, now)
+    if let Ok(addresses) = &sources
+        && decide::analysis_due(canary, &obs, now)
         && let Some(analysis) = &canary.spec.analysis
     {
-        let address = &ctx.policy.prometheus.default_address;
         let fetched = futures::future::join_all(
             analysis
                 .metrics
                 .iter()
-                .map(|m| observe::fetch(&ctx.prometheus, address, canary, ns, m)),
+                .zip(addresses)
+                .map(|(m, a)| observe::fetch(&ctx.prometheus, a, canary, ns, m)),
         )
         .await;
         obs.analysis = Some(

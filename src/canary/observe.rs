@@ -23,6 +23,7 @@ use crate::{
     analysis::Fetched,
     api::canary::{Canary, Metric},
     error::Result,
+    policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
     runtime::Context,
 };
@@ -153,9 +154,22 @@ pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<R
     }
 }
 
+/// The address of every metric, if the policy allows them all; else the message of the first refused.
+pub fn metric_sources(policy: &PrometheusSettings, canary: &Canary) -> Result<Vec<AllowedAddress>, String> {
+    let metrics = canary.spec.analysis.iter().flat_map(|a| a.metrics.iter());
+    metrics
+        .enumerate()
+        .map(|(i, m)| {
+            policy.allow(
+                &format!("spec.analysis.metrics[{i}].prometheus.address"),
+                m.prometheus.address.as_deref(),
+            )
+        })
+        .collect()
+}
+
 /// Runs one metric's queries: `{{ target }}` is the Deployment serving the role queried.
-pub async fn fetch(prom: &Prometheus, default_address: &str, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
-    let address = metric.prometheus.address.as_deref().unwrap_or(default_address);
+pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
     let interval = decide::interval_prometheus(canary);
     let primary = primary_name(canary);
     let query = |role: &str| {
