@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     Env, WAIT,
-    build::{analysis, at_most, canary, dur, item, set_weight},
+    build::{analysis, at_most, canary, dur, item, pause, set_weight},
     condition, helm, kubectl_blocking, prometheus_policy, rand_suffix, run_kubectl_stdin,
     servers::{Answer, Counter, prometheus_url},
     wait_for,
@@ -64,7 +64,7 @@ fn canary_at(target: &str, address: &str) -> CanarySpec {
     m.prometheus.address = Some(address.to_string());
     CanarySpec {
         analysis: Some(analysis("2s", vec![m])),
-        ..canary(target, vec![set_weight(50)])
+        ..canary(target, vec![set_weight(50), pause("30s")])
     }
 }
 
@@ -182,11 +182,18 @@ impl Drop for AdmissionPolicy {
 
 /// `kubectl apply` of `object` into `env`'s namespace: (accepted, what kubectl said).
 async fn apply(env: &Env, object: Value) -> (bool, String) {
-    let (ok, out, err) = run_kubectl_stdin(
-        &["apply", "--namespace", &env.ns, "-f", "-"],
-        &serde_json::to_string(&object).unwrap(),
-    )
-    .await;
+    kubectl_apply(env, object, &[]).await
+}
+
+/// [`apply`] as a server-side dry run: admission runs, nothing is stored.
+async fn apply_dry_run(env: &Env, object: Value) -> (bool, String) {
+    kubectl_apply(env, object, &["--dry-run=server"]).await
+}
+
+async fn kubectl_apply(env: &Env, object: Value, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["apply", "--namespace", &env.ns, "-f", "-"];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = run_kubectl_stdin(&args, &serde_json::to_string(&object).unwrap()).await;
     (ok, format!("{out}{err}"))
 }
 
@@ -200,10 +207,18 @@ async fn the_charts_admission_policy_refuses_them_at_kubectl_apply() {
     let allowed = "http://127.0.0.1:9/prom";
     let _policy = AdmissionPolicy::install(&env, &[allowed]).await;
     let outside = "http://127.0.0.1:18777/internal/admin";
-    // The apiserver picks a new policy up within a moment: the first refusal is the sign.
-    let first = wait_for(WAIT, "the admission policy to refuse an outside address", || async {
-        let (ok, said) = apply(&env, object("ActionItem", "verify", verified_at(outside))).await;
-        (!ok).then_some(said)
+    // The apiserver picks a new policy up within a moment: the first refusal is the sign. Each try is a
+    // dry run under a new name, so none is an update that leaves the spec alone (which the policy lets
+    // through) and none stays behind.
+    let mut tries = 0;
+    let first = wait_for(WAIT, "the admission policy to refuse an outside address", || {
+        tries += 1;
+        let probe = object("ActionItem", &format!("probe{tries}"), verified_at(outside));
+        let env = &env;
+        async move {
+            let (ok, said) = apply_dry_run(env, probe).await;
+            (!ok).then_some(said)
+        }
     })
     .await;
     let refused = [
@@ -298,12 +313,27 @@ async fn a_non_prometheus_answer_reaches_no_status_event_or_log() {
         let c = item_condition(&env, &format!("outcome{i}"), "OutcomeMet", |c| c.reason == reason).await;
         assert!(c.message.contains(host), "{}", c.message);
     }
+    // A Canary's analysis reads the same way: an error it counts, with the status and host only.
+    env.target("web", "v1", 2).await;
+    env.canary("web", canary_at("web", &urls[0])).await;
+    env.canary_phase("web", CanaryPhase::Idle).await;
+    env.set_image("web", "v2").await;
+    let s = env
+        .canary_where("web", "an analysis error", |s| {
+            s.analysis.as_ref().is_some_and(|a| a.errors >= 1)
+        })
+        .await;
+    let shown = serde_json::to_string(&s).unwrap();
+    assert!(shown.contains("not a Prometheus API response"), "{shown}");
     for server in [&ok_text, &err_text, &json_err] {
         assert!(!server.requests().is_empty(), "each server was asked");
     }
     // Nowhere a tenant (or a log reader) could look: statuses, Events, the log above debug.
-    let statuses = serde_json::to_string(&env.items.list(&Default::default()).await.unwrap().items).unwrap();
-    assert!(!statuses.contains(&secret), "{statuses}");
+    let items = serde_json::to_string(&env.items.list(&Default::default()).await.unwrap().items).unwrap();
+    let canaries = serde_json::to_string(&env.canaries.list(&Default::default()).await.unwrap().items).unwrap();
+    for statuses in [items, canaries] {
+        assert!(!statuses.contains(&secret), "{statuses}");
+    }
     let events = env
         .api::<k8s_openapi::api::events::v1::Event>()
         .list(&Default::default())
