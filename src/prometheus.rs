@@ -8,22 +8,43 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-/// Why a query produced no usable answer.
+use crate::{notify::plain, policy::addresses::AllowedAddress};
+
+/// Why a query produced no usable answer. It reaches statuses, Events and logs, so it carries nothing
+/// the server chose to say, except the error type and (bounded) text of a Prometheus API error
+/// document: an address may point at something that is not Prometheus, and its answer must not be
+/// reflected back to whoever named it. The address appears as its host only (its path may be secret).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
-    #[error("Prometheus at {address} is unreachable: {message}")]
-    Unreachable { address: String, message: String },
-    #[error("Prometheus at {address} answered HTTP {status}: {message}")]
-    Http {
-        address: String,
-        status: u16,
-        message: String,
-    },
+    #[error("Prometheus at {host} is unreachable: {message}")]
+    Unreachable { host: String, message: String },
+    #[error("Prometheus at {host} answered HTTP {status}, not a Prometheus API response")]
+    Http { host: String, status: u16 },
+    #[error(
+        "Prometheus at {host} answered with a redirect (HTTP {status}); Kaizen never follows redirects for metric queries: name the final address instead"
+    )]
+    Redirected { host: String, status: u16 },
     #[error("Prometheus rejected the query ({kind}): {message}")]
     Rejected { kind: String, message: String },
-    #[error("Prometheus answered something Kaizen cannot read: {0}")]
-    Decode(String),
+    #[error("Prometheus at {host} answered something Kaizen cannot read: {what}")]
+    Decode { host: String, what: &'static str },
 }
+
+/// The error types of the Prometheus HTTP API: an error document with another one is not Prometheus'.
+const ERROR_TYPES: [&str; 8] = [
+    "timeout",
+    "canceled",
+    "execution",
+    "bad_data",
+    "internal",
+    "unavailable",
+    "not_found",
+    "not_acceptable",
+];
+/// The longest Prometheus error text kept.
+const MAX_ERROR_CHARS: usize = 300;
+/// The largest answer read: a bigger one is refused rather than held in memory.
+const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// One series of an instant query: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,73 +99,68 @@ struct MatrixItem {
     values: Vec<(f64, String)>,
 }
 
-fn parse_value(s: &str) -> Result<f64, QueryError> {
+/// A sample value, `None` when it is not a number (the value itself is never shown: see `QueryError`).
+fn parse_value(s: &str) -> Option<f64> {
     // Prometheus spells special floats its own way.
     match s {
-        "NaN" => Ok(f64::NAN),
-        "+Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => s
-            .parse()
-            .map_err(|_| QueryError::Decode(format!("value {s:?} is not a number"))),
+        "NaN" => Some(f64::NAN),
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
     }
 }
 
 impl Prometheus {
-    /// A client whose every request gives up after `timeout`.
+    /// A client whose every request gives up after `timeout` and never follows a redirect: a
+    /// permitted address must not lead the operator to one the policy does not permit.
     pub fn new(timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a TLS backend is compiled in");
         Self { http }
     }
 
-    async fn get(&self, address: &str, path: &str, params: &[(&str, String)]) -> Result<Data, QueryError> {
-        let url = format!("{}/api/v1/{path}", address.trim_end_matches('/'));
-        let resp = self
-            .http
-            .get(&url)
-            .query(params)
-            .send()
-            .await
-            .map_err(|e| QueryError::Unreachable {
-                address: address.to_string(),
-                message: without_url(&e),
-            })?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| QueryError::Unreachable {
-            address: address.to_string(),
+    async fn get(&self, address: &AllowedAddress, path: &str, params: &[(&str, String)]) -> Result<Data, QueryError> {
+        let host = address.host();
+        let mut url = address.url().clone();
+        url.set_path(&format!("{}/api/v1/{path}", url.path().trim_end_matches('/')));
+        let unreachable = |e: reqwest::Error| QueryError::Unreachable {
+            host: host.clone(),
             message: without_url(&e),
-        })?;
-        // Prometheus reports bad queries as 400/422 with a JSON body that says why; prefer that message.
-        match serde_json::from_slice::<Envelope>(&body) {
-            Ok(env) if env.status == "success" => env
-                .data
-                .ok_or_else(|| QueryError::Decode("success without data".into())),
-            Ok(env) => Err(QueryError::Rejected {
-                kind: env.error_type.unwrap_or_else(|| "error".into()),
-                message: env.error.unwrap_or_default(),
-            }),
-            Err(_) if !status.is_success() => Err(QueryError::Http {
-                address: address.to_string(),
+        };
+        let mut resp = self.http.get(url).query(params).send().await.map_err(unreachable)?;
+        let status = resp.status();
+        if status.is_redirection() {
+            return Err(QueryError::Redirected {
+                host,
                 status: status.as_u16(),
-                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
-            }),
-            Err(e) => Err(QueryError::Decode(e.to_string())),
+            });
         }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(QueryError::Decode {
+                    host,
+                    what: "the answer is larger than 32 MiB",
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        decode(&host, status, &body)
     }
 
     /// Evaluates `query` now. A scalar result comes back as one unlabelled sample.
-    pub async fn instant(&self, address: &str, query: &str) -> Result<Vec<Sample>, QueryError> {
+    pub async fn instant(&self, address: &AllowedAddress, query: &str) -> Result<Vec<Sample>, QueryError> {
         self.instant_at(address, query, None).await
     }
 
     /// Evaluates `query` at `time` (now when `None`): a past instant is answered from history.
     pub async fn instant_at(
         &self,
-        address: &str,
+        address: &AllowedAddress,
         query: &str,
         time: Option<Timestamp>,
     ) -> Result<Vec<Sample>, QueryError> {
@@ -152,30 +168,35 @@ impl Prometheus {
         if let Some(t) = time {
             params.push(("time", format!("{:.3}", t.as_millisecond() as f64 / 1000.0)));
         }
+        let not_a_number = || QueryError::Decode {
+            host: address.host(),
+            what: "a sample value is not a number",
+        };
         match self.get(address, "query", &params).await? {
             Data::Vector(items) => items
                 .into_iter()
                 .map(|i| {
                     Ok(Sample {
                         labels: i.metric,
-                        value: parse_value(&i.value.1)?,
+                        value: parse_value(&i.value.1).ok_or_else(not_a_number)?,
                     })
                 })
                 .collect(),
             Data::Scalar((_, v)) => Ok(vec![Sample {
                 labels: Default::default(),
-                value: parse_value(&v)?,
+                value: parse_value(&v).ok_or_else(not_a_number)?,
             }]),
-            Data::Matrix(_) | Data::String(_) => Err(QueryError::Decode(
-                "an instant query must return a vector or a scalar".into(),
-            )),
+            Data::Matrix(_) | Data::String(_) => Err(QueryError::Decode {
+                host: address.host(),
+                what: "an instant query must return a vector or a scalar",
+            }),
         }
     }
 
     /// Evaluates `query` at every `step` from `start` to `end`.
     pub async fn range(
         &self,
-        address: &str,
+        address: &AllowedAddress,
         query: &str,
         start: Timestamp,
         end: Timestamp,
@@ -187,18 +208,56 @@ impl Prometheus {
             ("end", format!("{:.3}", end.as_millisecond() as f64 / 1000.0)),
             ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
         ];
+        let decode = |what| QueryError::Decode {
+            host: address.host(),
+            what,
+        };
         match self.get(address, "query_range", &params).await? {
             Data::Matrix(items) => items
                 .into_iter()
                 .map(|i| {
                     Ok(Series {
                         labels: i.metric,
-                        values: i.values.iter().map(|(_, v)| parse_value(v)).collect::<Result<_, _>>()?,
+                        values: i
+                            .values
+                            .iter()
+                            .map(|(_, v)| parse_value(v))
+                            .collect::<Option<_>>()
+                            .ok_or_else(|| decode("a sample value is not a number"))?,
                     })
                 })
                 .collect(),
-            _ => Err(QueryError::Decode("a range query must return a matrix".into())),
+            _ => Err(decode("a range query must return a matrix")),
         }
+    }
+}
+
+/// What an answer says: the data of a Prometheus success document, the type and bounded text of a
+/// Prometheus error document, or else only the HTTP status (see `QueryError`).
+fn decode(host: &str, status: reqwest::StatusCode, body: &[u8]) -> Result<Data, QueryError> {
+    let host = host.to_string();
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(env) if env.status == "success" => env.data.ok_or(QueryError::Decode {
+            host,
+            what: "a success without data",
+        }),
+        Ok(Envelope {
+            status: s,
+            error_type: Some(kind),
+            error: Some(message),
+            ..
+        }) if s == "error" && ERROR_TYPES.contains(&kind.as_str()) => Err(QueryError::Rejected {
+            kind,
+            message: plain(&message, MAX_ERROR_CHARS),
+        }),
+        _ if !status.is_success() => Err(QueryError::Http {
+            host,
+            status: status.as_u16(),
+        }),
+        _ => Err(QueryError::Decode {
+            host,
+            what: "the answer is not a Prometheus API response",
+        }),
     }
 }
 
@@ -276,7 +335,7 @@ impl QueryError {
             QueryError::Unreachable { .. } => true,
             QueryError::Http { status, .. } => *status >= 500 || *status == 429,
             QueryError::Rejected { kind, .. } => kind == "timeout" || kind == "unavailable" || kind == "internal",
-            QueryError::Decode(_) => false,
+            QueryError::Redirected { .. } | QueryError::Decode { .. } => false,
         }
     }
 }
@@ -356,6 +415,51 @@ mod tests {
         assert!(parse_value("NaN").unwrap().is_nan());
         assert_eq!(parse_value("+Inf").unwrap(), f64::INFINITY);
         assert_eq!(parse_value("0.25").unwrap(), 0.25);
-        assert!(parse_value("x").is_err());
+        assert!(parse_value("x").is_none());
+    }
+
+    fn decoded(status: u16, body: &str) -> Result<(), QueryError> {
+        decode("h:1", reqwest::StatusCode::from_u16(status).unwrap(), body.as_bytes()).map(|_| ())
+    }
+
+    #[test]
+    fn only_a_prometheus_error_document_is_shown_and_bounded() {
+        let long = "x".repeat(1000);
+        let doc = format!(r#"{{"status":"error","errorType":"bad_data","error":"parse error: {long}"}}"#);
+        let Err(QueryError::Rejected { kind, message }) = decoded(400, &doc) else {
+            panic!("a Prometheus error document is Rejected")
+        };
+        assert_eq!(kind, "bad_data");
+        assert!(
+            message.starts_with("parse error: x") && message.chars().count() <= 300,
+            "{message}"
+        );
+        // Anything else shows the status and the host, never the body.
+        for (status, body) in [
+            (403, "secret admin page"),
+            (200, "secret admin page"),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"secret","result":"secret"}}"#,
+            ),
+            (500, r#"{"status":"error","errorType":"secret","error":"secret"}"#),
+            (200, r#"{"status":"secret"}"#),
+        ] {
+            let e = decoded(status, body).unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains("secret"), "{status} {body}: {text}");
+            assert!(text.contains("h:1"), "{text}");
+        }
+        assert!(matches!(decoded(403, "x"), Err(QueryError::Http { status: 403, .. })));
+    }
+
+    #[test]
+    fn a_redirect_is_named_and_final() {
+        let e = QueryError::Redirected {
+            host: "h:1".into(),
+            status: 302,
+        };
+        assert!(e.to_string().contains("redirect (HTTP 302)"), "{e}");
+        assert!(!e.transient());
     }
 }

@@ -182,7 +182,9 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
 /// failures), each on its own Canary in one namespace.
 #[tokio::test]
 async fn comparison_no_data_and_unreachable_prometheus_are_separate_outcomes() {
-    let e = env("canary-analysis").await;
+    // The unreachable address is one the policy allows: a refused one would stall instead.
+    let policy = format!("{}  allowedAddresses: [\"http://127.0.0.1:1\"]\n", prometheus_policy());
+    let e = Env::start("canary-analysis", &policy).await;
     let exporter = Exporter::start("latency{role=\"canary\"} 0.5\nlatency{role=\"primary\"} 0.1\n").await;
     exporter.wait_visible(&exporter.series("latency")).await;
     for name in ["cmp", "nodata", "down"] {

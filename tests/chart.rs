@@ -15,6 +15,7 @@ use common::{
     rand_suffix, repo_root, run_kubectl_stdin, wait_for,
 };
 use k8s_openapi::api::{
+    admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
     apps::v1::Deployment,
     core::v1::{ConfigMap, Pod, ServiceAccount},
     policy::v1::PodDisruptionBudget,
@@ -340,6 +341,18 @@ async fn install_then_upgrade_then_uninstall() {
         json!([{"kind": "ServiceAccount", "name": fullname, "namespace": ns}])
     );
     crs.get(&fullname).await.expect("the cluster-wide ClusterRole");
+    // The admission policy of metric sources is on by default: a policy and a binding per kind, the
+    // allow-list being the default address alone.
+    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let vapbs: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    let vap_names = ["canaries", "actionitems"].map(|r| format!("{fullname}-{r}-prometheus-addresses"));
+    for name in &vap_names {
+        let vap = json_of(&vaps, name).await;
+        let rule = vap["spec"]["validations"][0]["expression"].as_str().unwrap();
+        assert!(rule.contains("[['http://prometheus.monitoring:9090','']]"), "{rule}");
+        let binding = json_of(&vapbs, name).await;
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]), "{binding}");
+    }
 
     // The mounted policy is one the operator loads, with the chart's defaults.
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -432,4 +445,7 @@ async fn install_then_upgrade_then_uninstall() {
     assert!(gone(&crs, &crds_binding).await, "{crds_binding} removed");
     assert!(gone(&Api::<Role>::namespaced(client.clone(), &w1.ns), &scoped).await);
     assert!(gone(&deployments, &fullname).await);
+    for name in &vap_names {
+        assert!(gone(&vaps, name).await && gone(&vapbs, name).await, "{name} removed");
+    }
 }

@@ -186,7 +186,10 @@ async fn prometheus_verification_passes_only_when_the_condition_holds() {
     let exporter = Exporter::start("kaizen_test_error_ratio 0.001\n").await;
     let series = exporter.series("kaizen_test_error_ratio");
     exporter.wait_visible(&series).await;
-    env.start_operator(&prometheus_policy()).await;
+    // A closed port the policy allows: the one address of this test that is not the default.
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    env.start_operator(&format!("{}  allowedAddresses: [{closed}]\n", prometheus_policy()))
+        .await;
     let verify = |query: &str, condition: &str, address: Option<&str>| ActionItemSpec {
         state: ActionItemState::Done,
         due_in: Some(dur("30d")),
@@ -201,7 +204,6 @@ async fn prometheus_verification_passes_only_when_the_condition_holds() {
         })),
         ..item("Fix", "dana")
     };
-    let closed = format!("http://127.0.0.1:{}", common::free_port());
     for (name, spec) in [
         ("holds", verify(&series, "< 0.01", None)),
         ("breached", verify(&series, "> 1", None)),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{
     Env,
     build::{dur, incident, item, local_ref},
-    condition,
+    condition, prometheus_policy,
     servers::{Exporter, Receiver, prometheus_url},
     wait_for,
 };
@@ -114,7 +114,7 @@ async fn outcomes_are_effective_ineffective_or_inconclusive_and_the_incident_cou
         exporter.wait_visible(&back).await;
     }
     let receiver = Receiver::start().await;
-    let env = Env::with_sinks("outcome", &receiver).await;
+    let env = Env::with_sinks_and("outcome", &receiver, &prometheus_policy()).await;
     env.incident("inc", incident("Errors", Severity::Sev2)).await;
     let missing = format!(
         "sum(kaizen_test_metric_that_does_not_exist{{exporter=\"{}\"}})",
@@ -272,7 +272,7 @@ async fn a_restart_between_done_and_the_judgement_judges_once() {
         .wait_visible(&format!("sum({} offset 2s)", exporter.series("kaizen_test_errors")))
         .await;
     let receiver = Receiver::start().await;
-    let mut env = Env::with_sinks("outcomerestart", &receiver).await;
+    let mut env = Env::with_sinks_and("outcomerestart", &receiver, &prometheus_policy()).await;
     env.incident("inc", incident("Errors", Severity::Sev3)).await;
     env.action_item("fix", follow_up("inc", outcome(&query, "-50%", "6s", "2s")))
         .await;

@@ -23,6 +23,7 @@ use crate::{
         canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
     },
+    policy::addresses::AllowedAddress,
     runtime::Context,
 };
 
@@ -33,9 +34,10 @@ use crate::{
 pub async fn observe(ctx: &ActionItemContext, item: &ActionItem, ns: &str, now: Timestamp) -> Observations {
     let uid = item.metadata.uid.as_deref().unwrap_or_default();
     let mut last_probe_at = ctx.probes.last(uid);
-    let probe = match item.spec.verification.as_ref().and_then(|v| v.prometheus.as_ref()) {
-        Some(prom) if verify::probe_due(item, last_probe_at, now) => {
-            let result = probe(ctx, prom).await;
+    // An address the policy refuses is never asked; the decision says why (see `verify`).
+    let probe = match verify::source(item, &ctx.policy) {
+        Some((prom, Ok(address))) if verify::probe_due(item, last_probe_at, now) => {
+            let result = probe(ctx, &address, prom).await;
             ctx.probes.probed(uid, now);
             last_probe_at = Some(now);
             Some(result)
@@ -102,12 +104,8 @@ pub fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionI
     }
 }
 
-/// Evaluates the item's Prometheus verification query once.
-pub async fn probe(ctx: &Context, prom: &PrometheusVerification) -> Probe {
-    let address = prom
-        .address
-        .as_deref()
-        .unwrap_or(&ctx.policy.prometheus.default_address);
+/// Evaluates the item's Prometheus verification query once, at an address the policy allows.
+pub async fn probe(ctx: &Context, address: &AllowedAddress, prom: &PrometheusVerification) -> Probe {
     match ctx.prometheus.instant(address, &prom.query).await {
         Err(e) => Probe::Error(e.to_string()),
         Ok(samples) => match one_value(&samples) {
@@ -136,7 +134,11 @@ pub async fn outcome_readings(ctx: &Context, item: &ActionItem, plan: &Plan) -> 
     let Some(o) = item.spec.outcome.as_deref() else {
         return Readings::default();
     };
-    let read = |w: Window| read_window(ctx, o, w);
+    // An address the policy refuses is never asked; the decision says why (see `outcome::judge`).
+    let Some(Ok(address)) = outcome::source(item, &ctx.policy) else {
+        return Readings::default();
+    };
+    let read = |w: Window| read_window(ctx, &address, o, w);
     let (baseline, measured) = match (plan.baseline, plan.measure) {
         (Some(b), Some(m)) => {
             let (b, m) = futures::join!(read(b), read(m));
@@ -156,8 +158,7 @@ pub async fn outcome_readings(ctx: &Context, item: &ActionItem, plan: &Plan) -> 
     Readings { baseline, measured }
 }
 
-async fn read_window(ctx: &Context, o: &Outcome, window: Window) -> Reading {
-    let address = o.address.as_deref().unwrap_or(&ctx.policy.prometheus.default_address);
+async fn read_window(ctx: &Context, address: &AllowedAddress, o: &Outcome, window: Window) -> Reading {
     let query = outcome::averaged(&o.query, window);
     match ctx.prometheus.instant_at(address, &query, Some(window.to)).await {
         Err(e) => Reading::Failed {

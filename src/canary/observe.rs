@@ -24,6 +24,7 @@ use crate::{
     analysis::Fetched,
     api::canary::{Canary, Metric},
     error::Result,
+    policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
     runtime::Context,
 };
@@ -33,22 +34,27 @@ use crate::{
 pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary, ns: &str) -> Result<Observations> {
     let target = workloads.target.as_ref().map(|(d, r)| (d, r.as_str()));
     let primary = workloads.primary.as_ref();
+    // Checked on every reconcile, not only when analysis is due: a Canary naming an address the policy
+    // refuses stalls before its rollout starts, and is never queried.
+    let sources = metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
         target: observe_target(canary, target, primary, rival(&ctx.canaries, canary, ns).as_deref()),
         primary: observe_primary(primary),
         route: observe_route(ctx, ns, canary).await?,
         annotations: Annotations::from_canary(canary),
         analysis: None,
+        refused_source: sources.as_ref().err().cloned(),
     };
-    if decide::analysis_due(canary, &obs, Timestamp::now())
+    if let Ok(addresses) = &sources
+        && decide::analysis_due(canary, &obs, Timestamp::now())
         && let Some(analysis) = &canary.spec.analysis
     {
-        let address = &ctx.policy.prometheus.default_address;
         let fetched = futures::future::join_all(
             analysis
                 .metrics
                 .iter()
-                .map(|m| fetch(&ctx.prometheus, address, canary, ns, m)),
+                .zip(addresses)
+                .map(|(m, a)| fetch(&ctx.prometheus, a, canary, ns, m)),
         )
         .await;
         obs.analysis = Some(
@@ -189,9 +195,22 @@ pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<R
     }
 }
 
+/// The address of every metric, if the policy allows them all; else the message of the first refused.
+pub fn metric_sources(policy: &PrometheusSettings, canary: &Canary) -> Result<Vec<AllowedAddress>, String> {
+    let metrics = canary.spec.analysis.iter().flat_map(|a| a.metrics.iter());
+    metrics
+        .enumerate()
+        .map(|(i, m)| {
+            policy.allow(
+                &format!("spec.analysis.metrics[{i}].prometheus.address"),
+                m.prometheus.address.as_deref(),
+            )
+        })
+        .collect()
+}
+
 /// Runs one metric's queries: `{{ target }}` is the Deployment serving the role queried.
-pub async fn fetch(prom: &Prometheus, default_address: &str, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
-    let address = metric.prometheus.address.as_deref().unwrap_or(default_address);
+pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
     let interval = decide::interval_prometheus(canary);
     let primary = primary_name(canary);
     let query = |role: &str| {

@@ -82,6 +82,11 @@ impl Env {
     /// (`pager`) posting to `receiver` under `/slack` and `/json`, their URLs in Secret `hooks` in the
     /// namespace (also the operator's own), reminding every hour.
     pub async fn with_sinks(prefix: &str, receiver: &super::servers::Receiver) -> Self {
+        Self::with_sinks_and(prefix, receiver, "").await
+    }
+
+    /// [`Env::with_sinks`] with more `policy` lines (say, its Prometheus addresses).
+    pub async fn with_sinks_and(prefix: &str, receiver: &super::servers::Receiver, policy: &str) -> Self {
         let mut env = Self::new(prefix).await;
         env.secret(
             "hooks",
@@ -89,11 +94,11 @@ impl Env {
         )
         .await;
         let launch = env
-            .launch(
+            .launch(&format!(
                 "reminderInterval: 1h\nsinks:\n\
-                 - {name: chat, format: slack, urlSecretRef: {name: hooks, key: slack}}\n\
-                 - {name: pager, format: json, urlSecretRef: {name: hooks, key: json}}\n",
-            )
+                 - {{name: chat, format: slack, urlSecretRef: {{name: hooks, key: slack}}}}\n\
+                 - {{name: pager, format: json, urlSecretRef: {{name: hooks, key: json}}}}\n{policy}"
+            ))
             .own_namespace(&env.ns);
         env.run_operator(launch).await;
         env

@@ -234,3 +234,63 @@ impl Drop for Receiver {
         self.task.abort();
     }
 }
+
+/// What a [`Counter`] answers every request with.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// This status and text body (`text/plain`).
+    Text(u16, String),
+    /// HTTP 302 to `location`.
+    Redirect(String),
+}
+
+/// A server that stands in for whatever a tenant might point the operator at: it records every
+/// request (path and query) and answers each one the same way.
+pub struct Counter {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Counter {
+    pub async fn start(answer: Answer) -> Self {
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = requests.clone();
+        let router = Router::new().fallback(move |uri: axum::http::Uri| {
+            let (seen, answer) = (seen.clone(), answer.clone());
+            async move {
+                seen.lock().unwrap().push(uri.to_string());
+                match answer {
+                    Answer::Text(status, body) => (
+                        StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, "text/plain".to_string())],
+                        body,
+                    ),
+                    Answer::Redirect(location) => (
+                        StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, location)],
+                        String::new(),
+                    ),
+                }
+            }
+        });
+        let (port, task) = serve(router).await;
+        Self { port, requests, task }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request so far, as path and query.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -95,7 +95,10 @@ pub fn decide(
     let soon_from = due
         .checked_sub(policy.due_soon_window.as_signed())
         .unwrap_or(Timestamp::MIN);
-    let (verification, verified_fact, verify_wake) = verify(item, obs, old.verification.as_deref(), now);
+    let refused = |s: Option<Result<_, String>>| s.and_then(Result::err);
+    let verify_refused = refused(verify::source(item, policy).map(|(_, a)| a));
+    let (verification, verified_fact, verify_wake) =
+        verify(item, obs, old.verification.as_deref(), verify_refused.as_deref(), now);
     let won_t_do = item.spec.state == ActionItemState::WontDo;
     let verified = !won_t_do && verification.as_ref().is_some_and(|v| v.verified_at.is_some());
     let terminal = verified || matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo);
@@ -117,7 +120,14 @@ pub fn decide(
     } else {
         None
     };
-    let judged = outcome::judge(item, &obs.outcome, completed_at.as_ref().map(|t| t.0), now);
+    let outcome_refused = refused(outcome::source(item, policy));
+    let judged = outcome::judge(
+        item,
+        &obs.outcome,
+        completed_at.as_ref().map(|t| t.0),
+        outcome_refused.as_deref(),
+        now,
+    );
 
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);

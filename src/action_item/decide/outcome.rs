@@ -25,8 +25,19 @@ use crate::{
         duration::Duration,
     },
     notify::plain,
+    policy::{
+        Policy,
+        addresses::{ADDRESS_NOT_ALLOWED, AllowedAddress},
+    },
     prometheus::Threshold,
 };
+
+/// The outcome's address as the policy allows it (or the message of its `AddressNotAllowed`
+/// condition); `None` without an outcome.
+pub fn source(item: &ActionItem, policy: &Policy) -> Option<Result<AllowedAddress, String>> {
+    let o = item.spec.outcome.as_deref()?;
+    Some(policy.prometheus.allow("spec.outcome.address", o.address.as_deref()))
+}
 
 /// The baseline window when the outcome names none.
 pub const DEFAULT_BASELINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
@@ -379,8 +390,46 @@ fn fact_for(result: OutcomeResult, reason: &str, message: String) -> ConditionFa
     }
 }
 
-/// Advances the outcome record. `completed_at` is the item's completion as this round decided it.
-pub fn judge(item: &ActionItem, readings: &Readings, completed_at: Option<Timestamp>, now: Timestamp) -> Judged {
+/// An outcome whose address the policy refuses: nothing is measured; Inconclusive for that reason,
+/// final once the judgement is due (like any measurement that cannot be taken), until then not, so a
+/// fixed address or policy still gets it measured.
+fn refused_judgement(
+    mut out: OutcomeStatus,
+    done: Option<Timestamp>,
+    spans: Spans,
+    msg: &str,
+    now: Timestamp,
+) -> Judged {
+    let message = format!("Inconclusive: {msg}");
+    let window = done.map(|d| judge_window(d, spans));
+    let final_ = window.filter(|w| now >= w.to);
+    if let Some(w) = final_ {
+        out.measured = Some(OutcomeMeasurement {
+            value: None,
+            from: Time(w.from),
+            to: Time(w.to),
+        });
+        out.result = Some(OutcomeResult::Inconclusive);
+        out.reason = Some(ADDRESS_NOT_ALLOWED.to_string());
+        out.judged_at = Some(Time(now));
+    }
+    Judged {
+        status: Some(out),
+        fact: Some(ConditionFact::unknown(OUTCOME_MET, ADDRESS_NOT_ALLOWED, message)),
+        wake_at: window.filter(|_| final_.is_none()).map(|w| w.to),
+        notify: false,
+    }
+}
+
+/// Advances the outcome record. `completed_at` is the item's completion as this round decided it;
+/// `refused`, why the policy does not allow the outcome's address.
+pub fn judge(
+    item: &ActionItem,
+    readings: &Readings,
+    completed_at: Option<Timestamp>,
+    refused: Option<&str>,
+    now: Timestamp,
+) -> Judged {
     let Some(o) = item.spec.outcome.as_deref() else {
         return Judged::default();
     };
@@ -435,6 +484,9 @@ pub fn judge(item: &ActionItem, readings: &Readings, completed_at: Option<Timest
             fact: pending("WontDo", "The item will not be done; its outcome is not judged.".into()),
             ..Default::default()
         };
+    }
+    if let Some(msg) = refused {
+        return refused_judgement(out, completed(item, completed_at), spans, msg, now);
     }
     let Some(done) = completed(item, completed_at) else {
         let msg = format!(

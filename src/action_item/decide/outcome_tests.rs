@@ -5,11 +5,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::*;
+
 use crate::{
     action_item::decide::{Observations, decide},
     api::action_item::{ActionItemSpec, ActionItemStatus, NotificationKind},
     policy::Policy,
 };
+
+/// The judgement of an outcome whose address the policy allows.
+fn judge(item: &ActionItem, readings: &Readings, completed_at: Option<Timestamp>, now: Timestamp) -> Judged {
+    super::judge(item, readings, completed_at, None, now)
+}
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -315,4 +321,44 @@ fn the_query_is_averaged_over_the_window_at_a_bounded_step() {
     assert_eq!(averaged("up # note", w(4)), "avg_over_time((\nup # note\n)[4s:1s])");
     assert_eq!(averaged("x", w(3_600)), "avg_over_time((\nx\n)[1h:36s])");
     assert_eq!(averaged("x", w(7 * 86_400)), "avg_over_time((\nx\n)[1w:5m])");
+}
+
+#[test]
+fn an_address_the_policy_refuses_is_inconclusive_at_once_and_final_at_the_judgement() {
+    let p = Policy::default();
+    let mut i = item("-50%", "Done");
+    i.spec.outcome.as_mut().unwrap().address = Some("http://127.0.0.1:18777/internal/admin".into());
+    let fact = |d: &crate::action_item::decide::Decision| {
+        crate::api::conditions::find(&d.status.conditions, OUTCOME_MET)
+            .unwrap()
+            .clone()
+    };
+    // Said at the first look, and not final: a fixed address or policy still gets measured.
+    let d = decide(&i, &Observations::NOTHING, &p, None, ts(DONE));
+    let c = fact(&d);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", ADDRESS_NOT_ALLOWED));
+    assert!(
+        c.message.starts_with("Inconclusive: spec.outcome.address names"),
+        "{}",
+        c.message
+    );
+    assert_eq!(d.status.outcome.as_ref().unwrap().result, None);
+    assert_eq!(d.wake_at, Some(ts(JUDGE_AT)));
+    // At the judgement it is recorded Inconclusive, for that reason; nobody is notified.
+    i.status = Some(d.status);
+    let d = decide(&i, &Observations::NOTHING, &p, None, ts(JUDGE_AT));
+    let o = d.status.outcome.as_ref().unwrap();
+    assert_eq!(o.result, Some(OutcomeResult::Inconclusive));
+    assert_eq!(o.reason.as_deref(), Some(ADDRESS_NOT_ALLOWED));
+    assert_eq!(fact(&d).reason, ADDRESS_NOT_ALLOWED);
+    assert_eq!(d.status.notifications.and_then(|n| n.pending), None);
+    // The same address, allowed by the policy, is measured as usual.
+    let allowing = Policy::from_yaml(
+        "prometheus:\n  allowedAddresses: [http://127.0.0.1:18777/internal]\n",
+        "t",
+    )
+    .unwrap();
+    i.status = None;
+    let d = decide(&i, &Observations::NOTHING, &allowing, None, ts(DONE));
+    assert_eq!(fact(&d).reason, "Measuring");
 }

@@ -426,3 +426,29 @@ fn a_status_written_by_the_previous_release_sends_nothing_twice() {
     assert_eq!(after.status.notifications.as_ref().unwrap().pending, None);
     assert_eq!(after.wake_at, Some(ts("2026-03-03T01:00:00Z")));
 }
+
+#[test]
+fn a_verification_address_the_policy_refuses_is_inconclusive_before_and_after_done() {
+    let p = Policy::default();
+    for state in ["InProgress", "Done"] {
+        let i = item(serde_json::json!({
+            "state": state,
+            "verification": {"prometheus": {"query": "up", "condition": "< 1", "for": "1m",
+                                            "address": "http://127.0.0.1:18777/internal/admin"}},
+        }));
+        let d = decide(&i, NO_REF, &p, None, ts("2026-03-03T00:00:00Z"));
+        let c = crate::api::conditions::find(&d.status.conditions, crate::api::action_item::VERIFIED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "AddressNotAllowed"),
+            "{state}"
+        );
+        assert!(
+            c.message.contains("spec.verification.prometheus.address"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("prometheus.allowedAddresses"), "{}", c.message);
+        assert!(d.status.verification.unwrap().verified_at.is_none());
+    }
+}

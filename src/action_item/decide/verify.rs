@@ -11,8 +11,25 @@ use crate::{
         conditions::{self, ConditionFact},
         duration::Duration,
     },
+    policy::{
+        Policy,
+        addresses::{ADDRESS_NOT_ALLOWED, AllowedAddress},
+    },
     prometheus::Threshold,
 };
+
+/// The item's Prometheus verification, if any, with its address as the policy allows it (or the message
+/// of its `AddressNotAllowed` condition): what is queried and what is decided both come from here.
+pub fn source<'a>(
+    item: &'a ActionItem,
+    policy: &Policy,
+) -> Option<(&'a PrometheusVerification, Result<AllowedAddress, String>)> {
+    let prom = item.spec.verification.as_ref()?.prometheus.as_ref()?;
+    let address = policy
+        .prometheus
+        .allow("spec.verification.prometheus.address", prom.address.as_deref());
+    Some((prom, address))
+}
 
 /// How often a Prometheus verification is evaluated: often enough to see the condition break within a
 /// sixth of its hold time, at most once a second, at least once a minute.
@@ -47,11 +64,13 @@ fn ceil_second(now: Timestamp) -> Timestamp {
     }
 }
 
-/// Advances the verification record and says where it stands.
+/// Advances the verification record and says where it stands. `refused`: why the policy does not allow
+/// the verification's address (it is never queried then).
 pub fn verify(
     item: &ActionItem,
     obs: &Observations,
     old: Option<&VerificationStatus>,
+    refused: Option<&str>,
     now: Timestamp,
 ) -> (Option<VerificationStatus>, Option<ConditionFact>, Option<Timestamp>) {
     let mut v = old.cloned().unwrap_or_default();
@@ -80,6 +99,12 @@ pub fn verify(
     }
     let spec = item.spec.verification.as_ref();
     if let Some(prom) = spec.and_then(|s| s.prometheus.as_ref()) {
+        if let Some(msg) = refused {
+            // Said at once, Done or not: the tenant learns now, not after the fix is in.
+            v.holding_since = None;
+            let fact = ConditionFact::unknown(VERIFIED, ADDRESS_NOT_ALLOWED, format!("Inconclusive: {msg}"));
+            return (Some(v), Some(fact), None);
+        }
         return verify_by_prometheus(item, obs, prom, old, v, now);
     }
     // Without any verification there is no Verified condition at all (it would say nothing).

@@ -50,6 +50,7 @@ use crate::api::{
     conditions,
     incident::Severity,
 };
+use crate::policy::addresses::ADDRESS_NOT_ALLOWED;
 
 /// Default analysis interval.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
@@ -143,6 +144,8 @@ pub struct Observations {
     pub annotations: Annotations,
     /// Results of an analysis run made for this reconcile (only when [`analysis_due`] said so).
     pub analysis: Option<Vec<MetricResult>>,
+    /// Why the policy refuses a metric's Prometheus address (the first one), if it does.
+    pub refused_source: Option<String>,
 }
 
 /// What the reconcile must make true, in order. Scale and route actions state the desired value and are
@@ -394,11 +397,15 @@ const REFUSED_OBSERVATIONS: Observations = Observations {
         resume: None,
     },
     analysis: None,
+    refused_source: None,
 };
 
-/// What holds the Canary until a human fixes it: a missing or unusable target, or a route that is not
-/// ready.
+/// What holds the Canary until a human fixes it: a metric source the policy refuses (never queried),
+/// a missing or unusable target, or a route that is not ready.
 fn blocker(canary: &Canary, obs: &Observations) -> Option<(&'static str, String)> {
+    if let Some(msg) = &obs.refused_source {
+        return Some((ADDRESS_NOT_ALLOWED, msg.clone()));
+    }
     match (&obs.target, &obs.route) {
         (TargetState::Missing, _) => Some((
             "TargetNotFound",

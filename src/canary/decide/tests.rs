@@ -55,6 +55,7 @@ impl World {
                 route: RouteState::NotUsed,
                 annotations: Annotations::default(),
                 analysis: None,
+                refused_source: None,
             },
             now: ts(T0),
             broken: false,
@@ -238,6 +239,27 @@ fn missing_target_and_route_stall_without_a_hot_loop() {
     let p = w.plan();
     assert_eq!(cond(&p.status, conditions::STALLED).reason, "RouteNotReady");
     assert_eq!(p.wake_at, Some(w.now + STALLED_RETRY));
+}
+
+#[test]
+fn a_refused_metric_source_stalls_before_the_rollout_starts() {
+    let mut w = World::new(serde_json::json!({}));
+    w.obs.refused_source = Some("spec.analysis.metrics[0].prometheus.address names \"http://x\"".into());
+    let p = w.plan();
+    let stalled = cond(&p.status, conditions::STALLED);
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "AddressNotAllowed")
+    );
+    assert!(stalled.message.contains("metrics[0]"), "{}", stalled.message);
+    assert!(p.actions.is_empty(), "no rollout starts: {:?}", p.actions);
+    assert_eq!(p.status.phase, Some(CanaryPhase::Initializing));
+    // A Canary in the middle of a rollout holds where it is.
+    let mut w = rolling();
+    w.obs.refused_source = Some("refused".into());
+    let p = w.plan();
+    assert_eq!(cond(&p.status, conditions::STALLED).reason, "AddressNotAllowed");
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
 }
 
 #[test]

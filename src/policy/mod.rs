@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+pub mod addresses;
+
 use crate::{
     api::{action_item::Priority, duration::Duration, incident::Severity},
     error::{Error, Result},
@@ -222,13 +224,47 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PrometheusSettings {
     pub default_address: String,
+    /// URL prefixes an object may name as its Prometheus, besides `default_address` (see
+    /// [`addresses`]): a tenant must not make the operator query whatever it names.
+    pub allowed_addresses: Vec<String>,
 }
 
 impl Default for PrometheusSettings {
     fn default() -> Self {
         Self {
             default_address: "http://prometheus.monitoring:9090".into(),
+            allowed_addresses: Vec::new(),
         }
+    }
+}
+
+impl PrometheusSettings {
+    /// The address an object's `field` makes the operator query (`None`: the default), if the policy
+    /// allows it; else the message of its `AddressNotAllowed` condition.
+    pub fn allow(&self, field: &str, address: Option<&str>) -> Result<addresses::AllowedAddress, String> {
+        let address = address.unwrap_or(&self.default_address);
+        let allowed =
+            std::iter::once(self.default_address.as_str()).chain(self.allowed_addresses.iter().map(String::as_str));
+        addresses::check(allowed, address).map_err(|why| addresses::not_allowed(field, address, &why))
+    }
+
+    /// The first problem as (key, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        addresses::parse(&self.default_address).map_err(|m| {
+            (
+                "prometheus.defaultAddress".to_string(),
+                format!("must be an http:// or https:// URL: {m}"),
+            )
+        })?;
+        for (i, a) in self.allowed_addresses.iter().enumerate() {
+            addresses::parse(a).map_err(|m| {
+                (
+                    format!("prometheus.allowedAddresses[{i}]"),
+                    format!("must be an http:// or https:// URL prefix: {m}"),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -339,11 +375,7 @@ impl Policy {
                 "must be a label value: 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
             ));
         }
-        if !(self.prometheus.default_address.starts_with("http://")
-            || self.prometheus.default_address.starts_with("https://"))
-        {
-            return Err(bad("prometheus.defaultAddress", "must start with http:// or https://"));
-        }
+        self.prometheus.validate().map_err(|(k, m)| bad(&k, &m))?;
         self.alertmanager
             .validate(&self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))
@@ -450,6 +482,33 @@ mod tests {
                 ..AlertmanagerSettings::default()
             }
         );
+    }
+
+    #[test]
+    fn prometheus_addresses_default_to_the_default_address_and_bad_entries_are_named() {
+        let p = Policy::default().prometheus;
+        assert!(p.allow("f", None).is_ok());
+        assert!(p.allow("f", Some("http://prometheus.monitoring:9090/")).is_ok());
+        let msg = p
+            .allow("spec.x", Some("http://127.0.0.1:18777/internal/admin"))
+            .unwrap_err();
+        assert!(
+            msg.contains("spec.x") && msg.contains("prometheus.allowedAddresses"),
+            "{msg}"
+        );
+        let p = Policy::from_yaml(
+            "prometheus:\n  allowedAddresses: [http://thanos.monitoring:9090/eu]\n",
+            "c",
+        )
+        .unwrap()
+        .prometheus;
+        assert!(p.allow("f", Some("http://thanos.monitoring:9090/eu/")).is_ok());
+        assert!(p.allow("f", Some("http://thanos.monitoring:9090/us")).is_err());
+        assert!(p.allow("f", None).is_ok(), "the default stays allowed");
+        let err = Policy::from_yaml("prometheus:\n  allowedAddresses: [ok.example]\n", "c").unwrap_err();
+        assert!(err.to_string().contains("prometheus.allowedAddresses[0]"), "{err}");
+        let err = Policy::from_yaml("prometheus:\n  defaultAddress: http://u:p@h\n", "c").unwrap_err();
+        assert!(err.to_string().contains("prometheus.defaultAddress"), "{err}");
     }
 
     #[test]
