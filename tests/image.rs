@@ -121,11 +121,8 @@ async fn two_chart_pods_under_runc_lead_act_and_take_over() {
 
     let pod_a = PodIdentity::new(&format!("{release}-a"), &e.ns, &sa).await;
     let started = Instant::now();
-    let a = Container::start(&image, deployment(&objects), &objects, &pod_a, None).await;
-    wait_for(WAIT, "container a ready (its readinessProbe)", || async {
-        a.ready().await.then_some(())
-    })
-    .await;
+    let mut a = Container::start(&image, deployment(&objects), &objects, &pod_a, None).await;
+    a.wait_ready(WAIT).await;
     let start_to_ready = started.elapsed();
     assert!(a.live().await, "the livenessProbe answers");
     wait_for(WAIT, "container a to lead", || async {
@@ -137,10 +134,7 @@ async fn two_chart_pods_under_runc_lead_act_and_take_over() {
     let objects_b = render(&e, &release, port_b).await;
     let pod_b = PodIdentity::new(&format!("{release}-b"), &e.ns, &sa).await;
     let mut b = Container::start(&image, deployment(&objects_b), &objects_b, &pod_b, None).await;
-    wait_for(WAIT, "container b ready as a standby", || async {
-        b.ready().await.then_some(())
-    })
-    .await;
+    b.wait_ready(WAIT).await;
     assert!(!b.leads().await, "one leader at a time");
 
     // The leader acts: an item falls due, a Canary promotes.
@@ -161,7 +155,6 @@ async fn two_chart_pods_under_runc_lead_act_and_take_over() {
     assert!(condition(&promoted.conditions, "Promoted").is_some_and(|c| c.status == "True"));
 
     // The leader's container is SIGKILLed: the standby takes the Lease and carries on.
-    let mut a = a;
     let killed = Instant::now();
     a.kill().await;
     wait_for(Duration::from_secs(30), "container b to take over", || async {

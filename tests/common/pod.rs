@@ -282,6 +282,31 @@ impl Container {
         self.probe(&self.readiness).await
     }
 
+    /// Polls the readinessProbe until it passes; fails at once, with the container's output, if the
+    /// container exits first (a kubelet would show CrashLoopBackOff), or after `within`.
+    pub async fn wait_ready(&mut self, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.ready().await {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "container {} exited ({status}) before it was ready; its output:\n{}",
+                    self.id,
+                    self.output()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {} not ready after {within:?}; its output:\n{}",
+                self.id,
+                self.output()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn live(&self) -> bool {
         self.probe(&self.liveness).await
     }
