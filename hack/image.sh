@@ -5,7 +5,7 @@
 # with `skopeo copy oci-archive:…`, `podman load`, `ctr images import` or `kind load image-archive`).
 # Prints the image's digest (the manifest's) on the last line and writes it to dist/kaizen-<version>.digest.
 #
-# Reproducible: the binary is built with the checkout's and cargo's paths remapped, every file and the
+# Reproducible: the binary is built with cargo's registry paths remapped, every file and the
 # image's creation time are set to the commit's time (SOURCE_DATE_EPOCH), and the archive is written in a
 # fixed order, so two builds of one commit give the same digest.
 #
@@ -35,7 +35,10 @@ if [[ -z "$binary" ]]; then
   # An explicit --target keeps these flags off build scripts and proc macros, and apart from the plain
   # release build (`make bench`), so each is cached on its own.
   flags_var="CARGO_TARGET_$(echo "$target_triple" | tr '[:lower:]-' '[:upper:]_')_RUSTFLAGS"
-  export "$flags_var=--remap-path-prefix=$root=/kaizen --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+  # Cargo names the project's own sources by relative paths; the registry's sources are named by
+  # absolute ones, which are remapped so the binary does not depend on where CARGO_HOME is. The
+  # checkout's path is not in the flags, so every clone of the repository shares one cached build.
+  export "$flags_var=--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
   log "building the release binary (the first build takes about 15 minutes on 2 cores)"
   cargo build --locked --release --target "$target_triple" --bin kaizen >&2
   binary="${CARGO_TARGET_DIR:-$root/target}/$target_triple/release/kaizen"
