@@ -23,5 +23,6 @@ pub mod prometheus;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+pub mod text;
 
 pub use error::{Error, Result};

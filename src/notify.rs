@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::{
     api::action_item::NotificationKind,
     policy::{Sink, SinkFormat},
+    text::plain,
 };
 
 /// What a notification says.
@@ -37,18 +38,6 @@ pub struct Message {
 /// The most characters of any one user-written field in a message: titles are bounded at 256 by the
 /// CRD, and no field can make a message long enough for a chat to cut or refuse it.
 pub const MAX_FIELD_CHARS: usize = 256;
-
-/// User-written text made safe for any destination: control characters (NUL, ESC, BEL, newlines...)
-/// removed, and at most `max` characters, the cut marked with an ellipsis.
-pub fn plain(text: &str, max: usize) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-    if clean.chars().count() <= max {
-        return clean;
-    }
-    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
 
 /// Text for Slack's mrkdwn: `&`, `<` and `>` escaped as Slack documents, so user text cannot become a
 /// mention (`<!channel>`) or a disguised link (`<https://…|label>`).

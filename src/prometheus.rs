@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::{notify::plain, policy::addresses::AllowedAddress};
+use crate::{policy::addresses::AllowedAddress, text::plain};
 
 /// Why a query produced no usable answer. It reaches statuses, Events and logs, so it carries nothing
 /// the server chose to say, except the error type and (bounded) text of a Prometheus API error

@@ -134,7 +134,7 @@ fn keep_check(
 fn refusal(e: &Error) -> Option<String> {
     match e {
         Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-            Some(crate::notify::plain(&s.message, 1024))
+            Some(crate::text::plain(&s.message, 1024))
         }
         _ => None,
     }

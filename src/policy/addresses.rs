@@ -97,7 +97,7 @@ pub fn not_allowed(field: &str, address: &str, why: &str) -> String {
          the URL prefixes in the policy key prometheus.allowedAddresses (chart value \
          config.prometheus.allowedAddresses); ask the operator's administrator to add it there, or leave {field} \
          out to use the default.",
-        crate::notify::plain(address, 200)
+        crate::text::plain(address, 200)
     )
 }
 

@@ -24,12 +24,12 @@ use crate::{
         conditions::{self, ConditionFact},
         duration::Duration,
     },
-    notify::plain,
     policy::{
         Policy,
         addresses::{ADDRESS_NOT_ALLOWED, AllowedAddress},
     },
     prometheus::Threshold,
+    text::plain,
 };
 
 /// The outcome's address as the policy allows it (or the message of its `AddressNotAllowed`
