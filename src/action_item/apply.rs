@@ -273,6 +273,16 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
         ctx.publish(item, EventType::Normal, "Verified", message(VERIFIED))
             .await;
     }
+    announce_completion(ctx, item, old, new).await;
+    if rose(conditions::STALLED) {
+        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
+            .await;
+    }
+}
+
+/// The first completion: a Completed Event when the operator saw the item finish, and its time to
+/// completion observed.
+async fn announce_completion(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new: &ActionItemStatus) {
     if old.completed_at.is_none()
         && let Some(done) = &new.completed_at
     {
@@ -294,9 +304,5 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
                 })
                 .observe(secs);
         }
-    }
-    if rose(conditions::STALLED) {
-        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
-            .await;
     }
 }
