@@ -14,7 +14,7 @@ use crate::{
         },
         conditions,
     },
-    error::Result,
+    error::{Result, StepExt},
     metrics::{PriorityLabels, SinkLabels},
     notify::Message,
     policy::Sink,
@@ -74,7 +74,10 @@ pub async fn apply(
     // API server unless this reconcile has just recorded it.
     if !written.wrote() {
         let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
-        let current = items.get_status(name).await?;
+        let current = items
+            .get_status(name)
+            .await
+            .step("confirm pending notification", format_args!("ActionItem {ns}/{name}"))?;
         let still_pending = current
             .status
             .as_ref()
