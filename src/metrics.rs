@@ -102,186 +102,202 @@ pub struct OutcomeLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(reconcile_duration_histogram),
+            status_writes: Family::default(),
+            status_conflicts: Family::default(),
+            watch_healthy: Family::default(),
+            watch_events: Family::default(),
+            invalid_objects: Family::default(),
+            action_items: Family::default(),
+            action_items_overdue: Gauge::default(),
+            action_item_completion: Family::new_with_constructor(completion_histogram),
+            notifications_sent: Family::default(),
+            notifications_failed: Family::default(),
+            canary_rollouts_started: Counter::default(),
+            canary_rollouts_promoted: Counter::default(),
+            canary_rollouts_rolled_back: Counter::default(),
+            canary_analysis_outcomes: Family::default(),
+            leader: Gauge::default(),
+            incidents: Family::default(),
+            canaries: Family::default(),
+            canary_weight_percent: Gauge::default(),
+            alerts_received: Counter::default(),
+            alerts_rejected: Family::default(),
+            alert_incidents_opened: Counter::default(),
+        };
+        // The exposition lists metrics in the order they are registered: the order of these calls.
         let mut registry = Registry::with_prefix("kaizen");
-        let reconciles = Family::<KindLabels, Counter>::default();
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
-        });
-        let status_writes = Family::<KindLabels, Counter>::default();
-        let invalid_objects = Family::<KindLabels, Gauge>::default();
-        let status_conflicts = Family::<KindLabels, Counter>::default();
+        metrics.register_runtime(&mut registry);
+        metrics.register_action_items(&mut registry);
+        metrics.register_canary_rollouts(&mut registry);
+        metrics.register_inventory(&mut registry);
+        metrics.register_alerts(&mut registry);
+        metrics.zero_reconcile_errors();
+        metrics.registry = registry;
+        metrics
+    }
+}
+
+/// Seconds one reconciliation takes: a millisecond to a few seconds.
+fn reconcile_duration_histogram() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
+}
+
+/// Seconds from an ActionItem's creation to its completion: one hour to one year, roughly doubling.
+fn completion_histogram() -> Histogram {
+    Histogram::new([
+        3_600.0,
+        21_600.0,
+        86_400.0,
+        259_200.0,
+        604_800.0,
+        1_209_600.0,
+        2_592_000.0,
+        7_776_000.0,
+        31_536_000.0,
+    ])
+}
+
+impl Metrics {
+    /// The runtime's own metrics, per kind: reconciles, status writes, watches, undecodable objects.
+    fn register_runtime(&self, registry: &mut Registry) {
         registry.register(
             "status_conflicts",
             "Guarded status writes refused by the API server because the object had changed",
-            status_conflicts.clone(),
+            self.status_conflicts.clone(),
         );
-        let watch_healthy = Family::<KindLabels, Gauge>::default();
         registry.register(
             "watch_healthy",
             "1 while the watch of a kind works, 0 while it has failed for longer than watchUnhealthyAfter",
-            watch_healthy.clone(),
+            self.watch_healthy.clone(),
         );
-        let watch_events = Family::<KindLabels, Counter>::default();
         registry.register(
             "watch_events",
             "Events delivered by the watch of a kind; flat while its objects change means a stalled watch",
-            watch_events.clone(),
+            self.watch_events.clone(),
         );
-        registry.register("reconciles", "Reconciliations run, by kind", reconciles.clone());
+        registry.register("reconciles", "Reconciliations run, by kind", self.reconciles.clone());
         registry.register(
             "reconcile_errors",
             "Reconciliations that failed, by kind and error category",
-            reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconciliation, by kind",
-            reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
         registry.register(
             "status_writes",
             "Status patches sent to the API server, by kind",
-            status_writes.clone(),
+            self.status_writes.clone(),
         );
         registry.register(
             "invalid_objects",
             "Objects that could not be decoded, by kind",
-            invalid_objects.clone(),
+            self.invalid_objects.clone(),
         );
-        let action_items = Family::<ItemLabels, Gauge>::default();
-        let action_items_overdue = Gauge::default();
-        let action_item_completion = Family::<PriorityLabels, Histogram>::new_with_constructor(|| {
-            // One hour to one year, roughly doubling.
-            Histogram::new([
-                3_600.0,
-                21_600.0,
-                86_400.0,
-                259_200.0,
-                604_800.0,
-                1_209_600.0,
-                2_592_000.0,
-                7_776_000.0,
-                31_536_000.0,
-            ])
-        });
-        let notifications_sent = Family::<SinkLabels, Counter>::default();
-        let notifications_failed = Family::<SinkLabels, Counter>::default();
+    }
+
+    /// ActionItems: their count by phase, their completion time, and the notifications sent for them.
+    fn register_action_items(&self, registry: &mut Registry) {
         registry.register(
             "action_items",
             "ActionItems by phase and priority",
-            action_items.clone(),
+            self.action_items.clone(),
         );
         registry.register(
             "action_items_overdue",
             "ActionItems past their deadline and not finished",
-            action_items_overdue.clone(),
+            self.action_items_overdue.clone(),
         );
         registry.register(
             "action_item_completion_seconds",
             "Time from an ActionItem's creation to its completion, by priority",
-            action_item_completion.clone(),
+            self.action_item_completion.clone(),
         );
         registry.register(
             "notifications_sent",
             "Notifications delivered, by sink and kind",
-            notifications_sent.clone(),
+            self.notifications_sent.clone(),
         );
         registry.register(
             "notifications_failed",
             "Notification deliveries that failed after retries, by sink and kind",
-            notifications_failed.clone(),
+            self.notifications_failed.clone(),
         );
-        let canary_rollouts_started = Counter::default();
-        let canary_rollouts_promoted = Counter::default();
-        let canary_rollouts_rolled_back = Counter::default();
-        let canary_analysis_outcomes = Family::<OutcomeLabels, Counter>::default();
+    }
+
+    /// Canary rollouts as they happen: started, promoted, rolled back, and the analysis checks.
+    fn register_canary_rollouts(&self, registry: &mut Registry) {
         registry.register(
             "canary_rollouts_started",
             "Canary rollouts started (new revisions, retries and restarts)",
-            canary_rollouts_started.clone(),
+            self.canary_rollouts_started.clone(),
         );
         registry.register(
             "canary_rollouts_promoted",
             "Canary rollouts promoted",
-            canary_rollouts_promoted.clone(),
+            self.canary_rollouts_promoted.clone(),
         );
         registry.register(
             "canary_rollouts_rolled_back",
             "Canary rollouts rolled back",
-            canary_rollouts_rolled_back.clone(),
+            self.canary_rollouts_rolled_back.clone(),
         );
         registry.register(
             "canary_analysis_checks",
             "Canary metric checks, by outcome",
-            canary_analysis_outcomes.clone(),
+            self.canary_analysis_outcomes.clone(),
         );
-        let incidents = Family::<IncidentLabels, Gauge>::default();
-        registry.register("incidents", "Incidents by phase and severity", incidents.clone());
-        let canaries = Family::<PhaseLabels, Gauge>::default();
-        registry.register("canaries", "Canaries by phase", canaries.clone());
-        let canary_weight_percent = Gauge::default();
+    }
+
+    /// Gauges recounted from the cache (incidents, canaries, their weights) and this replica's
+    /// leadership.
+    fn register_inventory(&self, registry: &mut Registry) {
+        registry.register("incidents", "Incidents by phase and severity", self.incidents.clone());
+        registry.register("canaries", "Canaries by phase", self.canaries.clone());
         registry.register(
             "canary_weight_percent",
             "Sum of the canary traffic weights (percent) of the Canaries rolling out",
-            canary_weight_percent.clone(),
+            self.canary_weight_percent.clone(),
         );
-        let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica may write (it holds the Lease, or leader election is off), else 0",
-            leader.clone(),
+            self.leader.clone(),
         );
-        // Series a dashboard or an alert reads exist from the start, at 0, for every kind.
-        for kind in ["Incident", "ActionItem", "Canary"] {
-            for error in ["api", "client"] {
-                let _ = reconcile_errors.get_or_create(&ErrorLabels { kind, error });
-            }
-        }
-        let alerts_received = Counter::default();
-        let alerts_rejected = Family::<ReasonLabels, Counter>::default();
-        let alert_incidents_opened = Counter::default();
+    }
+
+    /// The Alertmanager receiver: alerts taken, requests refused, incidents opened.
+    fn register_alerts(&self, registry: &mut Registry) {
         registry.register(
             "alerts_received",
             "Alerts in accepted Alertmanager notifications",
-            alerts_received.clone(),
+            self.alerts_received.clone(),
         );
         registry.register(
             "alerts_rejected",
             "Alertmanager requests refused (counted per alert once the body parsed), by reason",
-            alerts_rejected.clone(),
+            self.alerts_rejected.clone(),
         );
         registry.register(
             "alert_incidents_opened",
             "Incidents opened from Alertmanager alert groups",
-            alert_incidents_opened.clone(),
+            self.alert_incidents_opened.clone(),
         );
-        Self {
-            incidents,
-            canaries,
-            canary_weight_percent,
-            leader,
-            registry,
-            alerts_received,
-            alerts_rejected,
-            alert_incidents_opened,
-            action_items,
-            action_items_overdue,
-            action_item_completion,
-            notifications_sent,
-            notifications_failed,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            status_writes,
-            invalid_objects,
-            status_conflicts,
-            watch_healthy,
-            watch_events,
-            canary_rollouts_started,
-            canary_rollouts_promoted,
-            canary_rollouts_rolled_back,
-            canary_analysis_outcomes,
+    }
+
+    /// Series a dashboard or an alert reads exist from the start, at 0, for every kind.
+    fn zero_reconcile_errors(&self) {
+        for kind in ["Incident", "ActionItem", "Canary"] {
+            for error in ["api", "client"] {
+                let _ = self.reconcile_errors.get_or_create(&ErrorLabels { kind, error });
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{
         },
         conditions,
     },
-    error::Result,
+    error::{Result, StepExt},
     metrics::{PriorityLabels, SinkLabels},
     notify::Message,
     policy::Sink,
@@ -74,7 +74,10 @@ pub async fn apply(
     // API server unless this reconcile has just recorded it.
     if !written.wrote() {
         let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
-        let current = items.get_status(name).await?;
+        let current = items
+            .get_status(name)
+            .await
+            .step("confirm pending notification", format_args!("ActionItem {ns}/{name}"))?;
         let still_pending = current
             .status
             .as_ref()
@@ -114,24 +117,7 @@ async fn deliver(
     pending: &PendingNotification,
     now: Timestamp,
 ) -> ActionItemStatus {
-    let levels = decide::rungs(item, &ctx.policy).len();
-    let msg = Message {
-        id: pending.id.clone(),
-        kind: pending.kind,
-        level: pending.level,
-        levels,
-        recipients: pending.recipients.clone(),
-        namespace: item.namespace().unwrap_or_default(),
-        name: item.name_any(),
-        title: item.spec.title.clone(),
-        owner: item.spec.owner.clone(),
-        priority: item.spec.priority.as_str().to_string(),
-        due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-        incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
-        outcome: (pending.kind == NotificationKind::Outcome)
-            .then(|| conditions::find(&status.conditions, OUTCOME_MET).map(|c| c.message.clone()))
-            .flatten(),
-    };
+    let msg = message(ctx, item, status, pending);
     let kind: &'static str = pending.kind.into();
     let todo: Vec<&Sink> = ctx
         .policy
@@ -145,24 +131,7 @@ async fn deliver(
     }
     // Sinks are independent: one slow sink does not delay the others.
     let results = futures::future::join_all(todo.iter().map(|s| ctx.notifier.deliver(s, &msg))).await;
-    let mut next = pending.clone();
-    let mut errors = Vec::new();
-    for (sink, result) in todo.iter().zip(results) {
-        let labels = SinkLabels {
-            sink: sink.name.clone(),
-            kind,
-        };
-        match result {
-            Ok(()) => {
-                ctx.metrics.notifications_sent.get_or_create(&labels).inc();
-                next.delivered_to.push(sink.name.clone());
-            }
-            Err(e) => {
-                ctx.metrics.notifications_failed.get_or_create(&labels).inc();
-                errors.push(e.to_string());
-            }
-        }
-    }
+    let (mut next, errors) = record_results(ctx, &todo, results, pending, kind);
     let mut out = status.clone();
     let record = out.notifications.get_or_insert_with(Default::default);
     if errors.is_empty() {
@@ -191,6 +160,57 @@ async fn deliver(
         record.pending = Some(next);
     }
     out
+}
+
+/// The notification as the sinks receive it, from the pending record and the item as it is now.
+fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending: &PendingNotification) -> Message {
+    let levels = decide::rungs(item, &ctx.policy).len();
+    Message {
+        id: pending.id.clone(),
+        kind: pending.kind,
+        level: pending.level,
+        levels,
+        recipients: pending.recipients.clone(),
+        namespace: item.namespace().unwrap_or_default(),
+        name: item.name_any(),
+        title: item.spec.title.clone(),
+        owner: item.spec.owner.clone(),
+        priority: item.spec.priority.as_str().to_string(),
+        due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
+        outcome: (pending.kind == NotificationKind::Outcome)
+            .then(|| conditions::find(&status.conditions, OUTCOME_MET).map(|c| c.message.clone()))
+            .flatten(),
+    }
+}
+
+/// Counts each sink's result and records the sinks that took the notification; the errors of the rest.
+fn record_results(
+    ctx: &Context,
+    todo: &[&Sink],
+    results: Vec<std::result::Result<(), crate::notify::DeliveryError>>,
+    pending: &PendingNotification,
+    kind: &'static str,
+) -> (PendingNotification, Vec<String>) {
+    let mut next = pending.clone();
+    let mut errors = Vec::new();
+    for (sink, result) in todo.iter().zip(results) {
+        let labels = SinkLabels {
+            sink: sink.name.clone(),
+            kind,
+        };
+        match result {
+            Ok(()) => {
+                ctx.metrics.notifications_sent.get_or_create(&labels).inc();
+                next.delivered_to.push(sink.name.clone());
+            }
+            Err(e) => {
+                ctx.metrics.notifications_failed.get_or_create(&labels).inc();
+                errors.push(e.to_string());
+            }
+        }
+    }
+    (next, errors)
 }
 
 /// The Event reason of a delivered notification: `ReminderSent`, `EscalationSent`.
@@ -256,6 +276,16 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
         ctx.publish(item, EventType::Normal, "Verified", message(VERIFIED))
             .await;
     }
+    announce_completion(ctx, item, old, new).await;
+    if rose(conditions::STALLED) {
+        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
+            .await;
+    }
+}
+
+/// The first completion: a Completed Event when the operator saw the item finish, and its time to
+/// completion observed.
+async fn announce_completion(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new: &ActionItemStatus) {
     if old.completed_at.is_none()
         && let Some(done) = &new.completed_at
     {
@@ -277,9 +307,5 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
                 })
                 .observe(secs);
         }
-    }
-    if rose(conditions::STALLED) {
-        ctx.publish(item, EventType::Warning, "Stalled", message(conditions::STALLED))
-            .await;
     }
 }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     api::incident::{AlertGroupStatus, Incident},
-    error::{Error, Result},
+    error::{Error, Result, StepExt},
     incident::IncidentContext,
     runtime::{Written, coalesce::may_wait},
 };
@@ -51,7 +51,7 @@ impl Receiver {
             let current = latest(&api, &digest).await?;
             let plan = mapping::plan(n, current.as_ref(), &self.settings, Timestamp::now());
             match self.write(ctx, &api, &digest, current.as_ref(), plan).await {
-                Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 && attempt < ATTEMPTS => {
+                Err(e) if matches!(e.kube(), Some(kube::Error::Api(s)) if s.code == 409) && attempt < ATTEMPTS => {
                     tracing::info!(group = %digest, "a field changed under the alert receiver; re-reading");
                 }
                 Err(Error::StatusStale { .. }) if attempt < ATTEMPTS => {
@@ -143,7 +143,8 @@ impl Receiver {
 async fn latest(api: &Api<Incident>, digest: &str) -> Result<Option<Current>> {
     let list = api
         .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={digest}")))
-        .await?;
+        .await
+        .step("list alert group's Incidents", format_args!("{GROUP_LABEL}={digest}"))?;
     let newest = list
         .items
         .into_iter()
@@ -208,7 +209,8 @@ async fn apply_spec(
         "spec": spec,
     });
     api.patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&patch))
-        .await?;
+        .await
+        .step("apply alert group spec", format_args!("Incident {name}"))?;
     Ok(())
 }
 
@@ -218,7 +220,10 @@ async fn apply_spec(
 /// this write until its watch delivers it.
 async fn apply_group(ctx: &IncidentContext, api: &Api<Incident>, name: &str, group: &AlertGroupStatus) -> Result<()> {
     for _ in 0..ATTEMPTS {
-        let incident = api.get_status(name).await?;
+        let incident = api
+            .get_status(name)
+            .await
+            .step("read status for alert group", format_args!("Incident {name}"))?;
         let mut status = incident.status.clone().unwrap_or_default();
         status.alert_group = Some(group.clone());
         let version = incident.metadata.resource_version.as_deref();

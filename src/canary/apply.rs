@@ -36,7 +36,7 @@ use crate::{
         incident::{Incident, IncidentSpec},
     },
     api::{canary::CanaryStatus, conditions},
-    error::{Error, Result},
+    error::{Error, Result, StepExt},
     metrics::OutcomeLabels,
     policy::SHARD_LABEL,
     runtime::{Context, FIELD_MANAGER, requeue_at},
@@ -132,10 +132,8 @@ fn keep_check(
 /// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).
 /// Conflicts, timeouts and server errors are retried instead.
 fn refusal(e: &Error) -> Option<String> {
-    match e {
-        Error::Kube(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-            Some(crate::text::plain(&s.message, 1024))
-        }
+    match e.kube() {
+        Some(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Some(crate::text::plain(&s.message, 1024)),
         _ => None,
     }
 }
@@ -245,7 +243,8 @@ impl<'a> Io<'a> {
         value["kind"] = json!("Deployment");
         self.deployments()
             .patch(&name, &Self::apply_params(), &Patch::Apply(&value))
-            .await?;
+            .await
+            .step("apply primary", format_args!("Deployment {}/{name}", self.ns))?;
         Ok(())
     }
 
@@ -267,7 +266,11 @@ impl<'a> Io<'a> {
         });
         self.deployments()
             .patch(&target.name_any(), &Self::apply_params(), &Patch::Apply(&patch))
-            .await?;
+            .await
+            .step(
+                "scale target",
+                format_args!("Deployment {}/{}", self.ns, target.name_any()),
+            )?;
         Ok(())
     }
 
@@ -288,9 +291,11 @@ impl<'a> Io<'a> {
             ..Default::default()
         };
         let patch = json!({"spec": {"replicas": replicas}});
+        let name = primary_name(self.canary);
         self.deployments()
-            .patch(&primary_name(self.canary), &params, &Patch::Merge(&patch))
-            .await?;
+            .patch(&name, &params, &Patch::Merge(&patch))
+            .await
+            .step("scale primary", format_args!("Deployment {}/{name}", self.ns))?;
         Ok(())
     }
 
@@ -366,7 +371,11 @@ impl<'a> Io<'a> {
             return Ok(());
         };
         let api = route_api(self.ctx, self.ns);
-        let Some(obj) = api.get_opt(route).await? else {
+        let Some(obj) = api
+            .get_opt(route)
+            .await
+            .step("read route", format_args!("HTTPRoute {}/{route}", self.ns))?
+        else {
             return Ok(());
         };
         let (primary, canary) = (primary_name(self.canary), canary_service_name(self.canary));
@@ -415,7 +424,9 @@ impl<'a> Io<'a> {
             "metadata": {"resourceVersion": obj.metadata.resource_version},
             "spec": {"rules": rules},
         });
-        api.patch(route, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(route, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .step("patch route weights", format_args!("HTTPRoute {}/{route}", self.ns))?;
         Ok(())
     }
 
@@ -437,7 +448,12 @@ impl<'a> Io<'a> {
             ),
             (canary_service_name(self.canary), match_labels(target)),
         ] {
-            if api.get_opt(&name).await?.is_some() {
+            if api
+                .get_opt(&name)
+                .await
+                .step("read Service", format_args!("Service {}/{name}", self.ns))?
+                .is_some()
+            {
                 continue;
             }
             let svc = Service {
@@ -460,7 +476,9 @@ impl<'a> Io<'a> {
             })?;
             value["apiVersion"] = json!("v1");
             value["kind"] = json!("Service");
-            api.patch(&name, &Self::apply_params(), &Patch::Apply(&value)).await?;
+            api.patch(&name, &Self::apply_params(), &Patch::Apply(&value))
+                .await
+                .step("apply Service", format_args!("Service {}/{name}", self.ns))?;
         }
         Ok(())
     }

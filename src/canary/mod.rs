@@ -49,7 +49,7 @@ use crate::{
         canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
     },
-    error::{Error, Result},
+    error::{Error, Result, StepExt},
     metrics::PhaseLabels,
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller,
@@ -140,7 +140,7 @@ async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -
     {
         Ok(_) => Ok(Action::await_change()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).step("remove finalizer", format_args!("Canary {ns}/{name}")),
     }
 }
 
@@ -168,7 +168,8 @@ async fn add_finalizer(ctx: &Context, canary: &Canary, ns: &str, name: &str) -> 
             &PatchParams::default(),
             &Patch::Json::<()>(finalizer_patch(patch)?),
         )
-        .await?;
+        .await
+        .step("add finalizer", format_args!("Canary {ns}/{name}"))?;
     Ok(())
 }
 

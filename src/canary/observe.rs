@@ -23,7 +23,7 @@ use super::{
 use crate::{
     analysis::Fetched,
     api::canary::{Canary, Metric},
-    error::Result,
+    error::{Result, StepExt},
     policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
     runtime::Context,
@@ -173,7 +173,7 @@ pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<R
         Ok(o) => o,
         // The Gateway API CRDs are not installed.
         Err(kube::Error::Api(s)) if s.code == 404 => None,
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e).step("read route", format_args!("HTTPRoute {ns}/{route}")),
     };
     let Some(obj) = obj else {
         return Ok(RouteState::Invalid(format!(

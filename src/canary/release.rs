@@ -13,7 +13,7 @@ use super::{
     observe::{observe_primary, owned_by, workload},
     templates::{canary_service_name, gateway_route, restored_template},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StepExt};
 
 impl Io<'_> {
     /// Deletion: hand the workload back to the target, then remove the primary. Returns false while the
@@ -43,7 +43,11 @@ impl Io<'_> {
                 let rv = target.metadata.resource_version.clone().unwrap_or_default();
                 let patch = handback_patch(&rv, &old, &new, p.total)?;
                 api.patch(&target.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch))
-                    .await?;
+                    .await
+                    .step(
+                        "hand back template",
+                        format_args!("Deployment {}/{}", self.ns, target.name_any()),
+                    )?;
                 return Ok(false);
             }
         }
@@ -54,13 +58,15 @@ impl Io<'_> {
             // outlive the Canary.
             let svc: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
             let name = canary_service_name(self.canary);
-            if svc.get_opt(&name).await?.is_some() {
+            let object = format!("Service {}/{name}", self.ns);
+            if svc.get_opt(&name).await.step("read canary Service", &object)?.is_some() {
                 svc.patch(
                     &name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({"metadata": {"ownerReferences": null}})),
                 )
-                .await?;
+                .await
+                .step("release canary Service", &object)?;
             }
         }
         if !workload(target).ready_at(p.total) {
@@ -69,7 +75,10 @@ impl Io<'_> {
         match api.delete(&primary.name_any(), &DeleteParams::background()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e).step(
+                "delete primary",
+                format_args!("Deployment {}/{}", self.ns, primary.name_any()),
+            ),
         }
     }
 }

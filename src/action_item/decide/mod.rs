@@ -105,15 +105,7 @@ pub fn decide(
     let overdue = !terminal && now >= due;
     let due_soon = !terminal && !overdue && now >= soon_from;
 
-    let phase = match item.spec.state {
-        ActionItemState::WontDo => ActionItemPhase::WontDo,
-        _ if verified => ActionItemPhase::Verified,
-        ActionItemState::Done => ActionItemPhase::Done,
-        _ if overdue => ActionItemPhase::Overdue,
-        ActionItemState::Open => ActionItemPhase::Open,
-        ActionItemState::InProgress => ActionItemPhase::InProgress,
-        ActionItemState::Blocked => ActionItemPhase::Blocked,
-    };
+    let phase = phase_of(item.spec.state, verified, overdue);
     // Completion time is the first reconcile that sees the terminal state, kept across later reconciles.
     let completed_at = if terminal {
         old.completed_at.clone().or(Some(Time(now)))
@@ -134,6 +126,7 @@ pub fn decide(
     let deadline = Deadline { due, terminal, overdue };
     let (record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
 
+    // The next moment the deadline conditions change by themselves: DueSoon, then Overdue.
     let transition_wake = if terminal {
         None
     } else if now < soon_from {
@@ -170,6 +163,19 @@ pub fn decide(
         .into_iter()
         .fold(None, ladder::earliest);
     Decision { status, wake_at }
+}
+
+/// The phase: the user's state, except that verification and the deadline override the open states.
+fn phase_of(state: ActionItemState, verified: bool, overdue: bool) -> ActionItemPhase {
+    match state {
+        ActionItemState::WontDo => ActionItemPhase::WontDo,
+        _ if verified => ActionItemPhase::Verified,
+        ActionItemState::Done => ActionItemPhase::Done,
+        _ if overdue => ActionItemPhase::Overdue,
+        ActionItemState::Open => ActionItemPhase::Open,
+        ActionItemState::InProgress => ActionItemPhase::InProgress,
+        ActionItemState::Blocked => ActionItemPhase::Blocked,
+    }
 }
 
 /// The id of a notification, also its `Idempotency-Key`: the item's UID, the kind's stable name and

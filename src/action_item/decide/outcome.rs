@@ -440,44 +440,17 @@ pub fn judge(
         .cloned()
         .unwrap_or_default();
     if let Some(result) = old.result {
-        // Final: keep saying what was found, in the words recorded then.
-        let previous = item
-            .status
-            .as_ref()
-            .and_then(|s| conditions::find(&s.conditions, OUTCOME_MET));
-        let reason = old.reason.clone().unwrap_or_else(|| result.to_string());
-        let message = previous
-            .map(|c| c.message.clone())
-            .unwrap_or_else(|| format!("{result}."));
-        return Judged {
-            fact: Some(fact_for(result, &reason, message)),
-            status: Some(old),
-            ..Default::default()
-        };
+        return already_judged(item, old, result);
     }
     let spans = spans(o);
     let target = Target::parse(&o.target);
     let target_text = target
         .map(|t| t.to_string())
         .unwrap_or_else(|| o.target.trim().to_string());
-    let fp = fingerprint(o, spans);
-    let mut baseline = old.baseline.filter(|b| b.fingerprint == fp);
-    if let Some(r) = &readings.baseline
-        && baseline.as_ref().is_none_or(|b| b.value.is_none())
-    {
-        baseline = Some(record_baseline(
-            r,
-            baseline_window(item, spans),
-            &fp,
-            baseline.as_ref(),
-            now,
-        ));
-    }
     let mut out = OutcomeStatus {
-        baseline,
+        baseline: current_baseline(item, o, readings, spans, old.baseline, now),
         ..Default::default()
     };
-    let pending = |reason: &str, message: String| Some(ConditionFact::new(OUTCOME_MET, false, reason, message));
     if item.spec.state == ActionItemState::WontDo {
         return Judged {
             status: Some(out),
@@ -521,23 +494,71 @@ pub fn judge(
             notify: false,
         };
     };
+    judge_reading(out, readings, reading, target, &target_text, window, now)
+}
+
+/// The OutcomeMet condition while no verdict is reached.
+fn pending(reason: &str, message: String) -> Option<ConditionFact> {
+    Some(ConditionFact::new(OUTCOME_MET, false, reason, message))
+}
+
+/// A verdict is final: keep saying what was found, in the words recorded then.
+fn already_judged(item: &ActionItem, old: OutcomeStatus, result: OutcomeResult) -> Judged {
+    let previous = item
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, OUTCOME_MET));
+    let reason = old.reason.clone().unwrap_or_else(|| result.to_string());
+    let message = previous
+        .map(|c| c.message.clone())
+        .unwrap_or_else(|| format!("{result}."));
+    Judged {
+        fact: Some(fact_for(result, &reason, message)),
+        status: Some(old),
+        ..Default::default()
+    }
+}
+
+/// The baseline to keep: the recorded one while the outcome's spec is unchanged (its fingerprint),
+/// filled in from this round's reading while it has no value yet.
+fn current_baseline(
+    item: &ActionItem,
+    o: &Outcome,
+    readings: &Readings,
+    spans: Spans,
+    old: Option<OutcomeBaseline>,
+    now: Timestamp,
+) -> Option<OutcomeBaseline> {
+    let fp = fingerprint(o, spans);
+    let mut baseline = old.filter(|b| b.fingerprint == fp);
+    if let Some(r) = &readings.baseline
+        && baseline.as_ref().is_none_or(|b| b.value.is_none())
+    {
+        baseline = Some(record_baseline(
+            r,
+            baseline_window(item, spans),
+            &fp,
+            baseline.as_ref(),
+            now,
+        ));
+    }
+    baseline
+}
+
+/// The window is over and read: a verdict, unless a reading failed transiently and there is still
+/// time to ask again.
+fn judge_reading(
+    mut out: OutcomeStatus,
+    readings: &Readings,
+    reading: &Reading,
+    target: Option<Target>,
+    target_text: &str,
+    window: Window,
+    now: Timestamp,
+) -> Judged {
     // A request that never reached a verdict is asked again for a while: the window is history now.
     let retry_until = plus(window.to, RETRY_FOR);
-    let needs_baseline = matches!(target, Some(Target::Relative { .. }));
-    let transient = [
-        Some(reading),
-        readings
-            .baseline
-            .as_ref()
-            .filter(|_| needs_baseline && out.baseline.as_ref().is_none_or(|b| b.value.is_none())),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|r| match r {
-        Reading::Failed { error, transient: true } => Some(error.clone()),
-        _ => None,
-    });
-    if let Some(error) = transient.filter(|_| now < retry_until) {
+    if let Some(error) = transient_failure(&out, readings, reading, target).filter(|_| now < retry_until) {
         let msg = format!(
             "The measurement at {} could not be taken ({}); retried every {RETRY_EVERY} until {retry_until}, then judged Inconclusive.",
             window.to,
@@ -550,8 +571,7 @@ pub fn judge(
             notify: false,
         };
     }
-    let (result, reason, message, value, change) =
-        verdict(target, &target_text, out.baseline.as_ref(), reading, window);
+    let (result, reason, message, value, change) = verdict(target, target_text, out.baseline.as_ref(), reading, window);
     if let Some(m) = out.measured.as_mut() {
         m.value = value;
     }
@@ -565,6 +585,30 @@ pub fn judge(
         wake_at: None,
         notify: result == OutcomeResult::Ineffective,
     }
+}
+
+/// The error of a transient failure among the readings the verdict needs: the measurement, and the
+/// baseline when a relative target still lacks its value.
+fn transient_failure(
+    out: &OutcomeStatus,
+    readings: &Readings,
+    reading: &Reading,
+    target: Option<Target>,
+) -> Option<String> {
+    let needs_baseline = matches!(target, Some(Target::Relative { .. }));
+    [
+        Some(reading),
+        readings
+            .baseline
+            .as_ref()
+            .filter(|_| needs_baseline && out.baseline.as_ref().is_none_or(|b| b.value.is_none())),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|r| match r {
+        Reading::Failed { error, transient: true } => Some(error.clone()),
+        _ => None,
+    })
 }
 
 /// The PromQL evaluated at the window's end: the user's query averaged over the window, sampled at a

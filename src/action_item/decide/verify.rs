@@ -2,7 +2,7 @@
 //! condition that held for its whole `for` after the item was Done.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::observations::{CanaryVerdict, Observations, Probe};
 use crate::{
@@ -149,79 +149,23 @@ fn verify_by_prometheus(
         return (old.cloned(), Some(fact), None);
     }
     let hold = prom.for_;
-    let cond = prom.condition.trim();
-    let previous = item
-        .status
-        .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, VERIFIED))
-        .filter(|c| c.status == "False");
-    // A check that ends where the last one did keeps the last message and value, so checking
-    // every few seconds writes nothing until the outcome changes.
-    let outcome = |reason: &str, message: String, value: Option<f64>, v: &mut VerificationStatus| match previous
-        .filter(|c| c.reason == reason)
-    {
-        Some(c) => ConditionFact::new(VERIFIED, false, reason, c.message.clone()),
-        None => {
-            v.last_value = value.or(v.last_value);
-            ConditionFact::new(VERIFIED, false, reason, message)
-        }
+    let check = Check {
+        cond: prom.condition.trim(),
+        hold,
+        previous: item
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, VERIFIED))
+            .filter(|c| c.status == "False"),
+        now,
     };
     let fact = match &obs.probe {
         // Not evaluated this round: the record stands as it is.
-        None => previous
+        None => check
+            .previous
             .map(|c| ConditionFact::new(VERIFIED, false, &c.reason, c.message.clone()))
             .unwrap_or_else(|| ConditionFact::new(VERIFIED, false, "Checking", "The first check is due.")),
-        Some(Probe::Value(x)) if Threshold::parse(cond).is_some_and(|t| t.holds(*x)) => {
-            let since = v.holding_since.get_or_insert(Time(ceil_second(now))).0;
-            let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
-            if now >= verify_at {
-                v.verified_at = Some(Time(now));
-                v.last_value = Some(*x);
-                ConditionFact::new(
-                    VERIFIED,
-                    true,
-                    "ConditionHeld",
-                    format!("The condition `{cond}` held for {hold} (since {since}); last value {x}."),
-                )
-            } else {
-                outcome(
-                    "Holding",
-                    format!(
-                        "The condition `{cond}` has held since {since} (value {x}); verified at {verify_at} if it keeps holding."
-                    ),
-                    Some(*x),
-                    &mut v,
-                )
-            }
-        }
-        Some(Probe::Value(x)) => {
-            v.holding_since = None;
-            outcome(
-                "ConditionNotMet",
-                format!("The value {x} does not satisfy `{cond}` (first seen at {now})."),
-                Some(*x),
-                &mut v,
-            )
-        }
-        // Neither counts as success: the hold starts over.
-        Some(Probe::NoData) => {
-            v.holding_since = None;
-            outcome(
-                "NoData",
-                format!("The query returned no data (since {now}); no data never counts as success."),
-                None,
-                &mut v,
-            )
-        }
-        Some(Probe::Error(e)) => {
-            v.holding_since = None;
-            outcome(
-                "QueryError",
-                format!("The query failed (since {now}): {e}. A failed query never counts as success."),
-                None,
-                &mut v,
-            )
-        }
+        Some(probe) => check.judge_probe(probe, &mut v),
     };
     let next_check = obs
         .last_probe_at
@@ -229,4 +173,88 @@ fn verify_by_prometheus(
         .or(Some(now));
     let wake = if v.verified_at.is_some() { None } else { next_check };
     (Some(v), Some(fact), wake)
+}
+
+/// One Prometheus check of a Done item: the condition, its hold, the last unverified condition.
+struct Check<'a> {
+    cond: &'a str,
+    hold: Duration,
+    previous: Option<&'a Condition>,
+    now: Timestamp,
+}
+
+impl Check<'_> {
+    /// The Verified condition from this round's probe, the hold advanced or started over in `v`.
+    fn judge_probe(&self, probe: &Probe, v: &mut VerificationStatus) -> ConditionFact {
+        let (cond, now) = (self.cond, self.now);
+        match probe {
+            Probe::Value(x) if Threshold::parse(cond).is_some_and(|t| t.holds(*x)) => self.holds(*x, v),
+            Probe::Value(x) => {
+                v.holding_since = None;
+                self.outcome(
+                    "ConditionNotMet",
+                    format!("The value {x} does not satisfy `{cond}` (first seen at {now})."),
+                    Some(*x),
+                    v,
+                )
+            }
+            // Neither counts as success: the hold starts over.
+            Probe::NoData => {
+                v.holding_since = None;
+                self.outcome(
+                    "NoData",
+                    format!("The query returned no data (since {now}); no data never counts as success."),
+                    None,
+                    v,
+                )
+            }
+            Probe::Error(e) => {
+                v.holding_since = None;
+                self.outcome(
+                    "QueryError",
+                    format!("The query failed (since {now}): {e}. A failed query never counts as success."),
+                    None,
+                    v,
+                )
+            }
+        }
+    }
+
+    /// The condition holds on `x`: verified once it has held for the whole `for`.
+    fn holds(&self, x: f64, v: &mut VerificationStatus) -> ConditionFact {
+        let (cond, hold, now) = (self.cond, self.hold, self.now);
+        let since = v.holding_since.get_or_insert(Time(ceil_second(now))).0;
+        let verify_at = since.checked_add(hold.as_signed()).unwrap_or(Timestamp::MAX);
+        if now >= verify_at {
+            v.verified_at = Some(Time(now));
+            v.last_value = Some(x);
+            ConditionFact::new(
+                VERIFIED,
+                true,
+                "ConditionHeld",
+                format!("The condition `{cond}` held for {hold} (since {since}); last value {x}."),
+            )
+        } else {
+            self.outcome(
+                "Holding",
+                format!(
+                    "The condition `{cond}` has held since {since} (value {x}); verified at {verify_at} if it keeps holding."
+                ),
+                Some(x),
+                v,
+            )
+        }
+    }
+
+    /// A check that ends where the last one did keeps the last message and value, so checking
+    /// every few seconds writes nothing until the outcome changes.
+    fn outcome(&self, reason: &str, message: String, value: Option<f64>, v: &mut VerificationStatus) -> ConditionFact {
+        match self.previous.filter(|c| c.reason == reason) {
+            Some(c) => ConditionFact::new(VERIFIED, false, reason, c.message.clone()),
+            None => {
+                v.last_value = value.or(v.last_value);
+                ConditionFact::new(VERIFIED, false, reason, message)
+            }
+        }
+    }
 }

@@ -76,144 +76,177 @@ pub fn initialize(p: &mut Planner<'_>, revision: &str, workload: &Workload) {
 
 /// One rollout decision for a Canary past initialization.
 pub fn step(p: &mut Planner<'_>, revision: &str, workload: &Workload, fresh: Fresh) {
-    let Fresh {
-        promote,
-        abort,
-        retry,
-        resume,
-    } = fresh;
-    let canary = p.canary;
     let phase = p.s.phase.unwrap_or(CanaryPhase::Idle);
     let stable = p.s.stable_revision.clone().unwrap_or_default();
     match phase {
         CanaryPhase::Idle | CanaryPhase::Succeeded | CanaryPhase::RolledBack | CanaryPhase::Initializing => {
-            let rolled_back_here = phase == CanaryPhase::RolledBack && p.s.canary_revision.as_deref() == Some(revision);
-            if revision == stable {
-                return;
-            }
-            if rolled_back_here {
-                if let Some(v) = retry {
-                    p.start_rollout(
-                        revision,
-                        format!("Retrying revision {revision} ({ANNOTATION_RETRY}={v}) from step 0."),
-                    );
-                }
-                return;
-            }
-            p.start_rollout(
-                revision,
-                format!("Revision {revision} replaces {stable}; starting at step 0."),
-            );
+            at_rest(p, revision, &stable, phase, fresh.retry);
         }
         CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting => {
-            let current = p.s.canary_revision.clone().unwrap_or_default();
-            if revision != current {
-                if revision == stable {
-                    p.s.phase = Some(CanaryPhase::Idle);
-                    p.s.canary_weight = Some(0);
-                    p.event(
-                        false,
-                        "RolloutCancelled",
-                        format!("The target is back at the stable revision {stable}; revision {current} is dropped."),
-                    );
-                } else {
-                    p.start_rollout(
-                        revision,
-                        format!("Newer revision {revision} replaces {current} mid-rollout; restarting at step 0."),
-                    );
-                }
-                return;
-            }
-            if phase == CanaryPhase::Promoting {
-                promoting(p);
-                return;
-            }
-            if let Some(v) = abort {
-                p.rollback(
-                    "Aborted",
-                    format!("Aborted by the {ANNOTATION_ABORT} annotation ({v})."),
-                );
-                return;
-            }
-            if let Some(v) = promote {
-                p.s.phase = Some(CanaryPhase::Promoting);
-                // The promotion's own deadline counts from here.
-                p.s.step_started_at = Some(Time(p.now));
+            in_flight(p, revision, &stable, phase, workload, fresh);
+        }
+    }
+}
+
+/// No rollout under way: a revision other than the stable one starts one, except the revision that
+/// was just rolled back here, which only an explicit retry starts again (else it would loop).
+fn at_rest(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPhase, retry: Option<String>) {
+    let rolled_back_here = phase == CanaryPhase::RolledBack && p.s.canary_revision.as_deref() == Some(revision);
+    if revision == stable {
+        return;
+    }
+    if rolled_back_here {
+        if let Some(v) = retry {
+            p.start_rollout(
+                revision,
+                format!("Retrying revision {revision} ({ANNOTATION_RETRY}={v}) from step 0."),
+            );
+        }
+        return;
+    }
+    p.start_rollout(
+        revision,
+        format!("Revision {revision} replaces {stable}; starting at step 0."),
+    );
+}
+
+/// A rollout under way, in the order that decides: a changed target, promotion, the operator's
+/// abort and promote, analysis, the progress deadline, then the current step.
+fn in_flight(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPhase, workload: &Workload, fresh: Fresh) {
+    let Fresh {
+        promote,
+        abort,
+        retry: _,
+        resume,
+    } = fresh;
+    let current = p.s.canary_revision.clone().unwrap_or_default();
+    if revision != current {
+        target_changed(p, revision, stable, &current);
+        return;
+    }
+    if phase == CanaryPhase::Promoting {
+        promoting(p);
+        return;
+    }
+    if let Some(v) = abort {
+        p.rollback(
+            "Aborted",
+            format!("Aborted by the {ANNOTATION_ABORT} annotation ({v})."),
+        );
+        return;
+    }
+    if let Some(v) = promote {
+        promote_now(p, &current, &v);
+        return;
+    }
+    if let Some(results) = &p.obs.analysis
+        && p.fold_analysis(results)
+    {
+        return;
+    }
+    let n = p.obs.primary.as_ref().map(|p| p.total).unwrap_or(1);
+    if progress_deadline_exceeded(p, workload, n) {
+        return;
+    }
+    current_step(p, workload, n, resume);
+}
+
+/// The target moved mid-rollout: back to the stable revision cancels, anything newer restarts.
+fn target_changed(p: &mut Planner<'_>, revision: &str, stable: &str, current: &str) {
+    if revision == stable {
+        p.s.phase = Some(CanaryPhase::Idle);
+        p.s.canary_weight = Some(0);
+        p.event(
+            false,
+            "RolloutCancelled",
+            format!("The target is back at the stable revision {stable}; revision {current} is dropped."),
+        );
+    } else {
+        p.start_rollout(
+            revision,
+            format!("Newer revision {revision} replaces {current} mid-rollout; restarting at step 0."),
+        );
+    }
+}
+
+/// The promote annotation skips the remaining steps.
+fn promote_now(p: &mut Planner<'_>, current: &str, v: &str) {
+    p.s.phase = Some(CanaryPhase::Promoting);
+    // The promotion's own deadline counts from here.
+    p.s.step_started_at = Some(Time(p.now));
+    p.event(
+        false,
+        "Promoting",
+        format!("Promoting revision {current} now, skipping the remaining steps ({ANNOTATION_PROMOTE}={v})."),
+    );
+    promoting(p);
+}
+
+/// Rolls back (and says so) when the canary's pods have not been ready for longer than
+/// progressDeadline; `n` is the primary's replica count.
+fn progress_deadline_exceeded(p: &mut Planner<'_>, workload: &Workload, n: i32) -> bool {
+    let canary = p.canary;
+    let w = p.s.canary_weight.unwrap_or(0);
+    let c = canary_replicas(n, w);
+    if c > 0 && !workload.ready_at(c) && last_seen_ready(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary)) {
+        p.rollback(
+            "ProgressDeadlineExceeded",
+            format!(
+                "Canary pods were not ready within progressDeadline {}: {} of {c} available.",
+                canary
+                    .spec
+                    .progress_deadline
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "10m".into()),
+                workload.available.min(c)
+            ),
+        );
+        return true;
+    }
+    false
+}
+
+/// The current step: past the last one the rollout promotes; a weight step advances once the
+/// canary is ready at that weight and analysed since; a pause advances when it ends.
+fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option<String>) {
+    let canary = p.canary;
+    let idx = p.s.current_step.unwrap_or(0) as usize;
+    let Some(step_spec) = canary.spec.steps.get(idx) else {
+        p.s.phase = Some(CanaryPhase::Promoting);
+        p.s.step_started_at = Some(Time(p.now));
+        return;
+    };
+    if let Some(w) = step_spec.set_weight {
+        p.s.phase = Some(CanaryPhase::Progressing);
+        p.s.canary_weight = Some(w);
+        let analysed = canary.spec.analysis.is_none()
+            || p.s
+                .analysis
+                .as_ref()
+                .and_then(|a| a.last_run_at.as_ref())
+                .zip(started(&p.s))
+                .is_some_and(|(last, start)| last.0 > start);
+        if !canary.spec.paused && workload.ready_at(canary_replicas(n, w)) && analysed {
+            p.advance();
+        }
+    } else {
+        let pause = step_spec.pause.clone().unwrap_or_default();
+        p.s.phase = Some(CanaryPhase::Paused);
+        let done = match pause.duration {
+            Some(d) => started(&p.s).is_some_and(|t| p.now >= t + d.as_signed()),
+            None => resume.is_some(),
+        };
+        if done && !canary.spec.paused {
+            if let Some(v) = &resume {
                 p.event(
                     false,
-                    "Promoting",
-                    format!(
-                        "Promoting revision {current} now, skipping the remaining steps ({ANNOTATION_PROMOTE}={v})."
-                    ),
+                    "Resumed",
+                    format!("Resumed by the {ANNOTATION_RESUME} annotation ({v})."),
                 );
-                promoting(p);
-                return;
-            }
-            if let Some(results) = &p.obs.analysis
-                && p.fold_analysis(results)
-            {
-                return;
-            }
-            let n = p.obs.primary.as_ref().map(|p| p.total).unwrap_or(1);
-            let w = p.s.canary_weight.unwrap_or(0);
-            let c = canary_replicas(n, w);
-            if c > 0
-                && !workload.ready_at(c)
-                && last_seen_ready(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary))
-            {
-                p.rollback(
-                    "ProgressDeadlineExceeded",
-                    format!(
-                        "Canary pods were not ready within progressDeadline {}: {} of {c} available.",
-                        canary
-                            .spec
-                            .progress_deadline
-                            .map(|d| d.to_string())
-                            .unwrap_or_else(|| "10m".into()),
-                        workload.available.min(c)
-                    ),
-                );
-                return;
-            }
-            let idx = p.s.current_step.unwrap_or(0) as usize;
-            let Some(step_spec) = canary.spec.steps.get(idx) else {
-                p.s.phase = Some(CanaryPhase::Promoting);
-                p.s.step_started_at = Some(Time(p.now));
-                return;
-            };
-            if let Some(w) = step_spec.set_weight {
-                p.s.phase = Some(CanaryPhase::Progressing);
-                p.s.canary_weight = Some(w);
-                let analysed = canary.spec.analysis.is_none()
-                    || p.s
-                        .analysis
-                        .as_ref()
-                        .and_then(|a| a.last_run_at.as_ref())
-                        .zip(started(&p.s))
-                        .is_some_and(|(last, start)| last.0 > start);
-                if !canary.spec.paused && workload.ready_at(canary_replicas(n, w)) && analysed {
-                    p.advance();
-                }
             } else {
-                let pause = step_spec.pause.clone().unwrap_or_default();
-                p.s.phase = Some(CanaryPhase::Paused);
-                let done = match pause.duration {
-                    Some(d) => started(&p.s).is_some_and(|t| p.now >= t + d.as_signed()),
-                    None => resume.is_some(),
-                };
-                if done && !canary.spec.paused {
-                    if let Some(v) = &resume {
-                        p.event(
-                            false,
-                            "Resumed",
-                            format!("Resumed by the {ANNOTATION_RESUME} annotation ({v})."),
-                        );
-                    } else {
-                        p.event(false, "Resumed", format!("Pause of step {idx} ended."));
-                    }
-                    p.advance();
-                }
+                p.event(false, "Resumed", format!("Pause of step {idx} ended."));
             }
+            p.advance();
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::{Action, Planner, Workload, gateway, last_seen_ready, next_analysis, progress_deadline, started};
+use super::{Action, Planner, Primary, Workload, gateway, last_seen_ready, next_analysis, progress_deadline, started};
 use crate::api::canary::{Canary, CanaryPhase};
 
 /// Canary pods for weight `w` out of `n`.
@@ -78,36 +78,41 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                     wake.push(t + d.as_signed());
                 }
             }
-            CanaryPhase::Promoting => {
-                // The canary carries all traffic while the primary is rebuilt from zero: emptied first,
-                // then given the new template at zero replicas, then scaled. Changing template and
-                // replicas in one write would make the Deployment controller scale the old ReplicaSet
-                // up first (a scaling event) and roll it afterwards: pods created only to be deleted.
-                p.actions.push(Action::ScaleTarget(n));
-                let carried = workload.ready_at(n);
-                if gw && carried {
-                    p.actions.push(Action::SetRoute { canary: 100 });
-                }
-                // Each write waits until the Deployment controller has taken in the one before: a
-                // template change while old pods remain, or a scale-up before the new ReplicaSet
-                // exists, gives the old ReplicaSet its proportional share of the new replicas (measured
-                // at 100 targets: two pods of the old revision per target, then a rolling update).
-                let canary_revision = p.s.canary_revision.clone().unwrap_or_default();
-                let pw = &primary.workload;
-                if primary.revision.as_deref() == Some(canary_revision.as_str()) {
-                    if pw.current {
-                        p.actions.push(Action::ScalePrimary(n));
-                    }
-                } else if carried && pw.spec_replicas > 0 {
-                    p.actions.push(Action::ScalePrimary(0));
-                } else if carried && pw.current && pw.pods == 0 {
-                    p.actions.push(Action::PromotePrimary {
-                        revision: canary_revision,
-                        replicas: 0,
-                    });
-                }
-            }
+            CanaryPhase::Promoting => promote(p, primary, workload, gw),
         }
     }
     wake
+}
+
+/// Promotion's writes, one at a time: the canary takes all traffic, then the primary is emptied,
+/// given the new template at zero replicas, and scaled.
+fn promote(p: &mut Planner<'_>, primary: &Primary, workload: &Workload, gw: bool) {
+    let n = primary.total;
+    // The canary carries all traffic while the primary is rebuilt from zero: emptied first,
+    // then given the new template at zero replicas, then scaled. Changing template and
+    // replicas in one write would make the Deployment controller scale the old ReplicaSet
+    // up first (a scaling event) and roll it afterwards: pods created only to be deleted.
+    p.actions.push(Action::ScaleTarget(n));
+    let carried = workload.ready_at(n);
+    if gw && carried {
+        p.actions.push(Action::SetRoute { canary: 100 });
+    }
+    // Each write waits until the Deployment controller has taken in the one before: a
+    // template change while old pods remain, or a scale-up before the new ReplicaSet
+    // exists, gives the old ReplicaSet its proportional share of the new replicas (measured
+    // at 100 targets: two pods of the old revision per target, then a rolling update).
+    let canary_revision = p.s.canary_revision.clone().unwrap_or_default();
+    let pw = &primary.workload;
+    if primary.revision.as_deref() == Some(canary_revision.as_str()) {
+        if pw.current {
+            p.actions.push(Action::ScalePrimary(n));
+        }
+    } else if carried && pw.spec_replicas > 0 {
+        p.actions.push(Action::ScalePrimary(0));
+    } else if carried && pw.current && pw.pods == 0 {
+        p.actions.push(Action::PromotePrimary {
+            revision: canary_revision,
+            replicas: 0,
+        });
+    }
 }

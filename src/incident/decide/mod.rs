@@ -12,7 +12,7 @@ use crate::{
         duration::Duration,
         incident::{
             ACTION_ITEMS_OVERDUE, ActionItemCounts, FOLLOW_UP_COMPLETE, Incident, IncidentDurations, IncidentPhase,
-            IncidentStatus, POSTMORTEM_OVERDUE,
+            IncidentSpec, IncidentStatus, POSTMORTEM_OVERDUE,
         },
     },
     policy::Policy,
@@ -75,59 +75,103 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
     let counts = roll_up(items.iter().copied());
     let unfinished = counts.open + counts.in_progress + counts.blocked + counts.overdue;
     let postmortem_done = spec.postmortem.as_ref().and_then(|p| p.completed_at.as_ref()).is_some();
+    let phase = phase_of(spec, postmortem_done, unfinished);
+    let postmortem_due_at = spec.resolved_at.as_ref().and_then(|r| {
+        r.0.checked_add(policy.postmortem_due_for(spec.severity).as_signed())
+            .ok()
+    });
 
-    let phase = match (&spec.resolved_at, &spec.mitigated_at) {
+    let (postmortem, wake_at) = postmortem_fact(postmortem_due_at, postmortem_done, now);
+    let mut facts = vec![postmortem];
+    facts.extend(follow_up_facts(&counts, unfinished));
+    let (ready_reason, ready_message) = ready_of(phase);
+    facts.extend(conditions::healthy(None, ready_reason, ready_message));
+
+    let previous = incident
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let status = IncidentStatus {
+        observed_generation: incident.metadata.generation,
+        phase: Some(phase),
+        durations: durations_of(spec),
+        postmortem_due_at: postmortem_due_at.map(Time),
+        action_items: Some(counts),
+        conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
+        // The alert receiver's part of the status, carried unchanged: this writer must neither drop it
+        // nor see a difference that is not its own to write.
+        alert_group: incident.status.as_ref().and_then(|s| s.alert_group.clone()),
+    };
+    Decision { status, wake_at }
+}
+
+/// The phase: Closed only once resolved with the postmortem completed and every follow-up finished.
+fn phase_of(spec: &IncidentSpec, postmortem_done: bool, unfinished: u32) -> IncidentPhase {
+    match (&spec.resolved_at, &spec.mitigated_at) {
         (None, None) => IncidentPhase::Active,
         (None, Some(_)) => IncidentPhase::Mitigated,
         (Some(_), _) if postmortem_done && unfinished == 0 => IncidentPhase::Closed,
         (Some(_), _) => IncidentPhase::Learning,
-    };
+    }
+}
 
+/// Time to detect, mitigate and resolve, as far as the timestamps are set; none when none is.
+fn durations_of(spec: &IncidentSpec) -> Option<IncidentDurations> {
     let origin = spec.started_at.as_ref().or(spec.detected_at.as_ref());
     let durations = IncidentDurations {
         time_to_detect: span(spec.started_at.as_ref(), spec.detected_at.as_ref()),
         time_to_mitigate: span(origin, spec.mitigated_at.as_ref()),
         time_to_resolve: span(origin, spec.resolved_at.as_ref()),
     };
-    let durations = (durations != IncidentDurations::default()).then_some(durations);
+    (durations != IncidentDurations::default()).then_some(durations)
+}
 
-    let postmortem_due_at = spec.resolved_at.as_ref().and_then(|r| {
-        r.0.checked_add(policy.postmortem_due_for(spec.severity).as_signed())
-            .ok()
-    });
-
-    let mut facts = Vec::new();
-    let mut wake_at = None;
-    match postmortem_due_at {
-        Some(due) if !postmortem_done && now >= due => facts.push(ConditionFact::new(
-            POSTMORTEM_OVERDUE,
-            true,
-            "PostmortemOverdue",
-            format!("The postmortem was due at {due}; set spec.postmortem.completedAt when it is done."),
-        )),
-        Some(due) if !postmortem_done => {
-            wake_at = Some(due);
-            facts.push(ConditionFact::new(
+/// The PostmortemOverdue condition, and the deadline to wake at while it is still ahead.
+fn postmortem_fact(due_at: Option<Timestamp>, done: bool, now: Timestamp) -> (ConditionFact, Option<Timestamp>) {
+    match due_at {
+        Some(due) if !done && now >= due => (
+            ConditionFact::new(
+                POSTMORTEM_OVERDUE,
+                true,
+                "PostmortemOverdue",
+                format!("The postmortem was due at {due}; set spec.postmortem.completedAt when it is done."),
+            ),
+            None,
+        ),
+        Some(due) if !done => (
+            ConditionFact::new(
                 POSTMORTEM_OVERDUE,
                 false,
                 "PostmortemPending",
                 format!("The postmortem is due at {due}."),
-            ))
-        }
-        Some(_) => facts.push(ConditionFact::new(
-            POSTMORTEM_OVERDUE,
-            false,
-            "PostmortemCompleted",
-            "The postmortem is completed.",
-        )),
-        None => facts.push(ConditionFact::new(
-            POSTMORTEM_OVERDUE,
-            false,
-            "NotResolved",
-            "The postmortem is due after resolution.",
-        )),
+            ),
+            Some(due),
+        ),
+        Some(_) => (
+            ConditionFact::new(
+                POSTMORTEM_OVERDUE,
+                false,
+                "PostmortemCompleted",
+                "The postmortem is completed.",
+            ),
+            None,
+        ),
+        None => (
+            ConditionFact::new(
+                POSTMORTEM_OVERDUE,
+                false,
+                "NotResolved",
+                "The postmortem is due after resolution.",
+            ),
+            None,
+        ),
     }
-    facts.push(if counts.overdue > 0 {
+}
+
+/// The ActionItemsOverdue and FollowUpComplete conditions from the roll-up.
+fn follow_up_facts(counts: &ActionItemCounts, unfinished: u32) -> [ConditionFact; 2] {
+    let overdue = if counts.overdue > 0 {
         ConditionFact::new(
             ACTION_ITEMS_OVERDUE,
             true,
@@ -136,9 +180,9 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
         )
     } else {
         ConditionFact::new(ACTION_ITEMS_OVERDUE, false, "NoneOverdue", "No action item is overdue.")
-    });
-    let proved = outcomes_line(&counts);
-    facts.push(if unfinished == 0 {
+    };
+    let proved = outcomes_line(counts);
+    let complete = if unfinished == 0 {
         ConditionFact::new(
             FOLLOW_UP_COMPLETE,
             true,
@@ -152,9 +196,13 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
             "ItemsOutstanding",
             format!("{unfinished} of {} action items are unfinished.{proved}", counts.total),
         )
-    });
+    };
+    [overdue, complete]
+}
 
-    let (ready_reason, ready_message) = match phase {
+/// The Ready condition's reason and message for a phase.
+fn ready_of(phase: IncidentPhase) -> (&'static str, String) {
+    match phase {
         IncidentPhase::Closed => (
             "Closed",
             "The incident is resolved, its postmortem is completed and every follow-up is finished.".to_string(),
@@ -168,26 +216,7 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
             "User impact has stopped; the incident is not resolved yet.".to_string(),
         ),
         IncidentPhase::Active => ("Active", "The incident is active.".to_string()),
-    };
-    facts.extend(conditions::healthy(None, ready_reason, ready_message));
-
-    let previous = incident
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let status = IncidentStatus {
-        observed_generation: incident.metadata.generation,
-        phase: Some(phase),
-        durations,
-        postmortem_due_at: postmortem_due_at.map(Time),
-        action_items: Some(counts),
-        conditions: conditions::merge(previous, &facts, incident.metadata.generation, now),
-        // The alert receiver's part of the status, carried unchanged: this writer must neither drop it
-        // nor see a difference that is not its own to write.
-        alert_group: incident.status.as_ref().and_then(|s| s.alert_group.clone()),
-    };
-    Decision { status, wake_at }
+    }
 }
 
 #[cfg(test)]
