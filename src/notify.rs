@@ -318,11 +318,4 @@ mod tests {
         assert!(title.ends_with('…'));
         assert!(!b["text"].as_str().unwrap().chars().any(char::is_control));
     }
-
-    #[test]
-    fn plain_keeps_short_text_whole() {
-        assert_eq!(plain("Cap the pool", 256), "Cap the pool");
-        assert_eq!(plain("line\nbreak", 256), "linebreak");
-        assert_eq!(plain("abcdef", 4), "abc…");
-    }
 }

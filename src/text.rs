@@ -19,9 +19,15 @@ mod tests {
     use super::plain;
 
     #[test]
+    fn plain_keeps_short_text_whole() {
+        assert_eq!(plain("Cap the pool", 256), "Cap the pool");
+        assert_eq!(plain("line\nbreak", 256), "linebreak");
+        assert_eq!(plain("abcdef", 4), "abc…");
+    }
+
+    #[test]
     fn control_characters_go_and_long_text_is_cut_with_an_ellipsis() {
         assert_eq!(plain("a\u{1b}[31mb\nc", 10), "a[31mbc");
-        assert_eq!(plain("abcdef", 4), "abc…");
         assert_eq!(plain("abcd", 4), "abcd");
     }
 }
