@@ -137,6 +137,7 @@ pub enum Command {
     // ---- lint (issue 27): offline, needs no cluster ----
     /// Check Kaizen manifests offline as the apiserver would (schema, CEL rules), plus their
     /// PromQL, steps and targetRef.
+    #[command(after_help = lint::EXAMPLES)]
     Lint(lint::Args),
 }
 

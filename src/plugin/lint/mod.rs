@@ -20,6 +20,17 @@ use super::{Format, code, emit, session::Global, text::term};
 use crate::Result;
 use linter::{Linter, Pass, Unresolved};
 
+/// The `Examples:` section of `lint --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  kubectl kaizen lint -f canary.yaml -f deployment.yaml   # FILE:DOC kind/name: field: message per problem
+  kubectl kaizen lint -f deploy/ -R                       # every .yaml, .yml and .json below deploy/
+  helm template charts/shop | kubectl kaizen lint -f -    # standard input
+  kubectl kaizen lint -f canary.yaml --cluster            # targetRef Deployments may also be in the cluster
+  kubectl kaizen lint -f deploy/ -o json                  # the findings as data
+
+Exit code 0: no problems; 9: problems found; 2: a file cannot be read.";
+
 /// `kubectl kaizen lint` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
