@@ -117,7 +117,9 @@ pub async fn run(args: &Args, global: &Global) -> Result<u8> {
         unresolved
     };
     findings.extend(missing.into_iter().map(|t| target_missing(t, args.cluster)));
-    findings.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
+    // In the order the files were given, each file's documents in order (targetRef findings come last).
+    let order = |f: &Finding| (docs.iter().position(|d| d.file == f.file), f.document);
+    findings.sort_by_key(order);
     let report = summarize(documents, findings);
     let out = match args.output {
         Some(f) => emit(f, &report)?,
