@@ -202,9 +202,12 @@ fn string(schema: Option<&JSONSchemaProps>, s: &str) -> Cel {
     Cel::String(Arc::new(s.to_string()))
 }
 
-/// RFC 3339, or a date-time without a zone (UTC, as the apiserver reads it).
+/// RFC 3339 (its offset with or without a colon), or a date-time without a zone (UTC, as the
+/// apiserver reads it).
 fn timestamp(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().or_else(|| {
+    let zoned = |f: &str| chrono::DateTime::parse_from_str(s, f).ok();
+    let parsed = chrono::DateTime::parse_from_rfc3339(s).ok();
+    parsed.or_else(|| zoned("%Y-%m-%dT%H:%M:%S%.f%z")).or_else(|| {
         let utc = chrono::FixedOffset::east_opt(0)?;
         ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
             .iter()

@@ -64,6 +64,8 @@ fn date_times_compare_as_instants_not_text() {
     // As text "09:00Z" sorts before "10:00+02:00"; as instants 09:00Z is after 08:00Z.
     let v = json!({"startedAt": "2026-01-01T10:00:00+02:00", "detectedAt": "2026-01-01T09:00:00Z"});
     assert_eq!(verdicts(&s, v), vec![Verdict::Holds]);
+    let v = json!({"startedAt": "2026-01-01T10:00:00+0200", "detectedAt": "2026-01-01 08:00:00"});
+    assert_eq!(verdicts(&s, v), vec![Verdict::Holds]);
     let v = json!({"startedAt": "2026-01-01T10:00:00Z", "detectedAt": "2026-01-01T09:00:00.5Z"});
     assert!(matches!(&verdicts(&s, v)[0], Verdict::Fails(v) if v.message.ends_with("order")));
 }
