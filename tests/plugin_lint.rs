@@ -197,7 +197,7 @@ async fn lint_rejects_exactly_what_the_apiserver_rejects_in_its_words() {
                 "{name}: the case is wrong: apiserver refuses={server_refuses}: {said}"
             ));
         }
-        let lint_refuses = !findings.is_empty();
+        let lint_refuses = findings.iter().any(|f| f["severity"] == "error");
         if server_refuses != lint_refuses {
             failures.push(format!(
                 "{name}: apiserver refuses={server_refuses} ({said}), lint found {findings:#?}"

@@ -119,16 +119,18 @@ impl Linter {
         violations.extend(checked.violations.iter().cloned());
         let blocked = violations.iter().any(|v| v.blocking);
         out.extend(violations.into_iter().map(|v| base.violation(v, Check::Schema)));
-        if !blocked {
+        if blocked {
+            // The apiserver says so too: fixing these may reveal rule violations.
+            let message = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+            out.push(base.with("", message.into(), Check::Rule).not_checked());
+        } else {
             for site in &checked.sites {
                 for verdict in self.rules.check(site) {
                     match verdict {
                         Verdict::Holds => {}
                         Verdict::Fails(v) => out.push(base.violation(v, Check::Rule)),
                         Verdict::NotChecked { path, message } => {
-                            let mut f = base.with(&path, message, Check::Rule);
-                            f.severity = Severity::NotChecked;
-                            out.push(f);
+                            out.push(base.with(&path, message, Check::Rule).not_checked())
                         }
                     }
                 }
@@ -190,6 +192,13 @@ impl Finding {
             message,
             check,
             ..self.clone()
+        }
+    }
+
+    fn not_checked(self) -> Finding {
+        Finding {
+            severity: Severity::NotChecked,
+            ..self
         }
     }
 

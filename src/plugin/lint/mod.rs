@@ -203,8 +203,8 @@ fn summary(r: &Report) -> String {
     };
     match r.not_checked {
         0 => {}
-        1 => s.push_str(" (1 rule not checked offline)"),
-        n => s.push_str(&format!(" ({n} rules not checked offline)")),
+        1 => s.push_str(" (rules not checked in 1 place)"),
+        n => s.push_str(&format!(" (rules not checked in {n} places)")),
     }
     s
 }
