@@ -127,6 +127,18 @@ const EITHER: &[(&str, &str)] = &[
         "kind: Incident\nmetadata: {name: time-without-seconds}\nspec: {title: t, severity: SEV2, startedAt: \"2026-01-01T10:00Z\"}\n",
     ),
     (
+        "no-zone",
+        "kind: Incident\nmetadata: {name: no-zone}\nspec: {title: t, severity: SEV2, startedAt: \"2026-01-01T10:00:00\"}\n",
+    ),
+    (
+        "lowercase-t-z",
+        "kind: Incident\nmetadata: {name: lowercase-t-z}\nspec: {title: t, severity: SEV2, startedAt: \"2026-01-01t10:00:00z\"}\n",
+    ),
+    (
+        "nanoseconds",
+        "kind: Incident\nmetadata: {name: nanoseconds}\nspec: {title: t, severity: SEV2, startedAt: \"2026-01-01T10:00:00.123456789+05:30\", detectedAt: \"2026-01-01T04:30:00.2Z\"}\n",
+    ),
+    (
         "date-only",
         "kind: Incident\nmetadata: {name: date-only}\nspec: {title: t, severity: SEV2, startedAt: \"2026-01-01\"}\n",
     ),

@@ -60,7 +60,7 @@ impl Rules {
 
     fn one(&mut self, site: &RuleSite<'_>, rule: &ValidationRule, value: &Cel) -> Verdict {
         let path = rule_path(&site.path, rule.field_path.as_deref());
-        let ty = site.schema.type_.clone().unwrap_or_else(|| "object".into());
+        let shown = shown_value(&site.value);
         let program = match self.program(&rule.rule) {
             Ok(p) => p,
             Err(e) => {
@@ -76,7 +76,7 @@ impl Rules {
         match evaluate(&program, &self.env, value) {
             Ok(Cel::Bool(true)) => Verdict::Holds,
             Ok(Cel::Bool(false)) => Verdict::Fails(Violation {
-                message: failure(rule, &ty),
+                message: failure(rule, &shown),
                 path,
                 blocking: false,
             }),
@@ -90,12 +90,12 @@ impl Rules {
                 }
             }
             Ok(other) => Verdict::Fails(Violation {
-                message: format!("Invalid value: {ty:?}: rule {:?} gave {other:?}, not a bool", rule.rule),
+                message: format!("Invalid value: {shown}rule {:?} gave {other:?}, not a bool", rule.rule),
                 path,
                 blocking: false,
             }),
             Err(e) => Verdict::Fails(Violation {
-                message: format!("Invalid value: {ty:?}: {e} evaluating rule: {}", rule.rule),
+                message: format!("Invalid value: {shown}{e} evaluating rule: {}", rule.rule),
                 path,
                 blocking: false,
             }),
@@ -144,9 +144,18 @@ fn rule_path(node: &str, field_path: Option<&str>) -> String {
     }
 }
 
+/// The node's value as the apiserver shows it before a rule's message: a scalar as the value itself
+/// and a colon (`"2 weeks": `), an object or a list not at all.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::Object(_) | Value::Array(_) => String::new(),
+        scalar => format!("{}: ", super::schema::bad_value(scalar)),
+    }
+}
+
 /// The apiserver's words for a rule that does not hold: its message (or `failed rule: RULE`) under
 /// the error type its `reason` names.
-fn failure(rule: &ValidationRule, ty: &str) -> String {
+fn failure(rule: &ValidationRule, shown: &str) -> String {
     let detail = match rule.message.as_deref() {
         Some(m) if !m.trim().is_empty() => m.to_string(),
         _ => format!("failed rule: {}", rule.rule.trim()),
@@ -154,8 +163,8 @@ fn failure(rule: &ValidationRule, ty: &str) -> String {
     match rule.reason.as_deref() {
         Some("FieldValueRequired") => format!("Required value: {detail}"),
         Some("FieldValueForbidden") => format!("Forbidden: {detail}"),
-        Some("FieldValueDuplicate") => format!("Duplicate value: {ty:?}: {detail}"),
-        _ => format!("Invalid value: {ty:?}: {detail}"),
+        Some("FieldValueDuplicate") => format!("Duplicate value: {shown}{detail}"),
+        _ => format!("Invalid value: {shown}{detail}"),
     }
 }
 
@@ -202,18 +211,10 @@ fn string(schema: Option<&JSONSchemaProps>, s: &str) -> Cel {
     Cel::String(Arc::new(s.to_string()))
 }
 
-/// RFC 3339 (its offset with or without a colon), or a date-time without a zone (UTC, as the
-/// apiserver reads it).
+/// RFC 3339, the only spelling the apiserver accepts for a date-time (see [`super::schema::is_date_time`]).
 fn timestamp(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    let zoned = |f: &str| chrono::DateTime::parse_from_str(s, f).ok();
-    let parsed = chrono::DateTime::parse_from_rfc3339(s).ok();
-    parsed.or_else(|| zoned("%Y-%m-%dT%H:%M:%S%.f%z")).or_else(|| {
-        let utc = chrono::FixedOffset::east_opt(0)?;
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-            .iter()
-            .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-            .map(|t| t.and_utc().with_timezone(&utc))
-    })
+    // Digits, separators and the letters T and Z: upper case changes only the letters.
+    chrono::DateTime::parse_from_rfc3339(&s.to_ascii_uppercase()).ok()
 }
 
 fn regex(function: &str, pattern: &str) -> Result<regex::Regex, ExecutionError> {

@@ -24,7 +24,7 @@ pub struct Violation {
     /// What is wrong, without the field: `Required value`.
     pub message: String,
     /// The apiserver does not run the CEL rules of an object with a violation of this kind (wrong
-    /// type, missing required field, unsupported value, too long, too many, unknown field).
+    /// type or format, missing required field, unsupported value, too long, too many).
     pub blocking: bool,
 }
 
@@ -86,12 +86,50 @@ pub fn validate<'s>(root: &'s JSONSchemaProps, object: &mut Value) -> Checked<'s
         .iter()
         .filter_map(|k| map.remove_entry(*k))
         .collect();
+    prune(root, object, "", &mut out);
     apply_defaults(root, object);
     walk(root, object, "", &mut out);
     if let Some(map) = object.as_object_mut() {
         map.extend(header);
     }
     out
+}
+
+/// Removes the fields the schema does not declare, reporting each: `kubectl apply` validates strictly
+/// by default, so the apiserver refuses them; what it validates, and what the rules see, is the rest.
+fn prune(s: &JSONSchemaProps, v: &mut Value, path: &str, out: &mut Checked<'_>) {
+    match v {
+        Value::Object(map) => {
+            let props = s.properties.as_ref();
+            let extra = match &s.additional_properties {
+                Some(JSONSchemaPropsOrBool::Schema(extra)) => Some(extra.as_ref()),
+                _ => None,
+            };
+            let open = s.x_kubernetes_preserve_unknown_fields == Some(true)
+                || matches!(s.additional_properties, Some(JSONSchemaPropsOrBool::Bool(true)));
+            map.retain(|key, _| {
+                let known = open || extra.is_some() || props.is_some_and(|p| p.contains_key(key));
+                if !known {
+                    let at = child(path, key);
+                    out.push(&at, format!("unknown field {at:?}"), false);
+                }
+                known
+            });
+            for (key, value) in map.iter_mut() {
+                if let Some(schema) = props.and_then(|p| p.get(key)).or(extra) {
+                    prune(schema, value, &child(path, key), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(JSONSchemaPropsOrArray::Schema(item)) = &s.items {
+                for (i, value) in items.iter_mut().enumerate() {
+                    prune(item, value, &index(path, i), out);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Prunes nulls of non-nullable fields without a default, then fills in absent fields' defaults,
@@ -225,11 +263,12 @@ fn string(s: &JSONSchemaProps, text: &str, path: &str, out: &mut Checked<'_>) {
     }
 }
 
-/// The date-time spellings the apiserver accepts: RFC 3339, with or without fractional seconds or
-/// zone (a missing zone means UTC), `T` or a space between date and time.
+/// The date-time spellings the apiserver accepts: RFC 3339, fractional seconds optional, `t` and `z`
+/// in either case (it refuses a space for the `T`, an offset without its colon, a time without
+/// seconds, a missing zone; tests/plugin_lint.rs asks it).
 pub fn is_date_time(text: &str) -> bool {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$").unwrap()
+        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$").unwrap()
     });
     RE.is_match(text)
 }
@@ -287,16 +326,13 @@ fn object<'s>(s: &'s JSONSchemaProps, map: &serde_json::Map<String, Value>, path
             out.push(&child(path, key), "Required value".into(), true);
         }
     }
-    let preserve = s.x_kubernetes_preserve_unknown_fields == Some(true);
+    // Undeclared fields are gone (see `prune`); those left are declared, or the schema keeps any.
     for (key, v) in map {
         let at = child(path, key);
         if let Some(prop) = s.properties.as_ref().and_then(|p| p.get(key)) {
             walk(prop, v, &at, out);
         } else if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &s.additional_properties {
             walk(extra, v, &at, out);
-        } else if !preserve && !matches!(s.additional_properties, Some(JSONSchemaPropsOrBool::Bool(true))) {
-            // kubectl apply validates strictly by default: the apiserver refuses the whole object.
-            out.push(&at, format!("unknown field {at:?}"), true);
         }
     }
 }
@@ -362,7 +398,7 @@ pub fn metadata(meta: Option<&Value>) -> Vec<Violation> {
     };
     for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
         let at = child("metadata", key);
-        out.push(&at, format!("unknown field {at:?}"), true);
+        out.push(&at, format!("unknown field {at:?}"), false);
     }
     match map.get("name").and_then(Value::as_str) {
         Some(name) if !is_dns_subdomain(name) => {
