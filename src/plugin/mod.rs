@@ -4,6 +4,7 @@
 
 pub mod canary_view;
 pub mod control;
+pub mod lint;
 pub mod list;
 pub mod postmortem;
 pub mod report;
@@ -32,7 +33,8 @@ Exit codes:
   5  stalled (the watched object's Stalled condition is True: its message says what to fix)
   6  timed out (-w --timeout, or the operator did not act on a promote/abort/retry/resume in time)
   7  the Kaizen CRDs are not installed in the cluster
-  8  no cluster (no usable kubeconfig, or its API server does not answer)";
+  8  no cluster (no usable kubeconfig, or its API server does not answer)
+  9  lint found problems";
 
 pub mod code {
     pub const OK: u8 = 0;
@@ -44,6 +46,7 @@ pub mod code {
     pub const TIMED_OUT: u8 = 6;
     pub const NO_CRDS: u8 = 7;
     pub const NO_CLUSTER: u8 = 8;
+    pub const LINT: u8 = 9;
 }
 
 #[derive(Parser, Debug)]
@@ -131,6 +134,11 @@ pub enum Command {
         #[command(flatten)]
         out: Out,
     },
+    // ---- lint (issue 27): offline, needs no cluster ----
+    /// Check Kaizen manifests offline as the apiserver would (schema, CEL rules), plus their
+    /// PromQL, steps and targetRef.
+    #[command(after_help = lint::EXAMPLES)]
+    Lint(lint::Args),
 }
 
 /// Prints `value` as JSON or YAML.
@@ -157,6 +165,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8> {
+    if let Command::Lint(args) = &cli.command {
+        return lint::run(args, &cli.global).await;
+    }
     // Bad arguments are reported as such even when there is no cluster to ask.
     if let Command::Status { target, .. } = &cli.command {
         session::parse_ref(target)?;
@@ -233,6 +244,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             });
             Ok(code::OK)
         }
+        Command::Lint(_) => unreachable!("lint runs before connecting"),
     }
 }
 
