@@ -145,7 +145,11 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     assert!(summary.contains("latency") && summary.contains(&v3), "{summary}");
     assert!(inc.spec.mitigated_at.is_some(), "the rollback mitigated it");
     let inc_phase = wait_for(WAIT, "the rollback's Incident to read Mitigated", || async {
-        let s = Api::<Incident>::namespaced(e.client.clone(), ns).get(&incident).await.ok()?.status?;
+        let s = Api::<Incident>::namespaced(e.client.clone(), ns)
+            .get(&incident)
+            .await
+            .ok()?
+            .status?;
         (s.phase == Some(kaizen::api::incident::IncidentPhase::Mitigated)).then_some(s.phase)
     })
     .await;

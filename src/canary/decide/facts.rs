@@ -30,7 +30,6 @@ pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, messag
 
 /// The conditions for the phase the plan reached; a promotion's deadline joins `wake`.
 pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>) -> Vec<ConditionFact> {
-    let (canary, now) = (p.canary, p.now);
     // The RolledBack message: this plan's, or the one recorded when the rollback happened.
     let rolled_back: Option<(String, String)> = match (&p.rollback_cause, p.s.phase) {
         (Some((r, m)), _) => Some((r.to_string(), m.clone())),
@@ -39,84 +38,90 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
             .map(|c| (c.reason.clone(), c.message.clone())),
         _ => None,
     };
-    let mut stalled_by = None;
-    let mut facts = match p.s.phase {
-        // The target still holds the refused revision: only a human moves on (revert, retry or a new
-        // release), so kstatus readers (Flux, Argo CD, `kubectl wait`) see a failure, not progress.
-        Some(CanaryPhase::RolledBack) => {
-            let (reason, msg) = rolled_back
-                .clone()
-                .unwrap_or_else(|| ("RolledBack".into(), "The last rollout was rolled back.".into()));
-            let rev = p.s.canary_revision.as_deref().unwrap_or_default();
-            stalled_by = Some(reason.clone());
-            conditions::stalled(
-                &reason,
+    let (mut facts, stalled_by) = match p.s.phase {
+        Some(CanaryPhase::RolledBack) => held_by_rollback(p, rolled_back.clone()),
+        Some(phase @ (CanaryPhase::Idle | CanaryPhase::Succeeded)) => (
+            conditions::healthy(
+                None,
+                phase_str(phase),
                 format!(
-                    "{msg} The target still holds revision {rev}: revert it to the stable revision {} (kubectl kaizen undo {}), retry it ({ANNOTATION_RETRY}) or release a new one.",
-                    p.s.stable_revision.as_deref().unwrap_or_default(),
-                    canary.metadata.name.as_deref().unwrap_or_default(),
+                    "The primary serves revision {}.",
+                    p.s.stable_revision.as_deref().unwrap_or_default()
                 ),
-            )
-        }
-        Some(phase @ (CanaryPhase::Idle | CanaryPhase::Succeeded)) => conditions::healthy(
-            None,
-            phase_str(phase),
-            format!(
-                "The primary serves revision {}.",
-                p.s.stable_revision.as_deref().unwrap_or_default()
             ),
+            None,
         ),
-        Some(phase) => {
-            let what = match phase {
-                CanaryPhase::Initializing => format!(
-                    "Creating {}-primary and waiting for it to be available.",
-                    canary.spec.target_ref.name
-                ),
-                CanaryPhase::Promoting => format!(
-                    "Promoting revision {}.",
-                    p.s.canary_revision.as_deref().unwrap_or_default()
-                ),
-                _ => format!(
-                    "Rolling out revision {}: step {}/{}, canary weight {}%.",
-                    p.s.canary_revision.as_deref().unwrap_or_default(),
-                    p.s.current_step.unwrap_or(0),
-                    canary.spec.steps.len(),
-                    p.s.canary_weight.unwrap_or(0)
-                ),
-            };
-            let promotion_deadline = (phase == CanaryPhase::Promoting)
-                .then(|| started(&p.s).map(|t| t + progress_deadline(canary)))
-                .flatten();
-            match promotion_deadline {
-                // The primary took the new template but does not roll it out (quota, scheduling, a
-                // crash only the primary's pods hit): a human has to look; the canary keeps serving.
-                Some(deadline) if now >= deadline => {
-                    stalled_by = Some("PromotionStuck".to_string());
-                    conditions::stalled(
-                        "PromotionStuck",
-                        format!(
-                            "{}-primary has not rolled out revision {} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
-                            canary.spec.target_ref.name,
-                            p.s.canary_revision.as_deref().unwrap_or_default()
-                        ),
-                    )
-                }
-                Some(deadline) => {
-                    wake.push(deadline);
-                    conditions::healthy(Some((phase_str(phase), what)), phase_str(phase), String::new())
-                }
-                None => conditions::healthy(Some((phase_str(phase), what)), phase_str(phase), String::new()),
-            }
-        }
-        None => vec![],
+        Some(phase) => under_way(p, phase, wake),
+        None => (vec![], None),
     };
     facts.extend(phase_facts(
         &p.s,
         rolled_back,
-        canary.spec.paused,
+        p.canary.spec.paused,
         stalled_by.as_deref(),
     ));
     facts
+}
+
+/// After a rollback the target still holds the refused revision: only a human moves on (revert, retry
+/// or a new release), so kstatus readers (Flux, Argo CD, `kubectl wait`) see a failure, not progress.
+/// Returns the facts and the Stalled reason.
+fn held_by_rollback(p: &Planner<'_>, rolled_back: Option<(String, String)>) -> (Vec<ConditionFact>, Option<String>) {
+    let (reason, msg) =
+        rolled_back.unwrap_or_else(|| ("RolledBack".into(), "The last rollout was rolled back.".into()));
+    let rev = p.s.canary_revision.as_deref().unwrap_or_default();
+    let facts = conditions::stalled(
+        &reason,
+        format!(
+            "{msg} The target still holds revision {rev}: revert it to the stable revision {} (kubectl kaizen undo {}), retry it ({ANNOTATION_RETRY}) or release a new one.",
+            p.s.stable_revision.as_deref().unwrap_or_default(),
+            p.canary.metadata.name.as_deref().unwrap_or_default(),
+        ),
+    );
+    (facts, Some(reason))
+}
+
+/// A Canary initializing, rolling out or promoting: Reconciling with what it does, or Stalled once a
+/// promotion outlives the progress deadline. Returns the facts and the Stalled reason, if any.
+fn under_way(p: &Planner<'_>, phase: CanaryPhase, wake: &mut Vec<Timestamp>) -> (Vec<ConditionFact>, Option<String>) {
+    let canary = p.canary;
+    let rev = p.s.canary_revision.as_deref().unwrap_or_default();
+    let what = match phase {
+        CanaryPhase::Initializing => format!(
+            "Creating {}-primary and waiting for it to be available.",
+            canary.spec.target_ref.name
+        ),
+        CanaryPhase::Promoting => format!("Promoting revision {rev}."),
+        _ => format!(
+            "Rolling out revision {rev}: step {}/{}, canary weight {}%.",
+            p.s.current_step.unwrap_or(0),
+            canary.spec.steps.len(),
+            p.s.canary_weight.unwrap_or(0)
+        ),
+    };
+    let promotion_deadline = (phase == CanaryPhase::Promoting)
+        .then(|| started(&p.s).map(|t| t + progress_deadline(canary)))
+        .flatten();
+    let healthy = || conditions::healthy(Some((phase_str(phase), what.clone())), phase_str(phase), String::new());
+    match promotion_deadline {
+        // The primary took the new template but does not roll it out (quota, scheduling, a crash only
+        // the primary's pods hit): a human has to look; the canary keeps serving.
+        Some(deadline) if p.now >= deadline => (
+            conditions::stalled(
+                "PromotionStuck",
+                format!(
+                    "{}-primary has not rolled out revision {rev} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
+                    canary.spec.target_ref.name,
+                ),
+            ),
+            Some("PromotionStuck".to_string()),
+        ),
+        Some(deadline) => {
+            wake.push(deadline);
+            (healthy(), None)
+        }
+        None => (healthy(), None),
+    }
 }
 
 /// What a progressing Canary is doing, naming the revision only once there is one.
