@@ -286,6 +286,14 @@ pub struct CanaryStatus {
     /// Hash of the pod template under rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
+    /// The image of each container of the stable revision's pod template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub stable_images: Vec<ContainerImage>,
+    /// The image of each container of the canary revision's pod template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub canary_images: Vec<ContainerImage>,
     /// Index of the step being executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<i32>,
@@ -307,6 +315,15 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
+}
+
+/// One container of a pod template and its image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ContainerImage {
+    #[schemars(length(max = 253))]
+    pub container: String,
+    #[schemars(length(max = 1024))]
+    pub image: String,
 }
 
 /// Phases of a Canary.
