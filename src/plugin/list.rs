@@ -366,3 +366,61 @@ pub fn render_overdue(groups: &[OwnerGroup], namespaces: bool, now: Timestamp) -
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn get_reads_its_arguments_as_kubectl_does() {
+        let q = Query::parse(&args(&["canary", "web", "api"]), false, None).unwrap();
+        assert_eq!(q.kind, Some(Kind::Canary));
+        assert_eq!(q.names, [(Kind::Canary, "web".into()), (Kind::Canary, "api".into())]);
+        assert!(!q.single());
+        let q = Query::parse(&args(&["inc/db", "kcanary/web"]), false, None).unwrap();
+        assert_eq!(q.names, [(Kind::Incident, "db".into()), (Kind::Canary, "web".into())]);
+        assert!(Query::parse(&args(&["canary/web"]), false, None).unwrap().single());
+        for bad in [&["pods"][..], &["canary", "a/b"], &["web", "api"]] {
+            assert!(
+                matches!(Query::parse(&args(bad), false, None), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            Query::parse(&args(&["canary", "web"]), true, None),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn the_table_names_the_group_shows_status_and_widens() {
+        let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let c: Canary = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "web", "namespace": "ns", "generation": 1, "creationTimestamp": "2026-03-10T11:00:00Z"},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 20}, {"pause": {}}]},
+            "status": {"observedGeneration": 1, "phase": "Paused", "currentStep": 1, "canaryWeight": 20,
+                       "stableImages": [{"container": "app", "image": "web:v1"}],
+                       "canaryImages": [{"container": "app", "image": "web:v2"}],
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "Paused", "message": "waiting",
+                                       "lastTransitionTime": "2026-03-10T11:00:00Z"}]}
+        }))
+        .unwrap();
+        let row = canary_row(&c, now);
+        assert_eq!(row.progress, "step 1/2, weight 20%", "one step passed of two");
+        let text = render_get(&[row.clone()], false, false);
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "NAME                    STATUS   PHASE    SEV/PRIO   OWNER   PROGRESS               AGE   TITLE"
+        );
+        assert!(text.contains("canary.kaizen.dev/web   Ready    Paused"), "{text}");
+        let wide = render_get(&[row], true, true);
+        assert!(wide.starts_with("NAMESPACE   NAME"), "{wide}");
+        assert!(wide.contains("app=web:v1 → app=web:v2   waiting"), "{wide}");
+    }
+}
