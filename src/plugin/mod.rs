@@ -218,15 +218,17 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 /// Arguments checked before any cluster is asked, so bad ones are usage errors even without one.
 fn check_args(command: &Command) -> Result<()> {
+    let canary = |a: &control::Args, verb: &str| refs::parse_canary(&a.canary, verb).map(|_| ());
     match command {
         Command::Status(a) => refs::parse(&a.target).map(|_| ()),
-        Command::Promote(PromoteArgs { target: a, .. }) | Command::Skip(a) | Command::Abort(a) => {
-            refs::parse_canary(&a.canary, "this command").map(|_| ())
-        }
-        Command::Retry(a) | Command::Resume(a) | Command::Pause(a) | Command::Restart(a) => {
-            refs::parse_canary(&a.canary, "this command").map(|_| ())
-        }
-        Command::Undo(a) => refs::parse_canary(&a.target.canary, "undo").map(|_| ()),
+        Command::Promote(p) => canary(&p.target, "promote"),
+        Command::Skip(a) => canary(a, "skip"),
+        Command::Abort(a) => canary(a, "abort"),
+        Command::Retry(a) => canary(a, "retry"),
+        Command::Resume(a) => canary(a, "resume"),
+        Command::Pause(a) => canary(a, "pause"),
+        Command::Restart(a) => canary(a, "restart"),
+        Command::Undo(a) => canary(&a.target, "undo"),
         _ => Ok(()),
     }
 }
