@@ -413,7 +413,7 @@ mod tests {
         .unwrap();
         let row = canary_row(&c, now);
         assert_eq!(row.progress, "step 1/2, weight 20%", "one step passed of two");
-        let text = render_get(&[row.clone()], false, false);
+        let text = render_get(std::slice::from_ref(&row), false, false);
         assert_eq!(
             text.lines().next().unwrap(),
             "NAME                    STATUS   PHASE    SEV/PRIO   OWNER   PROGRESS               AGE   TITLE"
