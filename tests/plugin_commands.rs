@@ -200,7 +200,7 @@ async fn watch_redraws_in_place_on_a_terminal_and_prints_a_line_per_change_elsew
     // Each watch has drawn its first view before the rollout starts.
     let terminal = on_a_terminal(ns, "status canary/web -w --timeout 60s", "Phase: Idle").await;
     let piped = Watching::start(ns, "canary/web", "Phase: Idle").await;
-    let get = ["-n", ns, "get", "canaries", "-w", "--timeout", "30s"];
+    let get = ["-n", ns, "get", "canaries", "-w", "--timeout", "20s"];
     let table = Watching::spawn(command(&common::kubeconfig(), &get), "canary.kaizen.dev/web").await;
     e.set_image("web", "v2").await;
     e.canary_phase("web", CanaryPhase::Succeeded).await;
@@ -227,7 +227,14 @@ async fn watch_redraws_in_place_on_a_terminal_and_prints_a_line_per_change_elsew
         "each change is one timed line:\n{}",
         r.out
     );
-    assert!(changes.iter().any(|l| l.contains("Progressing")), "{}", r.out);
+    // The 1 s pause is long enough to be seen whatever else the settling merges.
+    assert!(
+        changes
+            .iter()
+            .any(|l| l.contains("Paused") && l.contains("step 1/2, weight 50%")),
+        "{}",
+        r.out
+    );
     assert!(
         r.out.contains("Phase: Succeeded"),
         "the last view closes the log:\n{}",
@@ -247,7 +254,11 @@ async fn watch_redraws_in_place_on_a_terminal_and_prints_a_line_per_change_elsew
         .lines()
         .filter(|l| l.starts_with("canary.kaizen.dev/web"))
         .collect();
-    assert!(rows.iter().any(|l| l.contains("Progressing")), "{}", r.out);
+    assert!(
+        rows.iter().any(|l| l.contains("Paused") && l.contains("step 1/2")),
+        "{}",
+        r.out
+    );
     assert!(rows.last().unwrap().contains("Succeeded"), "{}", r.out);
 }
 
@@ -547,6 +558,7 @@ async fn completion_scripts_and_examples_in_every_help() {
     ] {
         let r = kz(&[sub, "--help"]).await;
         ok(&r, sub);
-        assert!(r.out.contains("Examples:\n  kubectl"), "{sub} --help:\n{}", r.out);
+        let examples = r.out.split_once("Examples:\n").map(|(_, e)| e).unwrap_or_default();
+        assert!(examples.contains(&format!("kaizen {sub}")), "{sub} --help:\n{}", r.out);
     }
 }
