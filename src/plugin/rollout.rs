@@ -109,14 +109,29 @@ pub async fn resume(s: &Session, a: &control::Args) -> Result<u8> {
     }
     let total = canary.spec.steps.len();
     let before = canary.status.clone().unwrap_or_default();
-    let after = set_paused(s, &name, false, a).await?.status.unwrap_or_default();
+    let lifted = set_paused(s, &name, false, a).await?;
+    let after = lifted.status.clone().unwrap_or_default();
     println!(
-        "canary/{} resumed: spec.paused cleared; {} → {}",
+        "canary/{} resumed: spec.paused cleared; {} → {}{}",
         cell(&name),
         describe(&before, total),
-        describe(&after, total)
+        describe(&after, total),
+        still_waiting(&lifted).unwrap_or_default()
     );
     Ok(code::OK)
+}
+
+/// After `spec.paused` is lifted, a pause step without a duration still waits for its own resume.
+fn still_waiting(c: &Canary) -> Option<String> {
+    let st = c.status.as_ref()?;
+    let step = st.current_step?;
+    let pause = c.spec.steps.get(step.max(0) as usize)?.pause.as_ref()?;
+    (st.phase == Some(CanaryPhase::Paused) && pause.duration.is_none()).then(|| {
+        format!(
+            "; spec.steps[{step}] still waits for a human: `kubectl kaizen resume {}` again ends it",
+            cell(&c.metadata.name.clone().unwrap_or_default())
+        )
+    })
 }
 
 /// `restart`: a new `restartedAt` on the stable Deployment's pod template, so its controller replaces
