@@ -255,9 +255,12 @@ fn images(t: &PodTemplateSpec) -> Vec<ContainerImage> {
         .collect()
 }
 
-pub async fn undo(s: &Session, a: &UndoArgs) -> Result<u8> {
-    let name = refs::parse_canary(&a.target.canary, "undo")?;
-    let canary: Canary = s.get(&name).await?;
+/// The target as read, the template to put back, and what it is ("the stable revision", "revision 3").
+async fn undo_plan(
+    s: &Session,
+    canary: &Canary,
+    to_revision: Option<i64>,
+) -> Result<(Deployment, PodTemplateSpec, String)> {
     let deployments: Api<Deployment> = s.api(false);
     let target_name = canary.spec.target_ref.name.clone();
     let target = deployments
@@ -265,31 +268,50 @@ pub async fn undo(s: &Session, a: &UndoArgs) -> Result<u8> {
         .await
         .map_err(|e| s.err(e))?
         .ok_or_else(|| s.not_found("Deployment", &target_name))?;
-    let (template, what) = match a.to_revision {
-        Some(n) => (template_of_revision(s, &target, n).await?, format!("revision {n}")),
-        None => {
-            let primary_name = format!("{target_name}-primary");
-            let primary = deployments.get_opt(&primary_name).await.map_err(|e| s.err(e))?;
-            let template = primary
-                .and_then(|p| stable_template(&canary, &target, &p))
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "canary/{} has no stable revision yet (no {primary_name}); use --to-revision N",
-                        cell(&name)
-                    ))
-                })?;
-            (template, "the stable revision".to_string())
+    if let Some(n) = to_revision {
+        let template = template_of_revision(s, &target, n).await?;
+        return Ok((target, template, format!("revision {n}")));
+    }
+    let primary_name = format!("{target_name}-primary");
+    let primary = deployments.get_opt(&primary_name).await.map_err(|e| s.err(e))?;
+    let template = primary
+        .and_then(|p| stable_template(canary, &target, &p))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "canary/{} has no stable revision yet (no {primary_name}); use --to-revision N",
+                cell(&canary.metadata.name.clone().unwrap_or_default())
+            ))
+        })?;
+    Ok((target, template, "the stable revision".to_string()))
+}
+
+/// How often `undo` reads again when the target changed between its read and its write (the operator
+/// scales it as the rollout moves).
+const UNDO_ATTEMPTS: usize = 5;
+
+pub async fn undo(s: &Session, a: &UndoArgs) -> Result<u8> {
+    let name = refs::parse_canary(&a.target.canary, "undo")?;
+    let canary: Canary = s.get(&name).await?;
+    let target_name = canary.spec.target_ref.name.clone();
+    let mut attempt = 0;
+    let (written, what, shown) = loop {
+        attempt += 1;
+        let (target, template, what) = undo_plan(s, &canary, a.to_revision).await?;
+        let shown = images_text(&images(&template));
+        if target.spec.as_ref().map(|s| &s.template) == Some(&template) {
+            println!(
+                "deployment.apps/{} already runs {what} ({shown}): nothing to undo",
+                cell(&target_name)
+            );
+            return Ok(code::OK);
+        }
+        match replace_template(s, &target, &template).await {
+            Ok(written) => break (written, what, shown),
+            // The resourceVersion test failed: the Deployment moved on since it was read.
+            Err(Error::Kube(kube::Error::Api(st))) if matches!(st.code, 409 | 422) && attempt < UNDO_ATTEMPTS => {}
+            Err(e) => return Err(e),
         }
     };
-    let shown = images_text(&images(&template));
-    if target.spec.as_ref().map(|s| &s.template) == Some(&template) {
-        println!(
-            "deployment.apps/{} already runs {what} ({shown}): nothing to undo",
-            cell(&target_name)
-        );
-        return Ok(code::OK);
-    }
-    let written = replace_template(s, &target, &template).await?;
     let revision = raw_revision(&written).unwrap_or_default();
     let stable = canary.status.as_ref().and_then(|s| s.stable_revision.clone());
     let next = if stable.as_deref() == Some(revision.as_str()) {
