@@ -72,4 +72,12 @@ fi
 if [[ "$(readlink "$bin/cosign" 2>/dev/null)" != "cosign-$COSIGN_VERSION" ]]; then
   ln -sfn "cosign-$COSIGN_VERSION" "$bin/cosign.tmp" && mv -T "$bin/cosign.tmp" "$bin/cosign"
 fi
+# kstatus: cli-utils' status library as a command (hack/tools/kstatus), so tests/kstatus.rs checks what Flux
+# and kpt read from Kaizen's objects with their own code. It is cached by the hash of its sources, which pin
+# the library's version in go.mod.
+kstatus_key="$(cat "$here/tools/kstatus/main.go" "$here/tools/kstatus/go.mod" "$here/tools/kstatus/go.sum" | sha256sum | cut -c1-12)"
+[[ -x "$bin/kstatus-$kstatus_key" ]] || build kstatus "kstatus-$kstatus_key" .
+if [[ "$(readlink "$bin/kstatus" 2>/dev/null)" != "kstatus-$kstatus_key" ]]; then
+  ln -sfn "kstatus-$kstatus_key" "$bin/kstatus.tmp" && mv -T "$bin/kstatus.tmp" "$bin/kstatus"
+fi
 echo "$bin"

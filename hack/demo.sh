@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the local control plane, installs the CRDs, runs the operator and the demo metrics source,
 # applies examples/ (namespace examples) and the live loop (hack/demo/loop.yaml, namespace demo), ships
-# one good and one bad release through Canaries and prints what happened.
+# one good and one bad release through Canaries, leaves a third release waiting at an untimed pause,
+# and prints what happened and the commands that act on the waiting rollout.
 # The demo has its own run dir (hack/.run, which `make down` stops) and cluster name, and every port is
 # picked free, so `make test` and `make bench` can run while the demo is up.
 set -euo pipefail
@@ -53,48 +54,66 @@ for ns in demo examples; do
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
 # The static examples, in their own namespace; the live loop in `demo`.
+echo "==> checking the manifests offline first: kubectl kaizen lint -f examples/ -f hack/demo/loop.yaml"
+loop="$(sed "s/DUE_PAST/$(date -u -d '-2 hours' +%FT%TZ)/" hack/demo/loop.yaml)"
+"$bin/kubectl-kaizen" lint -f examples/ -f - <<<"$loop"
 kubectl apply -n examples -f examples/ >/dev/null
-sed "s/DUE_PAST/$(date -u -d '-2 hours' +%FT%TZ)/" hack/demo/loop.yaml | kubectl apply -n demo -f - >/dev/null
-echo "==> an Incident with two follow-ups (one overdue) and two Canaries; waiting for the primaries"
-kubectl wait -n demo --for=jsonpath='{.status.phase}'=Idle canary/checkout canary/search --timeout=120s >/dev/null
+kubectl apply -n demo -f - <<<"$loop" >/dev/null
+echo "==> an Incident with two follow-ups (one overdue) and three Canaries; waiting for the primaries"
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=Idle canary/checkout canary/search canary/cart \
+  --timeout=120s >/dev/null
 deadline=$((SECONDS + 60))
 until curl -fsS "$KAIZEN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=demo_http_error_ratio{deployment="search"}' \
   | grep -q '"value"'; do
   if ((SECONDS >= deadline)); then echo "Prometheus never scraped the demo metrics source" >&2; exit 1; fi
   sleep 0.5
 done
-echo "==> shipping checkout v2 (good) and search v2-bad (errs on 25% of requests)"
+echo "==> shipping checkout v2 (good), search v2-bad (errs on 25% of requests) and cart v2 (waits for you)"
 kubectl set image -n demo deployment/checkout app=example.com/checkout:v2 >/dev/null
 kubectl set image -n demo deployment/search app=example.com/search:v2-bad >/dev/null
+kubectl set image -n demo deployment/cart app=example.com/cart:v2 >/dev/null
 kubectl wait -n demo --for=jsonpath='{.status.phase}'=Succeeded canary/checkout --timeout=120s >/dev/null
 echo "    checkout promoted"
 kubectl wait -n demo --for=jsonpath='{.status.phase}'=RolledBack canary/search --timeout=120s >/dev/null
 echo "    search rolled back"
 kubectl wait -n demo --for=jsonpath='{.status.phase}'=Verified actionitem/fix-checkout-retries --timeout=60s >/dev/null
 echo "    fix-checkout-retries verified by the checkout canary"
+# Step 1 of cart is the untimed pause: its first Paused phase.
+kubectl wait -n demo --for=jsonpath='{.status.phase}'=Paused canary/cart --timeout=120s >/dev/null
+echo "    cart v2 passed step 0 (25% of traffic, analysed) and waits at step 1, an untimed pause"
 echo
 if [[ -x "$bin/kubectl-kaizen" ]]; then
   export PATH="$bin:$PATH"
-  for obj in incident/checkout-errors canary/checkout canary/search actionitem/rotate-db-credentials; do
+  for obj in incident/checkout-errors canary/checkout canary/search canary/cart actionitem/rotate-db-credentials; do
     echo "\$ kubectl kaizen status -n demo $obj"
     kubectl kaizen status -n demo "$obj"
     echo
   done
   view="kubectl kaizen get -A"
-  watch="kubectl kaizen status -n demo canary/checkout -w"
-  promote="kubectl kaizen promote -n demo checkout      kubectl kaizen abort -n demo checkout"
+  controls="$(
+    cat <<'CONTROLS'
+  Watch it:        kubectl kaizen get canary cart -n demo -w       (or: kubectl kaizen status -n demo canary/cart -w)
+  Next step:       kubectl kaizen promote -n demo cart             (ends the pause; --full skips every remaining step)
+  Skip a pause:    kubectl kaizen skip -n demo cart                (e.g. the 1m pause at step 3)
+  Hold, go on:     kubectl kaizen pause -n demo cart               kubectl kaizen resume -n demo cart
+  Roll back:       kubectl kaizen abort -n demo cart               (then: kubectl kaizen retry -n demo cart)
+  Put v1 back:     kubectl kaizen undo -n demo cart                (the target back to the stable template)
+  Release again:   kubectl set image -n demo deployment/cart app=example.com/cart:v3
+  Check manifests: kubectl kaizen lint -f examples/                (offline, as the apiserver would)
+CONTROLS
+  )"
 else
   kubectl get kaizen -n demo
   view="kubectl get kaizen -A"
-  watch="kubectl get canary -n demo -w"
-  promote="kubectl annotate -n demo canary/checkout kaizen.dev/promote=\$(date +%s) --overwrite"
+  controls="  Promote:  kubectl annotate -n demo canary/cart kaizen.dev/resume=\$(date +%s) --overwrite
+  Abort:    kubectl annotate -n demo canary/cart kaizen.dev/abort=\$(date +%s) --overwrite"
 fi
 cat <<MSG
 
 Operator: http://127.0.0.1:$port (log: hack/.run/operator.log, metrics: http://127.0.0.1:$port/metrics)
 Prometheus: $KAIZEN_PROMETHEUS_URL
 Use the cluster:  source hack/.run/env && export PATH="$bin:\$PATH" && $view
-Watch a rollout:  kubectl set image -n demo deployment/checkout app=example.com/checkout:v3 && $watch
-Promote / abort:  $promote
+A rollout waits for you: cart v2 is at step 1/5 of its Canary, an untimed pause.
+$controls
 Tear down:        make down
 MSG

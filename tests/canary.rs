@@ -139,12 +139,23 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
         .await
         .unwrap();
     let v3 = rb.canary_revision.clone().unwrap();
-    assert!(
-        inc.spec.title.contains(&v3) && inc.spec.title.contains("web"),
-        "{}",
-        inc.spec.title
-    );
-    assert!(inc.spec.summary.unwrap_or_default().contains("latency"));
+    // Titled with what failed, as a human names it; the rollback was its mitigation.
+    assert_eq!(inc.spec.title, "Canary web rolled back web app=example.com/web:v3");
+    let summary = inc.spec.summary.clone().unwrap_or_default();
+    assert!(summary.contains("latency") && summary.contains(&v3), "{summary}");
+    assert!(inc.spec.mitigated_at.is_some(), "the rollback mitigated it");
+    let inc_phase = wait_for(WAIT, "the rollback's Incident to read Mitigated", || async {
+        let s = Api::<Incident>::namespaced(e.client.clone(), ns)
+            .get(&incident)
+            .await
+            .ok()?
+            .status?;
+        (s.phase == Some(kaizen::api::incident::IncidentPhase::Mitigated)).then_some(s.phase)
+    })
+    .await;
+    assert_eq!(inc_phase, Some(kaizen::api::incident::IncidentPhase::Mitigated));
+    assert_eq!(rb.canary_images[0].image, "example.com/web:v3");
+    assert_eq!(rb.stable_images[0].image, "example.com/web:v2");
     all_on_primary(&e, "web", "all traffic back on the primary").await;
     assert_eq!(e.image("web-primary").await, "example.com/web:v2");
     let evs = events(&e, "web").await;

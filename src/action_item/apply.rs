@@ -136,10 +136,11 @@ async fn deliver(
     let record = out.notifications.get_or_insert_with(Default::default);
     if errors.is_empty() {
         record.pending = None;
-        record.sent += 1;
-        record.last_sent_at = Some(Time(now));
-        // Without sinks there was nothing to send; the Overdue and Escalated Events already said it.
+        // Without sinks nothing was sent: the count says what reached a sink, and the Overdue and
+        // Escalated Events already said what happened.
         if !ctx.policy.sinks.is_empty() {
+            record.sent += 1;
+            record.last_sent_at = Some(Time(now));
             let note = format!("{} sent to every sink.", msg.text());
             ctx.publish(item, EventType::Normal, &sent_reason(pending.kind), note)
                 .await;

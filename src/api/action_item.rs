@@ -35,6 +35,17 @@ pub const OUTCOME_MET: &str = "OutcomeMet";
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Due", type_ = "string", json_path = ".status.dueAt"),
     printcolumn(name = "Incident", type_ = "string", json_path = ".spec.incidentRef.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Stalled",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Stalled\")].reason",
+        description = "Why the object waits for a human (empty while nothing does)"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -345,7 +356,8 @@ pub struct NotificationRecord {
     /// When the last notification was delivered to every sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sent_at: Option<Time>,
-    /// How many notifications were delivered in all.
+    /// How many notifications reached every configured sink (none are counted while no sink is
+    /// configured: nothing was sent).
     #[serde(default)]
     pub sent: u32,
     /// When the last reminder to the owner was due: the next one is one reminder interval later.

@@ -15,6 +15,9 @@ pub const ANNOTATION_ABORT: &str = "kaizen.dev/abort";
 pub const ANNOTATION_RETRY: &str = "kaizen.dev/retry";
 /// Annotation whose new value resumes a pause that waits for a human.
 pub const ANNOTATION_RESUME: &str = "kaizen.dev/resume";
+/// Annotation whose new value ends the current step now (a pause of either kind, or a setWeight step
+/// without waiting for its analysis) and moves to the next one.
+pub const ANNOTATION_SKIP: &str = "kaizen.dev/skip";
 
 /// Condition types a Canary carries besides the kstatus ones.
 pub const PROGRESSING: &str = "Progressing";
@@ -32,12 +35,16 @@ pub const PAUSED: &str = "Paused";
     namespaced,
     status = "CanaryStatus",
     category = "kaizen",
+    // Not `canary`: Flagger's Canary (canaries.flagger.app) owns that word in clusters that run both.
+    shortname = "kcanary",
     derive = "PartialEq",
     doc = "A staged rollout of a Deployment, judged by real metrics, that promotes or rolls back on its own.",
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
-    printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStep"),
+    printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStep", description = "Index into spec.steps of the step running: the number of steps passed"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Stalled", type_ = "string", json_path = ".status.conditions[?(@.type==\"Stalled\")].reason", description = "Why the Canary waits for a human (empty while nothing does)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
@@ -75,7 +82,8 @@ pub struct CanarySpec {
 /// The workload under rollout.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct TargetRef {
-    /// Kind of the workload. Only Deployment is supported.
+    /// Kind of the workload. Only Deployment is supported, the default.
+    #[serde(default)]
     pub kind: TargetKind,
     /// Name of the Deployment in the Canary's namespace.
     /// At most 245 characters, so that `<name>-primary` is a valid Deployment name (at most 55 with
@@ -85,8 +93,9 @@ pub struct TargetRef {
 }
 
 /// Kinds of workload a Canary can roll out.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 pub enum TargetKind {
+    #[default]
     Deployment,
 }
 
@@ -283,7 +292,7 @@ pub struct CanaryStatus {
     /// Hash of the pod template the primary serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
-    /// Hash of the pod template under rollout.
+    /// Hash of the pod template under rollout (or last rolled out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
     /// The image of each container of the stable revision's pod template.
@@ -294,7 +303,8 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub canary_images: Vec<ContainerImage>,
-    /// Index of the step being executed.
+    /// Index into spec.steps of the step being executed, which is also the number of steps passed
+    /// (equal to the number of steps once all passed). Every message names steps this way: "step 2/5".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<i32>,
     /// Percentage of traffic the canary receives.
@@ -317,7 +327,7 @@ pub struct CanaryStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// One container of a pod template and its image.
+/// One container of a pod template and the image it runs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ContainerImage {
     #[schemars(length(max = 253))]
@@ -426,4 +436,6 @@ pub struct HandledAnnotations {
     pub retry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
 }

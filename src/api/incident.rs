@@ -29,6 +29,17 @@ pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Open", type_ = "integer", json_path = ".status.actionItems.open"),
     printcolumn(name = "Overdue", type_ = "integer", json_path = ".status.actionItems.overdue"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Stalled",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Stalled\")].reason",
+        description = "Why the object waits for a human (empty while nothing does)"
+    ),
     printcolumn(name = "Title", type_ = "string", json_path = ".spec.title"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

@@ -138,10 +138,12 @@ fn refusal(e: &Error) -> Option<String> {
     }
 }
 
-/// A Stalled condition that just turned True gets an Event too.
+/// A Stalled condition that just turned True gets an Event too, except after a rollback: its
+/// RolledBack Event already says why, once.
 async fn announce_stall(ctx: &Context, canary: &Canary, new: &CanaryStatus) {
     let old = canary.status.clone().unwrap_or_default();
-    if !conditions::is_true(&old.conditions, conditions::STALLED)
+    if new.phase != Some(crate::api::canary::CanaryPhase::RolledBack)
+        && !conditions::is_true(&old.conditions, conditions::STALLED)
         && conditions::is_true(&new.conditions, conditions::STALLED)
     {
         let msg = conditions::find(&new.conditions, conditions::STALLED)
@@ -337,8 +339,9 @@ impl<'a> Io<'a> {
             summary: Some(req.summary.clone()),
             commander: None,
             started_at: Some(now.clone()),
-            detected_at: Some(now),
-            mitigated_at: None,
+            detected_at: Some(now.clone()),
+            // The rollback that opens the Incident is its mitigation: the stable revision serves again.
+            mitigated_at: Some(now),
             resolved_at: None,
             impact: None,
             timeline: vec![],

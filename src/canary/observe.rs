@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     analysis::Fetched,
-    api::canary::{Canary, Metric},
+    api::canary::{Canary, ContainerImage, Metric},
     error::{Result, StepExt},
     policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
@@ -44,6 +44,8 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
         annotations: Annotations::from_canary(canary),
         analysis: None,
         refused_source: sources.as_ref().err().cloned(),
+        target_images: target.map(|(d, _)| images(d)).unwrap_or_default(),
+        primary_images: primary.map(images).unwrap_or_default(),
     };
     if let Ok(addresses) = &sources
         && decide::analysis_due(canary, &obs, Timestamp::now())
@@ -78,6 +80,24 @@ pub fn workload(d: &Deployment) -> Workload {
         current: status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
         pods: status.replicas.unwrap_or(0),
     }
+}
+
+/// The containers of a Deployment's pod template and their images (at most the 20 status keeps).
+pub fn images(d: &Deployment) -> Vec<ContainerImage> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|pod| {
+            pod.containers
+                .iter()
+                .take(20)
+                .map(|c| ContainerImage {
+                    container: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn owned_by(d: &Deployment, canary: &Canary) -> bool {

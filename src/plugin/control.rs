@@ -19,16 +19,14 @@ use crate::{
     api::{
         Canary,
         canary::{
-            ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, CanaryPhase, CanaryStatus,
+            ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, CanaryPhase,
+            CanaryStatus,
         },
     },
 };
 
 /// The plugin's field manager: its writes are the user's, told apart from the operator's.
 pub const FIELD_MANAGER: &str = "kubectl-kaizen";
-
-/// Annotation whose new value ends the current step (a pause of any kind, or a setWeight step).
-pub const ANNOTATION_SKIP: &str = "kaizen.dev/skip";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {

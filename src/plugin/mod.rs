@@ -7,6 +7,7 @@ pub mod control;
 pub mod get;
 pub mod health;
 pub mod help;
+pub mod lint;
 pub mod list;
 pub mod output;
 pub mod postmortem;
@@ -42,7 +43,8 @@ Exit codes:
   5  stalled (the watched object's Stalled condition is True: its message says what to fix)
   6  timed out (-w --timeout, or the operator did not act on a promote/abort/retry/resume in time)
   7  the Kaizen CRDs are not installed in the cluster
-  8  no cluster (no usable kubeconfig, or its API server does not answer)";
+  8  no cluster (no usable kubeconfig, or its API server does not answer)
+  9  lint found problems";
 
 pub mod code {
     pub const OK: u8 = 0;
@@ -54,6 +56,7 @@ pub mod code {
     pub const TIMED_OUT: u8 = 6;
     pub const NO_CRDS: u8 = 7;
     pub const NO_CLUSTER: u8 = 8;
+    pub const LINT: u8 = 9;
 }
 
 #[derive(Parser, Debug)]
@@ -191,6 +194,11 @@ pub enum Command {
         #[command(flatten)]
         out: Out,
     },
+    // ---- lint (issue 27): offline, needs no cluster ----
+    /// Check Kaizen manifests offline as the apiserver would (schema, CEL rules), plus their
+    /// PromQL, steps and targetRef.
+    #[command(after_help = lint::EXAMPLES)]
+    Lint(lint::Args),
 }
 
 /// Prints `value` as JSON or YAML.
@@ -257,6 +265,9 @@ fn offline(command: &Command) -> Option<Result<u8>> {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8> {
+    if let Command::Lint(args) = &cli.command {
+        return lint::run(args, &cli.global).await;
+    }
     check_args(&cli.command)?;
     if let Some(done) = offline(&cli.command) {
         return done;
@@ -332,6 +343,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             });
             Ok(code::OK)
         }
+        Command::Lint(_) => unreachable!("lint runs before connecting"),
     }
 }
 

@@ -36,10 +36,12 @@ fn stalled(conds: &[Condition]) -> bool {
 /// A Canary ends a rollout Succeeded or RolledBack; Idle and the rest are still on the way.
 pub fn canary_outcome(c: &Canary) -> Outcome {
     let Some(s) = &c.status else { return Outcome::Pending };
+    // A rolled-back Canary is also Stalled (its target holds the refused revision): the rollback is
+    // the news, with its own exit code.
     match s.phase {
+        Some(CanaryPhase::RolledBack) => Outcome::RolledBack,
         _ if stalled(&s.conditions) => Outcome::Stalled,
         Some(CanaryPhase::Succeeded) => Outcome::Succeeded,
-        Some(CanaryPhase::RolledBack) => Outcome::RolledBack,
         _ => Outcome::Pending,
     }
 }

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use super::{Decision, Planner, STALLED_RETRY, progress_deadline, started};
 use crate::api::{
-    canary::{CanaryPhase, CanaryStatus, PAUSED, PROGRESSING, PROMOTED, ROLLED_BACK},
+    canary::{ANNOTATION_RETRY, CanaryPhase, CanaryStatus, PAUSED, PROGRESSING, PROMOTED, ROLLED_BACK},
     conditions::{self, ConditionFact},
 };
 
@@ -17,7 +17,7 @@ pub fn stalled_plan(mut p: Planner<'_>, old: &CanaryStatus, reason: &str, messag
     let rolled_back = conditions::find(&old.conditions, ROLLED_BACK)
         .filter(|c| c.status == "True")
         .map(|c| (c.reason.clone(), c.message.clone()));
-    facts.extend(phase_facts(&p.s, rolled_back, p.canary.spec.paused));
+    facts.extend(phase_facts(&p.s, rolled_back, p.canary.spec.paused, Some(reason)));
     p.s.conditions = conditions::merge(&old.conditions, &facts, p.canary.metadata.generation, p.now);
     // The route is not watched; look again later. A missing or changed Deployment is watched.
     let wake_at = matches!(p.obs.route, super::RouteState::Invalid(_)).then(|| p.now + STALLED_RETRY);
@@ -39,12 +39,24 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
             .map(|c| (c.reason.clone(), c.message.clone())),
         _ => None,
     };
+    let mut stalled_by = None;
     let mut facts = match p.s.phase {
+        // The target still holds the refused revision: only a human moves on (revert, retry or a new
+        // release), so kstatus readers (Flux, Argo CD, `kubectl wait`) see a failure, not progress.
         Some(CanaryPhase::RolledBack) => {
             let (reason, msg) = rolled_back
                 .clone()
                 .unwrap_or_else(|| ("RolledBack".into(), "The last rollout was rolled back.".into()));
-            vec![ConditionFact::new(conditions::READY, false, reason, msg)]
+            let rev = p.s.canary_revision.as_deref().unwrap_or_default();
+            stalled_by = Some(reason.clone());
+            conditions::stalled(
+                &reason,
+                format!(
+                    "{msg} The target still holds revision {rev}: revert it to the stable revision {} (kubectl kaizen undo {}), retry it ({ANNOTATION_RETRY}) or release a new one.",
+                    p.s.stable_revision.as_deref().unwrap_or_default(),
+                    canary.metadata.name.as_deref().unwrap_or_default(),
+                ),
+            )
         }
         Some(phase @ (CanaryPhase::Idle | CanaryPhase::Succeeded)) => conditions::healthy(
             None,
@@ -65,9 +77,9 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
                     p.s.canary_revision.as_deref().unwrap_or_default()
                 ),
                 _ => format!(
-                    "Rolling out revision {}: step {} of {}, canary weight {}%.",
+                    "Rolling out revision {}: step {}/{}, canary weight {}%.",
                     p.s.canary_revision.as_deref().unwrap_or_default(),
-                    p.s.current_step.unwrap_or(0) + 1,
+                    p.s.current_step.unwrap_or(0),
                     canary.spec.steps.len(),
                     p.s.canary_weight.unwrap_or(0)
                 ),
@@ -78,14 +90,17 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
             match promotion_deadline {
                 // The primary took the new template but does not roll it out (quota, scheduling, a
                 // crash only the primary's pods hit): a human has to look; the canary keeps serving.
-                Some(deadline) if now >= deadline => conditions::stalled(
-                    "PromotionStuck",
-                    format!(
-                        "{}-primary has not rolled out revision {} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
-                        canary.spec.target_ref.name,
-                        p.s.canary_revision.as_deref().unwrap_or_default()
-                    ),
-                ),
+                Some(deadline) if now >= deadline => {
+                    stalled_by = Some("PromotionStuck".to_string());
+                    conditions::stalled(
+                        "PromotionStuck",
+                        format!(
+                            "{}-primary has not rolled out revision {} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
+                            canary.spec.target_ref.name,
+                            p.s.canary_revision.as_deref().unwrap_or_default()
+                        ),
+                    )
+                }
                 Some(deadline) => {
                     wake.push(deadline);
                     conditions::healthy(Some((phase_str(phase), what)), phase_str(phase), String::new())
@@ -95,34 +110,59 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
         }
         None => vec![],
     };
-    facts.extend(phase_facts(&p.s, rolled_back, canary.spec.paused));
+    facts.extend(phase_facts(
+        &p.s,
+        rolled_back,
+        canary.spec.paused,
+        stalled_by.as_deref(),
+    ));
     facts
+}
+
+/// What a progressing Canary is doing, naming the revision only once there is one.
+fn progress_message(s: &CanaryStatus, name: &str) -> String {
+    match s.canary_revision.as_deref() {
+        Some(rev) if s.phase != Some(CanaryPhase::Initializing) => format!("Phase {name}, revision {rev}."),
+        _ => format!("Phase {name}."),
+    }
 }
 
 fn phase_str(phase: CanaryPhase) -> &'static str {
     phase.into()
 }
 
-/// Progressing, Promoted, RolledBack and Paused from the phase.
-fn phase_facts(s: &CanaryStatus, rolled_back: Option<(String, String)>, spec_paused: bool) -> Vec<ConditionFact> {
+/// Progressing, Promoted, RolledBack and Paused from the phase. `stalled`: the reason of the Stalled
+/// condition, if the plan holds one; nothing progresses then, whatever the phase.
+fn phase_facts(
+    s: &CanaryStatus,
+    rolled_back: Option<(String, String)>,
+    spec_paused: bool,
+    stalled: Option<&str>,
+) -> Vec<ConditionFact> {
     let phase = s.phase;
-    let rev = s.canary_revision.as_deref().unwrap_or_default();
-    let progressing = matches!(
-        phase,
-        Some(CanaryPhase::Initializing | CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting)
-    );
+    let progressing = stalled.is_none()
+        && matches!(
+            phase,
+            Some(CanaryPhase::Initializing | CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting)
+        );
     let name = phase.map(phase_str).unwrap_or("Unknown");
-    vec![
-        ConditionFact::new(
+    let progress = match (stalled, progressing) {
+        (Some(reason), _) => ConditionFact::new(
             PROGRESSING,
-            progressing,
-            name,
-            if progressing {
-                format!("Phase {name}, revision {rev}.")
-            } else {
-                format!("No rollout in progress (phase {name}).")
-            },
+            false,
+            reason,
+            format!("Held in phase {name} until the Stalled condition's cause is fixed."),
         ),
+        (None, true) => ConditionFact::new(PROGRESSING, true, name, progress_message(s, name)),
+        (None, false) => ConditionFact::new(
+            PROGRESSING,
+            false,
+            name,
+            format!("No rollout in progress (phase {name})."),
+        ),
+    };
+    vec![
+        progress,
         promoted_fact(s, name),
         match (phase, rolled_back) {
             (Some(CanaryPhase::RolledBack), Some((reason, msg))) => ConditionFact::new(ROLLED_BACK, true, reason, msg),
@@ -164,8 +204,8 @@ fn promoted_fact(s: &CanaryStatus, phase: &str) -> ConditionFact {
         Some(CanaryPhase::Idle) => ConditionFact::new(
             PROMOTED,
             false,
-            "Cancelled",
-            format!("The primary serves revision {stable}; the rollout of {rev} was cancelled."),
+            "NotPromoted",
+            format!("The primary serves revision {stable}; revision {rev} was not promoted (cancelled or reverted)."),
         ),
         Some(CanaryPhase::RolledBack) => ConditionFact::new(
             PROMOTED,

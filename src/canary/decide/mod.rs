@@ -13,7 +13,12 @@
 //!   at least once since the step started (so every weight is judged before traffic grows; without
 //!   analysis it advances as soon as the pods are ready). `pause` advances after its duration, or on a
 //!   new `kaizen.dev/resume` value. After the last step the primary takes the canary's template; once it
-//!   has rolled out the canary goes to 0 and the phase is `Succeeded`.
+//!   has rolled out the canary goes to 0 and the phase is `Succeeded`. A new `kaizen.dev/skip` value ends
+//!   the current step at once, whatever it waits for.
+//! * After a rollback the Canary is Stalled while the target still holds the refused revision (a human
+//!   reverts it or retries it); once the target is back at the stable revision it is Idle and Ready.
+//! * Steps are named by their index into `spec.steps`, which is also the number of steps passed:
+//!   `step 2/5` runs `spec.steps[2]`, `5/5` means all passed.
 //! * Analysis runs every `interval` while the canary has ready pods, first one interval after a step
 //!   starts, also during pauses and while `spec.paused` holds the rollout (paused means "do not advance",
 //!   not "stop watching"). Outcomes feed separate counters; a limit reached rolls back.
@@ -44,8 +49,8 @@ pub use self::planner::incident_name;
 pub use self::workloads::{canary_replicas, primary_replicas};
 use crate::api::{
     canary::{
-        ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, Canary, CanaryPhase, CanaryStatus,
-        MetricOutcome, MetricResult,
+        ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, Canary,
+        CanaryPhase, CanaryStatus, ContainerImage, MetricOutcome, MetricResult,
     },
     conditions,
     incident::Severity,
@@ -122,6 +127,7 @@ pub struct Annotations {
     pub abort: Option<String>,
     pub retry: Option<String>,
     pub resume: Option<String>,
+    pub skip: Option<String>,
 }
 
 impl Annotations {
@@ -132,6 +138,7 @@ impl Annotations {
             abort: get(ANNOTATION_ABORT),
             retry: get(ANNOTATION_RETRY),
             resume: get(ANNOTATION_RESUME),
+            skip: get(ANNOTATION_SKIP),
         }
     }
 }
@@ -146,6 +153,10 @@ pub struct Observations {
     pub analysis: Option<Vec<MetricResult>>,
     /// Why the policy refuses a metric's Prometheus address (the first one), if it does.
     pub refused_source: Option<String>,
+    /// The containers of the target's pod template and their images.
+    pub target_images: Vec<ContainerImage>,
+    /// The containers of the primary's pod template and their images.
+    pub primary_images: Vec<ContainerImage>,
 }
 
 /// What the reconcile must make true, in order. Scale and route actions state the desired value and are
@@ -328,6 +339,7 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     } else {
         steps::step(&mut p, revision, workload, fresh);
     }
+    record_images(&mut p, revision);
     let mut wake = workloads::desired(&mut p, workload);
     let facts = facts::conditions(&p, &old, &mut wake);
     p.s.conditions = conditions::merge(&old.conditions, &facts, canary.metadata.generation, now);
@@ -339,6 +351,28 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
         // of the object, which wakes it anyway.
         wake_at: wake.into_iter().filter(|t| *t > now || !canary.spec.paused).min(),
     }
+}
+
+/// The images of the stable and the canary revision, from the Deployments that hold their templates:
+/// the primary while it serves the stable revision (not mid-promotion), the target while it holds the
+/// canary revision. Unchanged images write nothing.
+fn record_images(p: &mut Planner<'_>, target_revision: &str) {
+    let primary_revision = p.obs.primary.as_ref().and_then(|pr| pr.revision.as_deref());
+    if primary_revision.is_some() && primary_revision == p.s.stable_revision.as_deref() {
+        p.s.stable_images = p.obs.primary_images.clone();
+    }
+    if p.s.canary_revision.as_deref() == Some(target_revision) {
+        p.s.canary_images = p.obs.target_images.clone();
+    }
+}
+
+/// "web=example.com/web:v2, sidecar=…": the images of a revision, for messages and titles.
+pub fn images_text(images: &[ContainerImage]) -> String {
+    images
+        .iter()
+        .map(|c| format!("{}={}", c.container, c.image))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where a Canary stands in its life, before any rollout step: what its reconcile does first.
@@ -375,7 +409,8 @@ pub fn lifecycle(canary: &Canary, finalizer: &str) -> Lifecycle {
 /// it was. Kaizen looks again after [`STALLED_RETRY`].
 pub fn refused(canary: &Canary, what: &str, reason: &str, now: Timestamp) -> Decision {
     let old = canary.status.clone().unwrap_or_default();
-    let p = Planner::new(canary, &REFUSED_OBSERVATIONS, now, &old);
+    let nothing = refused_observations();
+    let p = Planner::new(canary, &nothing, now, &old);
     let message = format!(
         "The API server refused to {what}: {reason}. Fix the cause; Kaizen tries again every {}s and on any change.",
         STALLED_RETRY.as_secs()
@@ -386,19 +421,18 @@ pub fn refused(canary: &Canary, what: &str, reason: &str, now: Timestamp) -> Dec
 }
 
 /// Observations that say nothing, for plans that only record a refusal.
-const REFUSED_OBSERVATIONS: Observations = Observations {
-    target: TargetState::Missing,
-    primary: None,
-    route: RouteState::NotUsed,
-    annotations: Annotations {
-        promote: None,
-        abort: None,
-        retry: None,
-        resume: None,
-    },
-    analysis: None,
-    refused_source: None,
-};
+fn refused_observations() -> Observations {
+    Observations {
+        target: TargetState::Missing,
+        primary: None,
+        route: RouteState::NotUsed,
+        annotations: Annotations::default(),
+        analysis: None,
+        refused_source: None,
+        target_images: Vec::new(),
+        primary_images: Vec::new(),
+    }
+}
 
 /// What holds the Canary until a human fixes it: a metric source the policy refuses (never queried),
 /// a missing or unusable target, or a route that is not ready.

@@ -73,10 +73,14 @@ impl<'a> Planner<'a> {
                 name: name.clone(),
                 severity: open.severity,
                 title: format!(
-                    "Canary {} rolled back revision {revision} of {target}",
-                    self.canary.metadata.name.as_deref().unwrap_or_default()
+                    "Canary {} rolled back {target} {}",
+                    self.canary.metadata.name.as_deref().unwrap_or_default(),
+                    what_failed(&self.s.canary_images, &revision)
                 ),
-                summary: format!("Revision {revision} of Deployment {target} was rolled back: {message}"),
+                summary: format!(
+                    "Revision {revision} of Deployment {target} ({}) was rolled back: {message}",
+                    super::images_text(&self.s.canary_images)
+                ),
                 revision: revision.clone(),
             }));
             self.s.incident_ref = Some(crate::api::action_item::LocalRef { name: name.clone() });
@@ -116,14 +120,18 @@ impl<'a> Planner<'a> {
                 if let Some(w) = step.set_weight {
                     self.s.phase = Some(CanaryPhase::Progressing);
                     self.s.canary_weight = Some(w);
-                    self.event(false, "StepAdvanced", format!("Step {idx}: canary weight {w}%."));
+                    self.event(
+                        false,
+                        "StepAdvanced",
+                        format!("Step {idx}/{}: canary weight {w}%.", steps.len()),
+                    );
                 } else {
                     self.s.phase = Some(CanaryPhase::Paused);
                     let until = match step.pause.as_ref().and_then(|p| p.duration) {
                         Some(d) => format!("for {d}"),
                         None => format!("until the {ANNOTATION_RESUME} annotation changes"),
                     };
-                    self.event(false, "Paused", format!("Step {idx}: paused {until}."));
+                    self.event(false, "Paused", format!("Step {idx}/{}: paused {until}.", steps.len()));
                 }
             }
         }
@@ -198,6 +206,16 @@ impl<'a> Planner<'a> {
             return true;
         }
         false
+    }
+}
+
+/// The failed release as a human names it: its images ("app=example.com/search:v2-bad"), or the
+/// revision when the images are not known.
+fn what_failed(images: &[crate::api::canary::ContainerImage], revision: &str) -> String {
+    if images.is_empty() {
+        format!("revision {revision}")
+    } else {
+        super::images_text(images)
     }
 }
 

@@ -5,8 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Action, Counted, Planner, Workload, canary_replicas, last_seen_ready, progress_deadline, started};
 use crate::api::canary::{
-    ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, CanaryPhase, CanaryStatus,
-    HandledAnnotations,
+    ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, CanaryPhase,
+    CanaryStatus, HandledAnnotations,
 };
 
 /// Control annotations whose value is new since the last reconcile: each acts once.
@@ -16,6 +16,7 @@ pub struct Fresh {
     pub abort: Option<String>,
     pub retry: Option<String>,
     pub resume: Option<String>,
+    pub skip: Option<String>,
 }
 
 /// Takes the annotations' new values and records every value seen in `handledAnnotations`, whether or
@@ -29,6 +30,7 @@ pub fn take_annotations(p: &mut Planner<'_>, old: &CanaryStatus) -> Fresh {
         abort: fresh(&obs.annotations.abort, &handled.abort),
         retry: fresh(&obs.annotations.retry, &handled.retry),
         resume: fresh(&obs.annotations.resume, &handled.resume),
+        skip: fresh(&obs.annotations.skip, &handled.skip),
     };
     let merged = HandledAnnotations {
         promote: obs.annotations.promote.clone().or(handled.promote),
@@ -39,6 +41,12 @@ pub fn take_annotations(p: &mut Planner<'_>, old: &CanaryStatus) -> Fresh {
             handled.resume.clone()
         } else {
             obs.annotations.resume.clone().or(handled.resume.clone())
+        },
+        // Like resume: a skip sent while spec.paused holds the rollout acts once it is lifted.
+        skip: if p.canary.spec.paused {
+            handled.skip.clone()
+        } else {
+            obs.annotations.skip.clone().or(handled.skip.clone())
         },
     };
     p.s.handled_annotations = (merged != HandledAnnotations::default()).then_some(merged);
@@ -89,24 +97,42 @@ pub fn step(p: &mut Planner<'_>, revision: &str, workload: &Workload, fresh: Fre
 }
 
 /// No rollout under way: a revision other than the stable one starts one, except the revision that
-/// was just rolled back here, which only an explicit retry starts again (else it would loop).
+/// was just rolled back here, which only an explicit retry starts again (else it would loop). A target
+/// reverted to the stable revision after a rollback heals the Canary: it is Idle again.
 fn at_rest(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPhase, retry: Option<String>) {
     let rolled_back_here = phase == CanaryPhase::RolledBack && p.s.canary_revision.as_deref() == Some(revision);
     if revision == stable {
+        if phase == CanaryPhase::RolledBack {
+            p.s.phase = Some(CanaryPhase::Idle);
+            p.event(
+                false,
+                "Reverted",
+                format!(
+                    "The target is back at the stable revision {stable}; the rolled-back revision {} is dropped.",
+                    p.s.canary_revision.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         return;
     }
     if rolled_back_here {
         if let Some(v) = retry {
             p.start_rollout(
                 revision,
-                format!("Retrying revision {revision} ({ANNOTATION_RETRY}={v}) from step 0."),
+                format!(
+                    "Retrying revision {revision} ({ANNOTATION_RETRY}={v}) from step 0/{}.",
+                    p.canary.spec.steps.len()
+                ),
             );
         }
         return;
     }
     p.start_rollout(
         revision,
-        format!("Revision {revision} replaces {stable}; starting at step 0."),
+        format!(
+            "Revision {revision} replaces {stable}; starting at step 0/{}.",
+            p.canary.spec.steps.len()
+        ),
     );
 }
 
@@ -118,6 +144,7 @@ fn in_flight(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPha
         abort,
         retry: _,
         resume,
+        skip,
     } = fresh;
     let current = p.s.canary_revision.clone().unwrap_or_default();
     if revision != current {
@@ -137,6 +164,21 @@ fn in_flight(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPha
     }
     if let Some(v) = promote {
         promote_now(p, &current, &v);
+        return;
+    }
+    if let Some(v) = skip
+        && !p.canary.spec.paused
+    {
+        let idx = p.s.current_step.unwrap_or(0);
+        p.event(
+            false,
+            "StepSkipped",
+            format!(
+                "Step {idx}/{} skipped by the {ANNOTATION_SKIP} annotation ({v}).",
+                p.canary.spec.steps.len()
+            ),
+        );
+        p.advance();
         return;
     }
     if let Some(results) = &p.obs.analysis
@@ -164,7 +206,10 @@ fn target_changed(p: &mut Planner<'_>, revision: &str, stable: &str, current: &s
     } else {
         p.start_rollout(
             revision,
-            format!("Newer revision {revision} replaces {current} mid-rollout; restarting at step 0."),
+            format!(
+                "Newer revision {revision} replaces {current} mid-rollout; restarting at step 0/{}.",
+                p.canary.spec.steps.len()
+            ),
         );
     }
 }
@@ -244,7 +289,11 @@ fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option
                     format!("Resumed by the {ANNOTATION_RESUME} annotation ({v})."),
                 );
             } else {
-                p.event(false, "Resumed", format!("Pause of step {idx} ended."));
+                p.event(
+                    false,
+                    "Resumed",
+                    format!("Pause of step {idx}/{} ended.", canary.spec.steps.len()),
+                );
             }
             p.advance();
         }

@@ -2,7 +2,7 @@
 //! effect at once (unless a test says the pods never become ready).
 
 use super::*;
-use crate::api::canary::{CanarySpec, HandledAnnotations, PAUSED, PROMOTED, ROLLED_BACK};
+use crate::api::canary::{CanarySpec, HandledAnnotations, PAUSED, PROGRESSING, PROMOTED, ROLLED_BACK};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -56,6 +56,8 @@ impl World {
                 annotations: Annotations::default(),
                 analysis: None,
                 refused_source: None,
+                target_images: Vec::new(),
+                primary_images: Vec::new(),
             },
             now: ts(T0),
             broken: false,
@@ -965,4 +967,145 @@ fn the_finalizer_goes_on_first_and_deletion_hands_back_only_while_it_is_held() {
     assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::HandBack);
     c.metadata.finalizers = Some(vec!["other.example/keep".into()]);
     assert_eq!(lifecycle(&c, FINALIZER), Lifecycle::Gone);
+}
+
+fn image(container: &str, image: &str) -> crate::api::canary::ContainerImage {
+    crate::api::canary::ContainerImage {
+        container: container.into(),
+        image: image.into(),
+    }
+}
+
+/// A rollout of r2 (image v2) aborted: the Canary is RolledBack while the target holds r2.
+fn rolled_back_r2() -> World {
+    let mut w = World::idle(serde_json::json!({"onRollback": {"openIncident": {"severity": "SEV3"}}}));
+    w.obs.primary_images = vec![image("app", "example.com/web:v1")];
+    w.obs.target_images = vec![image("app", "example.com/web:v2")];
+    w.set_revision("r2");
+    w.plan();
+    w.obs.annotations.abort = Some("stop".into());
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::RolledBack));
+    w
+}
+
+#[test]
+fn a_rollback_stalls_while_the_target_holds_the_refused_revision_and_heals_when_reverted() {
+    let mut w = rolled_back_r2();
+    let s = w.status().clone();
+    // GitOps tools (kstatus) must read a failure, not progress: Stalled with the rollback's reason.
+    let stalled = cond(&s, conditions::STALLED);
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "Aborted"));
+    assert!(
+        stalled.message.contains("revert it to the stable revision r1") && stalled.message.contains("retry"),
+        "says what a human can do: {}",
+        stalled.message
+    );
+    assert_eq!(cond(&s, PROGRESSING).status, "False", "nothing progresses");
+    assert!(!conditions::is_true(&s.conditions, conditions::READY));
+    // The target reverted to the stable revision (kubectl rollout undo): Idle and Ready again.
+    w.set_revision("r1");
+    let p = w.plan();
+    let s = w.status().clone();
+    assert_eq!(s.phase, Some(CanaryPhase::Idle));
+    assert_eq!(reasons(&p), ["Reverted"]);
+    assert!(conditions::is_true(&s.conditions, conditions::READY));
+    assert!(conditions::find(&s.conditions, conditions::STALLED).is_none());
+    assert_eq!(cond(&s, ROLLED_BACK).status, "False");
+    assert!(p.actions.contains(&Action::ScalePrimary(3)) && p.actions.contains(&Action::ScaleTarget(0)));
+    // A fixed point: nothing more to say or write.
+    let p = w.plan();
+    assert!(events(&p).is_empty());
+    assert_eq!(w.status(), &s);
+}
+
+#[test]
+fn images_are_recorded_per_revision_and_title_the_rollback_incident() {
+    let mut w = World::idle(serde_json::json!({"onRollback": {"openIncident": {"severity": "SEV3"}}}));
+    w.obs.primary_images = vec![image("app", "example.com/web:v1")];
+    w.obs.target_images = vec![image("app", "example.com/web:v2-bad")];
+    w.set_revision("r2");
+    w.plan();
+    assert_eq!(w.status().stable_images, [image("app", "example.com/web:v1")]);
+    assert_eq!(w.status().canary_images, [image("app", "example.com/web:v2-bad")]);
+    w.obs.annotations.abort = Some("stop".into());
+    let p = w.plan();
+    let inc = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::OpenIncident(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("an incident");
+    assert_eq!(inc.title, "Canary web rolled back web app=example.com/web:v2-bad");
+    assert!(inc.summary.contains("(app=example.com/web:v2-bad)"), "{}", inc.summary);
+}
+
+#[test]
+fn a_stalled_canary_does_not_also_claim_to_progress() {
+    let mut w = World::new(serde_json::json!({}));
+    w.obs.target = TargetState::Missing;
+    let p = w.plan();
+    assert_eq!(cond(&p.status, conditions::STALLED).reason, "TargetNotFound");
+    let progressing = cond(&p.status, PROGRESSING);
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "TargetNotFound")
+    );
+    assert!(!progressing.message.contains("revision ."), "{}", progressing.message);
+}
+
+#[test]
+fn skip_ends_the_current_step_once_even_a_timed_pause() {
+    let mut w = rolling();
+    // At step 0 (setWeight 20): analysed and ready, it advances to the timed pause of step 1.
+    w.tick(5);
+    w.analyse(MetricOutcome::Pass);
+    w.plan();
+    assert_eq!(
+        (w.status().current_step, w.status().phase),
+        (Some(1), Some(CanaryPhase::Paused))
+    );
+    w.obs.annotations.skip = Some("s1".into());
+    let p = w.plan();
+    assert_eq!(reasons(&p), ["StepSkipped", "StepAdvanced"]);
+    assert_eq!(
+        events(&p)[0].1,
+        "Step 1/4 skipped by the kaizen.dev/skip annotation (s1)."
+    );
+    assert_eq!(events(&p)[1].1, "Step 2/4: canary weight 50%.");
+    assert_eq!(w.status().current_step, Some(2));
+    assert_eq!(
+        w.status().handled_annotations.as_ref().unwrap().skip.as_deref(),
+        Some("s1")
+    );
+    // The same value acts once.
+    let p = w.plan();
+    assert!(!reasons(&p).contains(&"StepSkipped"));
+    assert_eq!(w.status().current_step, Some(2));
+}
+
+#[test]
+fn steps_are_numbered_by_their_index_everywhere() {
+    let mut w = World::idle(serde_json::json!({}));
+    w.set_revision("r2");
+    let p = w.plan();
+    assert_eq!(
+        events(&p),
+        [
+            (
+                "RolloutStarted",
+                "Revision r2 replaces r1; starting at step 0/4.".to_string()
+            ),
+            ("StepAdvanced", "Step 0/4: canary weight 20%.".to_string())
+        ]
+    );
+    let ready = cond(w.status(), conditions::RECONCILING);
+    assert_eq!(ready.message, "Rolling out revision r2: step 0/4, canary weight 20%.");
+    assert_eq!(
+        w.status().current_step,
+        Some(0),
+        "the STEP column reads the same number"
+    );
 }
