@@ -15,6 +15,7 @@ use std::{
 use common::{
     Env, WAIT,
     build::{canary, incident, item, local_ref, pause_until_resumed, secs_from_now, set_weight, time},
+    kz::{Run, Watching, json, kz, kz_as, kz_in, ok, watch},
     wait_for,
 };
 use futures::StreamExt;
@@ -27,127 +28,6 @@ use kaizen::api::{
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use sha2::Digest;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-kaizen");
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn command(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    c.args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs the plugin with `args` as the cluster admin, bounded by a minute.
-async fn kz_as(kubeconfig: &Path, args: &[&str]) -> Run {
-    let child = command(kubeconfig, args).spawn().expect("kubectl-kaizen runs");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("kubectl-kaizen {args:?} did not finish within 60 s"))
-        .unwrap();
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn kz(args: &[&str]) -> Run {
-    kz_as(&common::kubeconfig(), args).await
-}
-
-/// Runs the plugin in namespace `ns`.
-async fn kz_in(ns: &str, args: &[&str]) -> Run {
-    let mut all = vec!["-n", ns];
-    all.extend_from_slice(args);
-    kz(&all).await
-}
-
-fn ok(r: &Run, what: &str) {
-    assert_eq!(
-        r.code, 0,
-        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}",
-        r.code, r.out, r.err
-    );
-}
-
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.out))
-}
-
-/// Starts `status -w` in the background; await the handle for its result.
-fn watch(ns: &str, target: &str, timeout: &str) -> tokio::task::JoinHandle<Run> {
-    let (ns, target, timeout) = (ns.to_string(), target.to_string(), timeout.to_string());
-    tokio::spawn(async move { kz_in(&ns, &["status", &target, "-w", "--timeout", &timeout]).await })
-}
-
-/// A `status -w` whose first view has been printed: what the test changes next is seen as a change.
-struct Watching {
-    child: tokio::process::Child,
-    first: String,
-    rest: tokio::task::JoinHandle<String>,
-}
-
-impl Watching {
-    /// Starts `status TARGET -w` and reads its output until a line contains `marker`.
-    async fn start(ns: &str, target: &str, marker: &str) -> Self {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-        let args = ["-n", ns, "status", target, "-w", "--timeout", "60s"];
-        let mut child = command(&common::kubeconfig(), &args).spawn().unwrap();
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut first = String::new();
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                first.push_str(&line);
-                first.push('\n');
-                if line.contains(marker) {
-                    return;
-                }
-            }
-            panic!("the watch ended before printing {marker:?}:\n{first}");
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .expect("the first view within a minute");
-        let mut reader = lines.into_inner();
-        let rest = tokio::spawn(async move {
-            let mut s = String::new();
-            reader.read_to_string(&mut s).await.unwrap();
-            s
-        });
-        Self { child, first, rest }
-    }
-
-    /// Waits (bounded) for the watch to end.
-    async fn finish(mut self) -> Run {
-        use tokio::io::AsyncReadExt;
-        let status = tokio::time::timeout(Duration::from_secs(90), self.child.wait())
-            .await
-            .expect("the watch ends within its timeout")
-            .unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .await
-            .unwrap();
-        Run {
-            code: status.code().expect("exited"),
-            out: self.first + &self.rest.await.unwrap(),
-            err,
-        }
-    }
-}
 
 async fn item_phase(e: &Env, name: &str, phase: ActionItemPhase) {
     wait_for(WAIT, &format!("ActionItem {name} {phase:?}"), || async {
@@ -219,7 +99,18 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
         "timeline in time order"
     );
 
-    let v = json(&kz_in(ns, &["status", "inc/checkout", "-o", "json"]).await);
+    let obj = json(&kz_in(ns, &["status", "inc/checkout", "-o", "json"]).await);
+    assert_eq!(
+        (obj["apiVersion"].as_str(), obj["kind"].as_str()),
+        (Some("kaizen.dev/v1alpha1"), Some("Incident")),
+        "-o json prints the object"
+    );
+    assert_eq!(obj["status"]["phase"], "Mitigated");
+    assert!(
+        obj["metadata"].get("managedFields").is_none(),
+        "hidden, as kubectl does"
+    );
+    let v = json(&kz_in(ns, &["status", "inc/checkout", "-o", "view-json"]).await);
     assert_eq!(v["phase"], "Mitigated");
     assert_eq!(v["timeToDetect"], "5m");
     let follow_ups = v["followUps"].as_array().unwrap();
@@ -241,7 +132,7 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     std::fs::write(&path, kc.to_string()).unwrap();
     let r = kz_as(&path, &["status", "incident/checkout", "-o", "json"]).await;
     ok(&r, "namespace from the context");
-    assert_eq!(json(&r)["namespace"], ns);
+    assert_eq!(json(&r)["metadata"]["namespace"], ns);
     assert_eq!(
         kz_as(&path, &["-n", "default", "status", "incident/checkout"])
             .await
@@ -264,7 +155,7 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     ] {
         assert!(r.out.contains(want), "no {want:?} in:\n{}", r.out);
     }
-    let v = json(&kz_in(ns, &["status", "actionitem/budget", "-o", "json"]).await);
+    let v = json(&kz_in(ns, &["status", "actionitem/budget", "-o", "view-json"]).await);
     assert_eq!(v["ladder"][0]["fired"], false);
     assert_eq!(v["owner"], "alice");
 
@@ -290,11 +181,18 @@ async fn status_shows_each_kind_as_text_json_and_yaml() {
     ] {
         assert!(r.out.contains(want), "no {want:?} in:\n{}", r.out);
     }
-    let r = kz_in(ns, &["status", "canaries/web", "-o", "yaml"]).await;
-    ok(&r, "canary yaml");
+    let r = kz_in(ns, &["status", "canaries/web", "-o", "view-yaml"]).await;
+    ok(&r, "canary view yaml");
     let v: Value = serde_yaml::from_str(&r.out).unwrap();
     assert_eq!(v["phase"], "Idle");
     assert_eq!(v["steps"].as_array().unwrap().len(), 2);
+    let r = kz_in(ns, &["status", "canaries/web", "-o", "yaml"]).await;
+    ok(&r, "canary yaml");
+    let obj: Value = serde_yaml::from_str(&r.out).unwrap();
+    assert_eq!(
+        (obj["kind"].as_str(), obj["status"]["phase"].as_str()),
+        (Some("Canary"), Some("Idle"))
+    );
 }
 
 #[tokio::test]
@@ -423,8 +321,9 @@ async fn controls_wait_until_the_operator_handled_their_value() {
         "it waited for handledAnnotations"
     );
     assert!(
-        r.out
-            .contains(&format!("kaizen.dev/resume={value} handled; Paused, step 2")),
+        r.out.contains(&format!(
+            "kaizen.dev/resume={value} handled; Paused, step 1/5, weight 25% → "
+        )),
         "{}",
         r.out
     );
@@ -434,8 +333,8 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     })
     .await;
     let w = watch(ns, "canary/web", "60s");
-    let r = kz_in(ns, &["promote", "web"]).await;
-    ok(&r, "promote");
+    let r = kz_in(ns, &["promote", "web", "--full"]).await;
+    ok(&r, "promote --full");
     assert!(r.out.contains("promote") && r.out.contains("→"), "{}", r.out);
     ok(&w.await.unwrap(), "the watch sees the promotion succeed");
 
@@ -455,7 +354,7 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     let quiet = Env::new("plugin-noop").await;
     quiet.target("web", "v1", 1).await;
     quiet.canary("web", canary("web", vec![set_weight(50)])).await;
-    let r = kz_in(&quiet.ns, &["promote", "web", "--timeout", "2s"]).await;
+    let r = kz_in(&quiet.ns, &["promote", "web", "--full", "--timeout", "2s"]).await;
     assert_eq!(r.code, 6, "{}", r.err);
     assert!(r.err.contains("did not act on it within 2s"), "{}", r.err);
     assert_eq!(kz_in(ns, &["abort", "nope"]).await.code, 3);
@@ -541,7 +440,10 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
     ok(&r, "get -A");
     let header = r.out.lines().next().unwrap();
     assert!(
-        header.starts_with("NAMESPACE") && header.contains("KIND/NAME") && header.contains("PROGRESS"),
+        header.starts_with("NAMESPACE")
+            && header.contains("NAME")
+            && header.contains("STATUS")
+            && header.contains("PROGRESS"),
         "{header}"
     );
     let line = |name: &str| {
@@ -550,14 +452,24 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
             .find(|l| l.starts_with(ns) && l.contains(name))
             .map(str::to_string)
     };
-    assert!(line("incident/a ").unwrap().contains("SEV1"), "{}", r.out);
-    assert!(
-        line("actionitem/b-1").unwrap().contains("Overdue") && line("actionitem/b-1").unwrap().contains("1d late"),
-        "{}",
-        r.out
+    assert!(line("incident.kaizen.dev/a ").unwrap().contains("SEV1"), "{}", r.out);
+    let b1 = line("actionitem.kaizen.dev/b-1").unwrap();
+    assert!(b1.contains("Overdue") && b1.contains("1d late"), "{}", r.out);
+    let list = json(&kz_in(ns, &["get", "incidents", "-o", "json"]).await);
+    assert_eq!(
+        (list["apiVersion"].as_str(), list["kind"].as_str()),
+        (Some("v1"), Some("List"))
     );
-    let rows = json(&kz_in(ns, &["get", "incidents", "-o", "json"]).await);
-    assert_eq!(rows.as_array().unwrap().len(), 4, "only incidents");
+    assert_eq!(list["items"].as_array().unwrap().len(), 4, "only incidents");
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["kind"] == "Incident")
+    );
+    let rows = json(&kz_in(ns, &["get", "incidents", "-o", "view-json"]).await);
+    assert_eq!(rows.as_array().unwrap().len(), 4, "the rows as data");
 
     let r = kz_in(ns, &["overdue"]).await;
     ok(&r, "overdue");
@@ -566,7 +478,19 @@ async fn get_overdue_report_and_postmortem_on_known_data() {
         "{}",
         r.out
     );
-    let groups = json(&kz_in(ns, &["overdue", "-o", "json"]).await);
+    let late = json(&kz_in(ns, &["overdue", "-o", "json"]).await);
+    let names: Vec<&str> = late["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["b-1", "a-2"],
+        "the overdue ActionItems themselves, most late first"
+    );
+    let groups = json(&kz_in(ns, &["overdue", "-o", "view-json"]).await);
     let owners: Vec<&str> = groups
         .as_array()
         .unwrap()
@@ -695,9 +619,11 @@ async fn errors_are_one_clear_line_with_their_own_exit_code() {
     one_line(&r);
     assert!(r.err.contains("Incident \"nope\" not found in namespace"), "{}", r.err);
 
+    let r = kz_in(&e.ns, &["status", "web"]).await;
+    assert_eq!(r.code, 3, "a bare name nothing has: {}", r.err);
+    assert!(r.err.contains("\"web\" not found in namespace"), "{}", r.err);
     for args in [
-        &["status", "web"][..],
-        &["status", "pod/web"],
+        &["status", "pod/web"][..],
         &["get", "pods"],
         &["frobnicate"],
         &["status", "canary/x", "--timeout", "soon"],

@@ -1,5 +1,6 @@
-//! The Canary part of `status`: the steps with the current one marked, the weights, the last
-//! analysis of each metric with the numbers behind it, and the last Events.
+//! The Canary part of `status`: its health, the revisions with their images, replicas and the tree of
+//! ReplicaSets and pods, the steps with the current one marked (`step N/TOTAL`: N steps passed,
+//! `spec.steps[N]` running), the last analysis of each metric with the numbers behind it, the Events.
 
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Event, apimachinery::pkg::apis::meta::v1::Time};
@@ -7,8 +8,10 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
+    health::status_word,
     status::{ConditionLine, Sent, condition_lines, opt, render_conditions, render_events},
     text::{Table, age, cell, num, term, when},
+    tree::{RevisionLine, canary_shown, render_tree},
 };
 use crate::api::{
     Canary,
@@ -33,14 +36,21 @@ pub struct CanaryView {
     pub namespace: String,
     pub name: String,
     pub target: String,
+    /// Ready, Reconciling, NotReady:<reason> or Stalled:<reason>.
+    pub status: String,
     pub phase: Option<String>,
     pub stable_revision: Option<String>,
     pub canary_revision: Option<String>,
     pub canary_weight: Option<i32>,
     pub current_step: Option<i32>,
+    pub total_steps: usize,
     pub step_started_at: Option<Time>,
     pub paused: bool,
     pub steps: Vec<StepLine>,
+    /// The stable and canary revisions, read live from their Deployments.
+    pub revisions: Vec<RevisionLine>,
+    /// Why the revisions could not be read (say, no permission to list pods).
+    pub revisions_error: Option<String>,
     pub analysis_last_run_at: Option<Time>,
     pub failures: i32,
     pub errors: i32,
@@ -51,7 +61,12 @@ pub struct CanaryView {
     pub events: Vec<Sent>,
 }
 
-pub fn canary_view(c: &Canary, events: &[Event]) -> CanaryView {
+/// The view of `c`; `revisions` as [`super::tree::read`] returned them (an error is shown, not fatal).
+pub fn canary_view(
+    c: &Canary,
+    events: &[Event],
+    revisions: std::result::Result<Vec<RevisionLine>, String>,
+) -> CanaryView {
     let status = c.status.clone().unwrap_or_default();
     let rolling = matches!(
         status.phase,
@@ -87,14 +102,25 @@ pub fn canary_view(c: &Canary, events: &[Event]) -> CanaryView {
         namespace: c.namespace().unwrap_or_default(),
         name: c.name_any(),
         target: c.spec.target_ref.name.clone(),
+        status: status_word(&status.conditions, c.metadata.generation, status.observed_generation),
         phase: status.phase.map(|p| p.to_string()),
         stable_revision: status.stable_revision,
         canary_revision: status.canary_revision,
         canary_weight: status.canary_weight,
         current_step: status.current_step,
+        total_steps: c.spec.steps.len(),
         step_started_at: status.step_started_at,
         paused: c.spec.paused,
         steps,
+        revisions: match &revisions {
+            Ok(r) => r
+                .iter()
+                .filter(|r| r.role == "stable" || canary_shown(c, r))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        revisions_error: revisions.err(),
         analysis_last_run_at: analysis.last_run_at,
         failures: analysis.failures,
         errors: analysis.errors,
@@ -106,18 +132,38 @@ pub fn canary_view(c: &Canary, events: &[Event]) -> CanaryView {
     }
 }
 
+/// `Progressing, step 1/4, weight 25%` during a rollout, else the phase.
+pub fn position(v: &CanaryView) -> String {
+    match step_of(v) {
+        Some(step) => format!("step {step}, weight {}%", v.canary_weight.unwrap_or(0)),
+        None => format!("weight {}%", v.canary_weight.unwrap_or(0)),
+    }
+}
+
+/// `N/TOTAL` during a rollout.
+fn step_of(v: &CanaryView) -> Option<String> {
+    let rolling = matches!(v.phase.as_deref(), Some("Progressing" | "Paused" | "Promoting"));
+    let step = v.current_step.filter(|_| rolling)?;
+    Some(format!("{step}/{}", v.total_steps))
+}
+
 pub fn render_canary(v: &CanaryView, now: Timestamp) -> String {
     let mut out = format!(
-        "Canary {}/{} → Deployment {}\nPhase: {}{}   Weight: {}   Stable: {}   Canary: {}\n",
+        "Canary {}/{} → Deployment {}\nStatus: {}   Phase: {}{}   {}Weight: {}\n",
         cell(&v.namespace),
         cell(&v.name),
         cell(&v.target),
+        cell(&v.status),
         opt(&v.phase),
         if v.paused { " (spec.paused)" } else { "" },
+        step_of(v).map_or_else(String::new, |s| format!("Step: {s}   ")),
         v.canary_weight.map_or_else(|| "-".into(), |w| format!("{w}%")),
-        opt(&v.stable_revision),
-        opt(&v.canary_revision)
     );
+    out.push_str("\nRevisions:\n");
+    match &v.revisions_error {
+        Some(e) => out.push_str(&format!("  (cannot read the Deployments: {})\n", term(e, 300))),
+        None => render_tree(&mut out, &v.revisions),
+    }
     out.push_str("\nSteps:\n");
     for s in &v.steps {
         let mark = match s.state.as_str() {
@@ -130,7 +176,7 @@ pub fn render_canary(v: &CanaryView, now: Timestamp) -> String {
         } else {
             String::new()
         };
-        out.push_str(&format!("  {mark} {:>2}  {}{since}\n", s.index + 1, s.step));
+        out.push_str(&format!("  {mark} {:>2}  {}{since}\n", s.index, s.step));
     }
     out.push_str(&format!(
         "\nAnalysis (last run {}): {} failed, {} errors, {} inconclusive\n",

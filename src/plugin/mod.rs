@@ -4,13 +4,23 @@
 
 pub mod canary_view;
 pub mod control;
+pub mod get;
+pub mod health;
+pub mod help;
 pub mod lint;
 pub mod list;
+pub mod output;
 pub mod postmortem;
+pub mod refs;
 pub mod report;
+pub mod rollout;
+pub mod screen;
 pub mod session;
 pub mod status;
 pub mod text;
+pub mod tree;
+pub mod version;
+pub mod view;
 pub mod watch;
 
 use std::process::ExitCode;
@@ -78,50 +88,99 @@ pub struct Out {
     pub output: Option<Format>,
 }
 
+/// `status`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// KIND/NAME, KIND NAME, or a NAME only one kind has here (kinds: incident/inc, actionitem/ai,
+    /// canary/kcanary; plurals and .kaizen.dev work).
+    #[arg(required = true, num_args = 1..=2, value_name = "TARGET")]
+    pub target: Vec<String>,
+    /// Follow changes until a terminal state or the timeout (see the exit codes).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// How long -w waits, e.g. 30s, 10m, 1h30m.
+    #[arg(long, default_value = "10m")]
+    pub timeout: Duration,
+    /// With -w, never redraw in place: a line per change, then the last view.
+    #[arg(long)]
+    pub no_redraw: bool,
+    #[command(flatten)]
+    pub out: output::ObjOut,
+}
+
+/// `promote`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub target: control::Args,
+    /// Skip every remaining step (the kaizen.dev/promote annotation) instead of ending the current one.
+    #[arg(long)]
+    pub full: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// A readable view of one object: KIND/NAME (incident/NAME, actionitem/NAME, canary/NAME).
-    Status {
-        /// incident/NAME, actionitem/NAME or canary/NAME (short names inc and ai work too).
-        target: String,
-        /// Follow changes until a terminal state or the timeout (see the exit codes).
-        #[arg(short = 'w', long)]
-        watch: bool,
-        /// How long -w waits, e.g. 30s, 10m, 1h30m.
-        #[arg(long, default_value = "10m")]
-        timeout: Duration,
-        #[command(flatten)]
-        out: Out,
-    },
-    /// One table across incidents, action items and canaries.
-    Get {
-        /// Only this kind (incident, actionitem, canary; plurals and short names work).
-        kind: Option<Kind>,
-        /// Across all namespaces.
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        #[command(flatten)]
-        out: Out,
-    },
-    /// Promote the running rollout of CANARY now, skipping its remaining steps.
-    Promote(control::Args),
+    /// A readable view of one object; a Canary's includes its revisions, ReplicaSets and pods.
+    #[command(after_help = help::STATUS)]
+    Status(StatusArgs),
+    /// One table across incidents, action items and canaries (or the objects, with -o json|yaml|name).
+    #[command(after_help = help::GET)]
+    Get(get::Args),
+    /// End the current step of CANARY's rollout now (with --full: skip every remaining step).
+    #[command(after_help = help::PROMOTE)]
+    Promote(PromoteArgs),
+    /// End the pause CANARY's rollout is in (timed or waiting for a human).
+    #[command(after_help = help::SKIP)]
+    Skip(control::Args),
     /// Abort the running rollout of CANARY and roll back.
+    #[command(after_help = help::ABORT)]
     Abort(control::Args),
     /// Re-run the rolled-back revision of CANARY.
+    #[command(after_help = help::RETRY)]
     Retry(control::Args),
-    /// Resume a pause of CANARY that waits for a human.
+    /// Lift `spec.paused` of CANARY if set; else end a pause that waits for a human.
+    #[command(after_help = help::RESUME)]
     Resume(control::Args),
+    /// Hold CANARY's rollout where it is (sets spec.paused: true).
+    #[command(after_help = help::PAUSE)]
+    Pause(control::Args),
+    /// Restart CANARY's stable pods by a rolling update of its primary (refused during a rollout).
+    #[command(after_help = help::RESTART)]
+    Restart(control::Args),
+    /// Put a previous pod template back on CANARY's target Deployment (default: the stable revision's).
+    #[command(after_help = help::UNDO)]
+    Undo(rollout::UndoArgs),
+    /// The plugin's version, the operator's, and the CRD versions installed.
+    #[command(after_help = help::VERSION)]
+    Version {
+        /// The plugin's version only, without asking the cluster.
+        #[arg(long)]
+        client: bool,
+        #[command(flatten)]
+        out: Out,
+    },
+    /// A shell completion script for kubectl-kaizen.
+    #[command(after_help = help::COMPLETION)]
+    Completion { shell: version::Shell },
     /// Overdue action items grouped by owner, most late first.
+    #[command(after_help = help::OVERDUE)]
     Overdue {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Only action items with these labels.
+        #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+        selector: Option<String>,
         #[command(flatten)]
-        out: Out,
+        out: output::ObjOut,
     },
     /// Per severity: incidents, time to detect / mitigate / resolve (p50, p90), follow-up completion.
+    #[command(after_help = help::REPORT)]
     Report {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Only incidents (and follow-ups) with these labels.
+        #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+        selector: Option<String>,
         /// Incidents that started (or were created) within this long before now, e.g. 30d, 12w.
         #[arg(long, default_value = "30d")]
         since: Duration,
@@ -129,6 +188,7 @@ pub enum Command {
         out: Out,
     },
     /// A Markdown postmortem draft from INCIDENT and its follow-ups (gaps are marked, never invented).
+    #[command(after_help = help::POSTMORTEM)]
     Postmortem {
         incident: String,
         #[command(flatten)]
@@ -164,68 +224,107 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Arguments checked before any cluster is asked, so bad ones are usage errors even without one.
+fn check_args(command: &Command) -> Result<()> {
+    let canary = |a: &control::Args, verb: &str| refs::parse_canary(&a.canary, verb).map(|_| ());
+    match command {
+        Command::Status(a) => refs::parse(&a.target).map(|_| ()),
+        Command::Promote(p) => canary(&p.target, "promote"),
+        Command::Skip(a) => canary(a, "skip"),
+        Command::Abort(a) => canary(a, "abort"),
+        Command::Retry(a) => canary(a, "retry"),
+        Command::Resume(a) => canary(a, "resume"),
+        Command::Pause(a) => canary(a, "pause"),
+        Command::Restart(a) => canary(a, "restart"),
+        Command::Undo(a) => canary(&a.target, "undo"),
+        _ => Ok(()),
+    }
+}
+
+/// What needs no cluster: completion, `version --client`.
+fn offline(command: &Command) -> Option<Result<u8>> {
+    match command {
+        Command::Completion { shell } => {
+            screen::print(&version::completion(*shell));
+            Some(Ok(code::OK))
+        }
+        Command::Version { client: true, out } => Some((|| {
+            let v = version::Versions {
+                plugin: version::PLUGIN_VERSION.into(),
+                operators: vec![],
+                crds: vec![],
+            };
+            screen::print(&match out.output {
+                Some(f) => emit(f, &serde_json::json!({"plugin": v.plugin}))?,
+                None => format!("Plugin:    kubectl-kaizen {}\n", v.plugin),
+            });
+            Ok(code::OK)
+        })()),
+        _ => None,
+    }
+}
+
 async fn dispatch(cli: Cli) -> Result<u8> {
     if let Command::Lint(args) = &cli.command {
         return lint::run(args, &cli.global).await;
     }
-    // Bad arguments are reported as such even when there is no cluster to ask.
-    if let Command::Status { target, .. } = &cli.command {
-        session::parse_ref(target)?;
+    check_args(&cli.command)?;
+    if let Some(done) = offline(&cli.command) {
+        return done;
+    }
+    if let Command::Version { out, .. } = &cli.command {
+        let session = Session::open(&cli.global).await?;
+        let v = version::versions(&session).await?;
+        screen::print(&match out.output {
+            Some(f) => emit(f, &v)?,
+            None => version::render(&v),
+        });
+        return Ok(code::OK);
     }
     let session = Session::connect(&cli.global).await?;
-    let now = || jiff::Timestamp::now();
-    let print = |s: String| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not an error worth a message.
-        let _ = out.write_all(s.as_bytes());
-        let _ = out.flush();
-    };
+    let s = &session;
     match cli.command {
-        Command::Status {
-            target,
-            watch,
-            timeout,
-            out,
-        } => {
-            let (kind, name) = session::parse_ref(&target)?;
-            watch::status(&session, kind, &name, watch, timeout.as_std(), out.output).await
+        Command::Status(a) => {
+            let (kind, name) = refs::resolve(s, refs::parse(&a.target)?).await?;
+            let follow = watch::Follow {
+                watch: a.watch,
+                timeout: a.timeout.as_std(),
+                no_redraw: a.no_redraw,
+            };
+            watch::status(s, kind, &name, follow, view::Shown::of(a.out.output)).await
         }
-        Command::Get {
-            kind,
+        Command::Get(a) => get::run(s, &a).await,
+        Command::Promote(PromoteArgs { target, full: false }) => {
+            control::act(s, control::Action::Promote, &target).await
+        }
+        Command::Promote(PromoteArgs { target, full: true }) => {
+            control::act(s, control::Action::PromoteFull, &target).await
+        }
+        Command::Skip(a) => control::act(s, control::Action::Skip, &a).await,
+        Command::Abort(a) => control::act(s, control::Action::Abort, &a).await,
+        Command::Retry(a) => control::act(s, control::Action::Retry, &a).await,
+        Command::Resume(a) => rollout::resume(s, &a).await,
+        Command::Pause(a) => rollout::pause(s, &a).await,
+        Command::Restart(a) => rollout::restart(s, &a).await,
+        Command::Undo(a) => rollout::undo(s, &a).await,
+        Command::Version { .. } | Command::Completion { .. } => Ok(code::OK),
+        Command::Overdue {
             all_namespaces,
+            selector,
             out,
-        } => {
-            let rows = list::get(&session, kind, all_namespaces, now()).await?;
-            print(match out.output {
-                Some(f) => emit(f, &rows)?,
-                None => list::render_get(&rows, all_namespaces),
-            });
-            Ok(code::OK)
-        }
-        Command::Promote(a) => control::act(&session, control::Action::Promote, &a).await,
-        Command::Abort(a) => control::act(&session, control::Action::Abort, &a).await,
-        Command::Retry(a) => control::act(&session, control::Action::Retry, &a).await,
-        Command::Resume(a) => control::act(&session, control::Action::Resume, &a).await,
-        Command::Overdue { all_namespaces, out } => {
-            let groups = list::overdue(&session, all_namespaces, now()).await?;
-            print(match out.output {
-                Some(f) => emit(f, &groups)?,
-                None => list::render_overdue(&groups, all_namespaces, now()),
-            });
-            Ok(code::OK)
-        }
+        } => overdue(s, all_namespaces, selector.as_deref(), out.output).await,
         Command::Report {
             all_namespaces,
+            selector,
             since,
             out,
         } => {
-            let incidents = session.list(all_namespaces).await?;
-            let items = session.items(all_namespaces).await?;
-            let r = report::report(&incidents, &items, since, now());
-            print(match out.output {
+            let incidents = s.list(all_namespaces, selector.as_deref()).await?;
+            let items = s.items(all_namespaces, selector.as_deref()).await?;
+            let r = report::report(&incidents, &items, since, jiff::Timestamp::now());
+            screen::print(&match out.output {
                 Some(f) => emit(f, &r)?,
-                None => report::render(&r),
+                None => report::render(&r, &s.scope(all_namespaces)),
             });
             Ok(code::OK)
         }
@@ -235,10 +334,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 Ok(_) => return Err(Error::Usage("postmortem takes an Incident".into())),
                 Err(_) => incident,
             };
-            let inc = session.get(&name).await?;
-            let items = session.follow_ups(&name).await?;
-            let draft = postmortem::draft(&inc, &items, now());
-            print(match out.output {
+            let inc = s.get(&name).await?;
+            let items = s.follow_ups(&name).await?;
+            let draft = postmortem::draft(&inc, &items, jiff::Timestamp::now());
+            screen::print(&match out.output {
                 Some(f) => emit(f, &draft)?,
                 None => postmortem::markdown(&draft),
             });
@@ -246,6 +345,33 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Lint(_) => unreachable!("lint runs before connecting"),
     }
+}
+
+/// `overdue`: the groups as text or view, the items themselves, or their names.
+async fn overdue(s: &Session, all: bool, selector: Option<&str>, output: Option<output::Output>) -> Result<u8> {
+    let now = jiff::Timestamp::now();
+    let (objects, groups) = list::overdue(s, all, selector, now).await?;
+    let text = match output.map(|o| (o, o.objects(), o.view())) {
+        Some((_, Some(f), _)) => {
+            let items = objects
+                .iter()
+                .map(|(k, o)| output::object_json(*k, o))
+                .collect::<Result<Vec<_>>>()?;
+            output::emit_objects(f, items, false)?
+        }
+        Some((_, _, Some(f))) => emit(f, &groups)?,
+        Some((output::Output::Name, _, _)) => objects
+            .iter()
+            .map(|(k, o)| output::name_of(*k, &kube::ResourceExt::name_any(o)) + "\n")
+            .collect(),
+        _ if groups.is_empty() => {
+            eprintln!("No overdue action items {}.", s.scope(all));
+            return Ok(code::OK);
+        }
+        _ => list::render_overdue(&groups, all, now),
+    };
+    screen::print(&text);
+    Ok(code::OK)
 }
 
 pub fn exit_code(e: &Error) -> u8 {

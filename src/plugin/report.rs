@@ -198,14 +198,15 @@ fn p(v: &Percentiles) -> String {
     format!("{} / {}", f(v.p50_seconds), f(v.p90_seconds))
 }
 
-pub fn render(r: &Report) -> String {
+/// The report as text; `scope` says where it looked (`in demo namespace`, `in any namespace`).
+pub fn render(r: &Report, scope: &str) -> String {
     let mut out = format!(
         "Incidents since {} (last {}); durations are p50 / p90\n\n",
         super::text::when(Some(&r.from)),
         r.since
     );
     if r.total.incidents == 0 {
-        out.push_str("No incidents in this window.\n");
+        out.push_str(&format!("No incidents {scope} in this window.\n"));
         return out;
     }
     let mut t = Table::new(&[

@@ -45,11 +45,13 @@ pub enum Kind {
     Incident,
     #[value(name = "actionitem", alias = "actionitems", alias = "ai")]
     ActionItem,
-    #[value(alias = "canaries")]
+    #[value(alias = "canaries", alias = "kcanary", alias = "kcanaries")]
     Canary,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Incident, Kind::ActionItem, Kind::Canary];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Incident => "Incident",
@@ -58,7 +60,7 @@ impl Kind {
         }
     }
 
-    fn plural(self) -> &'static str {
+    pub fn plural(self) -> &'static str {
         match self {
             Kind::Incident => "incidents",
             Kind::ActionItem => "actionitems",
@@ -73,8 +75,19 @@ impl Kind {
         match base {
             "incident" | "incidents" | "inc" => Some(Kind::Incident),
             "actionitem" | "actionitems" | "ai" => Some(Kind::ActionItem),
-            "canary" | "canaries" => Some(Kind::Canary),
+            "canary" | "canaries" | "kcanary" | "kcanaries" => Some(Kind::Canary),
             _ => None,
+        }
+    }
+}
+
+impl Kind {
+    /// The kind's API resource, for untyped reads that keep every field the apiserver serves.
+    pub fn resource(self) -> ApiResource {
+        match self {
+            Kind::Incident => ApiResource::erase::<crate::api::Incident>(&()),
+            Kind::ActionItem => ApiResource::erase::<ActionItem>(&()),
+            Kind::Canary => ApiResource::erase::<crate::api::Canary>(&()),
         }
     }
 }
@@ -114,7 +127,7 @@ impl Item {
         self.status_json.pointer("/outcome/reason")?.as_str()
     }
 
-    fn from_dynamic(obj: DynamicObject) -> Result<Self> {
+    pub fn from_dynamic(obj: DynamicObject) -> Result<Self> {
         let raw = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
             what: "ActionItem",
             source,
@@ -132,6 +145,13 @@ impl Session {
     /// Loads the kubeconfig as kubectl would and checks, in one request, that the cluster answers and
     /// serves the Kaizen kinds: every later error is then about the object, not the setup.
     pub async fn connect(g: &Global) -> Result<Self> {
+        let session = Self::open(g).await?;
+        session.check_crds().await?;
+        Ok(session)
+    }
+
+    /// The client without the CRD check (`version` reports on a cluster without them).
+    pub async fn open(g: &Global) -> Result<Self> {
         let options = KubeConfigOptions {
             context: g.context.clone(),
             ..Default::default()
@@ -152,13 +172,11 @@ impl Session {
         let server = config.cluster_url.to_string();
         let namespace = g.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
         let client = Client::try_from(config).map_err(|e| Error::NoCluster(root_cause(&e)))?;
-        let session = Self {
+        Ok(Self {
             client,
             namespace,
             server,
-        };
-        session.check_crds().await?;
-        Ok(session)
+        })
     }
 
     async fn check_crds(&self) -> Result<()> {
@@ -233,8 +251,9 @@ impl Session {
         }
     }
 
-    /// Every object of kind `K` in the namespace (or all), in pages so a large list is never one response.
-    pub async fn list<K>(&self, all: bool) -> Result<Vec<K>>
+    /// Every object of kind `K` in the namespace (or all) matching the label `selector`, in pages so a
+    /// large list is never one response.
+    pub async fn list<K>(&self, all: bool, selector: Option<&str>) -> Result<Vec<K>>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + DeserializeOwned
@@ -243,7 +262,7 @@ impl Session {
     {
         let api = self.api::<K>(all);
         let mut out = Vec::new();
-        let mut params = ListParams::default().limit(500);
+        let mut params = list_params(selector);
         loop {
             let page = api.list(&params).await.map_err(|e| self.err(e))?;
             out.extend(page.items);
@@ -255,24 +274,47 @@ impl Session {
     }
 
     /// ActionItems with their raw status (see [`Item`]).
-    pub async fn items(&self, all: bool) -> Result<Vec<Item>> {
-        let ar = ApiResource::erase::<ActionItem>(&());
-        let api: Api<DynamicObject> = if all {
+    pub async fn items(&self, all: bool, selector: Option<&str>) -> Result<Vec<Item>> {
+        let raw = self.list_raw(Kind::ActionItem, all, selector).await?;
+        raw.into_iter().map(Item::from_dynamic).collect()
+    }
+
+    /// The untyped API of `kind`, in the namespace or across all.
+    pub fn dyn_api(&self, kind: Kind, all: bool) -> Api<DynamicObject> {
+        let ar = kind.resource();
+        if all {
             Api::all_with(self.client.clone(), &ar)
         } else {
             Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
-        };
+        }
+    }
+
+    /// Every object of `kind` as the apiserver serves it (fields this build does not know included).
+    pub async fn list_raw(&self, kind: Kind, all: bool, selector: Option<&str>) -> Result<Vec<DynamicObject>> {
+        let api = self.dyn_api(kind, all);
         let mut out = Vec::new();
-        let mut params = ListParams::default().limit(500);
+        let mut params = list_params(selector);
         loop {
             let page = api.list(&params).await.map_err(|e| self.err(e))?;
-            for obj in page.items {
-                out.push(Item::from_dynamic(obj)?);
-            }
+            out.extend(page.items);
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    /// Object `name` of `kind` in the namespace, as served; `None` when there is none.
+    pub async fn get_raw(&self, kind: Kind, name: &str) -> Result<Option<DynamicObject>> {
+        self.dyn_api(kind, false).get_opt(name).await.map_err(|e| self.err(e))
+    }
+
+    /// Where a list looked, as kubectl says it: `in demo namespace`, or `in any namespace` with -A.
+    pub fn scope(&self, all: bool) -> String {
+        if all {
+            "in any namespace".into()
+        } else {
+            format!("in {} namespace", super::text::cell(&self.namespace))
         }
     }
 
@@ -290,7 +332,7 @@ impl Session {
 
     /// The follow-ups of Incident `incident`: items in its namespace whose incidentRef names it.
     pub async fn follow_ups(&self, incident: &str) -> Result<Vec<Item>> {
-        let mut items = self.items(false).await?;
+        let mut items = self.items(false, None).await?;
         items.retain(|i| i.item.spec.incident_ref.as_ref().is_some_and(|r| r.name == incident));
         Ok(items)
     }
@@ -306,6 +348,15 @@ impl Session {
             .items;
         events.sort_by_key(event_time);
         Ok(events)
+    }
+}
+
+/// Pages of 500, with the label selector when one is given.
+fn list_params(selector: Option<&str>) -> ListParams {
+    let params = ListParams::default().limit(500);
+    match selector {
+        Some(s) => params.labels(s),
+        None => params,
     }
 }
 

@@ -76,11 +76,15 @@ fn the_canary_view_marks_the_current_step_and_shows_the_numbers() {
                        {"name": "latency", "outcome": "Pass", "canaryValue": 0.12, "primaryValue": 0.1,
                         "canarySamples": 30, "primarySamples": 31, "pValue": 0.4321, "effectSize": 0.2}]}}
     }));
-    let v = canary_view(&c, &[]);
+    let v = canary_view(&c, &[], Ok(vec![]));
     let states: Vec<&str> = v.steps.iter().map(|s| s.state.as_str()).collect();
     assert_eq!(states, ["done", "current", "pending"]);
     let text = render_canary(&v, ts(NOW));
-    assert!(text.contains("▶  2  pause until resumed"), "{text}");
+    assert!(text.contains("▶  1  pause until resumed"), "spec.steps[1]: {text}");
+    assert!(
+        text.contains("Status: Unknown   Phase: Paused   Step: 1/3   Weight: 20%"),
+        "one step passed of three: {text}"
+    );
     assert!(
         text.contains("30/31") && text.contains("0.4321") && text.contains("0.2"),
         "{text}"

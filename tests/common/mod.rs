@@ -22,6 +22,7 @@ pub mod alerting;
 pub mod build;
 mod env;
 pub mod helm;
+pub mod kz;
 pub mod pod;
 pub mod servers;
 
