@@ -106,20 +106,23 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     assert_eq!((a.failures, a.errors), (0, 0));
     assert_eq!(e.image("web-primary").await, "example.com/web:v2");
     all_on_primary(&e, "web", "canary at 0, primary at 3").await;
-    let evs = events(&e, "web").await;
-    for reason in [
+    // Events are recorded after the status write that reports the phase: wait for them.
+    let reasons = [
         "Initialized",
         "RolloutStarted",
         "StepAdvanced",
         "Paused",
         "Resumed",
         "Promoted",
-    ] {
-        assert!(
-            evs.iter().any(|ev| ev.starts_with(reason)),
-            "no {reason} event in {evs:?}"
-        );
-    }
+    ];
+    let evs = wait_for(WAIT, "an Event for each step of the rollout", || async {
+        let evs = events(&e, "web").await;
+        reasons
+            .iter()
+            .all(|r| evs.iter().any(|ev| ev.starts_with(r)))
+            .then_some(evs)
+    })
+    .await;
     assert!(evs.iter().any(|ev| ev.contains("canary weight 67%")), "{evs:?}");
 
     // A bad revision: the canary's latency breaches the threshold.
@@ -158,13 +161,18 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     assert_eq!(rb.stable_images[0].image, "example.com/web:v2");
     all_on_primary(&e, "web", "all traffic back on the primary").await;
     assert_eq!(e.image("web-primary").await, "example.com/web:v2");
-    let evs = events(&e, "web").await;
-    assert!(
-        evs.iter()
-            .any(|ev| ev.starts_with("RolledBack") && ev.contains("latency")),
-        "{evs:?}"
-    );
-    assert!(evs.iter().any(|ev| ev.starts_with("IncidentOpened")), "{evs:?}");
+    wait_for(
+        WAIT,
+        "RolledBack (naming the metric) and IncidentOpened Events",
+        || async {
+            let evs = events(&e, "web").await;
+            let rolled_back = evs
+                .iter()
+                .any(|ev| ev.starts_with("RolledBack") && ev.contains("latency"));
+            (rolled_back && evs.iter().any(|ev| ev.starts_with("IncidentOpened"))).then_some(())
+        },
+    )
+    .await;
     assert_eq!(e.op().metric_sum("kaizen_canary_rollouts_rolled_back_total").await, 1.0);
     assert_eq!(e.op().metric_sum("kaizen_canary_rollouts_promoted_total").await, 1.0);
 
