@@ -327,3 +327,26 @@ async fn an_item_is_verified_when_its_canary_succeeds() {
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "CanaryPromoted"));
     assert!(s.completed_at.is_some());
 }
+
+/// "Notifications: 1 sent" with no sink configured was false: nothing was sent. The reminder is still
+/// decided (and recorded, so it is not decided again), but only what reached a sink is counted.
+#[tokio::test]
+async fn without_sinks_a_decided_reminder_is_not_counted_as_sent() {
+    let env = Env::start("nosink", "reminderInterval: 1h\n").await;
+    let spec = ActionItemSpec {
+        due_at: Some(secs_from_now(1)),
+        ..item("Cap the pool", "alice")
+    };
+    env.action_item("pool", spec).await;
+    let record = wait_for(
+        Duration::from_secs(30),
+        "the due reminder decided and settled",
+        || async {
+            let n = env.item_status("pool").await?.notifications?;
+            (n.last_reminder_at.is_some() && n.pending.is_none()).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(record.sent, 0, "no sink took it: {record:?}");
+    assert!(record.last_sent_at.is_none(), "{record:?}");
+}

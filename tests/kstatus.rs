@@ -21,7 +21,7 @@ use std::{
 use common::{
     Env, WAIT,
     build::{canary, item, local_ref, pause_until_resumed, set_weight, time},
-    cluster_setting, wait_for,
+    cluster_setting, run_kubectl, wait_for,
 };
 use futures::StreamExt;
 use kaizen::api::{
@@ -238,7 +238,9 @@ async fn drive_canary(env: &Env) {
     env.canary_phase("web", CanaryPhase::Paused).await;
     env.annotate_canary("web", ANNOTATION_ABORT, "stop").await;
     env.canary_phase("web", CanaryPhase::RolledBack).await;
-    env.set_image("web", "v2").await;
+    // The revert an SRE types: the target's previous template (v2) is the stable one.
+    let (ok, out, err) = run_kubectl(&["rollout", "undo", "deployment/web", "-n", &env.ns]).await;
+    assert!(ok, "kubectl rollout undo: {out}{err}");
     env.canary_phase("web", CanaryPhase::Idle).await;
     env.canary("ghost", canary("missing", vec![set_weight(50)])).await;
 }
@@ -302,6 +304,13 @@ async fn kstatus_reads_every_phase_of_every_kind_as_gitops_tools_do() {
         rec.phases().iter().map(|(_, n, _)| n).collect::<BTreeSet<_>>().len(),
         seen.len()
     );
+    // kubectl finds the kind by its short name, and its table says which Canary waits for a human.
+    let (ok, table, err) = run_kubectl(&["get", "kcanary", "-n", &env.ns]).await;
+    assert!(ok, "kubectl get kcanary: {err}");
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert!(header.contains(&"READY") && header.contains(&"STALLED"), "{table}");
+    let ghost = table.lines().find(|l| l.starts_with("ghost ")).unwrap_or_default();
+    assert!(ghost.contains("TargetNotFound"), "{table}");
     // The end state a GitOps tool waits on: the reverted Canary is Current, Ready, not Stalled.
     let web = env.canaries.get("web").await.unwrap();
     let last = kstatus(&[serde_json::to_value(&web).unwrap()]).await;

@@ -66,7 +66,13 @@ async fn objects_names_wide_tables_and_bare_names() {
         "a stalled Canary never reads healthy:\n{}",
         r.out
     );
-    assert!(row("canary.kaizen.dev/web ").contains("Ready"), "{}", r.out);
+    assert!(
+        row("canary.kaizen.dev/web ")
+            .split_whitespace()
+            .any(|cell| cell == "Ready"),
+        "{}",
+        r.out
+    );
 
     let one = json(&kz_in(ns, &["get", "canary", "web", "-o", "json"]).await);
     assert_eq!(
@@ -294,6 +300,14 @@ async fn pause_holds_a_rollout_until_resume() {
     // The canary is ready at 50% (the primary was scaled down for it): without the pause it would move on.
     e.wait_replicas("web", (Some(1), 1)).await;
     e.wait_replicas("web-primary", (Some(1), 1)).await;
+    // A one-step promote would wait for an operator that keeps it until the pause lifts: refused.
+    let r = kz_in(ns, &["promote", "web"]).await;
+    assert_eq!(r.code, 2, "promote under spec.paused: {}", r.err);
+    assert!(
+        r.err.contains("held by spec.paused") && r.err.contains("promote --full"),
+        "{}",
+        r.err
+    );
     // A reconcile after that state is proven by a new annotation value it records.
     e.annotate_canary("web", "kaizen.dev/retry", "after-ready").await;
     let s = e
@@ -469,7 +483,9 @@ async fn skip_ends_a_timed_pause_and_promote_one_step() {
     let r = kz_in(ns, &["skip", "web"]).await;
     ok(&r, "skip");
     assert!(
-        r.out.contains("kaizen.dev/skip=") && r.out.contains("Paused, step 1/5, weight 25% → "),
+        r.out.contains("kaizen.dev/skip=")
+            && r.out
+                .contains("Paused, step 1/5, weight 25% → Progressing, step 2/5, weight 50%"),
         "{}",
         r.out
     );
@@ -477,7 +493,12 @@ async fn skip_ends_a_timed_pause_and_promote_one_step() {
         .await;
     let r = kz_in(ns, &["promote", "web"]).await;
     ok(&r, "promote one step");
-    assert!(r.out.contains("Paused, step 3/5, weight 50% → "), "{}", r.out);
+    assert!(
+        r.out
+            .contains("Paused, step 3/5, weight 50% → Progressing, step 4/5, weight 75%"),
+        "{}",
+        r.out
+    );
     e.canary_phase("web", CanaryPhase::Succeeded).await;
 }
 

@@ -169,6 +169,14 @@ pub async fn act(s: &Session, action: Action, args: &Args) -> Result<u8> {
     {
         return Err(Error::Usage(why));
     }
+    // The operator keeps a skip for when spec.paused is lifted: waiting here would time out, and the
+    // kept value would then end a step the user no longer means to end.
+    if matches!(action, Action::Skip | Action::Promote) && canary.spec.paused {
+        return Err(Error::Usage(format!(
+            "canary/{0} is held by spec.paused: `kubectl kaizen resume {0}` first, or `promote --full` to skip every remaining step now",
+            cell(&name)
+        )));
+    }
     let before = canary.status.clone().unwrap_or_default();
     // A new value every time: the operator acts once per distinct value.
     let value = jiff::Timestamp::now().to_string();

@@ -128,11 +128,22 @@ pub fn canary_row(c: &Canary, now: Timestamp) -> Row {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let detail = match (s.stable_images.is_empty(), s.canary_images.is_empty()) {
-        (true, true) => "-".to_string(),
-        (false, true) => images(&s.stable_images),
+    // The canary's images only while they are in play: after a promotion, a cancel or a revert they
+    // describe a release that no longer runs.
+    use crate::api::canary::CanaryPhase::{Paused, Progressing, Promoting, RolledBack};
+    let detail = match (s.stable_images.is_empty(), s.canary_images.is_empty(), s.phase) {
+        (true, true, _) => "-".to_string(),
+        (false, true, _) => images(&s.stable_images),
         _ if s.stable_images == s.canary_images => images(&s.stable_images),
-        _ => format!("{} → {}", images(&s.stable_images), images(&s.canary_images)),
+        (_, _, Some(Progressing | Paused | Promoting)) => {
+            format!("{} → {}", images(&s.stable_images), images(&s.canary_images))
+        }
+        (_, _, Some(RolledBack)) => format!(
+            "{} (rolled back: {})",
+            images(&s.stable_images),
+            images(&s.canary_images)
+        ),
+        _ => images(&s.stable_images),
     };
     Row {
         namespace: c.namespace().unwrap_or_default(),

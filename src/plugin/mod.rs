@@ -41,7 +41,7 @@ Exit codes:
   3  not found (the object does not exist, or was deleted while watched)
   4  rolled back (a watched Canary reached RolledBack)
   5  stalled (the watched object's Stalled condition is True: its message says what to fix)
-  6  timed out (-w --timeout, or the operator did not act on a promote/abort/retry/resume in time)
+  6  timed out (-w --timeout, or the operator did not act on a promote/skip/abort/retry/resume/pause in time)
   7  the Kaizen CRDs are not installed in the cluster
   8  no cluster (no usable kubeconfig, or its API server does not answer)
   9  lint found problems";

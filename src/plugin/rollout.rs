@@ -88,7 +88,10 @@ pub async fn pause(s: &Session, a: &control::Args) -> Result<u8> {
     }
     let after = set_paused(s, &name, true, a).await?;
     let st = after.status.clone().unwrap_or_default();
-    let holds = if in_rollout(&after) {
+    // spec.paused holds steps, not a promotion under way (the operator finishes that).
+    let holds = if st.phase == Some(CanaryPhase::Promoting) {
+        "the promotion under way goes on; the next rollout holds at its first step".to_string()
+    } else if in_rollout(&after) {
         format!("the rollout holds at {}", describe(&st, total))
     } else {
         "the next rollout holds at its first step".to_string()
