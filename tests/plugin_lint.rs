@@ -6,41 +6,18 @@
 
 mod common;
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::path::Path;
 
-use common::{Env, run_kubectl};
+use common::{
+    Env,
+    kz::{Run, kz_stdin_as},
+    run_kubectl,
+};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kubectl-kaizen");
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
 
 /// Runs the plugin with `args` (and `stdin`), bounded by a minute.
 async fn kz(args: &[&str], stdin: &str) -> Run {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("KUBECONFIG", common::kubeconfig())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kubectl-kaizen runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("kubectl-kaizen {args:?} did not finish within 60 s"))
-        .unwrap();
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    kz_stdin_as(&common::kubeconfig(), args, stdin).await
 }
 
 /// Bad manifests beyond examples/invalid, one problem each: kinds of violation the examples lack.
@@ -269,17 +246,8 @@ async fn cluster_lookup_finds_the_target_only_the_cluster_has() {
 
     // The files answer first: with the Deployment beside it, no cluster is asked (none is reachable).
     let both = format!("{deployment}---\n{canary}");
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["lint", "--cluster", "-f", "-"])
-        .env("KUBECONFIG", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(both.as_bytes()).await.unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kz_stdin_as(Path::new("/nonexistent"), &["lint", "--cluster", "-f", "-"], &both).await;
+    assert_eq!(out.code, 0, "{}", out.err);
 }
 
 #[tokio::test]

@@ -336,6 +336,21 @@ pub struct ContainerImage {
     pub image: String,
 }
 
+impl ContainerImage {
+    /// Each container of a pod template and the image it runs, in the template's order.
+    pub fn of_template(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Vec<ContainerImage> {
+        template
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .map(|c| ContainerImage {
+                container: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
 /// Phases of a Canary.
 #[derive(
     Serialize,

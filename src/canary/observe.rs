@@ -86,17 +86,7 @@ pub fn workload(d: &Deployment) -> Workload {
 pub fn images(d: &Deployment) -> Vec<ContainerImage> {
     d.spec
         .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|pod| {
-            pod.containers
-                .iter()
-                .take(20)
-                .map(|c| ContainerImage {
-                    container: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
-                })
-                .collect()
-        })
+        .map(|s| ContainerImage::of_template(&s.template).into_iter().take(20).collect())
         .unwrap_or_default()
 }
 

@@ -21,7 +21,7 @@ use super::{
     refs,
     session::{Kind, Session},
     text::cell,
-    tree::{RS_REVISION, images_text},
+    tree::{RS_REVISION, images_text, owned_by, selector},
 };
 use crate::{
     Error, Result,
@@ -181,24 +181,15 @@ pub async fn restart(s: &Session, a: &control::Args) -> Result<u8> {
 
 /// The template a previous ReplicaSet of `target` ran: number `revision` of `kubectl rollout history`.
 async fn template_of_revision(s: &Session, target: &Deployment, revision: i64) -> Result<PodTemplateSpec> {
-    let labels = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let rss: Api<ReplicaSet> = s.api(false);
     let uid = target.uid();
     let owned: Vec<ReplicaSet> = rss
-        .list(&ListParams::default().labels(&labels))
+        .list(&ListParams::default().labels(&selector(target)))
         .await
         .map_err(|e| s.err(e))?
         .items
         .into_iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .filter(|rs| owned_by(rs.owner_references(), uid.as_deref()))
         .collect();
     let number = |rs: &ReplicaSet| rs.annotations().get(RS_REVISION).and_then(|r| r.parse::<i64>().ok());
     let Some(rs) = owned.iter().find(|rs| number(rs) == Some(revision)) else {
@@ -247,17 +238,6 @@ fn stable_template(canary: &Canary, target: &Deployment, primary: &Deployment) -
     Some(template)
 }
 
-fn images(t: &PodTemplateSpec) -> Vec<ContainerImage> {
-    t.spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| ContainerImage {
-            container: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-        })
-        .collect()
-}
-
 /// The target as read, the template to put back, and what it is ("the stable revision", "revision 3").
 async fn undo_plan(
     s: &Session,
@@ -300,7 +280,7 @@ pub async fn undo(s: &Session, a: &UndoArgs) -> Result<u8> {
     let (written, what, shown) = loop {
         attempt += 1;
         let (target, template, what) = undo_plan(s, &canary, a.to_revision).await?;
-        let shown = images_text(&images(&template));
+        let shown = images_text(&ContainerImage::of_template(&template));
         if target.spec.as_ref().map(|s| &s.template) == Some(&template) {
             println!(
                 "deployment.apps/{} already runs {what} ({shown}): nothing to undo",
@@ -386,6 +366,6 @@ mod tests {
             None,
             "the primary's restart stays its own"
         );
-        assert_eq!(images(&t)[0].image, "web:v1");
+        assert_eq!(ContainerImage::of_template(&t)[0].image, "web:v1");
     }
 }

@@ -20,6 +20,7 @@ use crate::{
         Canary,
         canary::{CanaryPhase, ContainerImage},
     },
+    canary::templates::match_labels,
 };
 
 /// The annotation the Deployment controller numbers a ReplicaSet with (`kubectl rollout history`).
@@ -79,18 +80,18 @@ pub async fn read(s: &Session, canary: &Canary, now: Timestamp) -> Result<Vec<Re
     Ok(out)
 }
 
-/// The ReplicaSets `d` owns and their pods, found by its selector and kept by owner.
-async fn owned(s: &Session, d: &Deployment) -> Result<(Vec<ReplicaSet>, Vec<Pod>)> {
-    let labels = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default()
+/// The label selector of `d`'s `matchLabels`, as a list call takes it (`app=web,tier=front`).
+pub fn selector(d: &Deployment) -> String {
+    match_labels(d)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
-        .join(",");
-    let params = ListParams::default().labels(&labels);
+        .join(",")
+}
+
+/// The ReplicaSets `d` owns and their pods, found by its selector and kept by owner.
+async fn owned(s: &Session, d: &Deployment) -> Result<(Vec<ReplicaSet>, Vec<Pod>)> {
+    let params = ListParams::default().labels(&selector(d));
     let rss: Api<ReplicaSet> = s.api(false);
     let uid = d.uid();
     let mut sets = rss.list(&params).await.map_err(|e| s.err(e))?.items;
@@ -104,22 +105,14 @@ async fn owned(s: &Session, d: &Deployment) -> Result<(Vec<ReplicaSet>, Vec<Pod>
     Ok((sets, all))
 }
 
-fn owned_by(refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference], uid: Option<&str>) -> bool {
+/// Whether one of `refs` names the object with `uid`.
+pub fn owned_by(refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference], uid: Option<&str>) -> bool {
     uid.is_some_and(|u| refs.iter().any(|o| o.uid == u))
 }
 
 fn template_images(d: Option<&Deployment>) -> Vec<ContainerImage> {
     d.and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|p| {
-            p.containers
-                .iter()
-                .map(|c| ContainerImage {
-                    container: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
-                })
-                .collect()
-        })
+        .map(|s| ContainerImage::of_template(&s.template))
         .unwrap_or_default()
 }
 

@@ -28,6 +28,23 @@ pub fn command(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
 /// Runs the plugin with `args` as the cluster admin, bounded by a minute.
 pub async fn kz_as(kubeconfig: &Path, args: &[&str]) -> Run {
     let child = command(kubeconfig, args).spawn().expect("kubectl-kaizen runs");
+    finish(child, args).await
+}
+
+/// Runs the plugin with `args` and the kubeconfig `kubeconfig`, `stdin` on its standard input, bounded
+/// by a minute.
+pub async fn kz_stdin_as(kubeconfig: &Path, args: &[&str], stdin: &str) -> Run {
+    use tokio::io::AsyncWriteExt;
+    let mut child = command(kubeconfig, args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kubectl-kaizen runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    finish(child, args).await
+}
+
+/// Waits (at most a minute) for the plugin to exit, with what it printed.
+async fn finish(child: tokio::process::Child, args: &[&str]) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("kubectl-kaizen {args:?} did not finish within 60 s"))

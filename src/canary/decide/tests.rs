@@ -178,6 +178,17 @@ fn events(p: &Decision) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// The Incident the plan opens; panics when it opens none.
+fn opened_incident(p: &Decision) -> IncidentRequest {
+    p.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::OpenIncident(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("an incident")
+}
+
 fn reasons(p: &Decision) -> Vec<&'static str> {
     events(p).into_iter().map(|(r, _)| r).collect()
 }
@@ -513,14 +524,7 @@ fn abort_rolls_back_and_opens_an_incident_naming_the_revision() {
     let rb = cond(s, ROLLED_BACK);
     assert_eq!((rb.status.as_str(), rb.reason.as_str()), ("True", "Aborted"));
     assert!(rb.message.contains("kaizen.dev/abort"));
-    let inc = p
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::OpenIncident(r) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("an incident");
+    let inc = opened_incident(&p);
     assert_eq!(inc.name, "web-rollback-r2");
     assert_eq!(inc.severity, Severity::Sev3);
     assert!(inc.title.contains("r2") && inc.summary.contains("abort"));
@@ -1030,14 +1034,7 @@ fn images_are_recorded_per_revision_and_title_the_rollback_incident() {
     assert_eq!(w.status().canary_images, [image("app", "example.com/web:v2-bad")]);
     w.obs.annotations.abort = Some("stop".into());
     let p = w.plan();
-    let inc = p
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::OpenIncident(r) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("an incident");
+    let inc = opened_incident(&p);
     assert_eq!(inc.title, "Canary web rolled back web app=example.com/web:v2-bad");
     assert!(inc.summary.contains("(app=example.com/web:v2-bad)"), "{}", inc.summary);
 }
