@@ -602,16 +602,18 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
     let _shared = CLUSTER.read().await;
     let mut e = Env::start("faults-sigkill", "").await;
     e.target("web", "v1", 3).await;
-    // Long enough (four 2 s pauses) that all six kills land inside the rollout.
+    // Long enough (four 3 s pauses, 12 s at least) that all six kills, the last about 7.5 s in, land
+    // inside the rollout with a margin: with 2 s pauses a CI run saw the sixth kill find it Succeeded,
+    // because the rollout is seen to start (the poll below) a moment after it did.
     let steps = vec![
         set_weight(20),
-        pause("2s"),
+        pause("3s"),
         set_weight(40),
-        pause("2s"),
+        pause("3s"),
         set_weight(60),
-        pause("2s"),
+        pause("3s"),
         set_weight(80),
-        pause("2s"),
+        pause("3s"),
         set_weight(100),
     ];
     e.canary("web", canary("web", steps)).await;
@@ -631,7 +633,7 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
     let started = Instant::now();
     let mut at_kill = Vec::new();
     // A kill every 1.0 to 1.5 s (the restart included): the sixth lands about 7.5 s in, while the
-    // rollout takes at least 8 s of pauses.
+    // rollout takes at least 12 s of pauses.
     let mut next_kill = started;
     for i in 0..6u64 {
         next_kill += Duration::from_millis(1000 + 100 * i);
