@@ -25,6 +25,9 @@ pub const PRIMARY_LABEL: &str = "kaizen.dev/primary";
 /// Annotation on the primary: the revision (target template hash) its template was copied from.
 pub const REVISION_ANNOTATION: &str = "kaizen.dev/revision";
 
+/// The pod-template annotation `kubectl rollout restart` sets; a new value rolls the pods.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
 /// Annotation on the primary: the replicas it serves when idle.
 pub const REPLICAS_ANNOTATION: &str = "kaizen.dev/replicas";
 
@@ -84,17 +87,32 @@ pub fn primary_template(canary: &Canary, target: &Deployment) -> (PodTemplateSpe
     (template, selector)
 }
 
-/// The target's pod template from the primary's: the inverse of [`primary_template`].
+/// The target's pod template from the primary's: the inverse of [`primary_template`]. A
+/// `restartedAt` on the primary is the primary's own (`kubectl kaizen restart` rolls its pods); the
+/// target keeps its value, so the template hashes to the stable revision again and the hand-back (a
+/// deleted Canary, `undo`) restores exactly what the user released.
 pub fn restored_template(canary: &Canary, target: &Deployment, primary: &Deployment) -> Option<PodTemplateSpec> {
     let mut template = primary.spec.as_ref()?.template.clone();
     let keys = match_labels(target);
-    let labels = template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .labels
-        .get_or_insert_with(Default::default);
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let labels = meta.labels.get_or_insert_with(Default::default);
     labels.remove(PRIMARY_LABEL);
     transform_labels(labels, &keys, gateway_route(canary).is_some(), false);
+    let targets_restart = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(RESTARTED_AT))
+        .cloned();
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    match targets_restart {
+        Some(at) => annotations.insert(RESTARTED_AT.to_string(), at),
+        None => annotations.remove(RESTARTED_AT),
+    };
+    if annotations.is_empty() {
+        meta.annotations = None;
+    }
     Some(template)
 }
 
@@ -148,7 +166,9 @@ pub fn with_route_ports(mut ports: Vec<ServicePort>, route_ports: &[i32]) -> Vec
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DeploymentSpec;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    use crate::api::canary::ContainerImage;
 
     #[test]
     fn primary_labels_round_trip() {
@@ -201,5 +221,38 @@ mod tests {
                 (80, Some(IntOrString::Int(9898)), Some("route-80".into()))
             ]
         );
+    }
+
+    #[test]
+    fn the_restored_template_keeps_the_targets_restart_annotation() {
+        let canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "web"},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 50}]}
+        }))
+        .unwrap();
+        let deployment = |labels: Value, annotations: Value, image: &str| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": {"name": "x"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": labels, "annotations": annotations},
+                                      "spec": {"containers": [{"name": "app", "image": image}]}}}
+            }))
+            .unwrap()
+        };
+        let target = deployment(json!({"app": "web"}), json!({"note": "n"}), "web:v2");
+        let primary = deployment(
+            json!({"app": "web", "kaizen.dev/primary": "web"}),
+            json!({"note": "n", RESTARTED_AT: "2026-01-01T00:00:00Z"}),
+            "web:v1",
+        );
+        let t = restored_template(&canary, &target, &primary).unwrap();
+        let meta = t.metadata.clone().unwrap();
+        assert_eq!(meta.labels.unwrap().get("kaizen.dev/primary"), None);
+        assert_eq!(
+            meta.annotations.unwrap().get(RESTARTED_AT),
+            None,
+            "the primary's restart stays its own"
+        );
+        assert_eq!(ContainerImage::of_template(&t)[0].image, "web:v1");
     }
 }

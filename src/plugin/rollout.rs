@@ -3,8 +3,6 @@
 //! stable pods, through their Deployment's rolling update) and `undo` (a previous pod template back
 //! on the target Deployment).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
     core::v1::PodTemplateSpec,
@@ -29,11 +27,11 @@ use crate::{
         Canary,
         canary::{CanaryPhase, ContainerImage},
     },
-    canary::{revision::raw_revision, templates::restored_template},
+    canary::{
+        revision::raw_revision,
+        templates::{RESTARTED_AT, restored_template},
+    },
 };
-
-/// The pod-template annotation `kubectl rollout restart` sets; a new value rolls the pods.
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct UndoArgs {
@@ -215,29 +213,6 @@ async fn template_of_revision(s: &Session, target: &Deployment, revision: i64) -
     Ok(template)
 }
 
-/// The stable revision's template, as the target spells it. `restartedAt` is the primary's own
-/// (`restart`); the target keeps its value, so the template hashes to the stable revision again.
-fn stable_template(canary: &Canary, target: &Deployment, primary: &Deployment) -> Option<PodTemplateSpec> {
-    let mut template = restored_template(canary, target, primary)?;
-    let theirs = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(RESTARTED_AT))
-        .cloned();
-    let meta = template.metadata.get_or_insert_with(Default::default);
-    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    match theirs {
-        Some(v) => annotations.insert(RESTARTED_AT.to_string(), v),
-        None => annotations.remove(RESTARTED_AT),
-    };
-    if annotations.is_empty() {
-        meta.annotations = None;
-    }
-    Some(template)
-}
-
 /// The target as read, the template to put back, and what it is ("the stable revision", "revision 3").
 async fn undo_plan(
     s: &Session,
@@ -258,7 +233,7 @@ async fn undo_plan(
     let primary_name = format!("{target_name}-primary");
     let primary = deployments.get_opt(&primary_name).await.map_err(|e| s.err(e))?;
     let template = primary
-        .and_then(|p| stable_template(canary, &target, &p))
+        .and_then(|p| restored_template(canary, &target, &p))
         .ok_or_else(|| {
             Error::Usage(format!(
                 "canary/{} has no stable revision yet (no {primary_name}); use --to-revision N",
@@ -330,42 +305,4 @@ async fn replace_template(s: &Session, target: &Deployment, template: &PodTempla
     api.patch(&target.name_any(), &params(), &Patch::Json::<()>(patch))
         .await
         .map_err(|e| s.err(e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_stable_template_keeps_the_targets_restart_annotation() {
-        let canary: Canary = serde_json::from_value(json!({
-            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "web"},
-            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 50}]}
-        }))
-        .unwrap();
-        let deployment = |labels: Value, annotations: Value, image: &str| -> Deployment {
-            serde_json::from_value(json!({
-                "metadata": {"name": "x"},
-                "spec": {"selector": {"matchLabels": {"app": "web"}},
-                         "template": {"metadata": {"labels": labels, "annotations": annotations},
-                                      "spec": {"containers": [{"name": "app", "image": image}]}}}
-            }))
-            .unwrap()
-        };
-        let target = deployment(json!({"app": "web"}), json!({"note": "n"}), "web:v2");
-        let primary = deployment(
-            json!({"app": "web", "kaizen.dev/primary": "web"}),
-            json!({"note": "n", RESTARTED_AT: "2026-01-01T00:00:00Z"}),
-            "web:v1",
-        );
-        let t = stable_template(&canary, &target, &primary).unwrap();
-        let meta = t.metadata.clone().unwrap();
-        assert_eq!(meta.labels.unwrap().get("kaizen.dev/primary"), None);
-        assert_eq!(
-            meta.annotations.unwrap().get(RESTARTED_AT),
-            None,
-            "the primary's restart stays its own"
-        );
-        assert_eq!(ContainerImage::of_template(&t)[0].image, "web:v1");
-    }
 }
