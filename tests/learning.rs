@@ -79,7 +79,13 @@ async fn a_fix_judged_effective_regresses_when_its_alert_group_fires_again() {
     let errors = |v: u32| format!("# TYPE kaizen_test_errors gauge\nkaizen_test_errors {v}\n");
     let exporter = Exporter::start(&errors(50)).await;
     let series = format!("sum(kaizen_test_errors{{exporter=\"{}\"}})", exporter.id);
-    exporter.wait_visible(&format!("{series} offset 2s")).await;
+    // Data 2 s back, not only now: the baseline window ends at the item's creation, to the second.
+    exporter
+        .wait_visible(&format!(
+            "sum(kaizen_test_errors{{exporter=\"{}\"}} offset 2s)",
+            exporter.id
+        ))
+        .await;
     let am = alerting::alertmanager(
         &format!("http://127.0.0.1:{port}/alertmanager"),
         TOKEN,

@@ -51,7 +51,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContex
         return Ok(Action::await_change());
     }
     // Suspected changes come from the Canary cache: a partial list would miss some for good.
-    if decide::suspects::looked_for(&incident) && !synced(&ctx.canaries) {
+    if decide::suspects::looked_for(incident) && !synced(&ctx.canaries) {
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
     let now = Timestamp::now();

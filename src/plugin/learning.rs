@@ -100,11 +100,15 @@ fn ended_within<'a>(canaries: &'a [Canary], from: Timestamp) -> Vec<Ended<'a>> {
     out
 }
 
+/// Promoted rollouts some Incident suspects: (namespace, canary, revision).
+type Suspected = HashSet<(String, String, String)>;
+/// A service's rollouts that ended in the window, and the recovery times of its incidents.
+type ServiceFacts<'e, 'r> = (Vec<&'e Ended<'r>>, Vec<i64>);
+
 /// The DORA figures per (namespace, service) over `[from, now]`.
 pub fn dora(canaries: &[Canary], incidents: &[Incident], from: Timestamp, now: Timestamp) -> Vec<ServiceDora> {
     let ended = ended_within(canaries, from);
-    // Promoted rollouts some Incident suspects: (namespace, canary, revision).
-    let suspected: HashSet<(String, String, String)> = incidents
+    let suspected: Suspected = incidents
         .iter()
         .flat_map(|i| {
             let ns = i.namespace().unwrap_or_default();
@@ -116,7 +120,7 @@ pub fn dora(canaries: &[Canary], incidents: &[Incident], from: Timestamp, now: T
         })
         .collect();
     let days = (now.duration_since(from).as_secs_f64() / 86_400.0).max(1.0 / 24.0);
-    let mut by: BTreeMap<(String, String), (Vec<&Ended<'_>>, Vec<i64>)> = BTreeMap::new();
+    let mut by: BTreeMap<(String, String), ServiceFacts<'_, '_>> = BTreeMap::new();
     for e in &ended {
         by.entry((e.namespace.clone(), e.service.clone()))
             .or_default()
@@ -143,54 +147,62 @@ pub fn dora(canaries: &[Canary], incidents: &[Incident], from: Timestamp, now: T
         }
     }
     by.into_iter()
-        .map(|((namespace, service), (ended, mut recovery))| {
-            let promoted: Vec<&&Ended<'_>> = ended
-                .iter()
-                .filter(|e| e.r.result == Some(RolloutResult::Promoted))
-                .collect();
-            let leads: Vec<(i64, &str)> = promoted
-                .iter()
-                .filter_map(|e| crate::canary::decide::history::lead_time(e.r))
-                .collect();
-            let from_commit = leads.iter().filter(|(_, s)| *s == "commit").count();
-            let rolled_back: Vec<&&Ended<'_>> = ended
-                .iter()
-                .filter(|e| e.r.result == Some(RolloutResult::RolledBack))
-                .collect();
-            recovery.extend(rolled_back.iter().filter_map(|e| {
-                Some(
-                    e.r.finished_at
-                        .as_ref()?
-                        .0
-                        .duration_since(e.r.started_at.0)
-                        .as_secs()
-                        .max(0),
-                )
-            }));
-            let failed = rolled_back.len()
-                + promoted
-                    .iter()
-                    .filter(|e| suspected.contains(&(e.namespace.clone(), e.canary.clone(), e.r.revision.clone())))
-                    .count();
-            ServiceDora {
-                deployments: promoted.len(),
-                deployments_per_day: promoted.len() as f64 / days,
-                lead_time_from: match from_commit {
-                    0 => "rollout",
-                    n if n == leads.len() => "commit",
-                    _ => "mixed",
-                }
-                .to_string(),
-                lead_time: percentiles(leads.iter().map(|(s, _)| *s).collect()),
-                rollouts: ended.len(),
-                failed_changes: failed,
-                change_fail_rate: (!ended.is_empty()).then(|| failed as f64 / ended.len() as f64),
-                recovery_time: percentiles(recovery),
-                namespace,
-                service,
-            }
+        .map(|((namespace, service), (ended, recovery))| {
+            let mut row = service_row(&ended, recovery, &suspected, days);
+            row.namespace = namespace;
+            row.service = service;
+            row
         })
         .collect()
+}
+
+/// One service's figures from the rollouts that ended, the incidents' recovery times, the promoted
+/// rollouts incidents suspect, and the window's length in days.
+fn service_row(ended: &[&Ended<'_>], mut recovery: Vec<i64>, suspected: &Suspected, days: f64) -> ServiceDora {
+    let promoted: Vec<&&Ended<'_>> = ended
+        .iter()
+        .filter(|e| e.r.result == Some(RolloutResult::Promoted))
+        .collect();
+    let leads: Vec<(i64, &str)> = promoted
+        .iter()
+        .filter_map(|e| crate::canary::decide::history::lead_time(e.r))
+        .collect();
+    let from_commit = leads.iter().filter(|(_, s)| *s == "commit").count();
+    let rolled_back: Vec<&&Ended<'_>> = ended
+        .iter()
+        .filter(|e| e.r.result == Some(RolloutResult::RolledBack))
+        .collect();
+    recovery.extend(rolled_back.iter().filter_map(|e| {
+        Some(
+            e.r.finished_at
+                .as_ref()?
+                .0
+                .duration_since(e.r.started_at.0)
+                .as_secs()
+                .max(0),
+        )
+    }));
+    let failed = rolled_back.len()
+        + promoted
+            .iter()
+            .filter(|e| suspected.contains(&(e.namespace.clone(), e.canary.clone(), e.r.revision.clone())))
+            .count();
+    ServiceDora {
+        deployments: promoted.len(),
+        deployments_per_day: promoted.len() as f64 / days,
+        lead_time_from: match from_commit {
+            0 => "rollout",
+            n if n == leads.len() => "commit",
+            _ => "mixed",
+        }
+        .to_string(),
+        lead_time: percentiles(leads.iter().map(|(s, _)| *s).collect()),
+        rollouts: ended.len(),
+        failed_changes: failed,
+        change_fail_rate: (!ended.is_empty()).then(|| failed as f64 / ended.len() as f64),
+        recovery_time: percentiles(recovery),
+        ..Default::default()
+    }
 }
 
 /// Whether an item's `Regressed` condition is True.
@@ -219,7 +231,7 @@ pub fn recurring(incidents: &[&Incident], items: &[&Item]) -> Recurring {
         }
     }
     let mut services: Vec<ServiceIncidents> = services.into_values().collect();
-    services.sort_by(|a, b| (b.incidents, b.recurrences).cmp(&(a.incidents, a.recurrences)));
+    services.sort_by_key(|s| std::cmp::Reverse((s.incidents, s.recurrences)));
     services.truncate(10);
     let result = |r: &str| items.iter().filter(|i| i.outcome() == Some(r)).count();
     let follow_ups_of = |inc: &Incident| -> Vec<&&Item> {

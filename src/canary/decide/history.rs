@@ -15,7 +15,7 @@ use crate::api::{
 /// status decided from had a rollout running.
 pub fn record(p: &mut Planner<'_>, old: &CanaryStatus) {
     let now = p.now;
-    let counted = |c: Counted| p.actions.iter().any(|a| *a == Action::Count(c));
+    let counted = |c: Counted| p.actions.contains(&Action::Count(c));
     let (started, promoted, rolled_back) = (
         counted(Counted::RolloutStarted),
         counted(Counted::Promoted),

@@ -46,7 +46,7 @@ pub fn recurrence(incident: &Incident, now: Timestamp) -> Recurrence {
             .as_ref()?
             .get(ANNOTATION_RECURRENCE_UNRELATED)?;
         let value = plain(value.trim(), 256);
-        (!value.is_empty()).then(|| RecurrenceUnrelated { value, at: Time(now) })
+        (!value.is_empty()).then_some(RecurrenceUnrelated { value, at: Time(now) })
     });
     Recurrence { of, count, unrelated }
 }
