@@ -297,3 +297,171 @@ async fn a_promotion_before_an_alert_opened_incident_on_its_service_is_a_suspect
     );
     assert_eq!(suspect.promoted_at.as_ref(), Some(&promoted_at));
 }
+
+/// Waits until Canary `web` has recorded `n` rollouts, the last one ended; returns them.
+async fn rollouts(env: &Env, n: usize) -> Vec<kaizen::api::canary::RolloutRecord> {
+    env.canary_where("web", &format!("rollout {n} ended"), |s| {
+        s.rollouts.len() == n && s.rollouts[n - 1].result.is_some()
+    })
+    .await
+    .rollouts
+}
+
+/// Rolls out `version` and, once it waits at its pause, promotes (`kaizen.dev/promote`) or aborts it.
+async fn roll(env: &Env, version: &str, promote: bool, n: usize) -> Vec<kaizen::api::canary::RolloutRecord> {
+    env.set_image("web", version).await;
+    env.canary_where("web", &format!("{version} waiting at its pause"), |s| {
+        s.phase == Some(CanaryPhase::Paused) && s.rollouts.len() == n
+    })
+    .await;
+    let key = if promote {
+        "kaizen.dev/promote"
+    } else {
+        "kaizen.dev/abort"
+    };
+    env.annotate_canary("web", key, version).await;
+    rollouts(env, n).await
+}
+
+fn secs(r: &kaizen::api::canary::RolloutRecord) -> i64 {
+    r.finished_at
+        .as_ref()
+        .unwrap()
+        .0
+        .duration_since(r.started_at.0)
+        .as_secs()
+}
+
+/// Nearest-rank p50, as the report computes it.
+fn p50(mut v: Vec<i64>) -> i64 {
+    v.sort_unstable();
+    v[(v.len() + 1) / 2 - 1]
+}
+
+#[tokio::test]
+async fn five_rollouts_give_the_hand_computed_dora_figures_in_the_report_and_the_metrics() {
+    let mut env = Env::start("learn-dora", &prometheus_policy()).await;
+    env.target("web", "v1", 2).await;
+    merge(
+        &env.deployments,
+        "web",
+        json!({"metadata": {"labels": {"app.kubernetes.io/name": "checkout"}}}),
+    )
+    .await;
+    let spec = canary("web", vec![set_weight(50), common::build::pause_until_resumed()]);
+    env.canary("web", spec).await;
+    env.canary_phase("web", CanaryPhase::Idle).await;
+    roll(&env, "v2", true, 1).await;
+    roll(&env, "v3", false, 2).await;
+    // A SIGKILL between the steps: the history is in status, nothing is lost or counted twice.
+    env.kill_operator().await;
+    env.restart_operator().await;
+    roll(&env, "v4", true, 3).await;
+    roll(&env, "v5", false, 4).await;
+    let all = roll(&env, "v6", true, 5).await;
+    use RolloutResult::*;
+    let results: Vec<_> = all.iter().map(|r| r.result.unwrap()).collect();
+    assert_eq!(results, [Promoted, RolledBack, Promoted, RolledBack, Promoted]);
+    // An incident on checkout that started when v3's rollout did suspects v2, promoted just before
+    // (not v3, rolled back; not v4 or v6, later); mitigated 2 minutes after it started.
+    let started = all[1].started_at.0;
+    let mitigated = started + jiff::SignedDuration::from_secs(120);
+    let spec = serde_json::from_value(json!({
+        "title": "Checkout slow", "severity": "SEV3", "services": ["checkout"],
+        "startedAt": started.to_string(),
+    }))
+    .unwrap();
+    env.incident("slow", spec).await;
+    let suspects = wait_for(WAIT, "the incident to suspect v2", || async {
+        let s = env.incident_status("slow").await?;
+        (!s.suspected_changes.is_empty()).then_some(s.suspected_changes)
+    })
+    .await;
+    assert_eq!(suspects.len(), 1, "{suspects:?}");
+    assert_eq!(suspects[0].revision, all[0].revision);
+    assert_eq!(suspects[0].promoted_at, all[0].finished_at);
+    merge(
+        &env.incidents,
+        "slow",
+        json!({"spec": {"mitigatedAt": mitigated.to_string()}}),
+    )
+    .await;
+    wait_for(WAIT, "the incident mitigated", || async {
+        let phase = env.incident_status("slow").await?.phase?;
+        (phase != kaizen::api::incident::IncidentPhase::Active).then_some(())
+    })
+    .await;
+
+    // By hand: 3 promoted of 5; failed: 2 rolled back + v2 suspected; lead times from the rollouts'
+    // starts (no commit time); recovery: the two rollbacks and the incident's 120 s.
+    let promoted: Vec<i64> = [0, 2, 4].iter().map(|i| secs(&all[*i])).collect();
+    let recovery = vec![secs(&all[1]), secs(&all[3]), 120];
+    let report = common::kz::kz_in(&env.ns, &["report", "--since", "1d", "-o", "json"]).await;
+    common::kz::ok(&report, "report -o json");
+    let r: serde_json::Value = serde_json::from_str(&report.out).unwrap();
+    let row = &r["changes"][0];
+    assert_eq!(r["changes"].as_array().unwrap().len(), 1, "{}", r["changes"]);
+    assert_eq!(
+        (row["namespace"].as_str(), row["service"].as_str()),
+        (Some(env.ns.as_str()), Some("checkout"))
+    );
+    assert_eq!(
+        (
+            row["deployments"].as_u64(),
+            row["rollouts"].as_u64(),
+            row["failedChanges"].as_u64()
+        ),
+        (Some(3), Some(5), Some(3))
+    );
+    assert_eq!(row["changeFailRate"].as_f64(), Some(0.6));
+    assert_eq!(row["deploymentsPerDay"].as_f64(), Some(3.0));
+    assert_eq!(row["leadTime"]["samples"].as_u64(), Some(3));
+    assert_eq!(row["leadTime"]["p50Seconds"].as_i64(), Some(p50(promoted.clone())));
+    assert_eq!(row["leadTimeFrom"].as_str(), Some("rollout"));
+    assert_eq!(row["recoveryTime"]["samples"].as_u64(), Some(3));
+    assert_eq!(row["recoveryTime"]["p50Seconds"].as_i64(), Some(p50(recovery.clone())));
+    let text = common::kz::kz_in(&env.ns, &["report", "--since", "1d"]).await;
+    common::kz::ok(&text, "report");
+    assert!(text.out.contains("60% (3 of 5)"), "{}", text.out);
+    println!(
+        "FIGURE report: {}",
+        text.out
+            .lines()
+            .filter(|l| l.contains("checkout"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+
+    // The metrics of the operator running since the SIGKILL: rollouts 3 to 5 and the incident.
+    let op = env.op();
+    let metric = |name: &'static str, labels: &'static str| async move { op.metric(name, labels).await.unwrap_or(0.0) };
+    assert_eq!(metric("kaizen_deployments_total", "result=\"promoted\"").await, 2.0);
+    assert_eq!(metric("kaizen_deployments_total", "result=\"rolled_back\"").await, 1.0);
+    assert_eq!(metric("kaizen_change_failures_total", "cause=\"rollback\"").await, 1.0);
+    assert_eq!(metric("kaizen_change_failures_total", "cause=\"incident\"").await, 1.0);
+    assert_eq!(op.metric_sum("kaizen_change_lead_time_seconds_count").await, 2.0);
+    assert_eq!(
+        op.metric_sum("kaizen_change_lead_time_seconds_sum").await,
+        (promoted[1] + promoted[2]) as f64
+    );
+    assert_eq!(
+        op.metric_sum("kaizen_failed_deployment_recovery_seconds_count").await,
+        2.0
+    );
+    assert_eq!(
+        op.metric_sum("kaizen_failed_deployment_recovery_seconds_sum").await,
+        (recovery[1] + 120) as f64
+    );
+    // Another SIGKILL: nothing is recounted, nothing in status changes.
+    env.kill_operator().await;
+    env.restart_operator().await;
+    let again = common::kz::kz_in(&env.ns, &["report", "--since", "1d", "-o", "json"]).await;
+    let again: serde_json::Value = serde_json::from_str(&again.out).unwrap();
+    assert_eq!(again["changes"], r["changes"]);
+    wait_for(WAIT, "the restarted operator to be leader and synced", || async {
+        (env.op().metric_sum("kaizen_leader").await == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(env.op().metric_sum("kaizen_deployments_total").await, 0.0);
+    assert_eq!(rollouts(&env, 5).await, all);
+}
