@@ -335,7 +335,7 @@ fn secs(r: &kaizen::api::canary::RolloutRecord) -> i64 {
 /// Nearest-rank p50, as the report computes it.
 fn p50(mut v: Vec<i64>) -> i64 {
     v.sort_unstable();
-    v[(v.len() + 1) / 2 - 1]
+    v[v.len().div_ceil(2) - 1]
 }
 
 #[tokio::test]

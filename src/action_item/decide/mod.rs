@@ -131,20 +131,10 @@ pub fn decide(
         outcome: judged.status.clone().map(Box::new),
         ..Default::default()
     };
-    let regressed = regression::regressed(item, &judged_view, &old.conditions, obs.recurrence.as_ref());
-    let recurring = obs.recurrence.as_ref().map(|r| r.incident.as_str());
-    let regression_wake = regression_notice(item, &mut record, regressed.as_ref(), recurring, now);
+    let (regressed, regression_wake) = regression_of(item, obs, &old, &judged_view, &mut record, now);
 
     // The next moment the deadline conditions change by themselves: DueSoon, then Overdue.
-    let transition_wake = if terminal {
-        None
-    } else if now < soon_from {
-        Some(soon_from)
-    } else if now < due {
-        Some(due)
-    } else {
-        None
-    };
+    let transition_wake = [soon_from, due].into_iter().find(|t| !terminal && now < *t);
 
     let mut facts = deadline_facts(due, due_soon, overdue, level, &rungs);
     facts.extend(verified_fact);
@@ -295,6 +285,22 @@ fn notifications(
     }
 
     (record, level, notify_wake)
+}
+
+/// The `Regressed` condition (see [`regression`]) from the status decided so far (`judged`: its
+/// verification and outcome), and its notice, recorded in `record`; when to deliver it.
+fn regression_of(
+    item: &ActionItem,
+    obs: &Observations,
+    old: &ActionItemStatus,
+    judged: &ActionItemStatus,
+    record: &mut NotificationRecord,
+    now: Timestamp,
+) -> (Option<ConditionFact>, Option<Timestamp>) {
+    let regressed = regression::regressed(item, judged, &old.conditions, obs.recurrence.as_ref());
+    let recurring = obs.recurrence.as_ref().map(|r| r.incident.as_str());
+    let wake = regression_notice(item, record, regressed.as_ref(), recurring, now);
+    (regressed, wake)
 }
 
 /// The `Regressed` notice to the owner, decided once per recurring Incident (`recurring`) while the
