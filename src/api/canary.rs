@@ -368,7 +368,7 @@ pub struct RolloutRecord {
     pub incident_ref: Option<LocalRef>,
 }
 
-/// How a rollout ended.
+/// How a rollout ended (absent while it runs): Promoted, RolledBack, Cancelled or Superseded.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::IntoStaticStr, strum::Display,
 )]
