@@ -87,6 +87,48 @@ pub struct Metrics {
     /// Requests (or, once parsed, their alerts) the receiver refused, by reason.
     pub alerts_rejected: Family<ReasonLabels, Counter>,
     pub alert_incidents_opened: Counter,
+    /// Canary rollouts that ended, promoted or rolled back (DORA deployment frequency).
+    pub deployments: Family<DeploymentLabels, Counter>,
+    /// Seconds from the commit (or the rollout's start) to promotion (DORA change lead time).
+    pub change_lead_time: Family<LeadTimeLabels, Histogram>,
+    /// Rollouts rolled back, and promoted rollouts an Incident names as a suspected change.
+    pub change_failures: Family<ChangeFailureLabels, Counter>,
+    /// Seconds from a failed change to recovery: rollout start to rollback, or the start of an
+    /// Incident that suspects a change to its mitigation (DORA failed deployment recovery time).
+    pub recovery_time: Family<ServiceLabels, Histogram>,
+}
+
+/// A service of a namespace: the DORA figures' labels. Services are the values of the policy's
+/// `changes.serviceLabel` on Canary targets (empty when the target has none), so the set is bounded
+/// by the cluster's services, never by object or revision names.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub namespace: String,
+    pub service: String,
+}
+
+/// [`ServiceLabels`] and how a rollout ended (`promoted`, `rolled_back`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub namespace: String,
+    pub service: String,
+    pub result: &'static str,
+}
+
+/// [`ServiceLabels`] and where change lead time starts (`commit`, `rollout`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeadTimeLabels {
+    pub namespace: String,
+    pub service: String,
+    pub source: &'static str,
+}
+
+/// [`ServiceLabels`] and what made a change a failure (`rollback`, `incident`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeFailureLabels {
+    pub namespace: String,
+    pub service: String,
+    pub cause: &'static str,
 }
 
 /// Why the alert receiver refused a request: a fixed set (see `alerts::handler::REJECT_REASONS`).
@@ -128,6 +170,10 @@ impl Default for Metrics {
             alerts_received: Counter::default(),
             alerts_rejected: Family::default(),
             alert_incidents_opened: Counter::default(),
+            deployments: Family::default(),
+            change_lead_time: Family::new_with_constructor(change_histogram),
+            change_failures: Family::default(),
+            recovery_time: Family::new_with_constructor(change_histogram),
         };
         // The exposition lists metrics in the order they are registered: the order of these calls.
         let mut registry = Registry::with_prefix("kaizen");
@@ -143,6 +189,24 @@ impl Default for Metrics {
 }
 
 /// Seconds one reconciliation takes: a millisecond to a few seconds.
+/// Buckets from a minute to 30 days, for lead and recovery times.
+fn change_histogram() -> Histogram {
+    Histogram::new([
+        60.0,
+        300.0,
+        900.0,
+        1_800.0,
+        3_600.0,
+        10_800.0,
+        21_600.0,
+        43_200.0,
+        86_400.0,
+        172_800.0,
+        604_800.0,
+        2_592_000.0,
+    ])
+}
+
 fn reconcile_duration_histogram() -> Histogram {
     Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
 }
@@ -253,6 +317,26 @@ impl Metrics {
             "canary_analysis_checks",
             "Canary metric checks, by outcome",
             self.canary_analysis_outcomes.clone(),
+        );
+        registry.register(
+            "deployments",
+            "Canary rollouts ended, by namespace, service and result (promoted, rolled_back)",
+            self.deployments.clone(),
+        );
+        registry.register(
+            "change_lead_time_seconds",
+            "Seconds from the commit (source=commit) or the rollout's start (source=rollout) to promotion",
+            self.change_lead_time.clone(),
+        );
+        registry.register(
+            "change_failures",
+            "Changes that failed: rolled back (cause=rollback) or promoted and suspected by an Incident (cause=incident)",
+            self.change_failures.clone(),
+        );
+        registry.register(
+            "failed_deployment_recovery_seconds",
+            "Seconds from a failed change to recovery (rollout start to rollback; incident start to mitigation)",
+            self.recovery_time.clone(),
         );
     }
 

@@ -54,6 +54,7 @@ impl Message {
             (NotificationKind::Escalation, None) => "Escalation".to_string(),
             (NotificationKind::Reminder, _) => "Reminder".to_string(),
             (NotificationKind::Outcome, _) => "Outcome".to_string(),
+            (NotificationKind::Regressed, _) => "Regression".to_string(),
         };
         let incident = self
             .incident
@@ -61,6 +62,17 @@ impl Message {
             .map(|i| format!(" (incident {})", user(i)))
             .unwrap_or_default();
         let recipients: Vec<String> = self.recipients.iter().map(|r| user(r)).collect();
+        if self.kind == NotificationKind::Regressed {
+            let found = escape(&plain(self.outcome.as_deref().unwrap_or_default(), 2 * MAX_FIELD_CHARS));
+            return format!(
+                "{what} for {}: the fix of action item {}/{} \"{}\"{incident}, owned by {}, did not hold. {found}",
+                recipients.join(", "),
+                user(&self.namespace),
+                user(&self.name),
+                user(&self.title),
+                user(&self.owner),
+            );
+        }
         if self.kind == NotificationKind::Outcome {
             // The measurement can quote Prometheus's error text: bounded and escaped like user text.
             let found = escape(&plain(

@@ -207,7 +207,12 @@ impl Kinds {
         // Which items follow up which incident: kept from the item watch, read by the incidents.
         let follow_ups = Arc::new(FollowUps::default());
         let kinds = Self {
-            incidents: Arc::new(IncidentContext::new(ctx.clone(), incidents.clone(), follow_ups.clone())),
+            incidents: Arc::new(IncidentContext::new(
+                ctx.clone(),
+                incidents.clone(),
+                follow_ups.clone(),
+                canaries.clone(),
+            )),
             items: Arc::new(ActionItemContext::new(
                 ctx.clone(),
                 items.clone(),

@@ -162,6 +162,14 @@ async fn every_panel_and_alert_reads_series_the_running_operator_exports() {
     e.canary_phase("web", CanaryPhase::Idle).await;
     e.set_image("web", "v2").await;
     e.canary_phase("web", CanaryPhase::Succeeded).await;
+    // A revision aborted and rolled back: the change-failure and recovery panels read it.
+    e.set_image("web", "v3").await;
+    e.canary_where("web", "a rollout of v3", |s| {
+        matches!(s.phase, Some(CanaryPhase::Progressing | CanaryPhase::Paused))
+    })
+    .await;
+    e.annotate_canary("web", "kaizen.dev/abort", "stop").await;
+    e.canary_phase("web", CanaryPhase::RolledBack).await;
 
     let mut missing = Vec::new();
     for (what, expr) in panels

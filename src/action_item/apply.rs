@@ -10,7 +10,7 @@ use crate::{
     api::{
         action_item::{
             ActionItem, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind, OUTCOME_MET, OVERDUE, OutcomeResult,
-            PendingNotification, VERIFIED,
+            PendingNotification, REGRESSED, VERIFIED,
         },
         conditions,
     },
@@ -179,9 +179,12 @@ fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending:
         priority: item.spec.priority.as_str().to_string(),
         due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
-        outcome: (pending.kind == NotificationKind::Outcome)
-            .then(|| conditions::find(&status.conditions, OUTCOME_MET).map(|c| c.message.clone()))
-            .flatten(),
+        outcome: match pending.kind {
+            NotificationKind::Outcome => conditions::find(&status.conditions, OUTCOME_MET),
+            NotificationKind::Regressed => conditions::find(&status.conditions, REGRESSED),
+            NotificationKind::Reminder | NotificationKind::Escalation => None,
+        }
+        .map(|c| c.message.clone()),
     }
 }
 
@@ -275,6 +278,10 @@ async fn announce(ctx: &Context, item: &ActionItem, old: &ActionItemStatus, new:
     }
     if rose(VERIFIED) {
         ctx.publish(item, EventType::Normal, "Verified", message(VERIFIED))
+            .await;
+    }
+    if rose(REGRESSED) {
+        ctx.publish(item, EventType::Warning, "Regressed", message(REGRESSED))
             .await;
     }
     announce_completion(ctx, item, old, new).await;

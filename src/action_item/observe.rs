@@ -14,11 +14,14 @@ use super::{
     decide::{
         CanaryVerdict, Observations, Probe,
         outcome::{self, Plan, Reading, Readings, Window},
+        regression::Recurrence,
         verify,
     },
 };
 use crate::{
+    alerts::mapping::{EPISODE_LABEL, GROUP_LABEL, incident_name},
     api::{
+        Incident,
         action_item::{ActionItem, Outcome, PrometheusVerification},
         canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
@@ -55,7 +58,28 @@ pub async fn observe(ctx: &ActionItemContext, item: &ActionItem, ns: &str, now: 
         probe,
         last_probe_at,
         outcome,
+        recurrence: recurrence(&ctx.incidents, item, ns),
     }
+}
+
+/// The Incident that recurs the item's incident: the next episode of its alert group, found by name
+/// in the cache (no scan), once that Incident's status says it recurs this one.
+pub fn recurrence(incidents: &Store<DeserializeGuard<Incident>>, item: &ActionItem, ns: &str) -> Option<Recurrence> {
+    let name = &item.spec.incident_ref.as_ref()?.name;
+    let cached = |n: &str| incidents.get(&ObjectRef::new(n).within(ns));
+    let incident = cached(name)?;
+    let incident = incident.0.as_ref().ok()?;
+    let labels = incident.metadata.labels.as_ref()?;
+    let episode: u32 = labels.get(EPISODE_LABEL)?.parse().ok()?;
+    let next = incident_name(labels.get(GROUP_LABEL)?, episode + 1);
+    let next = cached(&next)?;
+    let next = next.0.as_ref().ok()?;
+    let status = next.status.as_ref()?;
+    (status.recurrence_of.as_ref() == Some(name)).then(|| Recurrence {
+        incident: next.name_any(),
+        opened_at: next.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        unrelated: status.recurrence_unrelated.is_some(),
+    })
 }
 
 /// Where the Canaries that can verify `item` stand.

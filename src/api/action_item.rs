@@ -16,6 +16,9 @@ pub const OVERDUE: &str = "Overdue";
 pub const ESCALATED: &str = "Escalated";
 pub const VERIFIED: &str = "Verified";
 pub const OUTCOME_MET: &str = "OutcomeMet";
+/// True while the fix was judged Effective or Verified and its incident's alert group recurred; False
+/// (reason `RecurrenceUnrelated`) once a human marked the recurrence unrelated.
+pub const REGRESSED: &str = "Regressed";
 
 /// A follow-up with an owner, a priority and a deadline. Kaizen tracks the deadline to the second,
 /// reminds and escalates without spam, and verifies that the fix worked.
@@ -366,6 +369,11 @@ pub struct NotificationRecord {
     /// A notification decided on but not yet delivered to every sink; it is retried until it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingNotification>,
+    /// The recurring Incident the owner was told about (a `Regressed` notice is decided once per
+    /// recurrence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub regression_notified: Option<String>,
 }
 
 /// A notification recorded before it is sent (at-least-once delivery; receivers can use `id` to
@@ -424,6 +432,8 @@ pub enum NotificationKind {
     Escalation,
     /// The fix was judged Ineffective.
     Outcome,
+    /// The fix was judged Effective or Verified and the incident's alert group recurred.
+    Regressed,
 }
 
 /// Progress of the verification of the fix.

@@ -325,6 +325,62 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
+    /// The service the target Deployment belongs to: the value of its label named by the policy's
+    /// `changes.serviceLabel` (`app.kubernetes.io/name` by default). Incidents naming this service
+    /// list this Canary's recent promotions as suspected changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service: Option<String>,
+    /// The last rollouts, oldest first (at most 20): what deployment frequency, change lead time,
+    /// change fail rate and recovery time are computed from, kept here so a restart loses nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub rollouts: Vec<RolloutRecord>,
+}
+
+/// How many rollouts a Canary's status keeps.
+pub const MAX_ROLLOUTS: usize = 20;
+
+/// Pod template annotation with the time (RFC 3339) of the commit a revision was built from, set by
+/// CI, Argo CD or Flux: change lead time is measured from it (else from the rollout's start).
+pub const ANNOTATION_COMMIT_TIME: &str = "kaizen.dev/commit-time";
+
+/// One rollout of a revision, from its start to its end.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    /// Hash of the pod template rolled out.
+    #[schemars(length(min = 1, max = 64))]
+    pub revision: String,
+    /// When the rollout started.
+    pub started_at: Time,
+    /// When it ended (absent while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// How it ended (absent while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<RolloutResult>,
+    /// The commit time of the revision, from its pod template's `kaizen.dev/commit-time` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<Time>,
+    /// The Incident the rollback opened (`spec.onRollback.openIncident`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_ref: Option<LocalRef>,
+}
+
+/// How a rollout ended (absent while it runs): Promoted, RolledBack, Cancelled or Superseded.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::IntoStaticStr, strum::Display,
+)]
+pub enum RolloutResult {
+    /// The revision became the stable one.
+    Promoted,
+    /// The revision was refused and the stable one put back.
+    RolledBack,
+    /// The target went back to the stable revision mid-rollout.
+    Cancelled,
+    /// A newer revision replaced it mid-rollout.
+    Superseded,
 }
 
 /// One container of a pod template and the image it runs.

@@ -12,6 +12,11 @@ pub const POSTMORTEM_OVERDUE: &str = "PostmortemOverdue";
 pub const ACTION_ITEMS_OVERDUE: &str = "ActionItemsOverdue";
 pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
 
+/// Annotation on a recurring Incident whose (non-empty) value says the recurrence is unrelated to
+/// the earlier Incident's fixes: acted on once, recorded in `status.recurrenceUnrelated`, and the
+/// `Regressed` conditions the recurrence set on the earlier Incident's follow-ups are withdrawn.
+pub const ANNOTATION_RECURRENCE_UNRELATED: &str = "kaizen.dev/recurrence-unrelated";
+
 /// An incident: what happened, how bad it was, and when. Kaizen derives its phase, its durations, the
 /// postmortem deadline and the progress of its follow-up ActionItems into status.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -216,6 +221,63 @@ pub struct IncidentStatus {
     /// alerts): its alerts by fingerprint, whether the group fires, and how often it was notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_group: Option<AlertGroupStatus>,
+    /// The earlier Incident of the same alert group that this one recurs: the group resolved, then
+    /// fired again and opened this Incident. Follow-ups of that Incident judged Effective or Verified
+    /// get a `Regressed` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub recurrence_of: Option<String>,
+    /// How many times the alert group has recurred with this Incident (1 for its second Incident).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub recurrence_count: Option<u32>,
+    /// A human marked the recurrence unrelated (annotation `kaizen.dev/recurrence-unrelated`): the
+    /// value acted on and when. Recorded once; the `Regressed` conditions are withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence_unrelated: Option<RecurrenceUnrelated>,
+    /// Canary rollouts of the incident's `services` under way when it started, or promoted at most
+    /// the policy's `changes.suspectWithin` (30m by default) before: nearest first, at most 5. Looked
+    /// for until the incident is resolved; once found, kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub suspected_changes: Vec<SuspectedChange>,
+}
+
+/// How many suspected changes an Incident's status names.
+pub const MAX_SUSPECTED_CHANGES: usize = 5;
+
+/// A rollout that may have caused the incident.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspectedChange {
+    /// The Canary (same namespace) that rolled it out.
+    #[schemars(length(min = 1, max = 253))]
+    pub canary: String,
+    /// The service its target Deployment belongs to.
+    #[schemars(length(max = 253))]
+    pub service: String,
+    /// The revision (pod template hash) rolled out.
+    #[schemars(length(min = 1, max = 64))]
+    pub revision: String,
+    /// When the rollout started.
+    pub started_at: Time,
+    /// When it promoted (absent while it was still under way when last looked at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+    /// How long before the incident started it promoted (or, under way, started), e.g. `12m`.
+    #[schemars(length(max = 32))]
+    pub before: String,
+}
+
+/// The annotation that marked a recurrence unrelated, as acted on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecurrenceUnrelated {
+    /// The annotation's value (cut at 256 characters), e.g. who decided and why.
+    #[schemars(length(max = 256))]
+    pub value: String,
+    /// When Kaizen acted on it.
+    pub at: Time,
 }
 
 /// How many alerts of one group an Incident's status tracks; the rest are counted in `untracked`.
@@ -344,4 +406,8 @@ pub struct ActionItemCounts {
     /// Items whose outcome could not be judged (no data, a failed query, no baseline).
     #[serde(default)]
     pub inconclusive: u32,
+    /// Items judged Effective or Verified whose fix did not hold: the alert group recurred (their
+    /// `Regressed` condition is True).
+    #[serde(default)]
+    pub regressed: u32,
 }

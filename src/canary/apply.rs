@@ -35,9 +35,12 @@ use crate::{
         canary::Canary,
         incident::{Incident, IncidentSpec},
     },
-    api::{canary::CanaryStatus, conditions},
+    api::{
+        canary::{CanaryStatus, RolloutRecord, RolloutResult},
+        conditions,
+    },
     error::{Error, Result, StepExt},
-    metrics::OutcomeLabels,
+    metrics::{ChangeFailureLabels, DeploymentLabels, LeadTimeLabels, OutcomeLabels, ServiceLabels},
     policy::SHARD_LABEL,
     runtime::{Context, FIELD_MANAGER, requeue_at},
 };
@@ -88,6 +91,12 @@ async fn record(
     }
     // The written status carries the kept check, if any.
     ctx.checks.forget(&planned_from.uid().unwrap_or_default());
+    let before = recorded
+        .status
+        .as_ref()
+        .map(|s| s.rollouts.as_slice())
+        .unwrap_or_default();
+    count_finished(ctx, &recorded.namespace().unwrap_or_default(), before, &plan.status);
     for action in &plan.actions {
         match action {
             Action::Event { warning, reason, note } => {
@@ -150,6 +159,51 @@ async fn announce_stall(ctx: &Context, canary: &Canary, new: &CanaryStatus) {
             .map(|c| c.message.clone())
             .unwrap_or_default();
         ctx.publish(canary, EventType::Warning, "Stalled", msg).await;
+    }
+}
+
+/// The DORA figures of the rollouts this write recorded as ended (counted once: only by the write
+/// that records the end; a restarted operator's counters start again, which `increase()` absorbs).
+fn count_finished(ctx: &Context, ns: &str, before: &[RolloutRecord], now: &CanaryStatus) {
+    let m = &ctx.metrics;
+    let service = now.service.clone().unwrap_or_default();
+    let labels = ServiceLabels {
+        namespace: ns.to_string(),
+        service: service.clone(),
+    };
+    for r in decide::history::newly_finished(before, &now.rollouts) {
+        let promoted = r.result == Some(RolloutResult::Promoted);
+        let result = if promoted { "promoted" } else { "rolled_back" };
+        m.deployments
+            .get_or_create(&DeploymentLabels {
+                namespace: ns.to_string(),
+                service: service.clone(),
+                result,
+            })
+            .inc();
+        if promoted {
+            if let Some((secs, source)) = decide::history::lead_time(r) {
+                m.change_lead_time
+                    .get_or_create(&LeadTimeLabels {
+                        namespace: ns.to_string(),
+                        service: service.clone(),
+                        source,
+                    })
+                    .observe(secs as f64);
+            }
+            continue;
+        }
+        m.change_failures
+            .get_or_create(&ChangeFailureLabels {
+                namespace: ns.to_string(),
+                service: service.clone(),
+                cause: "rollback",
+            })
+            .inc();
+        if let Some(end) = &r.finished_at {
+            let secs = end.0.duration_since(r.started_at.0).as_secs().max(0);
+            m.recovery_time.get_or_create(&labels).observe(secs as f64);
+        }
     }
 }
 

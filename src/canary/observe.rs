@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     analysis::Fetched,
-    api::canary::{Canary, ContainerImage, Metric},
+    api::canary::{ANNOTATION_COMMIT_TIME, Canary, ContainerImage, Metric},
     error::{Result, StepExt},
     policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
@@ -46,6 +46,8 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
         refused_source: sources.as_ref().err().cloned(),
         target_images: target.map(|(d, _)| images(d)).unwrap_or_default(),
         primary_images: primary.map(images).unwrap_or_default(),
+        target_service: target.and_then(|(d, _)| service(d, &ctx.policy.changes.service_label)),
+        target_committed_at: target.and_then(|(d, _)| committed_at(d)),
     };
     if let Ok(addresses) = &sources
         && decide::analysis_due(canary, &obs, Timestamp::now())
@@ -88,6 +90,24 @@ pub fn images(d: &Deployment) -> Vec<ContainerImage> {
         .as_ref()
         .map(|s| ContainerImage::of_template(&s.template).into_iter().take(20).collect())
         .unwrap_or_default()
+}
+
+/// The service a Deployment belongs to: the value of its label `label` (bounded as the status is).
+pub fn service(d: &Deployment, label: &str) -> Option<String> {
+    let v = d.labels().get(label)?.trim();
+    (!v.is_empty() && v.len() <= 253).then(|| v.to_string())
+}
+
+/// The commit time the Deployment's pod template carries (`kaizen.dev/commit-time`, RFC 3339).
+pub fn committed_at(d: &Deployment) -> Option<Timestamp> {
+    let template = &d.spec.as_ref()?.template;
+    let v = template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_COMMIT_TIME)?;
+    v.trim().parse().ok()
 }
 
 pub fn owned_by(d: &Deployment, canary: &Canary) -> bool {

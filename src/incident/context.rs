@@ -6,7 +6,7 @@ use kube::{core::DeserializeGuard, runtime::reflector::Store};
 
 use super::follow_ups::FollowUps;
 use crate::{
-    api::Incident,
+    api::{Canary, Incident},
     runtime::{Context, KindWriter},
 };
 
@@ -18,15 +18,23 @@ pub struct IncidentContext {
     pub incidents: Store<DeserializeGuard<Incident>>,
     pub writer: Arc<KindWriter<Incident>>,
     pub follow_ups: Arc<FollowUps>,
+    /// The Canary cache (the Canary controller's): their rollout histories name suspected changes.
+    pub canaries: Store<DeserializeGuard<Canary>>,
 }
 
 impl IncidentContext {
-    pub fn new(shared: Arc<Context>, incidents: Store<DeserializeGuard<Incident>>, follow_ups: Arc<FollowUps>) -> Self {
+    pub fn new(
+        shared: Arc<Context>,
+        incidents: Store<DeserializeGuard<Incident>>,
+        follow_ups: Arc<FollowUps>,
+        canaries: Store<DeserializeGuard<Canary>>,
+    ) -> Self {
         Self {
             writer: Arc::new(shared.kind_writer()),
             shared,
             incidents,
             follow_ups,
+            canaries,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 
-use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState, OutcomeResult};
+use crate::api::action_item::{ActionItem, ActionItemPhase, ActionItemState, OutcomeResult, REGRESSED};
 
 /// (namespace, name)
 pub type Key = (String, String);
@@ -22,13 +22,17 @@ pub struct FollowUp {
     pub phase: ActionItemPhase,
     /// The judged outcome, when the item states one and it was judged.
     pub outcome: Option<OutcomeResult>,
+    /// Its `Regressed` condition is True: judged good, and the alert group recurred.
+    pub regressed: bool,
 }
 
 impl FollowUp {
     pub fn of(item: &ActionItem) -> Self {
+        let status = item.status.as_ref();
         Self {
             phase: item_phase(item),
-            outcome: item.status.as_ref().and_then(|s| s.outcome.as_ref()?.result),
+            outcome: status.and_then(|s| s.outcome.as_ref()?.result),
+            regressed: status.is_some_and(|s| crate::api::conditions::is_true(&s.conditions, REGRESSED)),
         }
     }
 }
@@ -265,7 +269,8 @@ mod tests {
             f.follow_ups(&key("inc")),
             vec![FollowUp {
                 phase: ActionItemPhase::Overdue,
-                outcome: None
+                outcome: None,
+                regressed: false,
             }]
         );
     }

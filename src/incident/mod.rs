@@ -25,14 +25,14 @@ use kube::{
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
-        ActionItem, Incident,
+        ActionItem, Canary, Incident,
         incident::{IncidentPhase, Severity},
     },
     error::Result,
     metrics::IncidentLabels,
     runtime::{
-        Admitted, Context, Timer, admit, drain, error_policy, new_controller, requeue_at,
-        watch::{Trigger, Triggered, guard_key, guard_meta, reflected, wake},
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at,
+        watch::{Trigger, Triggered, guard_key, guard_meta, reflected, synced, wake},
     },
 };
 
@@ -50,15 +50,49 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContex
         // per incident while 100,000 items were listed.
         return Ok(Action::await_change());
     }
+    // Suspected changes come from the Canary cache: a partial list would miss some for good.
+    if decide::suspects::looked_for(incident) && !synced(&ctx.canaries) {
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
     let now = Timestamp::now();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.
     let (incident, guard) = ctx.writer.freshest(incident);
-    let items = follow_ups.follow_ups(&(ns, name));
-    let decision = decide::decide(&incident, &items, &ctx.policy, now);
+    let items = follow_ups.follow_ups(&(ns.clone(), name));
+    let mut decision = decide::decide(&incident, &items, &ctx.policy, now);
+    if decide::suspects::looked_for(&incident) {
+        decision.status.suspected_changes = suspected_changes(&ctx, &incident, &ns);
+    }
     let written = apply::apply(&ctx, &incident, &decision.status, guard.as_deref()).await?;
     Ok(ctx
         .writer
         .requeue(&incident, &written, requeue_at(decision.wake_at, now)))
+}
+
+/// The incident's suspected changes, from the Canaries of its namespace in the cache (no request).
+fn suspected_changes(
+    ctx: &IncidentContext,
+    incident: &Incident,
+    ns: &str,
+) -> Vec<crate::api::incident::SuspectedChange> {
+    let canaries: Vec<Arc<DeserializeGuard<Canary>>> = ctx
+        .canaries
+        .state()
+        .into_iter()
+        .filter(|g| g.0.as_ref().is_ok_and(|c| c.metadata.namespace.as_deref() == Some(ns)))
+        .collect();
+    let views: Vec<decide::suspects::CanaryRollouts<'_>> = canaries
+        .iter()
+        .filter_map(|g| {
+            let c = g.0.as_ref().ok()?;
+            let status = c.status.as_ref()?;
+            Some(decide::suspects::CanaryRollouts {
+                canary: c.metadata.name.as_deref()?,
+                service: status.service.as_deref()?,
+                rollouts: &status.rollouts,
+            })
+        })
+        .collect();
+    decide::suspects::suspects(incident, &views, ctx.policy.changes.suspect_within.as_signed())
 }
 
 /// Recounts `kaizen_incidents{phase,severity}` from the cache.
@@ -82,9 +116,19 @@ pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Inciden
     }
 }
 
+/// What the Incident watch remembers of each Incident: its generation, and the Incident it recurs with
+/// whether that recurrence was marked unrelated.
+type Seen = (Option<i64>, Option<(String, bool)>);
+
+fn recurrence_of(g: &DeserializeGuard<Incident>) -> Option<(String, bool)> {
+    let status = g.0.as_ref().ok()?.status.as_ref()?;
+    Some((status.recurrence_of.clone()?, status.recurrence_unrelated.is_some()))
+}
+
 /// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on
 /// `woken`; an incident that appears, changes its spec or goes away wakes its items through
-/// `wake_items` (whether it exists decides whether they are Stalled; its status does not matter).
+/// `wake_items` (whether it exists decides whether they are Stalled), and an Incident that recurs
+/// another (or is marked unrelated) wakes the items of the one it recurs (their `Regressed` condition).
 pub fn controller(
     ctx: Arc<IncidentContext>,
     writer: Writer<DeserializeGuard<Incident>>,
@@ -94,21 +138,30 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.follow_ups.clone();
     let follow_ups_synced = follow_ups.on_synced();
-    let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
+    let mut generations: HashMap<(String, String), Seen> = HashMap::new();
     let remembered = ctx.clone();
     let stream = reflected(&ctx, writer, ctx.incidents.clone())
         .inspect(move |event| remembered.writer.observe(event))
         .inspect(move |event| {
             let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
                 let key = guard_key(g);
-                let generation = guard_meta(g).generation;
-                let moved = if gone {
-                    generations.remove(&key).is_some()
+                let seen = (guard_meta(g).generation, recurrence_of(g));
+                let before = if gone {
+                    generations.remove(&key)
                 } else {
-                    generations.insert(key.clone(), generation) != Some(generation)
+                    generations.insert(key.clone(), seen.clone())
                 };
-                if moved {
+                let after = (!gone).then_some(seen);
+                if before.as_ref().map(|b| b.0) != after.as_ref().map(|a| a.0) {
                     wake(&wake_items, follow_ups.items_of(&key));
+                }
+                // A recurrence that appears, is marked unrelated or goes away concerns the follow-ups
+                // of the Incident it recurs (their `Regressed` condition).
+                let recurs = |s: &Option<Seen>| s.as_ref().and_then(|s| s.1.clone());
+                if recurs(&before) != recurs(&after) {
+                    for (of, _) in [recurs(&before), recurs(&after)].into_iter().flatten() {
+                        wake(&wake_items, follow_ups.items_of(&(key.0.clone(), of)));
+                    }
                 }
             };
             match event {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod get;
 pub mod health;
 pub mod help;
+pub mod learning;
 pub mod lint;
 pub mod list;
 pub mod output;
@@ -321,7 +322,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let incidents = s.list(all_namespaces, selector.as_deref()).await?;
             let items = s.items(all_namespaces, selector.as_deref()).await?;
-            let r = report::report(&incidents, &items, since, jiff::Timestamp::now());
+            let canaries = s.list(all_namespaces, selector.as_deref()).await?;
+            let r = report::report(&incidents, &items, &canaries, since, jiff::Timestamp::now());
             screen::print(&match out.output {
                 Some(f) => emit(f, &r)?,
                 None => report::render(&r, &s.scope(all_namespaces)),

@@ -93,7 +93,7 @@ pub fn draft(inc: &Incident, items: &[Item], now: Timestamp) -> Draft {
             summary(spec),
             impact(spec, &durations),
             root_causes(spec),
-            trigger(),
+            trigger(&status),
             resolution(spec, &durations),
             detection(spec, &durations),
             action_items(items, now),
@@ -196,10 +196,34 @@ fn root_causes(spec: &IncidentSpec) -> Section {
     b.done("Root Causes")
 }
 
-/// The "Trigger" section.
-fn trigger() -> Section {
+/// The "Trigger" section: the suspected changes when Kaizen found any, else a gap.
+fn trigger(status: &IncidentStatus) -> Section {
     let mut b = Builder::new();
-    b.gap("What triggered the incident is not recorded in the Incident (no field holds it).");
+    if status.suspected_changes.is_empty() {
+        b.gap("What triggered the incident is not recorded in the Incident (no field holds it).");
+    }
+    for c in &status.suspected_changes {
+        let promoted = match &c.promoted_at {
+            Some(p) => format!(
+                "promoted {}, {} before the incident started",
+                when(Some(p)),
+                md(&c.before, false)
+            ),
+            None => format!("under way since {}", when(Some(&c.started_at))),
+        };
+        b.line(&format!(
+            "- Suspected change: Canary {} (service {}) revision {}, {promoted}.",
+            md(&c.canary, false),
+            md(&c.service, false),
+            md(&c.revision, false)
+        ));
+    }
+    if let Some(of) = &status.recurrence_of {
+        b.line(&format!(
+            "- The alert group of Incident {} fired again: this incident recurs it.",
+            md(of, false)
+        ));
+    }
     b.done("Trigger")
 }
 

@@ -10,12 +10,13 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
+    learning::{Recurring, ServiceDora, dora, recurring},
     session::Item,
     status::follow_up,
     text::{Table, span},
 };
 use crate::api::{
-    Incident,
+    Canary, Incident,
     action_item::ActionItemPhase,
     duration::Duration,
     incident::{IncidentSpec, Severity},
@@ -76,6 +77,10 @@ pub struct Report {
     pub from: Time,
     pub severities: Vec<SeverityRow>,
     pub total: SeverityRow,
+    /// The four DORA keys per namespace and service, from the Canaries' rollouts.
+    pub changes: Vec<ServiceDora>,
+    /// What keeps recurring among the window's incidents and their follow-ups.
+    pub recurring: Recurring,
 }
 
 /// When an incident counts for the window: its start, else when it was recorded.
@@ -145,8 +150,9 @@ fn row(severity: String, incidents: &[&Incident], items: &[&Item], now: Timestam
     }
 }
 
-/// The report over incidents that started within `since` of `now`, and their follow-ups.
-pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Timestamp) -> Report {
+/// The report over incidents that started within `since` of `now`, their follow-ups, and the
+/// rollouts of `canaries` that ended in the window.
+pub fn report(incidents: &[Incident], items: &[Item], canaries: &[Canary], since: Duration, now: Timestamp) -> Report {
     let from = now - SignedDuration::from_secs(since.as_secs());
     let window: Vec<&Incident> = incidents
         .iter()
@@ -186,6 +192,8 @@ pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Time
         from: Time(from),
         severities,
         total: row("all".into(), &window, &all_items, now),
+        changes: dora(canaries, incidents, from, now),
+        recurring: recurring(&window, &all_items),
     }
 }
 
@@ -207,6 +215,7 @@ pub fn render(r: &Report, scope: &str) -> String {
     );
     if r.total.incidents == 0 {
         out.push_str(&format!("No incidents {scope} in this window.\n"));
+        out.push_str(&super::learning::render_changes(&r.changes));
         return out;
     }
     let mut t = Table::new(&[
@@ -243,6 +252,8 @@ pub fn render(r: &Report, scope: &str) -> String {
         "\nCOMPLETED: Done, Verified or WontDo among follow-ups. VERIFIED: Verified among Done and Verified.\n\
          EFFECTIVE: Effective among follow-ups whose outcome was measured.\n",
     );
+    out.push_str(&super::learning::render_recurring(&r.recurring));
+    out.push_str(&super::learning::render_changes(&r.changes));
     out
 }
 

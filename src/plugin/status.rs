@@ -199,6 +199,11 @@ pub struct IncidentView {
     pub timeline: Vec<(Time, String)>,
     pub follow_ups: Vec<FollowUp>,
     pub conditions: Vec<ConditionLine>,
+    /// The earlier Incident this one recurs (`status.recurrenceOf`).
+    pub recurrence_of: Option<String>,
+    /// The value of `kaizen.dev/recurrence-unrelated` acted on, if a human marked it unrelated.
+    pub recurrence_unrelated: Option<String>,
+    pub suspected_changes: Vec<crate::api::incident::SuspectedChange>,
 }
 
 pub fn incident_view(inc: &Incident, items: &[Item], now: Timestamp) -> IncidentView {
@@ -228,6 +233,36 @@ pub fn incident_view(inc: &Incident, items: &[Item], now: Timestamp) -> Incident
         timeline,
         follow_ups,
         conditions: condition_lines(&status.conditions),
+        recurrence_of: status.recurrence_of.clone(),
+        recurrence_unrelated: status.recurrence_unrelated.as_ref().map(|u| u.value.clone()),
+        suspected_changes: status.suspected_changes.clone(),
+    }
+}
+
+/// The recurrence and the suspected changes, when there are any.
+fn render_learning(out: &mut String, v: &IncidentView) {
+    if let Some(of) = &v.recurrence_of {
+        let unrelated = v
+            .recurrence_unrelated
+            .as_ref()
+            .map(|u| format!(" (marked unrelated: {})", term(u, 256)))
+            .unwrap_or_default();
+        out.push_str(&format!("Recurs: Incident {}{unrelated}\n", cell(of)));
+    }
+    if !v.suspected_changes.is_empty() {
+        out.push_str("Suspected changes:\n");
+        for c in &v.suspected_changes {
+            let when_ = match &c.promoted_at {
+                Some(p) => format!("promoted {}, {} before", when(Some(p)), cell(&c.before)),
+                None => format!("under way since {}", when(Some(&c.started_at))),
+            };
+            out.push_str(&format!(
+                "  Canary {} ({}) revision {}: {when_}\n",
+                cell(&c.canary),
+                cell(&c.service),
+                cell(&c.revision)
+            ));
+        }
     }
 }
 
@@ -265,6 +300,7 @@ pub fn render_incident(v: &IncidentView, now: Timestamp) -> String {
         (None, None) => "not due yet (the incident is not resolved)".into(),
     };
     out.push_str(&format!("Postmortem: {postmortem}\n"));
+    render_learning(&mut out, v);
     out.push_str("\nTimeline:\n");
     if v.timeline.is_empty() {
         out.push_str("  (none recorded)\n");

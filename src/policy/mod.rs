@@ -61,6 +61,29 @@ pub struct Policy {
     pub watch_unhealthy_after: Duration,
     /// The Alertmanager webhook receiver (off unless `enabled`).
     pub alertmanager: AlertmanagerSettings,
+    /// How Canary rollouts are tied to Incidents (suspected changes).
+    pub changes: ChangeSettings,
+}
+
+/// How Canary rollouts are tied to Incidents: an Incident that starts while, or within
+/// `suspectWithin` after, a Canary of one of its `services` promoted names that rollout in
+/// `status.suspectedChanges`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ChangeSettings {
+    /// The label of a Canary's target Deployment that names its service.
+    pub service_label: String,
+    /// How long after a promotion an Incident of the same service suspects it.
+    pub suspect_within: Duration,
+}
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        Self {
+            service_label: "app.kubernetes.io/name".into(),
+            suspect_within: Duration::from_secs(1_800),
+        }
+    }
 }
 
 /// The Alertmanager webhook receiver: which requests it accepts and how alerts map to Incidents.
@@ -307,6 +330,7 @@ impl Default for Policy {
             shard: None,
             watch_unhealthy_after: Duration::from_secs(30),
             alertmanager: AlertmanagerSettings::default(),
+            changes: ChangeSettings::default(),
         }
     }
 }
@@ -376,6 +400,12 @@ impl Policy {
             ));
         }
         self.prometheus.validate().map_err(|(k, m)| bad(&k, &m))?;
+        if self.changes.service_label.is_empty() || self.changes.service_label.len() > 317 {
+            return Err(bad("changes.serviceLabel", "must be a label key"));
+        }
+        if self.changes.suspect_within.as_secs() > 7 * 86_400 {
+            return Err(bad("changes.suspectWithin", "must be at most 7d"));
+        }
         self.alertmanager
             .validate(&self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))

@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod ladder;
 pub mod observations;
 pub mod outcome;
+pub mod regression;
 pub mod verify;
 
 pub use self::observations::{CanaryVerdict, Observations, Probe};
@@ -124,22 +125,21 @@ pub fn decide(
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);
     let deadline = Deadline { due, terminal, overdue };
-    let (record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    let (mut record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    let judged_view = ActionItemStatus {
+        verification: verification.clone().map(Box::new),
+        outcome: judged.status.clone().map(Box::new),
+        ..Default::default()
+    };
+    let (regressed, regression_wake) = regression_of(item, obs, &old, &judged_view, &mut record, now);
 
     // The next moment the deadline conditions change by themselves: DueSoon, then Overdue.
-    let transition_wake = if terminal {
-        None
-    } else if now < soon_from {
-        Some(soon_from)
-    } else if now < due {
-        Some(due)
-    } else {
-        None
-    };
+    let transition_wake = [soon_from, due].into_iter().find(|t| !terminal && now < *t);
 
     let mut facts = deadline_facts(due, due_soon, overdue, level, &rungs);
     facts.extend(verified_fact);
     facts.extend(judged.fact);
+    facts.extend(regressed);
     match (obs.incident_exists, &item.spec.incident_ref) {
         (Some(false), Some(r)) => facts.extend(conditions::stalled(
             "IncidentNotFound",
@@ -159,9 +159,15 @@ pub fn decide(
         outcome: judged.status.map(Box::new),
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
     };
-    let wake_at = [transition_wake, notify_wake, verify_wake, judged.wake_at]
-        .into_iter()
-        .fold(None, ladder::earliest);
+    let wake_at = [
+        transition_wake,
+        notify_wake,
+        verify_wake,
+        judged.wake_at,
+        regression_wake,
+    ]
+    .into_iter()
+    .fold(None, ladder::earliest);
     Decision { status, wake_at }
 }
 
@@ -217,7 +223,7 @@ fn notifications(
     let outcome_pending = record
         .pending
         .as_ref()
-        .is_some_and(|p| p.kind == NotificationKind::Outcome);
+        .is_some_and(|p| matches!(p.kind, NotificationKind::Outcome | NotificationKind::Regressed));
     if judged.notify {
         // Judged Ineffective this round, which happens once: the owner is told once.
         let uid = item.metadata.uid.as_deref().unwrap_or_default();
@@ -264,7 +270,7 @@ fn notifications(
                 NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
                 NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
                 // The ladder decides reminders and escalations only.
-                NotificationKind::Outcome => {}
+                NotificationKind::Outcome | NotificationKind::Regressed => {}
             }
             let uid = item.metadata.uid.as_deref().unwrap_or_default();
             record.pending = Some(PendingNotification::decided(
@@ -279,6 +285,54 @@ fn notifications(
     }
 
     (record, level, notify_wake)
+}
+
+/// The `Regressed` condition (see [`regression`]) from the status decided so far (`judged`: its
+/// verification and outcome), and its notice, recorded in `record`; when to deliver it.
+fn regression_of(
+    item: &ActionItem,
+    obs: &Observations,
+    old: &ActionItemStatus,
+    judged: &ActionItemStatus,
+    record: &mut NotificationRecord,
+    now: Timestamp,
+) -> (Option<ConditionFact>, Option<Timestamp>) {
+    let regressed = regression::regressed(item, judged, &old.conditions, obs.recurrence.as_ref());
+    let recurring = obs.recurrence.as_ref().map(|r| r.incident.as_str());
+    let wake = regression_notice(item, record, regressed.as_ref(), recurring, now);
+    (regressed, wake)
+}
+
+/// The `Regressed` notice to the owner, decided once per recurring Incident (`recurring`) while the
+/// condition is True and no other notification is pending (one waits for the other to be delivered,
+/// which wakes the item). Returns when to deliver it.
+fn regression_notice(
+    item: &ActionItem,
+    record: &mut NotificationRecord,
+    regressed: Option<&ConditionFact>,
+    recurring: Option<&str>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let (Some(fact), Some(recurring)) = (regressed, recurring) else {
+        return None;
+    };
+    if fact.status != Some(true) || record.regression_notified.as_deref() == Some(recurring) || record.pending.is_some()
+    {
+        return None;
+    }
+    let uid = item.metadata.uid.as_deref().unwrap_or_default();
+    // Keyed by the recurring Incident, not the second: a decision redone after a crash before its
+    // write was recorded sends the same key, and receivers drop the duplicate.
+    let id = format!("{uid}:{}:{recurring}", <&str>::from(NotificationKind::Regressed));
+    record.pending = Some(PendingNotification::decided(
+        id,
+        NotificationKind::Regressed,
+        None,
+        vec![item.spec.owner.clone()],
+        Time(now),
+    ));
+    record.regression_notified = Some(recurring.to_string());
+    Some(now)
 }
 
 /// The conditions of the deadline: DueSoon, Overdue, Escalated.

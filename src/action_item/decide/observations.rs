@@ -18,6 +18,8 @@ pub struct Observations {
     pub last_probe_at: Option<Timestamp>,
     /// The outcome measurements taken this round (see [`super::outcome::plan`]).
     pub outcome: Readings,
+    /// The Incident that recurs the item's incident (its alert group fired again after it resolved).
+    pub recurrence: Option<super::regression::Recurrence>,
 }
 
 impl Observations {
@@ -30,6 +32,7 @@ impl Observations {
             baseline: None,
             measured: None,
         },
+        recurrence: None,
     };
 }
 

@@ -362,3 +362,95 @@ fn an_address_the_policy_refuses_is_inconclusive_at_once_and_final_at_the_judgem
     let d = decide(&i, &Observations::NOTHING, &allowing, None, ts(DONE));
     assert_eq!(fact(&d).reason, "Measuring");
 }
+
+#[test]
+fn an_effective_fix_whose_incident_recurs_owes_one_regression_notice_and_unrelated_withdraws_it() {
+    use crate::action_item::decide::regression::Recurrence;
+    use crate::api::action_item::REGRESSED;
+    let p = Policy::default();
+    let mut i = item("-50%", "Done");
+    i.spec.incident_ref = Some(crate::api::action_item::LocalRef { name: "alert-x".into() });
+    let obs = |r: Readings, recurrence: Option<Recurrence>| Observations {
+        outcome: r,
+        recurrence,
+        ..Observations::NOTHING
+    };
+    let d = decide(
+        &i,
+        &obs(readings(Some(Reading::Value(10.0)), None), None),
+        &p,
+        None,
+        ts(DONE),
+    );
+    i.status = Some(d.status);
+    let d = decide(
+        &i,
+        &obs(readings(None, Some(Reading::Value(4.0))), None),
+        &p,
+        None,
+        ts(JUDGE_AT),
+    );
+    assert_eq!(
+        d.status.outcome.as_ref().unwrap().result,
+        Some(OutcomeResult::Effective)
+    );
+    assert!(d.status.notifications.is_none(), "an effective fix owes no notice");
+    i.status = Some(d.status);
+
+    let recurred_at = ts("2026-03-10T00:00:00Z");
+    let recurrence = |unrelated| Recurrence {
+        incident: "alert-x-2".into(),
+        opened_at: Some(recurred_at),
+        unrelated,
+    };
+    let d = decide(
+        &i,
+        &obs(Readings::default(), Some(recurrence(false))),
+        &p,
+        None,
+        recurred_at,
+    );
+    let regressed = crate::api::conditions::find(&d.status.conditions, REGRESSED).unwrap();
+    assert_eq!(
+        (regressed.status.as_str(), regressed.reason.as_str()),
+        ("True", "Recurred")
+    );
+    assert!(regressed.message.contains("alert-x-2"));
+    assert_eq!(regressed.last_transition_time, Time(recurred_at));
+    let record = d.status.notifications.clone().unwrap();
+    let pending = record.pending.clone().unwrap();
+    assert_eq!(pending.kind, NotificationKind::Regressed);
+    assert_eq!(pending.recipients, vec!["alice".to_string()]);
+    assert_eq!(pending.id, "u1:Regressed:alert-x-2");
+    assert_eq!(d.wake_at, Some(recurred_at), "delivered at once");
+    assert_eq!(
+        d.status.phase,
+        Some(crate::api::action_item::ActionItemPhase::Done),
+        "the phase stays"
+    );
+
+    // Delivered (the pending record cleared): no second notice, however often it is decided again,
+    // including after a restart that reads the status back.
+    let mut delivered = d.status.clone();
+    delivered.notifications.as_mut().unwrap().pending = None;
+    let delivered: ActionItemStatus = serde_json::from_value(serde_json::to_value(&delivered).unwrap()).unwrap();
+    i.status = Some(delivered);
+    let later = ts("2026-03-11T00:00:00Z");
+    let d = decide(&i, &obs(Readings::default(), Some(recurrence(false))), &p, None, later);
+    assert_eq!(d.status.notifications.as_ref().unwrap().pending, None);
+    assert!(crate::api::conditions::is_true(&d.status.conditions, REGRESSED));
+    assert_eq!(
+        Some(&d.status),
+        i.status.as_ref(),
+        "nothing changes, nothing is written"
+    );
+
+    // Marked unrelated: withdrawn, still no notice.
+    let d = decide(&i, &obs(Readings::default(), Some(recurrence(true))), &p, None, later);
+    let withdrawn = crate::api::conditions::find(&d.status.conditions, REGRESSED).unwrap();
+    assert_eq!(
+        (withdrawn.status.as_str(), withdrawn.reason.as_str()),
+        ("False", "RecurrenceUnrelated")
+    );
+    assert_eq!(d.status.notifications.as_ref().unwrap().pending, None);
+}

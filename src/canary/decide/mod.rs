@@ -39,6 +39,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 mod facts;
+pub mod history;
 mod planner;
 pub mod recording;
 mod steps;
@@ -157,6 +158,10 @@ pub struct Observations {
     pub target_images: Vec<ContainerImage>,
     /// The containers of the primary's pod template and their images.
     pub primary_images: Vec<ContainerImage>,
+    /// The target's service label (the policy's `changes.serviceLabel`).
+    pub target_service: Option<String>,
+    /// The commit time the target's pod template carries (`kaizen.dev/commit-time`).
+    pub target_committed_at: Option<Timestamp>,
 }
 
 /// What the reconcile must make true, in order. Scale and route actions state the desired value and are
@@ -340,6 +345,8 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
         steps::step(&mut p, revision, workload, fresh);
     }
     record_images(&mut p, revision);
+    history::record(&mut p, &old);
+    p.s.service = obs.target_service.clone();
     let mut wake = workloads::desired(&mut p, workload);
     let facts = facts::conditions(&p, &old, &mut wake);
     p.s.conditions = conditions::merge(&old.conditions, &facts, canary.metadata.generation, now);
@@ -431,6 +438,8 @@ fn refused_observations() -> Observations {
         refused_source: None,
         target_images: Vec::new(),
         primary_images: Vec::new(),
+        target_service: None,
+        target_committed_at: None,
     }
 }
 

@@ -58,6 +58,8 @@ impl World {
                 refused_source: None,
                 target_images: Vec::new(),
                 primary_images: Vec::new(),
+                target_service: None,
+                target_committed_at: None,
             },
             now: ts(T0),
             broken: false,
@@ -1105,4 +1107,90 @@ fn steps_are_numbered_by_their_index_everywhere() {
         Some(0),
         "the STEP column reads the same number"
     );
+}
+
+/// The rollout history's (revision, result, incident) triples.
+fn history(w: &World) -> Vec<(String, Option<crate::api::canary::RolloutResult>, Option<String>)> {
+    w.status()
+        .rollouts
+        .iter()
+        .map(|r| {
+            (
+                r.revision.clone(),
+                r.result,
+                r.incident_ref.as_ref().map(|i| i.name.clone()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_history_records_each_rollout_from_start_to_promotion_with_its_commit_time_and_service() {
+    use crate::api::canary::RolloutResult::*;
+    let mut w = World::idle(serde_json::json!({}));
+    assert!(w.status().rollouts.is_empty(), "initialization is no rollout");
+    w.obs.target_service = Some("checkout".into());
+    w.obs.target_committed_at = Some(ts("2026-03-02T11:00:00Z"));
+    w.set_revision("r2");
+    w.plan();
+    let started = w.now;
+    assert_eq!(w.status().service.as_deref(), Some("checkout"));
+    assert_eq!(history(&w), [("r2".into(), None, None)]);
+    w.tick(30);
+    w.obs.annotations.promote = Some("now".into());
+    let p = w.plan();
+    let (p, _) = promote(&mut w, p);
+    assert!(p.actions.contains(&Action::Count(Counted::Promoted)));
+    assert_eq!(history(&w), [("r2".into(), Some(Promoted), None)]);
+    let r = &w.status().rollouts[0];
+    assert_eq!(r.started_at.0, started);
+    assert_eq!(r.finished_at.as_ref().map(|t| t.0), Some(w.now));
+    assert_eq!(r.committed_at.as_ref().map(|t| t.0), Some(ts("2026-03-02T11:00:00Z")));
+    // Nothing more happens: nothing more is recorded.
+    let before = w.status().clone();
+    w.tick(60);
+    w.plan();
+    assert_eq!(w.status().rollouts, before.rollouts);
+}
+
+#[test]
+fn the_history_records_rollbacks_with_their_incident_and_dropped_and_replaced_rollouts() {
+    use crate::api::canary::RolloutResult::*;
+    let mut w = World::idle(serde_json::json!({"onRollback": {"openIncident": {"severity": "SEV3"}}}));
+    w.set_revision("r2");
+    w.plan();
+    w.obs.annotations.abort = Some("stop".into());
+    w.plan();
+    assert_eq!(
+        history(&w),
+        [("r2".into(), Some(RolledBack), Some("web-rollback-r2".into()))]
+    );
+    // A new revision replaces one mid-rollout; going back to the stable one drops it.
+    w.set_revision("r3");
+    w.plan();
+    w.set_revision("r4");
+    w.plan();
+    w.set_revision("r1");
+    w.plan();
+    assert_eq!(
+        history(&w)[1..],
+        [
+            ("r3".into(), Some(Superseded), None),
+            ("r4".into(), Some(Cancelled), None)
+        ]
+    );
+}
+
+#[test]
+fn the_history_keeps_the_last_twenty_rollouts() {
+    let mut w = World::idle(serde_json::json!({}));
+    for i in 2..30 {
+        w.set_revision(&format!("r{i}"));
+        w.plan();
+        w.tick(1);
+    }
+    let rollouts = &w.status().rollouts;
+    assert_eq!(rollouts.len(), crate::api::canary::MAX_ROLLOUTS);
+    assert_eq!(rollouts.last().unwrap().revision, "r29");
+    assert_eq!(rollouts[0].revision, "r10");
 }

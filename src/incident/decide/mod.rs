@@ -1,6 +1,9 @@
 //! The Incident decision, pure: phase, durations, the postmortem deadline and the roll-up of its
 //! ActionItems, from the spec, the items' phases, the policy and the time.
 
+pub mod recurrence;
+pub mod suspects;
+
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -37,6 +40,7 @@ pub fn roll_up(items: impl IntoIterator<Item = FollowUp>) -> ActionItemCounts {
     let mut c = ActionItemCounts::default();
     for item in items {
         c.total += 1;
+        c.regressed += u32::from(item.regressed);
         match item.outcome {
             Some(OutcomeResult::Effective) => c.effective += 1,
             Some(OutcomeResult::Ineffective) => c.ineffective += 1,
@@ -60,11 +64,15 @@ pub fn roll_up(items: impl IntoIterator<Item = FollowUp>) -> ActionItemCounts {
 /// judged yet).
 fn outcomes_line(c: &ActionItemCounts) -> String {
     let judged = c.effective + c.ineffective + c.inconclusive;
+    let regressed = match c.regressed {
+        0 => String::new(),
+        n => format!(" {n} regressed: the alert group recurred."),
+    };
     if judged == 0 {
-        return String::new();
+        return regressed;
     }
     format!(
-        " {} of {judged} measured outcomes proved effective ({} ineffective, {} inconclusive).",
+        " {} of {judged} measured outcomes proved effective ({} ineffective, {} inconclusive).{regressed}",
         c.effective, c.ineffective, c.inconclusive
     )
 }
@@ -92,6 +100,7 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    let recurrence = recurrence::recurrence(incident, now);
     let status = IncidentStatus {
         observed_generation: incident.metadata.generation,
         phase: Some(phase),
@@ -102,6 +111,15 @@ pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Tim
         // The alert receiver's part of the status, carried unchanged: this writer must neither drop it
         // nor see a difference that is not its own to write.
         alert_group: incident.status.as_ref().and_then(|s| s.alert_group.clone()),
+        recurrence_of: recurrence.of,
+        recurrence_count: recurrence.count,
+        recurrence_unrelated: recurrence.unrelated,
+        // Looked for by the reconcile (`suspects`), which reads the Canaries; carried here.
+        suspected_changes: incident
+            .status
+            .as_ref()
+            .map(|s| s.suspected_changes.clone())
+            .unwrap_or_default(),
     };
     Decision { status, wake_at }
 }
