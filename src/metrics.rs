@@ -87,6 +87,11 @@ pub struct Metrics {
     /// Requests (or, once parsed, their alerts) the receiver refused, by reason.
     pub alerts_rejected: Family<ReasonLabels, Counter>,
     pub alert_incidents_opened: Counter,
+    /// Feedback posts accepted (each is one signal on an Improvement item).
+    pub feedback_received: Counter,
+    /// Feedback requests the intake refused, by reason.
+    pub feedback_rejected: Family<ReasonLabels, Counter>,
+    pub feedback_items_opened: Counter,
 }
 
 /// Why the alert receiver refused a request: a fixed set (see `alerts::handler::REJECT_REASONS`).
@@ -128,6 +133,9 @@ impl Default for Metrics {
             alerts_received: Counter::default(),
             alerts_rejected: Family::default(),
             alert_incidents_opened: Counter::default(),
+            feedback_received: Counter::default(),
+            feedback_rejected: Family::default(),
+            feedback_items_opened: Counter::default(),
         };
         // The exposition lists metrics in the order they are registered: the order of these calls.
         let mut registry = Registry::with_prefix("kaizen");
@@ -136,6 +144,7 @@ impl Default for Metrics {
         metrics.register_canary_rollouts(&mut registry);
         metrics.register_inventory(&mut registry);
         metrics.register_alerts(&mut registry);
+        metrics.register_feedback(&mut registry);
         metrics.zero_reconcile_errors();
         metrics.registry = registry;
         metrics
@@ -289,6 +298,25 @@ impl Metrics {
             "alert_incidents_opened",
             "Incidents opened from Alertmanager alert groups",
             self.alert_incidents_opened.clone(),
+        );
+    }
+
+    /// The feedback intake: signals taken, requests refused, Improvement items opened.
+    fn register_feedback(&self, registry: &mut Registry) {
+        registry.register(
+            "feedback_received",
+            "Feedback posts accepted, each a signal on an Improvement item",
+            self.feedback_received.clone(),
+        );
+        registry.register(
+            "feedback_rejected",
+            "Feedback requests refused, by reason",
+            self.feedback_rejected.clone(),
+        );
+        registry.register(
+            "feedback_items_opened",
+            "Improvement items opened from feedback",
+            self.feedback_items_opened.clone(),
         );
     }
 

@@ -179,9 +179,19 @@ fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending:
         priority: item.spec.priority.as_str().to_string(),
         due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
-        outcome: (pending.kind == NotificationKind::Outcome)
+        outcome: matches!(pending.kind, NotificationKind::Outcome | NotificationKind::Feedback)
             .then(|| conditions::find(&status.conditions, OUTCOME_MET).map(|c| c.message.clone()))
             .flatten(),
+        resolution: (pending.kind == NotificationKind::Feedback).then(|| resolution(item, status)),
+    }
+}
+
+/// How an item finished, for its reporters: its phase, and why when it will not be done.
+fn resolution(item: &ActionItem, status: &ActionItemStatus) -> String {
+    let phase = status.phase.map(|p| p.as_str()).unwrap_or("Done");
+    match (phase, &item.spec.state_reason) {
+        ("WontDo", Some(why)) => format!("WontDo: {why}"),
+        _ => phase.to_string(),
     }
 }
 

@@ -8,6 +8,9 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 pub mod addresses;
+pub mod feedback;
+
+pub use self::feedback::FeedbackSettings;
 
 use crate::{
     api::{action_item::Priority, duration::Duration, incident::Severity},
@@ -61,6 +64,8 @@ pub struct Policy {
     pub watch_unhealthy_after: Duration,
     /// The Alertmanager webhook receiver (off unless `enabled`).
     pub alertmanager: AlertmanagerSettings,
+    /// The feedback intake and its triage rules (off unless `enabled`).
+    pub feedback: FeedbackSettings,
 }
 
 /// The Alertmanager webhook receiver: which requests it accepts and how alerts map to Incidents.
@@ -307,6 +312,7 @@ impl Default for Policy {
             shard: None,
             watch_unhealthy_after: Duration::from_secs(30),
             alertmanager: AlertmanagerSettings::default(),
+            feedback: FeedbackSettings::default(),
         }
     }
 }
@@ -378,6 +384,17 @@ impl Policy {
         self.prometheus.validate().map_err(|(k, m)| bad(&k, &m))?;
         self.alertmanager
             .validate(&self.namespaces)
+            .map_err(|(k, m)| bad(&k, &m))?;
+        let token = self
+            .alertmanager
+            .token_secret_ref
+            .as_ref()
+            .is_some_and(|r| !r.name.is_empty() && !r.key.is_empty());
+        if self.feedback.enabled && self.alertmanager.enabled && self.feedback.path == self.alertmanager.path {
+            return Err(bad("feedback.path", "must differ from alertmanager.path"));
+        }
+        self.feedback
+            .validate(token, &self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))
     }
 

@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod ladder;
 pub mod observations;
 pub mod outcome;
+pub mod rank;
 pub mod verify;
 
 pub use self::observations::{CanaryVerdict, Observations, Probe};
@@ -123,8 +124,18 @@ pub fn decide(
 
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);
-    let deadline = Deadline { due, terminal, overdue };
-    let (record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    let deadline = Deadline {
+        due,
+        terminal,
+        overdue,
+        phase,
+    };
+    let (record, level, notify_wake, told) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    // The feedback signals are the intake's; the decision only records that the reporters were told.
+    let mut feedback = old.feedback.clone();
+    if told && let Some(f) = feedback.as_mut() {
+        f.reporters_notified_at = Some(Time(now));
+    }
 
     // The next moment the deadline conditions change by themselves: DueSoon, then Overdue.
     let transition_wake = if terminal {
@@ -157,6 +168,8 @@ pub fn decide(
         notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
         verification: verification.map(Box::new),
         outcome: judged.status.map(Box::new),
+        feedback,
+        ranking: rank::rank(item),
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
     };
     let wake_at = [transition_wake, notify_wake, verify_wake, judged.wake_at]
@@ -194,11 +207,31 @@ struct Deadline {
     due: Timestamp,
     terminal: bool,
     overdue: bool,
+    phase: ActionItemPhase,
 }
 
-/// The notification record, the escalation level and when a notification is next owed: an outcome
-/// notice when the fix was judged Ineffective, else the ladder's reminders and escalations while the
-/// item is overdue.
+/// Whether the reporters behind a finished item are owed their notice now: once, when it is WontDo,
+/// or Done or Verified with its outcome judged when it states one (so they hear the numbers).
+fn reporters_owed(item: &ActionItem, old: &ActionItemStatus, phase: ActionItemPhase, judged: &outcome::Judged) -> bool {
+    let Some(fb) = old.feedback.as_deref() else {
+        return false;
+    };
+    if fb.reporters.is_empty() || fb.reporters_notified_at.is_some() {
+        return false;
+    }
+    match phase {
+        ActionItemPhase::WontDo => true,
+        ActionItemPhase::Done | ActionItemPhase::Verified => {
+            item.spec.outcome.is_none() || judged.status.as_ref().is_some_and(|o| o.result.is_some())
+        }
+        _ => false,
+    }
+}
+
+/// The notification record, the escalation level, when a notification is next owed, and whether the
+/// reporters' notice was decided on: an outcome notice when the fix was judged Ineffective, the
+/// reporters' notice when an item with feedback finished, else the ladder's reminders and
+/// escalations while the item is overdue.
 fn notifications(
     item: &ActionItem,
     policy: &Policy,
@@ -207,17 +240,24 @@ fn notifications(
     judged: &outcome::Judged,
     deadline: Deadline,
     now: Timestamp,
-) -> (Box<NotificationRecord>, u32, Option<Timestamp>) {
-    let Deadline { due, terminal, overdue } = deadline;
+) -> (Box<NotificationRecord>, u32, Option<Timestamp>, bool) {
+    let Deadline {
+        due,
+        terminal,
+        overdue,
+        phase,
+    } = deadline;
+    let mut told = false;
     let mut record = old.notifications.clone().unwrap_or_default();
     let mut level = old.escalation_level.unwrap_or(0);
     let mut notify_wake = None;
     // Reminders and escalations are about the deadline; an outcome notice is owed whatever the
     // deadline does.
+    // The reporters' notice too.
     let outcome_pending = record
         .pending
         .as_ref()
-        .is_some_and(|p| p.kind == NotificationKind::Outcome);
+        .is_some_and(|p| matches!(p.kind, NotificationKind::Outcome | NotificationKind::Feedback));
     if judged.notify {
         // Judged Ineffective this round, which happens once: the owner is told once.
         let uid = item.metadata.uid.as_deref().unwrap_or_default();
@@ -240,6 +280,19 @@ fn notifications(
             .pending
             .as_ref()
             .map(|p| p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
+    } else if terminal && reporters_owed(item, old, phase, judged) {
+        // Decided once: the status records it with the notice, so it is never decided again.
+        let uid = item.metadata.uid.as_deref().unwrap_or_default();
+        let reporters = old.feedback.as_ref().map(|f| f.reporters.clone()).unwrap_or_default();
+        record.pending = Some(PendingNotification::decided(
+            notification_id(uid, NotificationKind::Feedback, now),
+            NotificationKind::Feedback,
+            None,
+            reporters,
+            Time(now),
+        ));
+        notify_wake = Some(now);
+        told = true;
     } else if terminal {
         // Nobody needs a reminder about finished work.
         record.pending = None;
@@ -264,7 +317,7 @@ fn notifications(
                 NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
                 NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
                 // The ladder decides reminders and escalations only.
-                NotificationKind::Outcome => {}
+                NotificationKind::Outcome | NotificationKind::Feedback => {}
             }
             let uid = item.metadata.uid.as_deref().unwrap_or_default();
             record.pending = Some(PendingNotification::decided(
@@ -278,7 +331,7 @@ fn notifications(
         }
     }
 
-    (record, level, notify_wake)
+    (record, level, notify_wake, told)
 }
 
 /// The conditions of the deadline: DueSoon, Overdue, Escalated.
