@@ -426,7 +426,14 @@ async fn an_effective_improvement_tells_each_reporter_once_with_the_numbers() {
         text.contains("&lt;!channel&gt;") && !text.contains("<!channel>"),
         "{text}"
     );
-    let status = env.item_status(&name).await.unwrap();
+    // Delivery is recorded after the sinks took it (at-least-once: a SIGKILL before the record
+    // re-sends with the same Idempotency-Key); wait for the record, then test "once".
+    let status = wait_for(Duration::from_secs(10), "the delivery recorded", || async {
+        let s = env.item_status(&name).await?;
+        let sent = s.notifications.as_ref()?;
+        (sent.pending.is_none() && sent.sent == 1).then_some(s)
+    })
+    .await;
     assert_eq!(status.phase, Some(ActionItemPhase::Done));
     assert!(status.feedback.unwrap().reporters_notified_at.is_some());
 
