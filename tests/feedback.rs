@@ -270,6 +270,17 @@ async fn fifty_posts_of_five_pain_points_make_five_routed_items_and_a_sigkill_cr
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("{deploys} updated: 12 signal(s)")), "{text}");
+
+    // The report: feedback volume by component.
+    let run = kz_in(&env.ns, &["report", "-o", "json"]).await;
+    kz::ok(&run, "report");
+    let report = kz::json(&run);
+    assert_eq!(
+        report["feedback"]["components"][0],
+        json!({"component": "deploys", "improvements": 2, "signals": 22, "finished": 0}),
+        "{report}"
+    );
+    assert_eq!(report["feedback"]["components"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ pub mod output;
 pub mod postmortem;
 pub mod refs;
 pub mod report;
+pub mod report_feedback;
 pub mod rollout;
 pub mod screen;
 pub mod session;

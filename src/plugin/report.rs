@@ -76,6 +76,9 @@ pub struct Report {
     pub from: Time,
     pub severities: Vec<SeverityRow>,
     pub total: SeverityRow,
+    /// Feedback volume by component, first signal to finished, effective share (issue 28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<super::report_feedback::FeedbackReport>,
 }
 
 /// When an incident counts for the window: its start, else when it was recorded.
@@ -186,6 +189,7 @@ pub fn report(incidents: &[Incident], items: &[Item], since: Duration, now: Time
         from: Time(from),
         severities,
         total: row("all".into(), &window, &all_items, now),
+        feedback: super::report_feedback::feedback_report(items, from),
     }
 }
 
@@ -207,6 +211,7 @@ pub fn render(r: &Report, scope: &str) -> String {
     );
     if r.total.incidents == 0 {
         out.push_str(&format!("No incidents {scope} in this window.\n"));
+        out.extend(r.feedback.as_ref().map(super::report_feedback::render));
         return out;
     }
     let mut t = Table::new(&[
@@ -243,6 +248,7 @@ pub fn render(r: &Report, scope: &str) -> String {
         "\nCOMPLETED: Done, Verified or WontDo among follow-ups. VERIFIED: Verified among Done and Verified.\n\
          EFFECTIVE: Effective among follow-ups whose outcome was measured.\n",
     );
+    out.extend(r.feedback.as_ref().map(super::report_feedback::render));
     out
 }
 
