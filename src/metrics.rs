@@ -96,6 +96,11 @@ pub struct Metrics {
     /// Seconds from a failed change to recovery: rollout start to rollback, or the start of an
     /// Incident that suspects a change to its mitigation (DORA failed deployment recovery time).
     pub recovery_time: Family<ServiceLabels, Histogram>,
+    /// Feedback posts accepted (each is one signal on an Improvement item).
+    pub feedback_received: Counter,
+    /// Feedback requests the intake refused, by reason.
+    pub feedback_rejected: Family<ReasonLabels, Counter>,
+    pub feedback_items_opened: Counter,
 }
 
 /// A service of a namespace: the DORA figures' labels. Services are the values of the policy's
@@ -174,6 +179,9 @@ impl Default for Metrics {
             change_lead_time: Family::new_with_constructor(change_histogram),
             change_failures: Family::default(),
             recovery_time: Family::new_with_constructor(change_histogram),
+            feedback_received: Counter::default(),
+            feedback_rejected: Family::default(),
+            feedback_items_opened: Counter::default(),
         };
         // The exposition lists metrics in the order they are registered: the order of these calls.
         let mut registry = Registry::with_prefix("kaizen");
@@ -182,6 +190,7 @@ impl Default for Metrics {
         metrics.register_canary_rollouts(&mut registry);
         metrics.register_inventory(&mut registry);
         metrics.register_alerts(&mut registry);
+        metrics.register_feedback(&mut registry);
         metrics.zero_reconcile_errors();
         metrics.registry = registry;
         metrics
@@ -373,6 +382,25 @@ impl Metrics {
             "alert_incidents_opened",
             "Incidents opened from Alertmanager alert groups",
             self.alert_incidents_opened.clone(),
+        );
+    }
+
+    /// The feedback intake: signals taken, requests refused, Improvement items opened.
+    fn register_feedback(&self, registry: &mut Registry) {
+        registry.register(
+            "feedback_received",
+            "Feedback posts accepted, each a signal on an Improvement item",
+            self.feedback_received.clone(),
+        );
+        registry.register(
+            "feedback_rejected",
+            "Feedback requests refused, by reason",
+            self.feedback_rejected.clone(),
+        );
+        registry.register(
+            "feedback_items_opened",
+            "Improvement items opened from feedback",
+            self.feedback_items_opened.clone(),
         );
     }
 

@@ -33,6 +33,8 @@ pub struct Message {
     pub incident: Option<String>,
     /// For an outcome notice: what was measured (the OutcomeMet condition's message).
     pub outcome: Option<String>,
+    /// For a reporters' notice: how the item finished (Done, Verified, or `WontDo: <why>`).
+    pub resolution: Option<String>,
 }
 
 /// The most characters of any one user-written field in a message: titles are bounded at 256 by the
@@ -55,6 +57,7 @@ impl Message {
             (NotificationKind::Reminder, _) => "Reminder".to_string(),
             (NotificationKind::Outcome, _) => "Outcome".to_string(),
             (NotificationKind::Regressed, _) => "Regression".to_string(),
+            (NotificationKind::Feedback, _) => "Feedback".to_string(),
         };
         let incident = self
             .incident
@@ -72,6 +75,9 @@ impl Message {
                 user(&self.title),
                 user(&self.owner),
             );
+        }
+        if self.kind == NotificationKind::Feedback {
+            return self.feedback_line(&what, &recipients, escape);
         }
         if self.kind == NotificationKind::Outcome {
             // The measurement can quote Prometheus's error text: bounded and escaped like user text.
@@ -97,6 +103,29 @@ impl Message {
             user(&self.priority),
             user(&self.owner),
             user(&self.due_at)
+        )
+    }
+
+    /// The reporters' notice: what came of the pain point they reported.
+    fn feedback_line(&self, what: &str, recipients: &[String], escape: fn(&str) -> String) -> String {
+        let user = |s: &str| escape(&plain(s, MAX_FIELD_CHARS));
+        let resolution = self.resolution.as_deref().unwrap_or("Done");
+        let ending = match resolution.strip_prefix("WontDo: ") {
+            Some(why) => format!("will not be done: {}", user(why)),
+            None => format!("is {}", user(resolution)),
+        };
+        let found = self
+            .outcome
+            .as_deref()
+            .map(|o| format!(" {}", escape(&plain(o, 2 * MAX_FIELD_CHARS))))
+            .unwrap_or_default();
+        format!(
+            "{what} for {}: the improvement {}/{} \"{}\" you reported, owned by {}, {ending}.{found}",
+            recipients.join(", "),
+            user(&self.namespace),
+            user(&self.name),
+            user(&self.title),
+            user(&self.owner),
         )
     }
 
@@ -127,6 +156,7 @@ impl Message {
                     "incident": self.incident,
                 },
                 "outcome": self.outcome.as_deref().map(|o| plain(o, 2 * MAX_FIELD_CHARS)),
+                "resolution": self.resolution.as_deref().map(|r| plain(r, 2 * MAX_FIELD_CHARS)),
                 "text": self.text(),
             }),
         }
@@ -271,6 +301,7 @@ mod tests {
             due_at: "2026-03-10T00:00:00Z".into(),
             incident: Some("inc-1".into()),
             outcome: None,
+            resolution: None,
         }
     }
 
@@ -317,6 +348,36 @@ mod tests {
         assert!(!text.chars().any(char::is_control), "{text:?}");
         // Only the escapes Slack defines: no `<` or `>` is left anywhere in the line.
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
+    }
+
+    #[test]
+    fn reporters_hear_how_their_pain_point_finished_escaped() {
+        let mut m = msg();
+        m.kind = NotificationKind::Feedback;
+        m.level = None;
+        m.recipients = vec!["alice".into(), "<!here>".into()];
+        m.resolution = Some("Done".into());
+        m.outcome = Some("Effective: measured 6 over 1h, -57% against the baseline 14; target -50% met.".into());
+        let text = m.body(SinkFormat::Slack)["text"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with("Feedback for alice, &lt;!here&gt;: the improvement shop/cap-pool"),
+            "{text}"
+        );
+        assert!(
+            text.contains("owned by alice, is Done. Effective: measured 6"),
+            "{text}"
+        );
+        assert!(text.contains("-57%"), "{text}");
+        m.resolution = Some("WontDo: superseded by <the new pipeline>".into());
+        m.outcome = None;
+        let text = m.body(SinkFormat::Slack)["text"].as_str().unwrap().to_string();
+        assert!(
+            text.ends_with("will not be done: superseded by &lt;the new pipeline&gt;."),
+            "{text}"
+        );
+        let json = m.body(SinkFormat::Json);
+        assert_eq!(json["kind"], "Feedback");
+        assert_eq!(json["recipients"][1], "<!here>");
     }
 
     #[test]

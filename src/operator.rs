@@ -80,9 +80,12 @@ pub async fn run(opts: Options) -> Result<()> {
     let (kinds, writers) = Kinds::wire(&ctx);
     // Built with what it uses; it answers 503 until the Incident cache has synced.
     let alerts = &ctx.policy.alertmanager;
-    let receiver = alerts
-        .enabled
+    let receiver = (alerts.enabled || ctx.policy.feedback.enabled)
         .then(|| Receiver::new(alerts.clone(), &opts.namespace, kinds.incidents.clone()));
+    // The feedback intake writes ActionItems through their controller's context.
+    if let Some(r) = &receiver {
+        let _ = r.feedback.items.set(kinds.items.clone());
+    }
     let servers = Servers::start(listen, alerts, state, receiver.as_ref(), shutdown.clone());
 
     tokio::select! {

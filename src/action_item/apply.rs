@@ -180,11 +180,21 @@ fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending:
         due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         incident: item.spec.incident_ref.as_ref().map(|r| r.name.clone()),
         outcome: match pending.kind {
-            NotificationKind::Outcome => conditions::find(&status.conditions, OUTCOME_MET),
+            NotificationKind::Outcome | NotificationKind::Feedback => conditions::find(&status.conditions, OUTCOME_MET),
             NotificationKind::Regressed => conditions::find(&status.conditions, REGRESSED),
             NotificationKind::Reminder | NotificationKind::Escalation => None,
         }
         .map(|c| c.message.clone()),
+        resolution: (pending.kind == NotificationKind::Feedback).then(|| resolution(item, status)),
+    }
+}
+
+/// How an item finished, for its reporters: its phase, and why when it will not be done.
+fn resolution(item: &ActionItem, status: &ActionItemStatus) -> String {
+    let phase = status.phase.map(|p| p.as_str()).unwrap_or("Done");
+    match (phase, &item.spec.state_reason) {
+        ("WontDo", Some(why)) => format!("WontDo: {why}"),
+        _ => phase.to_string(),
     }
 }
 

@@ -37,10 +37,18 @@ pub const REJECT_REASONS: [&str; 8] = [
     "error",
 ];
 
-/// The receiver's routes: `POST <path>`.
+/// The receiver's routes: `POST <path>` (when the Alertmanager receiver is enabled) and the
+/// feedback intake's (when it is).
 pub fn router(receiver: Arc<Receiver>) -> Router {
     let path = receiver.settings.path.clone();
-    Router::new().route(&path, post(receive)).with_state(receiver)
+    let mut router = Router::new();
+    if receiver.settings.enabled {
+        router = router.merge(Router::new().route(&path, post(receive)).with_state(receiver.clone()));
+    }
+    if receiver.ctx.policy.feedback.enabled {
+        router = router.merge(super::feedback::router(receiver));
+    }
+    router
 }
 
 fn answer(code: StatusCode, line: impl Into<String>) -> Response {
@@ -124,6 +132,56 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// The checks every route makes before reading what a body says: the bearer token, then the
+    /// declared and the actual size (at most `max`, the policy key `setting`). `Err`: the reason to
+    /// count and the answer.
+    pub(super) async fn authorized_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        max: usize,
+        setting: &str,
+    ) -> Result<Vec<u8>, (&'static str, Response)> {
+        let Some(expected) = self.token(&self.ctx.client).await else {
+            return Err((
+                "unavailable",
+                answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the receiver's token Secret is not readable",
+                ),
+            ));
+        };
+        let given: Option<[u8; 32]> = bearer(headers).map(|t| Sha256::digest(t).into());
+        if !given.is_some_and(|g| same(&g, &expected)) {
+            return Err((
+                "unauthorized",
+                answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+            ));
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err((
+                "too_large",
+                answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body larger than {max} bytes ({setting})"),
+                ),
+            ));
+        }
+        read_body(body, max, setting).await.map_err(|resp| {
+            let reason = if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "malformed"
+            };
+            (reason, resp)
+        })
+    }
+}
+
 /// Compares digests in constant time: how long it takes says nothing about how much of a guess matched.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
@@ -135,7 +193,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
 }
 
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
+async fn read_body(body: Body, max: usize, setting: &str) -> Result<Vec<u8>, Response> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -143,7 +201,7 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
         if out.len() + chunk.len() > max {
             return Err(answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body larger than {max} bytes (alertmanager.maxBodyBytes)"),
+                format!("request body larger than {max} bytes ({setting})"),
             ));
         }
         out.extend_from_slice(&chunk);
@@ -157,40 +215,14 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         r.reject("unavailable", 1);
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the operator is starting");
     }
-    let Some(expected) = r.token(&ctx.client).await else {
-        r.reject("unavailable", 1);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the receiver's token Secret is not readable",
-        );
-    };
-    let given: Option<[u8; 32]> = bearer(&headers).map(|t| Sha256::digest(t).into());
-    if !given.is_some_and(|g| same(&g, &expected)) {
-        r.reject("unauthorized", 1);
-        return answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
     let max = r.settings.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        r.reject("too_large", 1);
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {max} bytes (alertmanager.maxBodyBytes)"),
-        );
-    }
-    let bytes = match read_body(body, max).await {
+    let bytes = match r
+        .authorized_body(&headers, body, max, "alertmanager.maxBodyBytes")
+        .await
+    {
         Ok(b) => b,
-        Err(resp) => {
-            r.reject(
-                if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    "too_large"
-                } else {
-                    "malformed"
-                },
-                1,
-            );
+        Err((reason, resp)) => {
+            r.reject(reason, 1);
             return resp;
         }
     };

@@ -6,6 +6,7 @@
 //! [`handler`] is the HTTP side and [`apply`] the writes.
 
 pub mod apply;
+pub mod feedback;
 pub mod handler;
 pub mod limiter;
 pub mod mapping;
@@ -39,6 +40,8 @@ pub struct Receiver {
     token: Mutex<Option<(Instant, [u8; 32])>>,
     /// Repeats not yet written to a group's status (by digest), bounded (see [`apply`]).
     pending: crate::runtime::coalesce::Coalesced<i64>,
+    /// The feedback intake on the same listener (see [`feedback`]).
+    pub feedback: feedback::Intake,
 }
 
 impl Receiver {
@@ -46,6 +49,7 @@ impl Receiver {
     /// policy names another).
     pub fn new(settings: AlertmanagerSettings, own_namespace: &str, ctx: Arc<IncidentContext>) -> Arc<Self> {
         let metrics = ctx.metrics.clone();
+        let feedback = feedback::Intake::new(&ctx.policy.feedback);
         for reason in handler::REJECT_REASONS {
             let _ = metrics
                 .alerts_rejected
@@ -61,6 +65,7 @@ impl Receiver {
             serial: tokio::sync::Mutex::new(()),
             token: Mutex::new(None),
             pending: crate::runtime::coalesce::Coalesced::bounded(apply::PENDING_KEPT),
+            feedback,
         })
     }
 }

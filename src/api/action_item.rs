@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     conditions::Conditions,
     duration::{Duration, cel_bounded},
+    feedback::{FeedbackStatus, Ranking},
 };
 
 /// Condition types an ActionItem carries besides the kstatus ones.
@@ -66,7 +67,8 @@ pub struct ActionItemSpec {
     /// P0 (most urgent) to P3. Without dueAt or dueIn the deadline comes from the policy for this priority.
     #[serde(default)]
     pub priority: Priority,
-    /// What kind of follow-up this is.
+    /// What kind of follow-up this is. Improvement: a pain point reported as feedback (or filed by
+    /// hand), ranked in the backlog by value, effort and risk; its reporters are told how it finished.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<ActionItemType>,
     /// Details, context, links.
@@ -104,6 +106,20 @@ pub struct ActionItemSpec {
     /// the fix was Effective, Ineffective or Inconclusive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Box<Outcome>>,
+    /// For ranking an Improvement: what fixing it is worth, 1 (little) to 5 (a lot). Without it the
+    /// highest impact its feedback reported stands in (medium: 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub value: Option<u32>,
+    /// For ranking an Improvement: how much work it is, 1 (an hour) to 5 (a quarter). Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub effort: Option<u32>,
+    /// For ranking an Improvement: how risky the change is, 1 (safe) to 5 (could break things).
+    /// Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub risk: Option<u32>,
 }
 
 /// Follow-up priority, P0 being the most urgent.
@@ -150,6 +166,7 @@ pub enum ActionItemType {
     Prevent,
     Detect,
     Process,
+    Improvement,
 }
 
 /// The state the owner reports.
@@ -314,6 +331,12 @@ pub struct ActionItemStatus {
     /// The measured outcome: baseline, measurement, change and result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Box<OutcomeStatus>>,
+    /// The feedback signals behind an Improvement: count, reporters, sources, first and last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Box<FeedbackStatus>>,
+    /// An Improvement's score in the backlog and the one-line rationale of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Ranking>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Conditions")]
     pub conditions: Vec<Condition>,
@@ -434,6 +457,9 @@ pub enum NotificationKind {
     Outcome,
     /// The fix was judged Effective or Verified and the incident's alert group recurred.
     Regressed,
+    /// An Improvement finished: its reporters are told how (Done, Verified with the measured outcome,
+    /// or WontDo and why).
+    Feedback,
 }
 
 /// Progress of the verification of the fix.

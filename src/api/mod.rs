@@ -7,6 +7,7 @@ pub mod action_item;
 pub mod canary;
 pub mod conditions;
 pub mod duration;
+pub mod feedback;
 pub mod incident;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

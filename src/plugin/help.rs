@@ -77,3 +77,15 @@ Examples:
   source <(kubectl-kaizen completion bash)         # completes kubectl-kaizen in this shell
   kubectl-kaizen completion zsh > \"${fpath[1]}/_kubectl-kaizen\"
   kubectl-kaizen completion fish > ~/.config/fish/completions/kubectl-kaizen.fish";
+
+pub const BACKLOG: &str = "\
+Examples:
+  kubectl kaizen backlog                           # open improvements here, highest score first
+  kubectl kaizen backlog -A --component deploys    # one component's, everywhere
+  kubectl kaizen backlog -o json                   # as data (score, rationale, state, deadline)";
+
+pub const FEEDBACK: &str = "\
+Examples:
+  export KAIZEN_FEEDBACK_URL=https://kaizen.example/feedback KAIZEN_FEEDBACK_TOKEN=...
+  kubectl kaizen feedback --component deploys \"Deploys take 14 minutes\"
+  kubectl kaizen feedback --component docs --impact high --link https://wiki/x \"Runbook for DB failover is wrong\"";

@@ -2,6 +2,7 @@
 //! steer a rollout without hand-typing annotations. Each view is a pure function from typed objects
 //! to text (or Markdown), so the rendering is unit-tested and the cluster tests check the wiring.
 
+pub mod backlog;
 pub mod canary_view;
 pub mod control;
 pub mod get;
@@ -14,6 +15,7 @@ pub mod output;
 pub mod postmortem;
 pub mod refs;
 pub mod report;
+pub mod report_feedback;
 pub mod rollout;
 pub mod screen;
 pub mod session;
@@ -195,6 +197,21 @@ pub enum Command {
         #[command(flatten)]
         out: Out,
     },
+    // ---- feedback (issue 28) ----
+    /// Open Improvements by score, with why, their state, owner and deadline.
+    #[command(after_help = help::BACKLOG)]
+    Backlog {
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Only Improvements about this component.
+        #[arg(long)]
+        component: Option<String>,
+        #[command(flatten)]
+        out: Out,
+    },
+    /// Send feedback to the operator's intake: it lands on the pain point's Improvement item.
+    #[command(after_help = help::FEEDBACK)]
+    Feedback(backlog::FeedbackArgs),
     // ---- lint (issue 27): offline, needs no cluster ----
     /// Check Kaizen manifests offline as the apiserver would (schema, CEL rules), plus their
     /// PromQL, steps and targetRef.
@@ -268,6 +285,9 @@ fn offline(command: &Command) -> Option<Result<u8>> {
 async fn dispatch(cli: Cli) -> Result<u8> {
     if let Command::Lint(args) = &cli.command {
         return lint::run(args, &cli.global).await;
+    }
+    if let Command::Feedback(args) = &cli.command {
+        return backlog::send(args).await;
     }
     check_args(&cli.command)?;
     if let Some(done) = offline(&cli.command) {
@@ -345,7 +365,32 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             });
             Ok(code::OK)
         }
+        Command::Backlog {
+            all_namespaces,
+            component,
+            out,
+        } => {
+            let selector = component.map(|c| {
+                format!(
+                    "{}={}",
+                    crate::api::feedback::COMPONENT_LABEL,
+                    c.trim().to_ascii_lowercase()
+                )
+            });
+            let items = s.items(all_namespaces, selector.as_deref()).await?;
+            let rows = backlog::backlog(&items);
+            screen::print(&match out.output {
+                Some(f) => emit(f, &rows)?,
+                None if rows.is_empty() => {
+                    eprintln!("No open improvements {}.", s.scope(all_namespaces));
+                    return Ok(code::OK);
+                }
+                None => backlog::render(&rows, all_namespaces, jiff::Timestamp::now()),
+            });
+            Ok(code::OK)
+        }
         Command::Lint(_) => unreachable!("lint runs before connecting"),
+        Command::Feedback(_) => unreachable!("feedback runs before connecting"),
     }
 }
 

@@ -81,6 +81,9 @@ pub struct Report {
     pub changes: Vec<ServiceDora>,
     /// What keeps recurring among the window's incidents and their follow-ups.
     pub recurring: Recurring,
+    /// Feedback volume by component, first signal to finished, effective share (issue 28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<super::report_feedback::FeedbackReport>,
 }
 
 /// When an incident counts for the window: its start, else when it was recorded.
@@ -194,6 +197,7 @@ pub fn report(incidents: &[Incident], items: &[Item], canaries: &[Canary], since
         total: row("all".into(), &window, &all_items, now),
         changes: dora(canaries, incidents, from, now),
         recurring: recurring(&window, &all_items),
+        feedback: super::report_feedback::feedback_report(items, from),
     }
 }
 
@@ -216,6 +220,7 @@ pub fn render(r: &Report, scope: &str) -> String {
     if r.total.incidents == 0 {
         out.push_str(&format!("No incidents {scope} in this window.\n"));
         out.push_str(&super::learning::render_changes(&r.changes));
+        out.extend(r.feedback.as_ref().map(super::report_feedback::render));
         return out;
     }
     let mut t = Table::new(&[
@@ -254,6 +259,7 @@ pub fn render(r: &Report, scope: &str) -> String {
     );
     out.push_str(&super::learning::render_recurring(&r.recurring));
     out.push_str(&super::learning::render_changes(&r.changes));
+    out.extend(r.feedback.as_ref().map(super::report_feedback::render));
     out
 }
 

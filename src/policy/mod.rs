@@ -8,6 +8,9 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 pub mod addresses;
+pub mod feedback;
+
+pub use self::feedback::FeedbackSettings;
 
 use crate::{
     api::{action_item::Priority, duration::Duration, incident::Severity},
@@ -63,6 +66,8 @@ pub struct Policy {
     pub alertmanager: AlertmanagerSettings,
     /// How Canary rollouts are tied to Incidents (suspected changes).
     pub changes: ChangeSettings,
+    /// The feedback intake and its triage rules (off unless `enabled`).
+    pub feedback: FeedbackSettings,
 }
 
 /// How Canary rollouts are tied to Incidents: an Incident that starts while, or within
@@ -331,6 +336,7 @@ impl Default for Policy {
             watch_unhealthy_after: Duration::from_secs(30),
             alertmanager: AlertmanagerSettings::default(),
             changes: ChangeSettings::default(),
+            feedback: FeedbackSettings::default(),
         }
     }
 }
@@ -408,6 +414,17 @@ impl Policy {
         }
         self.alertmanager
             .validate(&self.namespaces)
+            .map_err(|(k, m)| bad(&k, &m))?;
+        let token = self
+            .alertmanager
+            .token_secret_ref
+            .as_ref()
+            .is_some_and(|r| !r.name.is_empty() && !r.key.is_empty());
+        if self.feedback.enabled && self.alertmanager.enabled && self.feedback.path == self.alertmanager.path {
+            return Err(bad("feedback.path", "must differ from alertmanager.path"));
+        }
+        self.feedback
+            .validate(token, &self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))
     }
 

@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod ladder;
 pub mod observations;
 pub mod outcome;
+pub mod rank;
 pub mod regression;
 pub mod verify;
 
@@ -21,6 +22,7 @@ use crate::{
             NotificationRecord, OVERDUE, PendingNotification,
         },
         conditions::{self, ConditionFact},
+        feedback::FeedbackStatus,
     },
     policy::Policy,
 };
@@ -124,8 +126,14 @@ pub fn decide(
 
     // Notifications: decided here and recorded before they are sent (see `deliver`).
     let rungs = rungs(item, policy);
-    let deadline = Deadline { due, terminal, overdue };
-    let (mut record, level, notify_wake) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    let deadline = Deadline {
+        due,
+        terminal,
+        overdue,
+        phase,
+    };
+    let (mut record, level, notify_wake, told) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
+    let feedback = feedback_told(&old, told, now);
     let judged_view = ActionItemStatus {
         verification: verification.clone().map(Box::new),
         outcome: judged.status.clone().map(Box::new),
@@ -157,6 +165,8 @@ pub fn decide(
         notifications: (old.notifications.is_some() || *record != NotificationRecord::default()).then_some(record),
         verification: verification.map(Box::new),
         outcome: judged.status.map(Box::new),
+        feedback,
+        ranking: rank::rank(item),
         conditions: conditions::merge(&old.conditions, &facts, item.metadata.generation, now),
     };
     let wake_at = [
@@ -169,6 +179,16 @@ pub fn decide(
     .into_iter()
     .fold(None, ladder::earliest);
     Decision { status, wake_at }
+}
+
+/// The feedback signals as the intake recorded them; the decision only adds when the reporters were
+/// told (`told`: their notice was decided this round).
+fn feedback_told(old: &ActionItemStatus, told: bool, now: Timestamp) -> Option<Box<FeedbackStatus>> {
+    let mut feedback = old.feedback.clone();
+    if told && let Some(f) = feedback.as_mut() {
+        f.reporters_notified_at = Some(Time(now));
+    }
+    feedback
 }
 
 /// The phase: the user's state, except that verification and the deadline override the open states.
@@ -200,11 +220,31 @@ struct Deadline {
     due: Timestamp,
     terminal: bool,
     overdue: bool,
+    phase: ActionItemPhase,
 }
 
-/// The notification record, the escalation level and when a notification is next owed: an outcome
-/// notice when the fix was judged Ineffective, else the ladder's reminders and escalations while the
-/// item is overdue.
+/// Whether the reporters behind a finished item are owed their notice now: once, when it is WontDo,
+/// or Done or Verified with its outcome judged when it states one (so they hear the numbers).
+fn reporters_owed(item: &ActionItem, old: &ActionItemStatus, phase: ActionItemPhase, judged: &outcome::Judged) -> bool {
+    let Some(fb) = old.feedback.as_deref() else {
+        return false;
+    };
+    if fb.reporters.is_empty() || fb.reporters_notified_at.is_some() {
+        return false;
+    }
+    match phase {
+        ActionItemPhase::WontDo => true,
+        ActionItemPhase::Done | ActionItemPhase::Verified => {
+            item.spec.outcome.is_none() || judged.status.as_ref().is_some_and(|o| o.result.is_some())
+        }
+        _ => false,
+    }
+}
+
+/// The notification record, the escalation level, when a notification is next owed, and whether the
+/// reporters' notice was decided on: an outcome notice when the fix was judged Ineffective, the
+/// reporters' notice when an item with feedback finished, else the ladder's reminders and
+/// escalations while the item is overdue.
 fn notifications(
     item: &ActionItem,
     policy: &Policy,
@@ -213,17 +253,26 @@ fn notifications(
     judged: &outcome::Judged,
     deadline: Deadline,
     now: Timestamp,
-) -> (Box<NotificationRecord>, u32, Option<Timestamp>) {
-    let Deadline { due, terminal, overdue } = deadline;
+) -> (Box<NotificationRecord>, u32, Option<Timestamp>, bool) {
+    let Deadline {
+        due,
+        terminal,
+        overdue,
+        phase,
+    } = deadline;
+    let mut told = false;
     let mut record = old.notifications.clone().unwrap_or_default();
     let mut level = old.escalation_level.unwrap_or(0);
     let mut notify_wake = None;
     // Reminders and escalations are about the deadline; an outcome notice is owed whatever the
     // deadline does.
-    let outcome_pending = record
-        .pending
-        .as_ref()
-        .is_some_and(|p| matches!(p.kind, NotificationKind::Outcome | NotificationKind::Regressed));
+    // The reporters' notice too.
+    let outcome_pending = record.pending.as_ref().is_some_and(|p| {
+        matches!(
+            p.kind,
+            NotificationKind::Outcome | NotificationKind::Regressed | NotificationKind::Feedback
+        )
+    });
     if judged.notify {
         // Judged Ineffective this round, which happens once: the owner is told once.
         let uid = item.metadata.uid.as_deref().unwrap_or_default();
@@ -246,6 +295,19 @@ fn notifications(
             .pending
             .as_ref()
             .map(|p| p.retry_at.as_ref().map(|t| t.0).unwrap_or(now));
+    } else if terminal && reporters_owed(item, old, phase, judged) {
+        // Decided once: the status records it with the notice, so it is never decided again.
+        let uid = item.metadata.uid.as_deref().unwrap_or_default();
+        let reporters = old.feedback.as_ref().map(|f| f.reporters.clone()).unwrap_or_default();
+        record.pending = Some(PendingNotification::decided(
+            notification_id(uid, NotificationKind::Feedback, now),
+            NotificationKind::Feedback,
+            None,
+            reporters,
+            Time(now),
+        ));
+        notify_wake = Some(now);
+        told = true;
     } else if terminal {
         // Nobody needs a reminder about finished work.
         record.pending = None;
@@ -270,7 +332,7 @@ fn notifications(
                 NotificationKind::Escalation => level = n.level.unwrap_or(level + 1),
                 NotificationKind::Reminder => record.last_reminder_at = Some(Time(now)),
                 // The ladder decides reminders and escalations only.
-                NotificationKind::Outcome | NotificationKind::Regressed => {}
+                NotificationKind::Outcome | NotificationKind::Regressed | NotificationKind::Feedback => {}
             }
             let uid = item.metadata.uid.as_deref().unwrap_or_default();
             record.pending = Some(PendingNotification::decided(
@@ -284,7 +346,7 @@ fn notifications(
         }
     }
 
-    (record, level, notify_wake)
+    (record, level, notify_wake, told)
 }
 
 /// The `Regressed` condition (see [`regression`]) from the status decided so far (`judged`: its

@@ -452,3 +452,68 @@ fn a_verification_address_the_policy_refuses_is_inconclusive_before_and_after_do
         assert!(d.status.verification.unwrap().verified_at.is_none());
     }
 }
+
+#[test]
+fn reporters_are_told_once_when_an_improvement_finishes_and_wont_do_says_why() {
+    use crate::api::feedback::FeedbackStatus;
+    let p = Policy::default();
+    let now = ts("2026-03-05T00:00:00Z");
+    let with_reporters = |extra: serde_json::Value| {
+        let mut i = item(extra);
+        i.metadata.uid = Some("uid-1".into());
+        i.status = Some(ActionItemStatus {
+            feedback: Some(Box::new(FeedbackStatus {
+                fingerprint: "d".into(),
+                reporters: vec!["ann".into(), "ben".into()],
+                signals: 3,
+                ..FeedbackStatus::default()
+            })),
+            ..ActionItemStatus::default()
+        });
+        i
+    };
+    // Open: nobody is told; the item is ranked.
+    let open = decide(
+        &with_reporters(serde_json::json!({"type": "Improvement"})),
+        NO_REF,
+        &p,
+        None,
+        now,
+    );
+    assert!(open.status.notifications.is_none());
+    assert!(open.status.ranking.is_some());
+    // WontDo: told once, the reporters addressed.
+    let wont = with_reporters(serde_json::json!({"state": "WontDo", "stateReason": "superseded"}));
+    let d = decide(&wont, NO_REF, &p, None, now);
+    let pending = d.status.notifications.as_ref().unwrap().pending.clone().unwrap();
+    assert_eq!(pending.kind, NotificationKind::Feedback);
+    assert_eq!(pending.recipients, ["ann", "ben"]);
+    assert_eq!(pending.id, format!("uid-1:Feedback:{}", now.as_second()));
+    assert_eq!(d.wake_at, Some(now));
+    let told = d.status.feedback.as_ref().unwrap().reporters_notified_at.clone();
+    assert_eq!(told, Some(Time(now)));
+    // Delivered (the pending cleared): never decided again.
+    let mut after = wont.clone();
+    let mut status = d.status.clone();
+    status.notifications.as_mut().unwrap().pending = None;
+    after.status = Some(status);
+    let again = decide(&after, NO_REF, &p, None, ts("2026-03-06T00:00:00Z"));
+    assert_eq!(again.status.notifications.as_ref().unwrap().pending, None);
+    assert_eq!(again.status.feedback.unwrap().reporters_notified_at, told);
+    // Done with an outcome not judged yet: they wait for the numbers.
+    let outcome = serde_json::json!({"state": "Done", "outcome": {"query": "q", "target": "-50%"}});
+    let d = decide(&with_reporters(outcome), NO_REF, &p, None, now);
+    assert!(d.status.notifications.as_ref().is_none_or(|n| n.pending.is_none()));
+    // Done without one: told now.
+    let d = decide(
+        &with_reporters(serde_json::json!({"state": "Done"})),
+        NO_REF,
+        &p,
+        None,
+        now,
+    );
+    assert_eq!(
+        d.status.notifications.unwrap().pending.unwrap().kind,
+        NotificationKind::Feedback
+    );
+}
