@@ -339,59 +339,69 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             selector,
             since,
             out,
-        } => {
-            let incidents = s.list(all_namespaces, selector.as_deref()).await?;
-            let items = s.items(all_namespaces, selector.as_deref()).await?;
-            let canaries = s.list(all_namespaces, selector.as_deref()).await?;
-            let r = report::report(&incidents, &items, &canaries, since, jiff::Timestamp::now());
-            screen::print(&match out.output {
-                Some(f) => emit(f, &r)?,
-                None => report::render(&r, &s.scope(all_namespaces)),
-            });
-            Ok(code::OK)
-        }
-        Command::Postmortem { incident, out } => {
-            let name = match session::parse_ref(&incident) {
-                Ok((Kind::Incident, name)) => name,
-                Ok(_) => return Err(Error::Usage("postmortem takes an Incident".into())),
-                Err(_) => incident,
-            };
-            let inc = s.get(&name).await?;
-            let items = s.follow_ups(&name).await?;
-            let draft = postmortem::draft(&inc, &items, jiff::Timestamp::now());
-            screen::print(&match out.output {
-                Some(f) => emit(f, &draft)?,
-                None => postmortem::markdown(&draft),
-            });
-            Ok(code::OK)
-        }
+        } => report(s, all_namespaces, selector.as_deref(), since, out.output).await,
+        Command::Postmortem { incident, out } => postmortem(s, incident, out.output).await,
         Command::Backlog {
             all_namespaces,
             component,
             out,
-        } => {
-            let selector = component.map(|c| {
-                format!(
-                    "{}={}",
-                    crate::api::feedback::COMPONENT_LABEL,
-                    c.trim().to_ascii_lowercase()
-                )
-            });
-            let items = s.items(all_namespaces, selector.as_deref()).await?;
-            let rows = backlog::backlog(&items);
-            screen::print(&match out.output {
-                Some(f) => emit(f, &rows)?,
-                None if rows.is_empty() => {
-                    eprintln!("No open improvements {}.", s.scope(all_namespaces));
-                    return Ok(code::OK);
-                }
-                None => backlog::render(&rows, all_namespaces, jiff::Timestamp::now()),
-            });
-            Ok(code::OK)
-        }
+        } => backlog(s, all_namespaces, component.as_deref(), out.output).await,
         Command::Lint(_) => unreachable!("lint runs before connecting"),
         Command::Feedback(_) => unreachable!("feedback runs before connecting"),
     }
+}
+
+/// `report`: incidents, follow-ups, changes and feedback of the window, as text or view.
+async fn report(s: &Session, all: bool, selector: Option<&str>, since: Duration, output: Option<Format>) -> Result<u8> {
+    let incidents = s.list(all, selector).await?;
+    let items = s.items(all, selector).await?;
+    let canaries = s.list(all, selector).await?;
+    let r = report::report(&incidents, &items, &canaries, since, jiff::Timestamp::now());
+    screen::print(&match output {
+        Some(f) => emit(f, &r)?,
+        None => report::render(&r, &s.scope(all)),
+    });
+    Ok(code::OK)
+}
+
+/// `postmortem`: the draft of one Incident and its follow-ups.
+async fn postmortem(s: &Session, incident: String, output: Option<Format>) -> Result<u8> {
+    let name = match session::parse_ref(&incident) {
+        Ok((Kind::Incident, name)) => name,
+        Ok(_) => return Err(Error::Usage("postmortem takes an Incident".into())),
+        Err(_) => incident,
+    };
+    let inc = s.get(&name).await?;
+    let items = s.follow_ups(&name).await?;
+    let draft = postmortem::draft(&inc, &items, jiff::Timestamp::now());
+    screen::print(&match output {
+        Some(f) => emit(f, &draft)?,
+        None => postmortem::markdown(&draft),
+    });
+    Ok(code::OK)
+}
+
+/// `backlog`: open improvements by score, optionally of one component (its label, lower-cased as the
+/// intake writes it).
+async fn backlog(s: &Session, all: bool, component: Option<&str>, output: Option<Format>) -> Result<u8> {
+    let selector = component.map(|c| {
+        format!(
+            "{}={}",
+            crate::api::feedback::COMPONENT_LABEL,
+            c.trim().to_ascii_lowercase()
+        )
+    });
+    let items = s.items(all, selector.as_deref()).await?;
+    let rows = backlog::backlog(&items);
+    screen::print(&match output {
+        Some(f) => emit(f, &rows)?,
+        None if rows.is_empty() => {
+            eprintln!("No open improvements {}.", s.scope(all));
+            return Ok(code::OK);
+        }
+        None => backlog::render(&rows, all, jiff::Timestamp::now()),
+    });
+    Ok(code::OK)
 }
 
 /// `overdue`: the groups as text or view, the items themselves, or their names.

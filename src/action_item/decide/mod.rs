@@ -19,7 +19,7 @@ use crate::{
     api::{
         action_item::{
             ActionItem, ActionItemPhase, ActionItemState, ActionItemStatus, DUE_SOON, ESCALATED, NotificationKind,
-            NotificationRecord, OVERDUE, PendingNotification,
+            NotificationRecord, OVERDUE, OutcomeStatus, PendingNotification, VerificationStatus,
         },
         conditions::{self, ConditionFact},
         feedback::FeedbackStatus,
@@ -110,11 +110,7 @@ pub fn decide(
 
     let phase = phase_of(item.spec.state, verified, overdue);
     // Completion time is the first reconcile that sees the terminal state, kept across later reconciles.
-    let completed_at = if terminal {
-        old.completed_at.clone().or(Some(Time(now)))
-    } else {
-        None
-    };
+    let completed_at = terminal.then(|| old.completed_at.clone().unwrap_or(Time(now)));
     let outcome_refused = refused(outcome::source(item, policy));
     let judged = outcome::judge(
         item,
@@ -134,12 +130,8 @@ pub fn decide(
     };
     let (mut record, level, notify_wake, told) = notifications(item, policy, &old, &rungs, &judged, deadline, now);
     let feedback = feedback_told(&old, told, now);
-    let judged_view = ActionItemStatus {
-        verification: verification.clone().map(Box::new),
-        outcome: judged.status.clone().map(Box::new),
-        ..Default::default()
-    };
-    let (regressed, regression_wake) = regression_of(item, obs, &old, &judged_view, &mut record, now);
+    let judged_view = (verification.as_ref(), judged.status.as_ref());
+    let (regressed, regression_wake) = regression_of(item, obs, &old, judged_view, &mut record, now);
 
     // The next moment the deadline conditions change by themselves: DueSoon, then Overdue.
     let transition_wake = [soon_from, due].into_iter().find(|t| !terminal && now < *t);
@@ -148,13 +140,7 @@ pub fn decide(
     facts.extend(verified_fact);
     facts.extend(judged.fact);
     facts.extend(regressed);
-    match (obs.incident_exists, &item.spec.incident_ref) {
-        (Some(false), Some(r)) => facts.extend(conditions::stalled(
-            "IncidentNotFound",
-            format!("spec.incidentRef names Incident {:?}, which does not exist in this namespace. Create it or fix the name.", r.name),
-        )),
-        _ => facts.extend(conditions::healthy(None, phase.as_str(), format!("The item is {} and due at {due}.", phase.as_str()))),
-    }
+    facts.extend(health(item, obs, phase, due));
 
     let status = ActionItemStatus {
         observed_generation: item.metadata.generation,
@@ -179,6 +165,19 @@ pub fn decide(
     .into_iter()
     .fold(None, ladder::earliest);
     Decision { status, wake_at }
+}
+
+/// Stalled while the named Incident does not exist; else healthy, saying the phase and the deadline.
+fn health(item: &ActionItem, obs: &Observations, phase: ActionItemPhase, due: Timestamp) -> Vec<ConditionFact> {
+    match (obs.incident_exists, &item.spec.incident_ref) {
+        (Some(false), Some(r)) => conditions::stalled(
+            "IncidentNotFound",
+            format!("spec.incidentRef names Incident {:?}, which does not exist in this namespace. Create it or fix the name.", r.name),
+        ),
+        _ => conditions::healthy(None, phase.as_str(), format!("The item is {} and due at {due}.", phase.as_str())),
+    }
+    .into_iter()
+    .collect()
 }
 
 /// The feedback signals as the intake recorded them; the decision only adds when the reporters were
@@ -355,11 +354,17 @@ fn regression_of(
     item: &ActionItem,
     obs: &Observations,
     old: &ActionItemStatus,
-    judged: &ActionItemStatus,
+    (verification, outcome): (Option<&VerificationStatus>, Option<&OutcomeStatus>),
     record: &mut NotificationRecord,
     now: Timestamp,
 ) -> (Option<ConditionFact>, Option<Timestamp>) {
-    let regressed = regression::regressed(item, judged, &old.conditions, obs.recurrence.as_ref());
+    // What this round judged, as the status will say it.
+    let judged = ActionItemStatus {
+        verification: verification.cloned().map(Box::new),
+        outcome: outcome.cloned().map(Box::new),
+        ..Default::default()
+    };
+    let regressed = regression::regressed(item, &judged, &old.conditions, obs.recurrence.as_ref());
     let recurring = obs.recurrence.as_ref().map(|r| r.incident.as_str());
     let wake = regression_notice(item, record, regressed.as_ref(), recurring, now);
     (regressed, wake)
