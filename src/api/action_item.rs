@@ -411,7 +411,9 @@ pub struct PendingNotification {
     /// The escalation step (1-based) for escalations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<u32>,
-    /// Who is addressed.
+    /// Who is addressed: the owner, an escalation step's recipients, or an Improvement's reporters
+    /// (at most 64).
+    #[schemars(length(max = 64), inner(length(max = 253)))]
     pub recipients: Vec<String>,
     /// When it was decided on.
     pub decided_at: Time,

@@ -108,7 +108,7 @@ pub fn render(rows: &[BacklogRow], namespaces: bool, now: Timestamp) -> String {
             r.score.map_or("-".into(), |s| s.to_string()),
             cell(&r.name),
             cell(r.component.as_deref().unwrap_or("-")),
-            r.phase.clone(),
+            cell(&r.phase),
             cell(&r.owner),
             due,
             format!("{} ({} reporters)", r.signals, r.reporters),

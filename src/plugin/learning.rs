@@ -277,8 +277,9 @@ pub fn render_recurring(r: &Recurring) -> String {
     if !r.services.is_empty() {
         let mut t = super::text::Table::new(&["SERVICE", "INCIDENTS", "RECURRENCES"]);
         for s in &r.services {
+            // `spec.services` is user text (or copied from alert labels): escaped for the terminal.
             t.row(vec![
-                s.service.clone(),
+                super::text::cell(&s.service),
                 s.incidents.to_string(),
                 s.recurrences.to_string(),
             ]);
@@ -321,7 +322,7 @@ pub fn render_changes(rows: &[ServiceDora]) -> String {
             if r.service.is_empty() {
                 "-".into()
             } else {
-                r.service.clone()
+                super::text::cell(&r.service)
             },
             r.deployments.to_string(),
             format!("{:.2}", r.deployments_per_day),

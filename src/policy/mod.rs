@@ -384,6 +384,13 @@ impl Policy {
                     "must name at least one recipient",
                 ));
             }
+            // A notice's recipients are recorded in the item's status, whose schema bounds them.
+            if step.notify.len() > 16 || step.notify.iter().any(|r| r.len() > 253) {
+                return Err(bad(
+                    &format!("escalation[{i}].notify"),
+                    "must name at most 16 recipients of at most 253 characters each",
+                ));
+            }
         }
         if let Some(bd) = &self.business_days {
             jiff::tz::TimeZone::get(&bd.time_zone)
@@ -465,6 +472,19 @@ mod tests {
         let p = Policy::from_yaml("deadlines:\n  P0: 1d\n", "test").unwrap();
         assert_eq!(p.deadline_for(Priority::P0).as_secs(), 86_400);
         assert_eq!(p.deadline_for(Priority::P3).as_secs(), 90 * 86_400);
+    }
+
+    #[test]
+    fn escalation_recipients_are_bounded_as_the_items_status_records_them() {
+        let many: Vec<String> = (0..17).map(|i| format!("r{i}")).collect();
+        let yaml = format!("escalation: [{{after: 1d, notify: [{}]}}]\n", many.join(", "));
+        let msg = Policy::from_yaml(&yaml, "cfg.yaml").unwrap_err().to_string();
+        assert!(
+            msg.contains("escalation[0].notify") && msg.contains("at most 16"),
+            "{msg}"
+        );
+        let yaml = format!("escalation: [{{after: 1d, notify: [{}]}}]\n", many[..16].join(", "));
+        assert!(Policy::from_yaml(&yaml, "cfg.yaml").is_ok());
     }
 
     #[test]

@@ -180,12 +180,13 @@ fn health(item: &ActionItem, obs: &Observations, phase: ActionItemPhase, due: Ti
     .collect()
 }
 
-/// The feedback signals as the intake recorded them; the decision only adds when the reporters were
-/// told (`told`: their notice was decided this round).
-fn feedback_told(old: &ActionItemStatus, told: bool, now: Timestamp) -> Option<Box<FeedbackStatus>> {
+/// The feedback signals as the intake recorded them; the decision only records when the reporters'
+/// notice was decided (`told`: `Some(true)` this round, `Some(false)` when it was displaced before
+/// delivery and is owed again).
+fn feedback_told(old: &ActionItemStatus, told: Option<bool>, now: Timestamp) -> Option<Box<FeedbackStatus>> {
     let mut feedback = old.feedback.clone();
-    if told && let Some(f) = feedback.as_mut() {
-        f.reporters_notified_at = Some(Time(now));
+    if let (Some(told), Some(f)) = (told, feedback.as_mut()) {
+        f.reporters_notified_at = told.then_some(Time(now));
     }
     feedback
 }
@@ -240,8 +241,8 @@ fn reporters_owed(item: &ActionItem, old: &ActionItemStatus, phase: ActionItemPh
     }
 }
 
-/// The notification record, the escalation level, when a notification is next owed, and whether the
-/// reporters' notice was decided on: an outcome notice when the fix was judged Ineffective, the
+/// The notification record, the escalation level, when a notification is next owed, and what became of the
+/// reporters' notice (see [`feedback_told`]): an outcome notice when the fix was judged Ineffective, the
 /// reporters' notice when an item with feedback finished, else the ladder's reminders and
 /// escalations while the item is overdue.
 fn notifications(
@@ -252,14 +253,14 @@ fn notifications(
     judged: &outcome::Judged,
     deadline: Deadline,
     now: Timestamp,
-) -> (Box<NotificationRecord>, u32, Option<Timestamp>, bool) {
+) -> (Box<NotificationRecord>, u32, Option<Timestamp>, Option<bool>) {
     let Deadline {
         due,
         terminal,
         overdue,
         phase,
     } = deadline;
-    let mut told = false;
+    let mut told = None;
     let mut record = old.notifications.clone().unwrap_or_default();
     let mut level = old.escalation_level.unwrap_or(0);
     let mut notify_wake = None;
@@ -273,7 +274,14 @@ fn notifications(
         )
     });
     if judged.notify {
-        // Judged Ineffective this round, which happens once: the owner is told once.
+        // Judged Ineffective this round, which happens once: the owner is told once. A notice still
+        // pending in the one slot is displaced, so it is decided again once this one is delivered: a
+        // Regressed notice by forgetting that it was decided, the reporters' by clearing reportersNotifiedAt.
+        match record.pending.as_ref().map(|p| p.kind) {
+            Some(NotificationKind::Regressed) => record.regression_notified = None,
+            Some(NotificationKind::Feedback) => told = Some(false),
+            _ => {}
+        }
         let uid = item.metadata.uid.as_deref().unwrap_or_default();
         let judged_at = judged
             .status
@@ -306,7 +314,7 @@ fn notifications(
             Time(now),
         ));
         notify_wake = Some(now);
-        told = true;
+        told = Some(true);
     } else if terminal {
         // Nobody needs a reminder about finished work.
         record.pending = None;

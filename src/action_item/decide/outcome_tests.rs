@@ -454,3 +454,61 @@ fn an_effective_fix_whose_incident_recurs_owes_one_regression_notice_and_unrelat
     );
     assert_eq!(d.status.notifications.as_ref().unwrap().pending, None);
 }
+
+#[test]
+fn an_outcome_notice_displaces_the_reporters_notice_which_is_owed_again_once_it_is_delivered() {
+    use crate::api::{action_item::PendingNotification, feedback::FeedbackStatus};
+    let p = Policy::default();
+    let mut i = item("-50%", "Done");
+    let obs = |r: Readings| Observations {
+        outcome: r,
+        ..Observations::NOTHING
+    };
+    let d = decide(&i, &obs(readings(Some(Reading::Value(10.0)), None)), &p, None, ts(DONE));
+    // The reporters' notice was decided (say, before the outcome was added) and its sink is down.
+    let mut status = d.status;
+    status.feedback = Some(Box::new(FeedbackStatus {
+        reporters: vec!["ana".into(), "bo".into()],
+        reporters_notified_at: Some(Time(ts(DONE))),
+        ..FeedbackStatus::default()
+    }));
+    status.notifications.get_or_insert_with(Default::default).pending = Some(PendingNotification::decided(
+        "u1:Feedback:1".into(),
+        NotificationKind::Feedback,
+        None,
+        vec!["ana".into(), "bo".into()],
+        Time(ts(DONE)),
+    ));
+    i.status = Some(status);
+
+    // Judged Ineffective (9 against 10, target -50%): the owner's notice takes the slot, and the
+    // reporters' is no longer recorded as decided.
+    let d = decide(
+        &i,
+        &obs(readings(None, Some(Reading::Value(9.0)))),
+        &p,
+        None,
+        ts(JUDGE_AT),
+    );
+    assert_eq!(
+        d.status.outcome.as_ref().unwrap().result,
+        Some(OutcomeResult::Ineffective)
+    );
+    let pending = d.status.notifications.as_ref().unwrap().pending.clone().unwrap();
+    assert_eq!(pending.kind, NotificationKind::Outcome);
+    assert_eq!(d.status.feedback.as_ref().unwrap().reporters_notified_at, None);
+
+    // Once the owner's notice is delivered, the reporters' is decided again, with the judged outcome.
+    let mut delivered = d.status.clone();
+    delivered.notifications.as_mut().unwrap().pending = None;
+    i.status = Some(delivered);
+    let later = ts("2026-03-04T02:00:00Z");
+    let d = decide(&i, &Observations::NOTHING, &p, None, later);
+    let pending = d.status.notifications.as_ref().unwrap().pending.clone().unwrap();
+    assert_eq!(pending.kind, NotificationKind::Feedback);
+    assert_eq!(pending.recipients, vec!["ana".to_string(), "bo".to_string()]);
+    assert_eq!(
+        d.status.feedback.as_ref().unwrap().reporters_notified_at,
+        Some(Time(later))
+    );
+}
