@@ -22,11 +22,14 @@ use kube::{
 use serde_json::json;
 
 const TOKEN: &str = "s3cret-feedback-token";
+/// The Alertmanager route's token: it opens Incidents, so the intake must refuse it.
+const ALERTMANAGER_TOKEN: &str = "s3cret-alertmanager-token";
 
 /// The triage rules every test runs with: CI and deploys to team-ci, docs to team-docs (P1 when
 /// support reports it), anything else to the default owner.
 const RULES: &str = "feedback:
   enabled: true
+  tokenSecretRef: {name: fb-token, key: token}
   defaultOwner: platform-team
   rules:
   - {name: docs-support, components: [docs], sources: [support], owner: team-docs, priority: P1}
@@ -34,14 +37,15 @@ const RULES: &str = "feedback:
   - {name: docs, components: [docs], owner: team-docs, priority: P3}
 ";
 
-/// The receiver's token Secret and the policy lines that enable the intake with it.
+/// The policy lines that enable the intake with its own token, beside the Alertmanager route's.
 fn policy(extra: &str) -> String {
-    format!("alertmanager:\n  tokenSecretRef: {{name: fb-token, key: token}}\n{RULES}{extra}")
+    format!("alertmanager:\n  tokenSecretRef: {{name: am-token, key: token}}\n{RULES}{extra}")
 }
 
 async fn env_with_intake(prefix: &str, extra: &str) -> Env {
     let mut env = Env::new(prefix).await;
     env.secret("fb-token", &[("token", TOKEN)]).await;
+    env.secret("am-token", &[("token", ALERTMANAGER_TOKEN)]).await;
     let launch = env.launch(&policy(extra)).own_namespace(&env.ns);
     env.run_operator(launch).await;
     env
@@ -291,6 +295,8 @@ async fn bad_token_body_and_oversize_are_refused_with_a_reason_and_nothing_writt
     assert_eq!((code, body.as_str()), (401, "missing or wrong bearer token\n"));
     let (code, _) = post(&env, Some("s3cret-feedback-toke"), good.clone()).await;
     assert_eq!(code, 401, "a token one character short");
+    let (code, _) = post(&env, Some(ALERTMANAGER_TOKEN), good.clone()).await;
+    assert_eq!(code, 401, "the Alertmanager route's token is not the intake's");
     let mut big = signal(0);
     big["description"] = "x".repeat(4000).into();
     let (code, body) = post(&env, Some(TOKEN), big.to_string()).await;
@@ -314,7 +320,7 @@ async fn bad_token_body_and_oversize_are_refused_with_a_reason_and_nothing_writt
     assert!(body.contains("component must have"), "{body}");
     assert!(feedback_items(&env).await.is_empty(), "a refused request wrote nothing");
     assert!(env.items.list(&ListParams::default()).await.unwrap().items.is_empty());
-    for (reason, n) in [("unauthorized", 2.0), ("too_large", 1.0), ("malformed", 3.0)] {
+    for (reason, n) in [("unauthorized", 3.0), ("too_large", 1.0), ("malformed", 3.0)] {
         assert_eq!(
             env.op()
                 .metric("kaizen_feedback_rejected_total", &format!("reason=\"{reason}\""))

@@ -20,7 +20,7 @@ use kube::Api;
 use sha2::{Digest, Sha256};
 
 use super::{Receiver, apply::Outcome, payload};
-use crate::metrics::ReasonLabels;
+use crate::{metrics::ReasonLabels, policy::SecretKeyRef};
 
 /// How long a read token is trusted before its Secret is read again.
 pub const TOKEN_TTL: Duration = Duration::from_secs(10);
@@ -104,46 +104,55 @@ impl Receiver {
             .inc_by(alerts.max(1));
     }
 
-    /// The digest of the token in the Secret; `None` when it cannot be read (logged without the value).
-    async fn token(&self, client: &kube::Client) -> Option<[u8; 32]> {
-        if let Some((at, digest)) = *self.token.lock().expect("token lock")
-            && at.elapsed() < TOKEN_TTL
-        {
-            return Some(digest);
+    /// The digest of the token in the Secret `r` names; `None` when it cannot be read (logged
+    /// without the value).
+    async fn token(&self, client: &kube::Client, r: Option<&SecretKeyRef>) -> Option<[u8; 32]> {
+        let r = r?;
+        let cached = self
+            .tokens
+            .lock()
+            .expect("token lock")
+            .iter()
+            .find_map(|(at_ref, at, digest)| (at_ref == r && at.elapsed() < TOKEN_TTL).then_some(*digest));
+        if cached.is_some() {
+            return cached;
         }
-        let r = self.settings.token_secret_ref.as_ref()?;
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.secret_namespace);
         let value = match secrets.get_opt(&r.name).await {
             Ok(Some(s)) => s.data.and_then(|d| d.get(&r.key).map(|v| v.0.clone())),
             Ok(None) => None,
             Err(err) => {
-                tracing::warn!(secret = %r.name, %err, "cannot read the Alertmanager token Secret");
+                tracing::warn!(secret = %r.name, %err, "cannot read the receiver's token Secret");
                 return None;
             }
         };
         let Some(value) = value.filter(|v| !v.is_empty()) else {
-            tracing::warn!(secret = %r.name, key = %r.key, "the Alertmanager token Secret has no such key");
+            tracing::warn!(secret = %r.name, key = %r.key, "the receiver's token Secret has no such key");
             return None;
         };
         let trimmed = String::from_utf8_lossy(&value).trim().as_bytes().to_vec();
         let digest: [u8; 32] = Sha256::digest(&trimmed).into();
-        *self.token.lock().expect("token lock") = Some((Instant::now(), digest));
+        let mut tokens = self.tokens.lock().expect("token lock");
+        tokens.retain(|(at_ref, _, _)| at_ref != r);
+        tokens.push((r.clone(), Instant::now(), digest));
         Some(digest)
     }
 }
 
 impl Receiver {
-    /// The checks every route makes before reading what a body says: the bearer token, then the
+    /// The checks every route makes before reading what a body says: the bearer token (the one in
+    /// `secret`, the route's own), then the
     /// declared and the actual size (at most `max`, the policy key `setting`). `Err`: the reason to
     /// count and the answer.
     pub(super) async fn authorized_body(
         &self,
+        secret: Option<&SecretKeyRef>,
         headers: &HeaderMap,
         body: Body,
         max: usize,
         setting: &str,
     ) -> Result<Vec<u8>, (&'static str, Response)> {
-        let Some(expected) = self.token(&self.ctx.client).await else {
+        let Some(expected) = self.token(&self.ctx.client, secret).await else {
             return Err((
                 "unavailable",
                 answer(
@@ -217,7 +226,13 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
     }
     let max = r.settings.max_body_bytes;
     let bytes = match r
-        .authorized_body(&headers, body, max, "alertmanager.maxBodyBytes")
+        .authorized_body(
+            r.settings.token_secret_ref.as_ref(),
+            &headers,
+            body,
+            max,
+            "alertmanager.maxBodyBytes",
+        )
         .await
     {
         Ok(b) => b,

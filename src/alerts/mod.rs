@@ -35,9 +35,10 @@ pub struct Receiver {
     /// One notification at a time: two for the same group (Alertmanager's retry overlapping its
     /// next send) must not both find no Incident and both count as new.
     serial: tokio::sync::Mutex<()>,
-    /// The token's digest and when it was read: the Secret is re-read every [`handler::TOKEN_TTL`], so
-    /// a rotation needs no restart.
-    token: Mutex<Option<(Instant, [u8; 32])>>,
+    /// Each route's token digest (by its Secret key: the Alertmanager route's and the feedback
+    /// intake's) and when it was read: a Secret is re-read every [`handler::TOKEN_TTL`], so a rotation
+    /// needs no restart.
+    tokens: Mutex<Vec<(crate::policy::SecretKeyRef, Instant, [u8; 32])>>,
     /// Repeats not yet written to a group's status (by digest), bounded (see [`apply`]).
     pending: crate::runtime::coalesce::Coalesced<i64>,
     /// The feedback intake on the same listener (see [`feedback`]).
@@ -63,7 +64,7 @@ impl Receiver {
             metrics,
             ctx,
             serial: tokio::sync::Mutex::new(()),
-            token: Mutex::new(None),
+            tokens: Mutex::new(Vec::new()),
             pending: crate::runtime::coalesce::Coalesced::bounded(apply::PENDING_KEPT),
             feedback,
         })

@@ -204,7 +204,7 @@ pub struct FeedbackArgs {
     /// The intake's URL, e.g. https://kaizen.example/feedback (default: $KAIZEN_FEEDBACK_URL).
     #[arg(long, env = "KAIZEN_FEEDBACK_URL")]
     pub url: Option<String>,
-    /// The receiver's bearer token is read from this file (default: $KAIZEN_FEEDBACK_TOKEN).
+    /// The intake's bearer token (`feedback.tokenSecretRef`) is read from this file (default: $KAIZEN_FEEDBACK_TOKEN).
     #[arg(long)]
     pub token_file: Option<std::path::PathBuf>,
 }
@@ -242,7 +242,9 @@ pub async fn send(a: &FeedbackArgs) -> crate::Result<u8> {
             std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("--token-file {}: {e}", path.display())))?
         }
         None => std::env::var("KAIZEN_FEEDBACK_TOKEN").map_err(|_| {
-            Error::Usage("feedback needs --token-file or $KAIZEN_FEEDBACK_TOKEN: the receiver's bearer token".into())
+            Error::Usage(
+                "feedback needs --token-file or $KAIZEN_FEEDBACK_TOKEN: the feedback intake's bearer token".into(),
+            )
         })?,
     };
     let reporter = a

@@ -8,12 +8,16 @@ use crate::api::{action_item::Priority, duration::Duration};
 /// The name an item routed by no rule records in `status.feedback.routedBy`.
 pub const DEFAULT_ROUTE: &str = "default";
 
-/// The feedback intake: served by the receiver (its listener and bearer token are `alertmanager`'s:
-/// `alertmanager.listen`, `alertmanager.tokenSecretRef`), off unless `enabled`.
+/// The feedback intake: served by the receiver (on `alertmanager.listen`), off unless `enabled`. Its
+/// bearer token is its own (`tokenSecretRef`): the people, forms and chat bots that send feedback
+/// must not be able to open or mitigate Incidents with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct FeedbackSettings {
     pub enabled: bool,
+    /// The Secret key (in the operator's namespace) holding the intake's bearer token; required when
+    /// enabled, and distinct from `alertmanager.tokenSecretRef`.
+    pub token_secret_ref: Option<super::SecretKeyRef>,
     /// The path the intake answers on.
     pub path: String,
     /// Where Improvement items are created; absent: `alertmanager.namespace`, else the operator's own.
@@ -36,6 +40,7 @@ impl Default for FeedbackSettings {
     fn default() -> Self {
         Self {
             enabled: false,
+            token_secret_ref: None,
             path: "/feedback".into(),
             namespace: None,
             default_owner: "platform-team".into(),
@@ -103,15 +108,29 @@ impl FeedbackSettings {
     }
 
     /// The first problem as (key, message); only checked when the intake is enabled.
-    pub fn validate(&self, receiver_token: bool, scope: &[String]) -> Result<(), (String, String)> {
+    pub fn validate(
+        &self,
+        receiver_token: Option<&super::SecretKeyRef>,
+        scope: &[String],
+    ) -> Result<(), (String, String)> {
         let bad = |k: &str, m: &str| Err((format!("feedback.{k}"), m.to_string()));
         if !self.enabled {
             return Ok(());
         }
-        if !receiver_token {
+        let Some(token) = self
+            .token_secret_ref
+            .as_ref()
+            .filter(|r| !r.name.is_empty() && !r.key.is_empty())
+        else {
             return bad(
-                "enabled",
-                "needs alertmanager.tokenSecretRef: the intake takes the receiver's bearer token",
+                "tokenSecretRef",
+                "is required: the Secret key holding the intake's own bearer token",
+            );
+        };
+        if receiver_token == Some(token) {
+            return bad(
+                "tokenSecretRef",
+                "must differ from alertmanager.tokenSecretRef: whoever sends feedback must not be able to open Incidents",
             );
         }
         let path_ok = self.path.starts_with('/')
@@ -150,6 +169,9 @@ impl FeedbackSettings {
             }
             if !owner_ok(&r.owner) {
                 return bad(&format!("rules[{i}].owner"), "must have 1 to 128 characters");
+            }
+            if r.components.len() > 32 || r.sources.len() > 16 {
+                return bad(&format!("rules[{i}]"), "at most 32 components and 16 sources");
             }
         }
         Ok(())
@@ -196,22 +218,34 @@ mod tests {
     }
 
     #[test]
-    fn enabled_intake_needs_the_receivers_token_and_sane_bounds() {
-        let on = FeedbackSettings {
+    fn enabled_intake_needs_its_own_token_and_sane_bounds() {
+        let secret = |name: &str| super::super::SecretKeyRef {
+            name: name.into(),
+            key: "token".into(),
+        };
+        let without = FeedbackSettings {
             enabled: true,
             ..FeedbackSettings::default()
         };
-        assert_eq!(on.validate(false, &[]).unwrap_err().0, "feedback.enabled");
-        assert!(on.validate(true, &[]).is_ok());
+        assert_eq!(without.validate(None, &[]).unwrap_err().0, "feedback.tokenSecretRef");
+        let on = FeedbackSettings {
+            token_secret_ref: Some(secret("fb")),
+            ..without
+        };
+        assert!(on.validate(None, &[]).is_ok());
+        assert!(on.validate(Some(&secret("am")), &[]).is_ok());
+        let (key, why) = on.validate(Some(&secret("fb")), &[]).unwrap_err();
+        assert_eq!(key, "feedback.tokenSecretRef");
+        assert!(why.contains("must differ from alertmanager.tokenSecretRef"), "{why}");
         let bad = FeedbackSettings {
             max_new_per_minute: 0,
             ..on.clone()
         };
-        assert_eq!(bad.validate(true, &[]).unwrap_err().0, "feedback.maxNewPerMinute");
+        assert_eq!(bad.validate(None, &[]).unwrap_err().0, "feedback.maxNewPerMinute");
         let bad = FeedbackSettings {
             rules: vec![rule("", &[], &[], "x", Priority::P2)],
             ..on
         };
-        assert_eq!(bad.validate(true, &[]).unwrap_err().0, "feedback.rules[0].name");
+        assert_eq!(bad.validate(None, &[]).unwrap_err().0, "feedback.rules[0].name");
     }
 }

@@ -422,16 +422,11 @@ impl Policy {
         self.alertmanager
             .validate(&self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))?;
-        let token = self
-            .alertmanager
-            .token_secret_ref
-            .as_ref()
-            .is_some_and(|r| !r.name.is_empty() && !r.key.is_empty());
         if self.feedback.enabled && self.alertmanager.enabled && self.feedback.path == self.alertmanager.path {
             return Err(bad("feedback.path", "must differ from alertmanager.path"));
         }
         self.feedback
-            .validate(token, &self.namespaces)
+            .validate(self.alertmanager.token_secret_ref.as_ref(), &self.namespaces)
             .map_err(|(k, m)| bad(&k, &m))
     }
 

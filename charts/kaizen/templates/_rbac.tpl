@@ -13,9 +13,12 @@ does, nothing the controllers don't call.
   verbs: ["get", "list", "watch", "create"{{ if .Values.config.alertmanager.enabled }}, "patch"{{ end }}]
 # ActionItems: watched for deadlines, reminders, escalation and verification. Read-only: everything
 # the operator derives goes to the status subresource.
+# With the feedback intake enabled, `create` and `patch`: it creates one Improvement item per pain
+# point by server-side apply under its own field manager (kaizen-feedback), once; spec is then the user's.
+{{- $feedback := and .Values.config.feedback .Values.config.feedback.enabled }}
 - apiGroups: ["kaizen.dev"]
   resources: ["actionitems"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch"{{ if $feedback }}, "create", "patch"{{ end }}]
 # Canaries: watched to drive rollouts. `patch` only to add/remove the operator's finalizer (which
 # hands the target Deployment back before a Canary goes away); spec is never written.
 - apiGroups: ["kaizen.dev"]

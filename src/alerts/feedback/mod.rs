@@ -112,7 +112,13 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the operator is starting");
     };
     let bytes = match r
-        .authorized_body(&headers, body, settings.max_body_bytes, "feedback.maxBodyBytes")
+        .authorized_body(
+            settings.token_secret_ref.as_ref(),
+            &headers,
+            body,
+            settings.max_body_bytes,
+            "feedback.maxBodyBytes",
+        )
         .await
     {
         Ok(b) => b,
