@@ -31,7 +31,9 @@ use crate::{
     error::Result,
     metrics::IncidentLabels,
     runtime::{
-        Admitted, Context, Timer, admit, drain, error_policy, new_controller, requeue_at,
+        Admitted, Context, Timer, admit,
+        backlog::Backlog,
+        drain, error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, guard_meta, reflected, wake},
     },
 };
@@ -82,6 +84,18 @@ pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Inciden
     }
 }
 
+/// What the cache keeps of an incident: no decision reads its free text (summary, impact, timeline,
+/// root cause, contributing factors: up to 200 timeline entries); the plugin and the Alertmanager
+/// receiver read incidents from the apiserver.
+fn cached_form(incident: &mut Incident) {
+    let spec = &mut incident.spec;
+    spec.summary = None;
+    spec.impact = None;
+    spec.timeline = Vec::new();
+    spec.root_cause = None;
+    spec.contributing_factors = Vec::new();
+}
+
 /// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on
 /// `woken`; an incident that appears, changes its spec or goes away wakes its items through
 /// `wake_items` (whether it exists decides whether they are Stalled; its status does not matter).
@@ -96,7 +110,7 @@ pub fn controller(
     let follow_ups_synced = follow_ups.on_synced();
     let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
     let remembered = ctx.clone();
-    let stream = reflected(&ctx, writer, ctx.incidents.clone())
+    let stream = reflected(&ctx, writer, ctx.incidents.clone(), cached_form)
         .inspect(move |event| remembered.writer.observe(event))
         .inspect(move |event| {
             let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
@@ -118,10 +132,13 @@ pub fn controller(
             }
         })
         .applied_objects();
-    let fut = new_controller(stream, ctx.incidents.clone())
+    let policy = ctx.policy.clone();
+    let next_due = Box::new(move |incident: &Incident| decide::next_due(incident, &policy));
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.incidents.clone(), next_due);
+    let fut = new_controller(stream, ctx.incidents.clone(), &backlog)
         .reconcile_on(woken)
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx);
+        .run(backlog.paced(reconcile), error_policy, ctx);
     drain("Incident", fut).boxed()
 }

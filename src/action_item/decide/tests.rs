@@ -452,3 +452,31 @@ fn a_verification_address_the_policy_refuses_is_inconclusive_before_and_after_do
         assert!(d.status.verification.unwrap().verified_at.is_none());
     }
 }
+
+#[test]
+fn next_due_is_the_deadline_then_each_escalation_step_then_nothing() {
+    let p = Policy::default();
+    let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z",
+        "escalation": [{"after": "1h", "notify": ["lead"]}, {"after": "1d", "notify": ["director"]}]}));
+    assert_eq!(
+        next_due(&i, &p, None),
+        Some(ts("2026-03-03T00:00:00Z")),
+        "no status yet"
+    );
+    i.status = Some(ActionItemStatus {
+        phase: Some(ActionItemPhase::Overdue),
+        ..Default::default()
+    });
+    assert_eq!(
+        next_due(&i, &p, None),
+        Some(ts("2026-03-03T01:00:00Z")),
+        "Overdue: the first step"
+    );
+    i.status.as_mut().unwrap().escalation_level = Some(1);
+    assert_eq!(next_due(&i, &p, None), Some(ts("2026-03-04T00:00:00Z")));
+    i.status.as_mut().unwrap().escalation_level = Some(2);
+    assert_eq!(next_due(&i, &p, None), None, "every step fired");
+    i.spec.state = ActionItemState::Done;
+    i.status = None;
+    assert_eq!(next_due(&i, &p, None), None, "finished");
+}
