@@ -91,28 +91,26 @@ impl<K: CachedKind> Backlog<K> {
         self.changed.notify_one();
     }
 
-    /// The next object to hand over, if the gate is open and the window has room.
+    /// The next object to hand over, if the gate is open, the cache holds its first full list (so the
+    /// whole cold start is in order before the first is handed over) and the window has room.
     fn next(&self) -> Option<ObjectRef<DeserializeGuard<K>>> {
-        if !self.gate.is_open() {
+        if !self.gate.is_open() || !super::watch::synced(&self.store) {
             return None;
         }
         for (ns, name) in self.gate.take_parked(self.kind) {
-            if let Some(guard) = self.store.get(&ObjectRef::new(&name).within(&ns)) {
-                let due = self.due_of(&guard);
-                self.lock().push((ns, name), due);
-            }
+            // Not in the cache (a relist under way, or deleted): last; the controller skips the gone.
+            let due = self
+                .store
+                .get(&ObjectRef::new(&name).within(&ns))
+                .map_or(Timestamp::MAX, |guard| self.due_of(&guard));
+            self.lock().push((ns, name), due);
         }
         let room = WINDOW.saturating_sub(self.running.load(Ordering::Acquire));
-        let mut queue = self.lock();
-        loop {
-            let (ns, name) = queue.next(room, Instant::now())?;
-            let object = ObjectRef::new(&name).within(&ns);
-            if self.store.get(&object).is_some() {
-                return Some(object);
-            }
-            // Deleted meanwhile: nothing to reconcile.
-            queue.started(&(ns, name));
-        }
+        // An object deleted meanwhile is handed over too: the controller drops it (the cache may not
+        // hold an object yet, during a relist, so its absence says nothing) and it stops counting after
+        // HANDED_FOR.
+        let (ns, name) = self.lock().next(room, Instant::now())?;
+        Some(ObjectRef::new(&name).within(&ns))
     }
 
     /// The objects to reconcile, as the controller can take them.

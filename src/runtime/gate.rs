@@ -70,13 +70,16 @@ impl ApiGate {
     }
 }
 
-/// Whether `err` says the apiserver could not be reached (no connection, no answer, a broken stream),
-/// as opposed to an answer that refused the request.
+/// Whether `err` says the apiserver is away: not reached (no connection, no answer, a broken stream),
+/// or back but not ready yet (`503`: measured right after an outage, for about a second after it
+/// answers `/version` again; retried per object, that cost each item 5 s), as opposed to an answer
+/// that refused the request.
 pub fn unreachable(err: &kube::Error) -> bool {
-    matches!(
-        err,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)
-    )
+    match err {
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        kube::Error::Api(status) => status.code == 503,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +113,9 @@ mod tests {
         assert!(!unreachable(&refused));
         let broken = kube::Error::ReadEvents(std::io::Error::other("connection reset"));
         assert!(unreachable(&broken));
+        let warming_up = kube::Error::Api(Box::new(
+            kube::core::Status::failure("not ready", "ServiceUnavailable").with_code(503),
+        ));
+        assert!(unreachable(&warming_up));
     }
 }
