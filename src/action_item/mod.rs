@@ -32,7 +32,9 @@ use crate::{
     error::Result,
     metrics::ItemLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        backlog::Backlog,
+        drain, error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, reflected, synced, wake},
     },
 };
@@ -64,6 +66,13 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<ActionItemCo
         apply::Applied::Wake(at) => Ok(requeue_at(at, now)),
         apply::Applied::Stale => Ok(Action::requeue(ctx.writer.refused(item))),
     }
+}
+
+/// What the cache keeps of an item: no decision reads its description (free text of up to 16 KiB);
+/// the plugin reads it from the apiserver. The reason given for its state (at most 1 KiB) stays: the
+/// reporters of an Improvement that will not be done are told why.
+fn cached_form(item: &mut ActionItem) {
+    item.spec.description = None;
 }
 
 /// Recounts `kaizen_action_items{phase,priority}` and `kaizen_action_items_overdue` from the cache, so
@@ -107,7 +116,7 @@ pub fn controller(
 ) -> BoxFuture<'static, ()> {
     let follow_ups = ctx.follow_ups.clone();
     let remembered = ctx.clone();
-    let stream = reflected(&ctx, writer, ctx.items.clone())
+    let stream = reflected(&ctx, writer, ctx.items.clone(), cached_form)
         .inspect(move |event| remembered.writer.observe(event))
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
@@ -119,10 +128,13 @@ pub fn controller(
             Err(_) => {}
         })
         .applied_objects();
-    let fut = new_controller(stream, ctx.items.clone())
+    let (policy, tz) = (ctx.policy.clone(), ctx.business_tz.clone());
+    let next_due = Box::new(move |item: &ActionItem| decide::next_due(item, &policy, tz.as_ref()));
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.items.clone(), next_due);
+    let fut = new_controller(stream, ctx.items.clone(), &backlog)
         .reconcile_on(woken)
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx);
+        .run(backlog.paced(reconcile), error_policy, ctx);
     drain("ActionItem", fut).boxed()
 }

@@ -52,7 +52,9 @@ use crate::{
     error::{Error, Result, StepExt},
     metrics::PhaseLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        backlog::Backlog,
+        drain, error_policy, new_controller,
         scope::WatchScope,
         watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, reflected, synced, wake},
     },
@@ -245,7 +247,7 @@ pub fn controller(
         seen: HashMap::new(),
         wake_items,
     };
-    let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone())
+    let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone(), |_| {})
         .inspect(move |event| {
             remembered.writer.observe(event);
             forget_checks_of_the_gone(&remembered, event);
@@ -263,7 +265,8 @@ pub fn controller(
     )
     .touched_objects();
     let canaries = ctx.canaries.clone();
-    let fut = new_controller(canary_stream, ctx.canaries.clone())
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.canaries.clone(), Box::new(decide::next_due));
+    let fut = new_controller(canary_stream, ctx.canaries.clone(), &backlog)
         .watches_stream_with(
             deployment_changes,
             move |d: DynamicObject| canaries_of(&canaries, &d),
@@ -271,7 +274,7 @@ pub fn controller(
         )
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx);
+        .run(backlog.paced(reconcile), error_policy, ctx);
     drain("Canary", fut).boxed()
 }
 

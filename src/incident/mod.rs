@@ -31,7 +31,9 @@ use crate::{
     error::Result,
     metrics::IncidentLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at,
+        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        backlog::Backlog,
+        drain, error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, guard_meta, reflected, synced, wake},
     },
 };
@@ -125,6 +127,18 @@ fn recurrence_of(g: &DeserializeGuard<Incident>) -> Option<(String, bool)> {
     Some((status.recurrence_of.clone()?, status.recurrence_unrelated.is_some()))
 }
 
+/// What the cache keeps of an incident: no decision reads its free text (summary, impact, timeline,
+/// root cause, contributing factors: up to 200 timeline entries); the plugin and the Alertmanager
+/// receiver read incidents from the apiserver.
+fn cached_form(incident: &mut Incident) {
+    let spec = &mut incident.spec;
+    spec.summary = None;
+    spec.impact = None;
+    spec.timeline = Vec::new();
+    spec.root_cause = None;
+    spec.contributing_factors = Vec::new();
+}
+
 /// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on
 /// `woken`; an incident that appears, changes its spec or goes away wakes its items through
 /// `wake_items` (whether it exists decides whether they are Stalled), and an Incident that recurs
@@ -140,7 +154,7 @@ pub fn controller(
     let follow_ups_synced = follow_ups.on_synced();
     let mut generations: HashMap<(String, String), Seen> = HashMap::new();
     let remembered = ctx.clone();
-    let stream = reflected(&ctx, writer, ctx.incidents.clone())
+    let stream = reflected(&ctx, writer, ctx.incidents.clone(), cached_form)
         .inspect(move |event| remembered.writer.observe(event))
         .inspect(move |event| {
             let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
@@ -171,10 +185,13 @@ pub fn controller(
             }
         })
         .applied_objects();
-    let fut = new_controller(stream, ctx.incidents.clone())
+    let policy = ctx.policy.clone();
+    let next_due = Box::new(move |incident: &Incident| decide::next_due(incident, &policy));
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.incidents.clone(), next_due);
+    let fut = new_controller(stream, ctx.incidents.clone(), &backlog)
         .reconcile_on(woken)
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx);
+        .run(backlog.paced(reconcile), error_policy, ctx);
     drain("Incident", fut).boxed()
 }

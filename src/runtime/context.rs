@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kube::{Client, Resource, runtime::events::EventType};
 
-use super::{events::Publisher, leader::Leadership, status::StatusWriter, watch::WatchHealth};
+use super::{events::Publisher, gate::ApiGate, leader::Leadership, status::StatusWriter, watch::WatchHealth};
 use crate::{metrics::Metrics, notify::Notifier, policy::Policy, prometheus::Prometheus};
 
 /// Every Prometheus request (analysis, verification) is bounded by this: an unreachable Prometheus
@@ -33,6 +33,8 @@ pub struct Context {
     pub business_tz: Option<jiff::tz::TimeZone>,
     /// Whether this replica holds the Lease; every write checks it first.
     pub leader: Arc<Leadership>,
+    /// Closed while the apiserver does not answer: reconciles wait there instead of retrying.
+    pub gate: Arc<ApiGate>,
 }
 
 impl Context {
@@ -55,6 +57,7 @@ impl Context {
                 .as_ref()
                 .and_then(|b| jiff::tz::TimeZone::get(&b.time_zone).ok()),
             leader,
+            gate: Arc::default(),
             client,
             policy,
             metrics,

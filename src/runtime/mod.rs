@@ -3,10 +3,12 @@
 //! the loops every operator runs. Each kind's own code and state live in its folder; the wiring of
 //! the controllers is `operator`.
 
+pub mod backlog;
 pub mod coalesce;
 pub mod context;
 pub mod election;
 pub mod events;
+pub mod gate;
 pub mod leader;
 pub mod own_writes;
 pub mod reconcile;

@@ -11,7 +11,12 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Context, kind_of, watch::guard_meta};
+use super::{
+    CachedKind, Context,
+    backlog::Backlog,
+    gate, kind_of,
+    watch::{guard_key, guard_meta},
+};
 use crate::{
     api::conditions,
     error::{Error, Result},
@@ -26,17 +31,29 @@ use crate::{
 pub const CONCURRENCY: u16 = 16;
 
 /// The controller of kind `K` over its watch `stream` (already reflected into `store`), with the
-/// settings every controller runs with.
-pub fn new_controller<K>(
+/// settings every controller runs with. The watch's objects reach it through `backlog`, deadlines
+/// first (see [`Backlog`]); its reconcile must be [`Backlog::paced`].
+pub fn new_controller<K: CachedKind>(
     stream: impl Stream<Item = Result<DeserializeGuard<K>, kube::runtime::watcher::Error>> + Send + 'static,
     store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
-) -> Controller<DeserializeGuard<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    Controller::for_stream(stream, store)
+    backlog: &Arc<Backlog<K>>,
+) -> Controller<DeserializeGuard<K>> {
+    let queued = backlog.clone();
+    // The watch still runs inside the controller (it fills the cache, its errors are the controller's);
+    // only its objects take the way through the backlog.
+    let errors_only = stream.filter_map(move |event| {
+        futures::future::ready(match event {
+            Ok(guard) => {
+                queued.push(&guard);
+                None
+            }
+            Err(e) => Some(Err(e)),
+        })
+    });
+    Controller::for_stream(errors_only, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .trigger_backoff(NoPause)
+        .reconcile_on(backlog.clone().feed())
 }
 
 /// The controller's own pause after an error on any of its triggers: none. Each watch backs off by
@@ -96,6 +113,11 @@ where
         kind: kind_of::<K>(),
         name: name.clone(),
     })?;
+    // The apiserver is away: wait at the gate, asking nothing (the probe decides when it is back).
+    if !ctx.gate.is_open() {
+        ctx.gate.park(kind_of::<K>(), (namespace, name));
+        return Ok(Admitted::Done(Action::await_change()));
+    }
     match &guard.0 {
         Ok(obj) => Ok(Admitted::Reconcile { obj, namespace, name }),
         Err(invalid) => report_invalid::<K>(ctx, &namespace, &name, invalid)
@@ -149,6 +171,17 @@ pub fn error_policy<K: Resource<DynamicType = ()>, C: AsRef<Context>>(
             error: err.metric_label(),
         })
         .inc();
+    let unreachable = err.kube().is_some_and(gate::unreachable);
+    if unreachable {
+        ctx.gate.close();
+    }
+    if unreachable || !ctx.gate.is_open() {
+        // No retry of its own: the object waits at the gate with every other, until the probe says
+        // the apiserver answers again (then its kind's backlog takes it back, deadlines first).
+        tracing::debug!(kind, object = ?guard_key(&obj), error = %err, "apiserver away; waiting at the gate");
+        ctx.gate.park(kind, guard_key(&obj));
+        return Action::await_change();
+    }
     let name = guard_meta(&obj).name.clone().unwrap_or_default();
     tracing::warn!(kind, %name, error = %err, "reconcile failed; retrying");
     Action::requeue(ERROR_RETRY)

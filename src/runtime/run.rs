@@ -105,19 +105,27 @@ pub fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(ctx: &Context,
         .set(n as i64);
 }
 
-/// Every second: while a watch fails, probes the apiserver (one cheap GET /version, so a failing
-/// watch can be told recovered); sets `kaizen_watch_healthy{kind}` and logs each watch that turns
+/// Every second: while a watch fails or the [`ApiGate`](super::gate::ApiGate) is closed, probes the
+/// apiserver (one cheap GET /version, so a failing watch can be told recovered, and the gate opened
+/// or closed); sets `kaizen_watch_healthy{kind}` and logs each watch that turns
 /// broken or recovers, once.
 pub async fn watch_health(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut reported: Vec<&'static str> = Vec::new();
     loop {
         tick.tick().await;
-        if ctx.health.failing() {
+        // The one probe: while a watch fails or reconciles wait at the gate, it alone asks.
+        if ctx.health.failing() || !ctx.gate.is_open() {
             let asked = std::time::Instant::now();
             match tokio::time::timeout(Duration::from_secs(2), ctx.client.apiserver_version()).await {
-                Ok(Ok(_)) => ctx.health.apiserver_answered(asked),
-                _ => ctx.health.apiserver_silent(),
+                Ok(Ok(_)) => {
+                    ctx.health.apiserver_answered(asked);
+                    ctx.gate.open();
+                }
+                _ => {
+                    ctx.health.apiserver_silent();
+                    ctx.gate.close();
+                }
             }
         }
         reported = report_watches(&ctx, reported);

@@ -237,14 +237,20 @@ impl WatchHealth {
 
 type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
 
+/// What a kind keeps of its objects in the cache: the object with the free text no decision reads
+/// (descriptions, timelines) dropped, so the cache's memory does not follow what users write.
+pub type CachedForm<K> = fn(&mut K);
+
 /// A watch of a Kaizen kind in the scope's namespaces (see [`scope`](super::scope)), tolerant of
 /// objects that do not decode, whose objects are cached without what nothing here reads
-/// ([`slim_meta`]). `store` is the cache it fills (a namespace's relist is merged against it).
+/// ([`slim_meta`], and the kind's `cached_form`). `store` is the cache it fills (a namespace's relist
+/// is merged against it).
 pub fn slim_watch<K: CachedKind>(
     client: &Client,
     health: Arc<WatchHealth>,
     scope: &WatchScope,
     store: Store<DeserializeGuard<K>>,
+    cached_form: CachedForm<K>,
 ) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
     let mut config = watcher::Config::default().any_semantic();
     if let Some(labels) = &scope.labels {
@@ -265,17 +271,29 @@ pub fn slim_watch<K: CachedKind>(
             .inspect(move |e| health.observe(kind, e.is_err()))
             .boxed()
     })
-    .modify(|o| slim_meta(o.meta_mut()))
+    .modify(move |o| {
+        slim_meta(o.meta_mut());
+        if let Ok(obj) = &mut o.0 {
+            cached_form(obj);
+        }
+    })
 }
 
 /// The one watch of kind `K` a controller runs on, reflected into `cache` (whose reader is `store`),
-/// in the namespaces of the policy's scope.
+/// in the namespaces of the policy's scope, caching each object's `cached_form`.
 pub fn reflected<K: CachedKind>(
     ctx: &super::Context,
     cache: Writer<DeserializeGuard<K>>,
     store: Store<DeserializeGuard<K>>,
+    cached_form: CachedForm<K>,
 ) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
-    let watch = slim_watch::<K>(&ctx.client, ctx.health.clone(), &WatchScope::of(&ctx.policy), store);
+    let watch = slim_watch::<K>(
+        &ctx.client,
+        ctx.health.clone(),
+        &WatchScope::of(&ctx.policy),
+        store,
+        cached_form,
+    );
     kube::runtime::reflector::reflector(cache, watch)
 }
 

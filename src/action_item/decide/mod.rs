@@ -85,6 +85,23 @@ pub fn rungs(item: &ActionItem, policy: &Policy) -> Vec<ladder::Rung> {
     ladder::sorted(rungs)
 }
 
+/// When the item's decision is next due by the clock, read from the item alone (what orders a backlog,
+/// see [`Backlog`](crate::runtime::backlog::Backlog)): its deadline until it is recorded Overdue, then
+/// its next escalation step; `None` once it is finished.
+pub fn next_due(item: &ActionItem, policy: &Policy, tz: Option<&jiff::tz::TimeZone>) -> Option<Timestamp> {
+    if matches!(item.spec.state, ActionItemState::Done | ActionItemState::WontDo) {
+        return None;
+    }
+    let due = effective_due(item, policy, tz);
+    let status = item.status.as_ref();
+    if status.and_then(|s| s.phase) != Some(ActionItemPhase::Overdue) {
+        return Some(due);
+    }
+    let fired = status.and_then(|s| s.escalation_level).unwrap_or(0) as usize;
+    let step = rungs(item, policy).into_iter().nth(fired)?;
+    due.checked_add(step.after.as_signed()).ok()
+}
+
 /// Pure: the item's status from its spec, observations, the policy and the time.
 pub fn decide(
     item: &ActionItem,

@@ -517,3 +517,31 @@ fn reporters_are_told_once_when_an_improvement_finishes_and_wont_do_says_why() {
         NotificationKind::Feedback
     );
 }
+
+#[test]
+fn next_due_is_the_deadline_then_each_escalation_step_then_nothing() {
+    let p = Policy::default();
+    let mut i = item(serde_json::json!({"dueAt": "2026-03-03T00:00:00Z",
+        "escalation": [{"after": "1h", "notify": ["lead"]}, {"after": "1d", "notify": ["director"]}]}));
+    assert_eq!(
+        next_due(&i, &p, None),
+        Some(ts("2026-03-03T00:00:00Z")),
+        "no status yet"
+    );
+    i.status = Some(ActionItemStatus {
+        phase: Some(ActionItemPhase::Overdue),
+        ..Default::default()
+    });
+    assert_eq!(
+        next_due(&i, &p, None),
+        Some(ts("2026-03-03T01:00:00Z")),
+        "Overdue: the first step"
+    );
+    i.status.as_mut().unwrap().escalation_level = Some(1);
+    assert_eq!(next_due(&i, &p, None), Some(ts("2026-03-04T00:00:00Z")));
+    i.status.as_mut().unwrap().escalation_level = Some(2);
+    assert_eq!(next_due(&i, &p, None), None, "every step fired");
+    i.spec.state = ActionItemState::Done;
+    i.status = None;
+    assert_eq!(next_due(&i, &p, None), None, "finished");
+}

@@ -327,6 +327,17 @@ fn next_analysis(canary: &Canary, obs: &Observations) -> Option<Timestamp> {
     Some(from_last.map_or(from_step, |l| l.max(from_step)))
 }
 
+/// When the Canary's decision is next due, read from the Canary alone (what orders a backlog): now,
+/// while a rollout is under way (its steps are timed); `None` at rest.
+pub fn next_due(canary: &Canary) -> Option<Timestamp> {
+    let phase = canary.status.as_ref().and_then(|s| s.phase)?;
+    matches!(
+        phase,
+        CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting
+    )
+    .then_some(Timestamp::MIN)
+}
+
 /// Pure: the next status, the actions to take and when to look again.
 pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     let old = canary.status.clone().unwrap_or_default();

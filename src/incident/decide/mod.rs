@@ -77,6 +77,28 @@ fn outcomes_line(c: &ActionItemCounts) -> String {
     )
 }
 
+/// When the incident's decision is next due by the clock, read from the incident alone (what orders
+/// a backlog): its postmortem's deadline, until the postmortem is done or recorded overdue.
+pub fn next_due(incident: &Incident, policy: &Policy) -> Option<Timestamp> {
+    let spec = &incident.spec;
+    if spec.postmortem.as_ref().and_then(|p| p.completed_at.as_ref()).is_some() {
+        return None;
+    }
+    let recorded = incident
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, POSTMORTEM_OVERDUE))
+        .is_some_and(|c| c.status == "True");
+    if recorded {
+        return None;
+    }
+    let resolved = spec.resolved_at.as_ref()?;
+    resolved
+        .0
+        .checked_add(policy.postmortem_due_for(spec.severity).as_signed())
+        .ok()
+}
+
 /// Pure: the incident's status from its spec, its items, the policy and the time.
 pub fn decide(incident: &Incident, items: &[FollowUp], policy: &Policy, now: Timestamp) -> Decision {
     let spec = &incident.spec;
@@ -406,5 +428,30 @@ mod tests {
                 .postmortem_due_at,
             Some(Time(ts("2026-02-01T01:00:00Z")))
         );
+    }
+
+    #[test]
+    fn next_due_is_the_postmortem_deadline_until_done_or_recorded() {
+        let p = Policy::default();
+        assert_eq!(
+            next_due(&incident(|_| {}), &p),
+            None,
+            "not resolved: nothing due by the clock"
+        );
+        let resolved = incident(|s| s.resolved_at = Some(Time(ts("2026-03-01T00:00:00Z"))));
+        let due = next_due(&resolved, &p).expect("a postmortem deadline");
+        assert!(due > ts("2026-03-01T00:00:00Z"));
+        let overdue = decide(&resolved, &[], &p, due);
+        let recorded = Incident {
+            status: Some(overdue.status),
+            ..resolved.clone()
+        };
+        assert_eq!(next_due(&recorded, &p), None, "recorded overdue");
+        let done = incident(|s| {
+            s.resolved_at = Some(Time(ts("2026-03-01T00:00:00Z")));
+            s.postmortem =
+                Some(serde_json::from_value(serde_json::json!({"completedAt": "2026-03-02T00:00:00Z"})).unwrap());
+        });
+        assert_eq!(next_due(&done, &p), None, "postmortem done");
     }
 }

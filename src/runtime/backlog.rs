@@ -1,0 +1,282 @@
+//! Deadlines first. kube's controller queue has no order: when every reconcile slot is taken, what is
+//! due waits in a hash set with everything else, so during a cold start an item falling due waited
+//! behind the first statuses of up to 100,000 others (3–10 s). The watch's objects therefore do not go
+//! to the controller directly: each kind's [`Backlog`] orders them by the instant its pure decision is
+//! next due (the kind's `next_due`, read from the cached object: a deadline, an escalation step, a
+//! step under way), and hands them over only as fast as reconciles finish, a little ahead of them.
+//! So the controller's own queue stays short, and the object due soonest is always the next one in.
+//! With no backlog an object is handed over at once, as before.
+//!
+//! The backlog also takes back what waited at the [`ApiGate`] while the apiserver was away, in the
+//! same order.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, Stream, future::BoxFuture};
+use jiff::Timestamp;
+use kube::{
+    core::DeserializeGuard,
+    runtime::{controller::Action, reflector::ObjectRef, reflector::Store},
+};
+
+use super::{
+    CachedKind,
+    gate::{ApiGate, Key},
+    reconcile::CONCURRENCY,
+    watch::guard_key,
+};
+use crate::error::Result;
+
+/// Objects handed to the controller and not started yet, plus reconciles running, at most: enough to
+/// keep every reconcile slot busy, few enough that the controller's unordered queue stays short.
+pub const WINDOW: usize = 2 * CONCURRENCY as usize;
+/// An object handed over that has not started within this is no longer counted (the controller
+/// drops a trigger whose object was deleted meanwhile).
+const HANDED_FOR: Duration = Duration::from_secs(10);
+/// How often the feed looks again without being told (the gate reopening, handed objects expiring).
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// When the decision about an object is next due, from the cached object alone (pure, cheap): `None`
+/// when nothing is due by the clock.
+pub type NextDue<K> = Box<dyn Fn(&K) -> Option<Timestamp> + Send + Sync>;
+
+/// The objects of one kind waiting to be reconciled, in deadline order (see the module docs).
+pub struct Backlog<K: CachedKind> {
+    kind: &'static str,
+    next_due: NextDue<K>,
+    gate: Arc<ApiGate>,
+    store: Store<DeserializeGuard<K>>,
+    queue: Mutex<Queue>,
+    running: AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl<K: CachedKind> Backlog<K> {
+    pub fn new(gate: Arc<ApiGate>, store: Store<DeserializeGuard<K>>, next_due: NextDue<K>) -> Arc<Self> {
+        Arc::new(Self {
+            kind: super::kind_of::<K>(),
+            next_due,
+            gate,
+            store,
+            queue: Mutex::default(),
+            running: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().expect("backlog lock")
+    }
+
+    fn due_of(&self, guard: &DeserializeGuard<K>) -> Timestamp {
+        // An object that does not decode is reported at once: nothing about it is ever due later.
+        guard
+            .0
+            .as_ref()
+            .map_or(Timestamp::MIN, |obj| (self.next_due)(obj).unwrap_or(Timestamp::MAX))
+    }
+
+    /// A changed (or listed) object, to reconcile.
+    pub fn push(&self, guard: &DeserializeGuard<K>) {
+        let due = self.due_of(guard);
+        self.lock().push(guard_key(guard), due);
+        self.changed.notify_one();
+    }
+
+    /// The next object to hand over, if the gate is open, the cache holds its first full list (so the
+    /// whole cold start is in order before the first is handed over) and the window has room.
+    fn next(&self) -> Option<ObjectRef<DeserializeGuard<K>>> {
+        if !self.gate.is_open() || !super::watch::synced(&self.store) {
+            return None;
+        }
+        for (ns, name) in self.gate.take_parked(self.kind) {
+            // Not in the cache (a relist under way, or deleted): last; the controller skips the gone.
+            let due = self
+                .store
+                .get(&ObjectRef::new(&name).within(&ns))
+                .map_or(Timestamp::MAX, |guard| self.due_of(&guard));
+            self.lock().push((ns, name), due);
+        }
+        let room = WINDOW.saturating_sub(self.running.load(Ordering::Acquire));
+        // An object deleted meanwhile is handed over too: the controller drops it (the cache may not
+        // hold an object yet, during a relist, so its absence says nothing) and it stops counting after
+        // HANDED_FOR.
+        let (ns, name) = self.lock().next(room, Instant::now())?;
+        Some(ObjectRef::new(&name).within(&ns))
+    }
+
+    /// The objects to reconcile, as the controller can take them.
+    pub fn feed(self: Arc<Self>) -> impl Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static {
+        futures::stream::unfold(self, |backlog| async move {
+            loop {
+                if let Some(object) = backlog.next() {
+                    return Some((object, backlog));
+                }
+                let _ = tokio::time::timeout(RECHECK, backlog.changed.notified()).await;
+            }
+        })
+    }
+
+    /// `reconcile`, counted: a reconcile that starts takes its object out of the handed ones, one that
+    /// ends makes room for the next.
+    pub fn paced<C, F, Fut>(
+        self: &Arc<Self>,
+        mut reconcile: F,
+    ) -> impl FnMut(Arc<DeserializeGuard<K>>, Arc<C>) -> BoxFuture<'static, Result<Action>> + use<C, F, Fut, K>
+    where
+        F: FnMut(Arc<DeserializeGuard<K>>, Arc<C>) -> Fut,
+        Fut: Future<Output = Result<Action>> + Send + 'static,
+    {
+        let backlog = self.clone();
+        move |obj, ctx| {
+            backlog.lock().started(&guard_key(&obj));
+            backlog.running.fetch_add(1, Ordering::AcqRel);
+            let running = Running(backlog.clone());
+            let reconciled = reconcile(obj, ctx);
+            async move {
+                let _running = running;
+                reconciled.await
+            }
+            .boxed()
+        }
+    }
+}
+
+/// A reconcile under way; its end makes room in the window.
+struct Running<K: CachedKind>(Arc<Backlog<K>>);
+
+impl<K: CachedKind> Drop for Running<K> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// The order of a backlog (pure): objects by when they are due, then by key.
+#[derive(Debug, Default)]
+pub struct Queue {
+    order: BTreeSet<(Timestamp, Key)>,
+    queued: HashMap<Key, Timestamp>,
+    /// Handed to the controller, not started yet, since when.
+    handed: HashMap<Key, Instant>,
+}
+
+impl Queue {
+    /// Queues `key`, due at `due` (replacing an earlier due time: the newest object says). An object
+    /// handed over and not started yet stays as it is: its reconcile reads the newest cached object.
+    pub fn push(&mut self, key: Key, due: Timestamp) {
+        if self.handed.contains_key(&key) {
+            return;
+        }
+        if let Some(old) = self.queued.insert(key.clone(), due) {
+            self.order.remove(&(old, key.clone()));
+        }
+        self.order.insert((due, key));
+    }
+
+    /// The reconcile of `key` started (or its object is gone).
+    pub fn started(&mut self, key: &Key) {
+        self.handed.remove(key);
+    }
+
+    /// The object due soonest, to hand over at `now`, while fewer than `room` are handed and not
+    /// started.
+    pub fn next(&mut self, room: usize, now: Instant) -> Option<Key> {
+        self.handed.retain(|_, at| now.duration_since(*at) < HANDED_FOR);
+        if self.handed.len() >= room {
+            return None;
+        }
+        let (_, key) = self.order.pop_first()?;
+        self.queued.remove(&key);
+        if self.queued.is_empty() {
+            // A cold start's backlog is gone: so is the memory it took.
+            self.queued.shrink_to_fit();
+        }
+        self.handed.insert(key.clone(), now);
+        Some(key)
+    }
+
+    /// How many objects wait.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        ("team".to_string(), name.to_string())
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn what_is_due_soonest_goes_first_and_first_statuses_last() {
+        let mut q = Queue::default();
+        q.push(key("first-status-a"), Timestamp::MAX);
+        q.push(key("due-later"), at(60));
+        q.push(key("first-status-b"), Timestamp::MAX);
+        q.push(key("due-now"), at(0));
+        let now = Instant::now();
+        let order: Vec<String> = std::iter::from_fn(|| q.next(10, now)).map(|k| k.1).collect();
+        assert_eq!(order, ["due-now", "due-later", "first-status-a", "first-status-b"]);
+    }
+
+    #[test]
+    fn a_full_window_holds_the_rest_until_reconciles_start() {
+        let mut q = Queue::default();
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            q.push(key(name), at(i as i64));
+        }
+        let now = Instant::now();
+        assert_eq!(q.next(2, now), Some(key("a")));
+        assert_eq!(q.next(2, now), Some(key("b")));
+        assert_eq!(q.next(2, now), None, "two handed, none started");
+        q.started(&key("a"));
+        assert_eq!(q.next(2, now), Some(key("c")));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_change_moves_an_object_and_a_handed_one_is_not_queued_twice() {
+        let mut q = Queue::default();
+        q.push(key("a"), at(100));
+        q.push(key("b"), at(50));
+        // a changed: now due first.
+        q.push(key("a"), at(10));
+        assert_eq!(q.len(), 2);
+        let now = Instant::now();
+        assert_eq!(q.next(10, now), Some(key("a")));
+        // a changes again before its reconcile starts: that reconcile reads the newest object.
+        q.push(key("a"), at(0));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next(10, now), Some(key("b")));
+    }
+
+    #[test]
+    fn an_object_handed_over_and_never_started_stops_counting() {
+        let mut q = Queue::default();
+        q.push(key("deleted"), at(0));
+        q.push(key("next"), at(1));
+        let now = Instant::now();
+        assert_eq!(q.next(1, now), Some(key("deleted")));
+        assert_eq!(q.next(1, now), None);
+        assert_eq!(q.next(1, now + HANDED_FOR), Some(key("next")));
+    }
+}
