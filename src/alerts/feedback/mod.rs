@@ -154,7 +154,14 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         return answer(StatusCode::SERVICE_UNAVAILABLE, "standby replica: not the leader");
     }
     let namespace = settings.namespace.clone().unwrap_or_else(|| r.namespace.clone());
-    match r.feedback.take(&items, &namespace, &f).await {
+    let taken = r.feedback.take(&items, &namespace, &f).await;
+    answer_taken(&r, &namespace, &f, taken)
+}
+
+/// The answer to a post the intake took (or could not): one line the sender can act on.
+fn answer_taken(r: &Receiver, namespace: &str, f: &payload::Feedback, taken: crate::Result<Taken>) -> Response {
+    let settings = &r.ctx.policy.feedback;
+    match taken {
         Ok(Taken::Counted { name, opened, signals }) => {
             r.metrics.feedback_received.inc();
             let what = if opened { "opened" } else { "updated" };
