@@ -462,11 +462,15 @@ async fn an_effective_improvement_tells_each_reporter_once_with_the_numbers() {
         (post(&env, Some(TOKEN), body.to_string()).await.0 == 200).then_some(())
     })
     .await;
-    wait_for(Duration::from_secs(10), "the signal counted", || async {
-        (env.item_status(&name).await?.feedback?.signals == 5).then_some(())
+    // The controller decided on the item with the new signal (its rationale counts it): a second
+    // notice would be recorded as pending in that very status, before any send.
+    let after = wait_for(Duration::from_secs(10), "the signal decided on", || async {
+        let s = env.item_status(&name).await?;
+        s.ranking.as_ref()?.rationale.contains("5 signals").then_some(s)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let record = after.notifications.unwrap();
+    assert_eq!((record.pending, record.sent), (None, 1), "told once");
     assert_eq!(notices("/json").len(), 1, "told once");
     assert_eq!(notices("/slack").len(), 1, "told once");
 }
