@@ -22,7 +22,7 @@ use crate::{
     action_item::{self, ActionItemContext},
     alerts::{self, Receiver},
     api::{self, ActionItem, Canary, Incident},
-    canary::{self, CanaryContext},
+    canary::{self, CanaryContext, suspects_watch::RolloutHistories},
     error::{Error, Result},
     incident::{self, IncidentContext, follow_ups::FollowUps},
     metrics::Metrics,
@@ -235,7 +235,7 @@ impl Kinds {
     }
 
     /// Runs the three controllers until `shutdown`. An incident wakes its items, an item its
-    /// incident, a Canary the items it can verify.
+    /// incident, a Canary the items it can verify and the incidents that look for its rollouts.
     async fn run(&self, writers: CacheWriters, shutdown: Shutdown) {
         let (wake_incidents, incidents_woken) = watch::trigger();
         let (wake_items, items_woken) = watch::trigger();
@@ -246,6 +246,7 @@ impl Kinds {
             wake_items.clone(),
             shutdown.clone(),
         );
+        let histories = RolloutHistories::new(self.incidents.incidents.clone(), wake_incidents.clone());
         let items = action_item::controller(
             self.items.clone(),
             writers.items,
@@ -258,6 +259,7 @@ impl Kinds {
             writers.canaries,
             writers.deployments,
             wake_items,
+            histories,
             shutdown,
         );
         tokio::join!(incidents, items, canaries);

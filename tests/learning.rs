@@ -3,7 +3,7 @@
 //! Effective whose alert group fires again regresses (one new Incident naming the one it recurs, the
 //! follow-up `Regressed`, its owner told once, through a SIGKILL), a human marking the recurrence
 //! unrelated withdraws it; a Canary promotion followed by an alert-opened Incident on the same service
-//! makes that promotion a suspected change.
+//! makes that promotion a suspected change; the Incident a rollback opened suspects nothing.
 
 mod common;
 
@@ -352,10 +352,16 @@ async fn five_rollouts_give_the_hand_computed_dora_figures_in_the_report_and_the
     env.canary("web", spec).await;
     env.canary_phase("web", CanaryPhase::Idle).await;
     roll(&env, "v2", true, 1).await;
-    roll(&env, "v3", false, 2).await;
+    let v3 = roll(&env, "v3", false, 2).await[1].started_at.0;
     // A SIGKILL between the steps: the history is in status, nothing is lost or counted twice.
     env.kill_operator().await;
     env.restart_operator().await;
+    // Timestamps have seconds: v4 must start in a later second than v3 (the incident's start below),
+    // else it was under way when the incident started, and a suspect.
+    wait_for(WAIT, "a second past v3's start", || async {
+        (jiff::Timestamp::now() >= v3 + jiff::SignedDuration::from_secs(1)).then_some(())
+    })
+    .await;
     roll(&env, "v4", true, 3).await;
     roll(&env, "v5", false, 4).await;
     let all = roll(&env, "v6", true, 5).await;
@@ -464,4 +470,45 @@ async fn five_rollouts_give_the_hand_computed_dora_figures_in_the_report_and_the
     .await;
     assert_eq!(env.op().metric_sum("kaizen_deployments_total").await, 0.0);
     assert_eq!(rollouts(&env, 5).await, all);
+}
+
+/// A rollback whose Canary opens an Incident: that Incident is the rollout's own record. It does not
+/// suspect the Canary's previous promotion (its target's name is its service here), and the only
+/// recovery sample is the Canary's rollback.
+#[tokio::test]
+async fn an_incident_a_rollback_opened_suspects_nothing_and_records_no_recovery_of_its_own() {
+    let env = Env::start("learn-own", &prometheus_policy()).await;
+    env.target("web", "v1", 2).await;
+    merge(
+        &env.deployments,
+        "web",
+        json!({"metadata": {"labels": {"app.kubernetes.io/name": "web"}}}),
+    )
+    .await;
+    let spec = kaizen::api::canary::CanarySpec {
+        on_rollback: common::build::open_incident(kaizen::api::incident::Severity::Sev3),
+        ..canary("web", vec![set_weight(50), common::build::pause_until_resumed()])
+    };
+    env.canary("web", spec).await;
+    env.canary_phase("web", CanaryPhase::Idle).await;
+    roll(&env, "v2", true, 1).await;
+    let all = roll(&env, "v3", false, 2).await;
+    let opened = all[1]
+        .incident_ref
+        .clone()
+        .expect("the rollback opened an Incident")
+        .name;
+    let status = wait_for(WAIT, "the rollback's Incident reconciled", || async {
+        let s = env.incident_status(&opened).await?;
+        s.phase.is_some().then_some(s)
+    })
+    .await;
+    assert!(status.suspected_changes.is_empty(), "{:?}", status.suspected_changes);
+    let op = env.op();
+    let incident_failures = op.metric("kaizen_change_failures_total", "cause=\"incident\"").await;
+    assert_eq!(incident_failures.unwrap_or(0.0), 0.0);
+    assert_eq!(
+        op.metric_sum("kaizen_failed_deployment_recovery_seconds_count").await,
+        1.0
+    );
 }

@@ -26,6 +26,7 @@ use crate::{
         canary::{Canary, CanaryPhase, PROMOTED},
         conditions,
     },
+    incident::decide::recurrence::RECURRENCE_LOOKAHEAD,
     policy::addresses::AllowedAddress,
     runtime::Context,
 };
@@ -62,24 +63,47 @@ pub async fn observe(ctx: &ActionItemContext, item: &ActionItem, ns: &str, now: 
     }
 }
 
-/// The Incident that recurs the item's incident: the next episode of its alert group, found by name
-/// in the cache (no scan), once that Incident's status says it recurs this one.
+/// The Incident that recurs the item's incident: a later episode of its alert group, found by name
+/// in the cache (no scan), once that Incident's status says it recurs the one before.
 pub fn recurrence(incidents: &Store<DeserializeGuard<Incident>>, item: &ActionItem, ns: &str) -> Option<Recurrence> {
     let name = &item.spec.incident_ref.as_ref()?.name;
-    let cached = |n: &str| incidents.get(&ObjectRef::new(n).within(ns));
+    first_recurrence(name, |n| incidents.get(&ObjectRef::new(n).within(ns)))
+}
+
+/// The first episode after `name` that recurs it for real: episodes marked unrelated are walked
+/// past (at most [`RECURRENCE_LOOKAHEAD`]), else the first of those, marked unrelated.
+fn first_recurrence(
+    name: &str,
+    cached: impl Fn(&str) -> Option<Arc<DeserializeGuard<Incident>>>,
+) -> Option<Recurrence> {
     let incident = cached(name)?;
-    let incident = incident.0.as_ref().ok()?;
-    let labels = incident.metadata.labels.as_ref()?;
+    let labels = incident.0.as_ref().ok()?.metadata.labels.as_ref()?;
+    let group = labels.get(GROUP_LABEL)?;
     let episode: u32 = labels.get(EPISODE_LABEL)?.parse().ok()?;
-    let next = incident_name(labels.get(GROUP_LABEL)?, episode + 1);
-    let next = cached(&next)?;
-    let next = next.0.as_ref().ok()?;
-    let status = next.status.as_ref()?;
-    (status.recurrence_of.as_ref() == Some(name)).then(|| Recurrence {
-        incident: next.name_any(),
-        opened_at: next.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        unrelated: status.recurrence_unrelated.is_some(),
-    })
+    let mut of = name.to_string();
+    let mut unrelated = None;
+    for n in episode + 1..=episode + RECURRENCE_LOOKAHEAD {
+        let Some(next) = cached(&incident_name(group, n)) else {
+            break;
+        };
+        let Some(next) = next.0.as_ref().ok() else {
+            break;
+        };
+        let Some(status) = next.status.as_ref().filter(|s| s.recurrence_of.as_ref() == Some(&of)) else {
+            break;
+        };
+        let found = Recurrence {
+            incident: next.name_any(),
+            opened_at: next.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            unrelated: status.recurrence_unrelated.is_some(),
+        };
+        if !found.unrelated {
+            return Some(found);
+        }
+        unrelated.get_or_insert(found);
+        of = next.name_any();
+    }
+    unrelated
 }
 
 /// Where the Canaries that can verify `item` stand.
@@ -197,5 +221,56 @@ async fn read_window(ctx: &Context, address: &AllowedAddress, o: &Outcome, windo
                 transient: false,
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::api::incident::{IncidentSpec, IncidentStatus, RecurrenceUnrelated};
+
+    fn episode(n: u32, unrelated: bool) -> (String, Arc<DeserializeGuard<Incident>>) {
+        let spec: IncidentSpec = serde_json::from_value(serde_json::json!({"title": "t", "severity": "SEV2"})).unwrap();
+        let name = incident_name("abc", n);
+        let mut i = Incident::new(&name, spec);
+        i.metadata.labels = Some(
+            [
+                (GROUP_LABEL.to_string(), "abc".to_string()),
+                (EPISODE_LABEL.to_string(), n.to_string()),
+            ]
+            .into(),
+        );
+        i.status = Some(IncidentStatus {
+            recurrence_of: (n > 1).then(|| incident_name("abc", n - 1)),
+            recurrence_unrelated: unrelated.then(|| RecurrenceUnrelated {
+                value: "no".into(),
+                at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+            }),
+            ..Default::default()
+        });
+        (name, Arc::new(DeserializeGuard(Ok(i))))
+    }
+
+    fn found(episodes: &[(u32, bool)]) -> Option<(String, bool)> {
+        let cache: HashMap<String, Arc<DeserializeGuard<Incident>>> =
+            episodes.iter().map(|&(n, u)| episode(n, u)).collect();
+        first_recurrence("alert-abc", |n| cache.get(n).cloned()).map(|r| (r.incident, r.unrelated))
+    }
+
+    #[test]
+    fn recurrences_marked_unrelated_are_walked_past_up_to_five_episodes() {
+        let unrelated = |n| (n, true);
+        assert_eq!(found(&[(1, false)]), None);
+        assert_eq!(found(&[(1, false), (2, false)]), Some(("alert-abc-2".into(), false)));
+        assert_eq!(
+            found(&[(1, false), unrelated(2), unrelated(3), (4, false)]),
+            Some(("alert-abc-4".into(), false))
+        );
+        // Only unrelated ones, or the real one too far ahead: the first, marked unrelated.
+        assert_eq!(found(&[(1, false), unrelated(2)]), Some(("alert-abc-2".into(), true)));
+        let far: Vec<(u32, bool)> = (1..=7).map(|n| (n, n > 1 && n < 7)).collect();
+        assert_eq!(found(&far), Some(("alert-abc-2".into(), true)));
     }
 }

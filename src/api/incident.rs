@@ -17,6 +17,11 @@ pub const FOLLOW_UP_COMPLETE: &str = "FollowUpComplete";
 /// `Regressed` conditions the recurrence set on the earlier Incident's follow-ups are withdrawn.
 pub const ANNOTATION_RECURRENCE_UNRELATED: &str = "kaizen.dev/recurrence-unrelated";
 
+/// Label a Canary sets on the Incident its rollback opens: the Canary's name. Such an Incident is
+/// that rollout's own record (the Canary counts its change failure and recovery), so it suspects
+/// no changes and records no recovery time of its own.
+pub const OPENED_BY_CANARY_LABEL: &str = "kaizen.dev/canary";
+
 /// An incident: what happened, how bad it was, and when. Kaizen derives its phase, its durations, the
 /// postmortem deadline and the progress of its follow-up ActionItems into status.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -264,7 +269,8 @@ pub struct SuspectedChange {
     /// When it promoted (absent while it was still under way when last looked at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<Time>,
-    /// How long before the incident started it promoted (or, under way, started), e.g. `12m`.
+    /// How long before the incident started it promoted (or, under way when the incident started,
+    /// started), e.g. `12m`.
     #[schemars(length(max = 32))]
     pub before: String,
 }

@@ -33,7 +33,7 @@ use super::{
 use crate::{
     api::{
         canary::Canary,
-        incident::{Incident, IncidentSpec},
+        incident::{Incident, IncidentSpec, OPENED_BY_CANARY_LABEL},
     },
     api::{
         canary::{CanaryStatus, RolloutRecord, RolloutResult},
@@ -406,7 +406,7 @@ impl<'a> Io<'a> {
         let mut inc = Incident::new(&req.name, spec);
         inc.metadata.namespace = Some(self.ns.to_string());
         let mut labels = BTreeMap::from([
-            ("kaizen.dev/canary".to_string(), self.canary.name_any()),
+            (OPENED_BY_CANARY_LABEL.to_string(), self.canary.name_any()),
             ("kaizen.dev/revision".to_string(), req.revision.clone()),
         ]);
         // The Incident belongs to the Canary's shard, so the release that rolled back also tracks it.

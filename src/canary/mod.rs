@@ -20,6 +20,7 @@ pub mod kept_checks;
 pub mod observe;
 pub mod release;
 pub mod revision;
+pub mod suspects_watch;
 pub mod templates;
 
 pub use self::context::CanaryContext;
@@ -233,12 +234,14 @@ pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>)
 
 /// Runs the Canary controller on the one Canary watch and the one Deployment watch. A change of a
 /// target (its template, its ready pods) or of a primary (owner-referenced by its Canary) moves the
-/// Canaries that depend on it; a Canary whose verdict inputs change wakes the items it can verify.
+/// Canaries that depend on it; a Canary whose verdict inputs change wakes the items it can verify,
+/// and one whose rollout history changes the Incidents that look for suspects (`histories`).
 pub fn controller(
     ctx: Arc<CanaryContext>,
     canary_writer: Writer<DeserializeGuard<Canary>>,
     deployment_writer: Writer<DynamicObject>,
     wake_items: Trigger<ActionItem>,
+    mut histories: suspects_watch::RolloutHistories,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
     let remembered = ctx.clone();
@@ -253,6 +256,7 @@ pub fn controller(
             forget_checks_of_the_gone(&remembered, event);
         })
         .inspect(move |event| verdicts.observe(event))
+        .inspect(move |event| histories.observe(event))
         .applied_objects();
     let deployment_changes = reflector::reflector(
         deployment_writer,

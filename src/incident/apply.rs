@@ -7,7 +7,7 @@ use super::decide;
 use crate::{
     api::{
         conditions,
-        incident::{Incident, IncidentPhase, IncidentStatus, POSTMORTEM_OVERDUE, SuspectedChange},
+        incident::{Incident, IncidentStatus, POSTMORTEM_OVERDUE, SuspectedChange},
     },
     error::Result,
     metrics::{ChangeFailureLabels, ServiceLabels},
@@ -32,7 +32,7 @@ pub async fn apply(
         return Ok(written);
     }
     let old = incident.status.clone().unwrap_or_default();
-    count_change_failures(ctx, incident, &old, status);
+    count_change_failures(ctx, incident, status);
     if old.phase != status.phase {
         let phase: &str = status.phase.map(Into::into).unwrap_or_default();
         ctx.publish(
@@ -57,21 +57,14 @@ pub async fn apply(
     Ok(written)
 }
 
-/// The DORA figures this write recorded: each promoted rollout newly named a suspected change is a
-/// failed change, and an incident that suspects one recovers when it is first mitigated.
-fn count_change_failures(ctx: &IncidentContext, incident: &Incident, old: &IncidentStatus, new: &IncidentStatus) {
+/// The DORA figures this write recorded (decided in [`decide::dora`]): each promoted rollout newly
+/// named a suspected change, unless another cached Incident names it already, is a failed change;
+/// an incident that suspects one recovers when it first moves past Active.
+fn count_change_failures(ctx: &IncidentContext, incident: &Incident, new: &IncidentStatus) {
     let ns = incident.metadata.namespace.clone().unwrap_or_default();
     let m = &ctx.metrics;
-    let named = |s: &SuspectedChange| {
-        old.suspected_changes
-            .iter()
-            .any(|o| o.canary == s.canary && o.revision == s.revision && o.promoted_at.is_some())
-    };
-    for s in new
-        .suspected_changes
-        .iter()
-        .filter(|s| s.promoted_at.is_some() && !named(s))
-    {
+    let named_elsewhere = |s: &SuspectedChange| named_by_another(ctx, incident, &ns, s);
+    for s in decide::dora::failed_changes(incident, new, named_elsewhere) {
         m.change_failures
             .get_or_create(&ChangeFailureLabels {
                 namespace: ns.clone(),
@@ -80,25 +73,26 @@ fn count_change_failures(ctx: &IncidentContext, incident: &Incident, old: &Incid
             })
             .inc();
     }
-    let active = |p: Option<IncidentPhase>| p.is_none_or(|p| p == IncidentPhase::Active);
-    let (Some(first), Some(mitigated), Some(started)) = (
-        new.suspected_changes.first(),
-        incident
-            .spec
-            .mitigated_at
-            .as_ref()
-            .or(incident.spec.resolved_at.as_ref()),
-        decide::suspects::started(incident),
-    ) else {
-        return;
-    };
-    if active(old.phase) && !active(new.phase) {
-        let secs = mitigated.0.duration_since(started).as_secs().max(0);
+    if let Some((service, secs)) = decide::dora::recovery_sample(incident, new) {
         m.recovery_time
-            .get_or_create(&ServiceLabels {
-                namespace: ns,
-                service: first.service.clone(),
-            })
+            .get_or_create(&ServiceLabels { namespace: ns, service })
             .observe(secs as f64);
     }
+}
+
+/// Whether another Incident of `ns` in the cache names promoted rollout `s` (it was counted then).
+fn named_by_another(ctx: &IncidentContext, incident: &Incident, ns: &str, s: &SuspectedChange) -> bool {
+    ctx.incidents
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .any(|other| {
+            other.metadata.namespace.as_deref() == Some(ns)
+                && other.metadata.name != incident.metadata.name
+                && other.status.as_ref().is_some_and(|st| {
+                    st.suspected_changes
+                        .iter()
+                        .any(|o| o.promoted_at.is_some() && decide::dora::same_rollout(o, s))
+                })
+        })
 }

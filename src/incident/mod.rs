@@ -176,6 +176,14 @@ pub fn controller(
                     for (of, _) in [recurs(&before), recurs(&after)].into_iter().flatten() {
                         wake(&wake_items, follow_ups.items_of(&(key.0.clone(), of)));
                     }
+                    // Those of earlier episodes look past recurrences marked unrelated up to this one.
+                    let earlier =
+                        g.0.as_ref()
+                            .map(decide::recurrence::earlier_episodes)
+                            .unwrap_or_default();
+                    for of in earlier {
+                        wake(&wake_items, follow_ups.items_of(&(key.0.clone(), of)));
+                    }
                 }
             };
             match event {

@@ -1,6 +1,7 @@
 //! The Incident decision, pure: phase, durations, the postmortem deadline and the roll-up of its
 //! ActionItems, from the spec, the items' phases, the policy and the time.
 
+pub mod dora;
 pub mod recurrence;
 pub mod suspects;
 

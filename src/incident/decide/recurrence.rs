@@ -30,6 +30,24 @@ fn earlier(incident: &Incident) -> Option<(String, u32)> {
     (episode > 1).then(|| (incident_name(digest, episode - 1), episode - 1))
 }
 
+/// How many later episodes an item's incident looks through, past recurrences marked unrelated, for
+/// one that recurs it for real.
+pub const RECURRENCE_LOOKAHEAD: u32 = 5;
+
+/// The episodes before the one this Incident recurs, at most [`RECURRENCE_LOOKAHEAD`] back: their
+/// follow-ups look past the unrelated recurrences between them and this one.
+pub fn earlier_episodes(incident: &Incident) -> Vec<String> {
+    let Some((_, of)) = earlier(incident) else {
+        return vec![];
+    };
+    let labels = incident.metadata.labels.as_ref();
+    let Some(digest) = labels.and_then(|l| l.get(GROUP_LABEL)) else {
+        return vec![];
+    };
+    let from = (of + 1).saturating_sub(RECURRENCE_LOOKAHEAD).max(1);
+    (from..of).map(|e| incident_name(digest, e)).collect()
+}
+
 /// The recurrence as the status should record it: what was recorded stays (a recurrence marked
 /// unrelated is marked once, whatever the annotation does later).
 pub fn recurrence(incident: &Incident, now: Timestamp) -> Recurrence {
@@ -85,6 +103,14 @@ mod tests {
         assert_eq!((r.of.as_deref(), r.count), (Some("alert-abc"), Some(1)));
         let r = recurrence(&episode(Some("4")), now);
         assert_eq!((r.of.as_deref(), r.count), (Some("alert-abc-3"), Some(3)));
+    }
+
+    #[test]
+    fn the_episodes_before_the_recurred_one_are_at_most_five_back() {
+        assert!(earlier_episodes(&episode(Some("2"))).is_empty());
+        assert_eq!(earlier_episodes(&episode(Some("4"))), ["alert-abc", "alert-abc-2"]);
+        let far = earlier_episodes(&episode(Some("9")));
+        assert_eq!(far, ["alert-abc-4", "alert-abc-5", "alert-abc-6", "alert-abc-7"]);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Pure: which Canary rollouts an Incident suspects. A rollout of one of the incident's `services`
 //! that was under way when the incident started, or promoted at most `within` before, is a suspect;
 //! the nearest five are named, and a suspect once named stays (a Canary keeps only its last 20
-//! rollouts, and an incident's record must not change when they roll over).
+//! rollouts, and an incident's record must not change when they roll over), unless its Canary says
+//! the rollout ended without promoting. Incidents a Canary's rollback opened look for none.
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{
     canary::{RolloutRecord, RolloutResult},
     duration::Duration,
-    incident::{Incident, MAX_SUSPECTED_CHANGES, SuspectedChange},
+    incident::{Incident, MAX_SUSPECTED_CHANGES, OPENED_BY_CANARY_LABEL, SuspectedChange},
 };
 
 /// A Canary of one of the incident's services, as the cache has it.
@@ -29,9 +30,20 @@ pub fn started(incident: &Incident) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
-/// Whether suspects are still looked for: the incident names services and is not resolved.
+/// Whether a Canary's rollback opened the incident: it is that rollout's own record, whose change
+/// failure and recovery the Canary counts.
+pub fn opened_by_canary(incident: &Incident) -> bool {
+    incident
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(OPENED_BY_CANARY_LABEL))
+}
+
+/// Whether suspects are still looked for: the incident names services, is not resolved, and was not
+/// opened by a Canary's rollback (its own Canary's previous promotion would be named).
 pub fn looked_for(incident: &Incident) -> bool {
-    !incident.spec.services.is_empty() && incident.spec.resolved_at.is_none()
+    !incident.spec.services.is_empty() && incident.spec.resolved_at.is_none() && !opened_by_canary(incident)
 }
 
 /// The suspected changes: those already named, and the rollouts of `canaries` that qualify, nearest
@@ -45,6 +57,8 @@ pub fn suspects(incident: &Incident, canaries: &[CanaryRollouts<'_>], within: Si
     let Some(at) = started(incident) else {
         return found;
     };
+    // Named while under way, since rolled back, cancelled or superseded: it never served for good.
+    found.retain(|f| !ended_unpromoted(f, canaries));
     for c in canaries
         .iter()
         .filter(|c| incident.spec.services.iter().any(|s| s == c.service))
@@ -81,7 +95,8 @@ fn suspect(
         // Rolled back, dropped, replaced, or promoted too long before.
         _ => return None,
     };
-    let since = promoted_at.as_ref().unwrap_or(&r.started_at).0;
+    // Promoted after the incident started (it was under way then): measured from its start.
+    let since = promoted_at.as_ref().filter(|p| p.0 <= at).unwrap_or(&r.started_at).0;
     let before = at.duration_since(since).as_secs();
     Some(SuspectedChange {
         canary: c.canary.to_string(),
@@ -96,6 +111,19 @@ fn suspect(
 /// The moment a suspect is measured from: its promotion, else its start. The latest is the nearest.
 fn since(f: &SuspectedChange) -> Timestamp {
     f.promoted_at.as_ref().unwrap_or(&f.started_at).0
+}
+
+/// Whether the Canary of named suspect `f` still lists its rollout, ended without promoting.
+fn ended_unpromoted(f: &SuspectedChange, canaries: &[CanaryRollouts<'_>]) -> bool {
+    canaries
+        .iter()
+        .filter(|c| c.canary == f.canary)
+        .flat_map(|c| c.rollouts)
+        .any(|r| {
+            r.revision == f.revision
+                && r.started_at == f.started_at
+                && r.result.is_some_and(|res| res != RolloutResult::Promoted)
+        })
 }
 
 #[cfg(test)]
@@ -229,6 +257,67 @@ mod tests {
         assert_eq!(again[0].promoted_at, Some(Time(ts("2026-03-01T10:05:00Z"))));
         // Forgotten by the Canary: still named.
         assert_eq!(suspects(&inc, &[], WITHIN), found);
+    }
+
+    fn web(rollouts: &[RolloutRecord]) -> CanaryRollouts<'_> {
+        CanaryRollouts {
+            canary: "web",
+            service: "checkout",
+            rollouts,
+        }
+    }
+
+    fn named(inc: &mut Incident, canaries: &[CanaryRollouts<'_>]) -> Vec<SuspectedChange> {
+        let found = suspects(inc, canaries, WITHIN);
+        inc.status = Some(IncidentStatus {
+            suspected_changes: found.clone(),
+            ..Default::default()
+        });
+        found
+    }
+
+    #[test]
+    fn a_named_rollout_that_ends_without_promoting_is_dropped() {
+        let mut inc = incident(&["checkout"], "2026-03-01T10:00:00Z");
+        let running = [rollout("r2", "2026-03-01T09:50:00Z", None, None)];
+        assert_eq!(named(&mut inc, &[web(&running)]).len(), 1);
+        for ended in [
+            RolloutResult::RolledBack,
+            RolloutResult::Cancelled,
+            RolloutResult::Superseded,
+        ] {
+            let done = [rollout(
+                "r2",
+                "2026-03-01T09:50:00Z",
+                Some("2026-03-01T10:02:00Z"),
+                Some(ended),
+            )];
+            assert_eq!(suspects(&inc, &[web(&done)], WITHIN), [], "{ended:?}");
+        }
+    }
+
+    #[test]
+    fn a_promotion_after_the_start_is_measured_from_the_rollouts_start() {
+        let mut inc = incident(&["checkout"], "2026-03-01T10:00:00Z");
+        let running = [rollout("r2", "2026-03-01T09:50:00Z", None, None)];
+        named(&mut inc, &[web(&running)]);
+        let promoted = [rollout(
+            "r2",
+            "2026-03-01T09:50:00Z",
+            Some("2026-03-01T10:20:00Z"),
+            Some(RolloutResult::Promoted),
+        )];
+        let found = suspects(&inc, &[web(&promoted)], WITHIN);
+        assert_eq!(found[0].promoted_at, Some(Time(ts("2026-03-01T10:20:00Z"))));
+        assert_eq!(found[0].before, "10m");
+    }
+
+    #[test]
+    fn an_incident_a_canary_opened_looks_for_no_suspects() {
+        let mut inc = incident(&["checkout"], "2026-03-01T10:00:00Z");
+        assert!(looked_for(&inc));
+        inc.metadata.labels = Some([(OPENED_BY_CANARY_LABEL.to_string(), "web".to_string())].into());
+        assert!(!looked_for(&inc));
     }
 
     #[test]
