@@ -102,7 +102,7 @@ impl<'a> Planner<'a> {
     pub fn enter_step(&mut self, idx: i32) {
         let steps = &self.canary.spec.steps;
         self.s.current_step = Some(idx);
-        self.s.step_started_at = Some(Time(self.now));
+        self.s.step_started_at = Some(step_clock(self.now));
         match steps.get(idx as usize) {
             None => {
                 self.s.phase = Some(CanaryPhase::Promoting);
@@ -231,4 +231,15 @@ pub fn incident_name(canary: &str, revision: &str, retry: Option<&str>) -> Strin
         .unwrap_or_default();
     let base: String = canary.chars().take(253 - 10 - short.len() - attempt.len()).collect();
     format!("{base}-rollback-{short}{attempt}")
+}
+
+/// When a step starts, as the status holds it. Kubernetes timestamps keep whole seconds, so `now` is
+/// rounded up: rounded down (as serialization truncates), a step started at 10:00:50.99 would read
+/// back as 10:00:50 and a 1 s pause would end 10 ms after it began. Rounded up, a pause lasts at
+/// least what the spec asks, and at most a second more.
+pub fn step_clock(now: Timestamp) -> Time {
+    let whole = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Ceil);
+    Time(now.round(whole).unwrap_or(now))
 }

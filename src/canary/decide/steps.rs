@@ -1,9 +1,10 @@
 //! The step machine's transitions: initialization, and one rollout decision per reconcile (newer
 //! revision, abort, promote, analysis, progress deadline, the current step), then promotion.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-use super::{Action, Counted, Planner, Workload, canary_replicas, last_seen_ready, progress_deadline, started};
+use super::{
+    Action, Counted, Planner, Workload, canary_replicas, last_seen_ready, planner::step_clock, progress_deadline,
+    started,
+};
 use crate::api::canary::{
     ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, CanaryPhase,
     CanaryStatus, HandledAnnotations,
@@ -218,7 +219,7 @@ fn target_changed(p: &mut Planner<'_>, revision: &str, stable: &str, current: &s
 fn promote_now(p: &mut Planner<'_>, current: &str, v: &str) {
     p.s.phase = Some(CanaryPhase::Promoting);
     // The promotion's own deadline counts from here.
-    p.s.step_started_at = Some(Time(p.now));
+    p.s.step_started_at = Some(step_clock(p.now));
     p.event(
         false,
         "Promoting",
@@ -258,7 +259,7 @@ fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option
     let idx = p.s.current_step.unwrap_or(0) as usize;
     let Some(step_spec) = canary.spec.steps.get(idx) else {
         p.s.phase = Some(CanaryPhase::Promoting);
-        p.s.step_started_at = Some(Time(p.now));
+        p.s.step_started_at = Some(step_clock(p.now));
         return;
     };
     if let Some(w) = step_spec.set_weight {

@@ -322,6 +322,31 @@ fn a_timed_pause_ends_at_its_duration() {
     assert!(p.actions.contains(&Action::ScaleTarget(2)));
 }
 
+#[test]
+fn a_pause_never_ends_early_though_the_status_keeps_whole_seconds() {
+    let mut w = rolling();
+    w.tick(5);
+    // The analysis passes late in a second: the pause starts at x.99 s.
+    w.now += SignedDuration::from_millis(990);
+    w.analyse(MetricOutcome::Pass);
+    w.plan();
+    assert_eq!(w.status().current_step, Some(1));
+    let entered = w.now;
+    // The status as the apiserver serves it back (whole seconds).
+    let served: CanaryStatus = serde_json::from_value(serde_json::to_value(w.status()).unwrap()).unwrap();
+    let started = served.step_started_at.clone().unwrap().0;
+    assert!(started >= entered, "read back as {started}, entered at {entered}");
+    w.canary.status = Some(served);
+    // 9.95 s into the 10 s pause, another event reconciles it: the pause holds.
+    w.now = entered + SignedDuration::from_millis(9_950);
+    w.plan();
+    assert_eq!(w.status().current_step, Some(1), "a 10 s pause ended after 9.95 s");
+    // It ends within a second of its duration.
+    w.now = entered + SignedDuration::from_secs(11);
+    w.plan();
+    assert_eq!(w.status().current_step, Some(2));
+}
+
 /// Drives a rollout to the final pause (step 3, waiting for a human).
 fn at_final_pause() -> World {
     let mut w = rolling();
