@@ -190,6 +190,13 @@ async fn a_fix_judged_effective_regresses_when_its_alert_group_fires_again() {
         || async { (env.incident_status(&first).await?.action_items?.regressed == 1).then_some(()) },
     )
     .await;
+    // Delivery is recorded after the sink took it (at-least-once: a SIGKILL before the record re-sends
+    // with the same Idempotency-Key, which a CI run saw); wait for the record, then test "once".
+    wait_for(WAIT, "the notice's delivery recorded", || async {
+        let n = env.item_status("fix").await?.notifications?;
+        (n.pending.is_none() && n.regression_notified.as_deref() == Some(second.as_str())).then_some(())
+    })
+    .await;
     // Another SIGKILL and restart: no second notice, no third Incident.
     env.kill_operator().await;
     env.restart_operator().await;
