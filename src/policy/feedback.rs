@@ -133,11 +133,7 @@ impl FeedbackSettings {
                 "must differ from alertmanager.tokenSecretRef: whoever sends feedback must not be able to open Incidents",
             );
         }
-        let path_ok = self.path.starts_with('/')
-            && self.path.len() <= 256
-            && !["/metrics", "/healthz", "/readyz"].contains(&self.path.as_str())
-            && self.path[1..].split('/').all(|s| !s.is_empty() && !s.starts_with('{'));
-        if !path_ok {
+        if !super::is_receiver_path(&self.path) {
             return bad(
                 "path",
                 "must start with /, have no empty or {..} segments and not be /metrics, /healthz or /readyz",

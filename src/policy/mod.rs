@@ -28,7 +28,18 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_label_value(s: &str) -> bool {
+/// A path the receiver can serve a route on: absolute, at most 256 bytes, no empty or `{..}` segment,
+/// and none of the operator's own endpoints.
+pub(crate) fn is_receiver_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() <= 256
+        && !["/metrics", "/healthz", "/readyz"].contains(&path)
+        && path[1..].split('/').all(|s| !s.is_empty() && !s.starts_with('{'))
+}
+
+/// A Kubernetes label value (non-empty here): at most 63 alphanumerics, `-`, `_`, `.`, alphanumeric at
+/// both ends.
+pub(crate) fn is_label_value(s: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     (1..=63).contains(&s.len())
         && s.chars()
@@ -145,11 +156,7 @@ impl AlertmanagerSettings {
             }
             Some(_) => {}
         }
-        let path_ok = self.path.starts_with('/')
-            && self.path.len() <= 256
-            && !["/metrics", "/healthz", "/readyz"].contains(&self.path.as_str())
-            && self.path[1..].split('/').all(|s| !s.is_empty() && !s.starts_with('{'));
-        if !path_ok {
+        if !is_receiver_path(&self.path) {
             return bad(
                 "path",
                 "must start with /, have no empty or {..} segments and not be /metrics, /healthz or /readyz",

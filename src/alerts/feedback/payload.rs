@@ -94,7 +94,7 @@ pub fn parse(body: &[u8]) -> Result<Feedback, Malformed> {
         return bad(format!("reporter must have 1 to {MAX_REPORTER_CHARS} characters"));
     }
     let component = raw.component.trim().to_ascii_lowercase();
-    if !is_label_value(&component) {
+    if !crate::policy::is_label_value(&component) {
         return bad(
             "component must have 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
                 .into(),
@@ -138,15 +138,6 @@ pub fn parse(body: &[u8]) -> Result<Feedback, Malformed> {
         fingerprint,
         link,
     })
-}
-
-fn is_label_value(s: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    (1..=63).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && edge(s.chars().next())
-        && edge(s.chars().last())
 }
 
 /// A title as a pain point's identity: lowercase words of letters and digits, one space apart, so
