@@ -198,6 +198,8 @@ struct CacheWriters {
     items: Writer<DeserializeGuard<ActionItem>>,
     canaries: Writer<DeserializeGuard<Canary>>,
     deployments: Writer<kube::api::DynamicObject>,
+    sets: Writer<k8s_openapi::api::apps::v1::ReplicaSet>,
+    services: Writer<k8s_openapi::api::core::v1::Service>,
 }
 
 impl Kinds {
@@ -207,6 +209,8 @@ impl Kinds {
         let (items, item_writer) = watch::cache::<ActionItem>();
         let (canaries, canary_writer) = watch::cache::<Canary>();
         let (deployments, deployment_writer) = watch::deployment_cache();
+        let (sets, set_writer) = watch::plain_cache();
+        let (services, service_writer) = watch::plain_cache();
         // Which items follow up which incident: kept from the item watch, read by the incidents.
         let follow_ups = Arc::new(FollowUps::default());
         let kinds = Self {
@@ -223,13 +227,22 @@ impl Kinds {
                 canaries.clone(),
                 follow_ups,
             )),
-            canaries: Arc::new(CanaryContext::new(ctx.clone(), canaries, deployments, items)),
+            canaries: Arc::new(CanaryContext::new(
+                ctx.clone(),
+                canaries,
+                deployments,
+                items,
+                sets,
+                services,
+            )),
         };
         let writers = CacheWriters {
             incidents: incident_writer,
             items: item_writer,
             canaries: canary_writer,
             deployments: deployment_writer,
+            sets: set_writer,
+            services: service_writer,
         };
         (kinds, writers)
     }
@@ -256,8 +269,12 @@ impl Kinds {
         );
         let canaries = canary::controller(
             self.canaries.clone(),
-            writers.canaries,
-            writers.deployments,
+            canary::CanaryCaches {
+                canaries: writers.canaries,
+                deployments: writers.deployments,
+                sets: writers.sets,
+                services: writers.services,
+            },
             wake_items,
             histories,
             shutdown,
@@ -272,6 +289,8 @@ impl Kinds {
             store_ready("action items", self.items.items.clone()),
             store_ready("canaries", self.canaries.canaries.clone()),
             store_ready("deployments", self.canaries.deployments.clone()),
+            store_ready("replicasets", self.canaries.sets.clone()),
+            store_ready("services", self.canaries.services.clone()),
         ];
         async move {
             if futures::future::join_all(waits).await.into_iter().all(|ok| ok) {

@@ -2,23 +2,30 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
-use super::kept_checks::KeptChecks;
+use super::{kept_checks::KeptChecks, owned_sets::OwnedSets};
 use crate::{
     api::{ActionItem, Canary},
     runtime::{Context, KindWriter},
 };
 
 /// What a Canary reconcile works with: the shared [`Context`], the caches it reads (its Canaries, the
-/// Deployments they roll, the items they verify), its status writer, and the analysis checks it keeps
-/// unwritten.
+/// Deployments they roll, the ReplicaSets and Services Kaizen made for them, the items they verify),
+/// its status writer, and the analysis checks it keeps unwritten.
 pub struct CanaryContext {
     pub shared: Arc<Context>,
     pub canaries: Store<DeserializeGuard<Canary>>,
     /// Deployments as the apiserver serves them, so revisions hash the served JSON.
     pub deployments: Store<DynamicObject>,
     pub items: Store<DeserializeGuard<ActionItem>>,
+    /// Kaizen's ReplicaSets (label `kaizen.dev/canary`), one per revision of each Canary.
+    pub sets: Store<ReplicaSet>,
+    /// Which of [`Self::sets`] each Canary controls.
+    pub owned_sets: OwnedSets,
+    /// Kaizen's Services of gatewayAPI routing (label `kaizen.dev/canary`).
+    pub services: Store<Service>,
     pub writer: KindWriter<Canary>,
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`decide::recording`]).
@@ -31,6 +38,8 @@ impl CanaryContext {
         canaries: Store<DeserializeGuard<Canary>>,
         deployments: Store<DynamicObject>,
         items: Store<DeserializeGuard<ActionItem>>,
+        sets: Store<ReplicaSet>,
+        services: Store<Service>,
     ) -> Self {
         Self {
             writer: shared.kind_writer(),
@@ -38,6 +47,9 @@ impl CanaryContext {
             canaries,
             deployments,
             items,
+            sets,
+            owned_sets: OwnedSets::default(),
+            services,
             checks: KeptChecks::default(),
         }
     }

@@ -4,24 +4,25 @@
 //! then the status, written only when it changed, then Events and counters).
 //!
 //! Query templates: `{{ namespace }}`; `{{ role }}` is `primary` or `canary`; `{{ target }}` is the
-//! Deployment serving that role (`<target>-primary` for `primary`, the target itself for `canary`);
+//! ReplicaSet serving that role (`<target>-<hash>`, the prefix of its pods' names);
 //! `{{ interval }}` is the analysis interval in seconds (`60s`). A `thresholdRange` query runs once, as
 //! the canary, and must return exactly one series. A `comparison` runs one range query per role over the
 //! last interval (step interval/10, at least 1s); all values of all series of a role form its sample.
 //!
 //! Deleting a Canary hands the workload back ([`release`], finalizer `kaizen.dev/canary`): the target
-//! gets the last promoted template and the primary's replica count, and the primary is deleted once
-//! the target is available.
+//! is scaled to N again, and the Canary (with its ReplicaSets) goes once the target is available.
 
 pub mod apply;
 pub mod context;
 pub mod decide;
 pub mod kept_checks;
 pub mod observe;
+pub mod owned_sets;
 pub mod release;
 pub mod revision;
 pub mod suspects_watch;
 pub mod templates;
+pub mod writes;
 
 pub use self::context::CanaryContext;
 
@@ -42,7 +43,9 @@ use kube::{
 };
 use serde_json::json;
 
-use self::{apply::Io, decide::Lifecycle, observe::Workloads};
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+
+use self::{decide::Lifecycle, writes::Io, observe::Workloads, templates::CANARY_LABEL};
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
@@ -57,7 +60,9 @@ use crate::{
         backlog::Backlog,
         drain, error_policy, new_controller,
         scope::WatchScope,
-        watch::{Trigger, deployment_watch, guard_key, guard_meta, referrers, reflected, synced, wake},
+        watch::{
+            Trigger, deployment_watch, guard_key, guard_meta, labelled_watch, referrers, reflected, synced, wake,
+        },
     },
 };
 
@@ -75,7 +80,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) 
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
-    if !synced(&ctx.deployments) || !synced(&ctx.canaries) {
+    if !synced(&ctx.deployments) || !synced(&ctx.canaries) || !synced(&ctx.sets) || !synced(&ctx.services) {
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
     match decide::lifecycle(canary, FINALIZER) {
@@ -98,7 +103,7 @@ async fn roll(ctx: &CanaryContext, canary: &Canary, ns: &str) -> Result<Action> 
     let (recorded, guard) = ctx.writer.freshest(canary);
     let planned_from = with_kept_check(ctx, &recorded);
     let canary = planned_from.as_ref().unwrap_or(&recorded);
-    let workloads = Workloads::of(&ctx.deployments, ns, canary);
+    let workloads = Workloads::of(ctx, ns, canary);
     let obs = observe::observe(ctx, &workloads, canary, ns).await?;
     let now = Timestamp::now();
     let plan = decide::decide(canary, &obs, now);
@@ -120,7 +125,7 @@ fn with_kept_check(ctx: &CanaryContext, canary: &Canary) -> Option<Canary> {
 /// Deletion: hands the workload back, then lets the Canary go. A hand-back in progress is no error:
 /// it looks again when the target changes, or after [`HANDBACK_RETRY`].
 async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
-    let workloads = Workloads::of(&ctx.deployments, ns, canary);
+    let workloads = Workloads::of(ctx, ns, canary);
     if !Io::new(&workloads, ctx, ns, canary).release().await? {
         return Ok(Action::requeue(HANDBACK_RETRY));
     }
@@ -232,14 +237,22 @@ pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>)
     ctx.metrics.canary_weight_percent.set(weights);
 }
 
-/// Runs the Canary controller on the one Canary watch and the one Deployment watch. A change of a
-/// target (its template, its ready pods) or of a primary (owner-referenced by its Canary) moves the
-/// Canaries that depend on it; a Canary whose verdict inputs change wakes the items it can verify,
+/// The write halves of the caches the Canary controller's own watches fill.
+pub struct CanaryCaches {
+    pub canaries: Writer<DeserializeGuard<Canary>>,
+    pub deployments: Writer<DynamicObject>,
+    pub sets: Writer<ReplicaSet>,
+    pub services: Writer<Service>,
+}
+
+/// Runs the Canary controller on the one Canary watch, the one Deployment watch and the watches of
+/// the ReplicaSets and Services Kaizen makes (label `kaizen.dev/canary`). A change of a target (its
+/// template) or of a ReplicaSet or Service a Canary controls (its ready pods) moves the Canaries that
+/// depend on it; a Canary whose verdict inputs change wakes the items it can verify,
 /// and one whose rollout history changes the Incidents that look for suspects (`histories`).
 pub fn controller(
     ctx: Arc<CanaryContext>,
-    canary_writer: Writer<DeserializeGuard<Canary>>,
-    deployment_writer: Writer<DynamicObject>,
+    caches: CanaryCaches,
     wake_items: Trigger<ActionItem>,
     mut histories: suspects_watch::RolloutHistories,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -250,7 +263,7 @@ pub fn controller(
         seen: HashMap::new(),
         wake_items,
     };
-    let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone(), |_| {})
+    let canary_stream = reflected(&ctx, caches.canaries, ctx.canaries.clone(), |_| {})
         .inspect(move |event| {
             remembered.writer.observe(event);
             forget_checks_of_the_gone(&remembered, event);
@@ -258,12 +271,29 @@ pub fn controller(
         .inspect(move |event| verdicts.observe(event))
         .inspect(move |event| histories.observe(event))
         .applied_objects();
+    let scope = WatchScope::of(&ctx.policy);
+    let indexed = ctx.clone();
+    let set_changes = reflector::reflector(
+        caches.sets,
+        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.sets.clone(), CANARY_LABEL),
+    )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            indexed.owned_sets.observe(event);
+        }
+    })
+    .touched_objects();
+    let service_changes = reflector::reflector(
+        caches.services,
+        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.services.clone(), CANARY_LABEL),
+    )
+    .touched_objects();
     let deployment_changes = reflector::reflector(
-        deployment_writer,
+        caches.deployments,
         deployment_watch(
             &ctx.client,
             ctx.health.clone(),
-            &WatchScope::of(&ctx.policy),
+            &scope,
             ctx.deployments.clone(),
         ),
     )
@@ -276,6 +306,8 @@ pub fn controller(
             move |d: DynamicObject| canaries_of(&canaries, &d),
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
+        .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
+        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
@@ -345,22 +377,24 @@ impl Verdicts {
     }
 }
 
-/// The Canaries a change of Deployment `d` moves: those that target it, and its owner (a primary).
+/// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), if any.
+fn controlling_canary<K: Resource>(obj: &K) -> Option<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
+    let owner = obj
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "Canary" && o.controller == Some(true))?;
+    let ns = obj.meta().namespace.clone()?;
+    Some(kube::runtime::reflector::ObjectRef::new(&owner.name).within(&ns))
+}
+
+/// The Canaries a change of Deployment `d` moves: those that target it.
 fn canaries_of(
     canaries: &Store<DeserializeGuard<Canary>>,
     d: &DynamicObject,
 ) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let owners: Vec<String> = d
-        .owner_references()
-        .iter()
-        .filter(|o| o.kind == "Canary")
-        .map(|o| o.name.clone())
-        .collect();
-    let woken = referrers(canaries, &ns, |c| {
-        c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
-    });
+    let woken = referrers(canaries, &ns, |c| c.spec.target_ref.name == name);
     tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
     woken
 }

@@ -1,8 +1,11 @@
-//! What the Canary decision needs from the cluster and Prometheus: the target and the primary (from
-//! the shared Deployment cache), a rival Canary, the HTTPRoute, and the analysis queries when due.
+//! What the Canary decision needs from the cluster and Prometheus: the target (from the Deployment
+//! cache), the Canary's ReplicaSets (from the ReplicaSet cache), a rival Canary, the HTTPRoute, and
+//! the analysis queries when due.
+
+use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -16,36 +19,36 @@ use super::{
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
     revision::raw_revision,
     templates::{
-        REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
-        service_ports,
+        REPLICAS_ANNOTATION, REVISION_LABEL, canary_service_name, gateway_route, match_labels, primary_service_name,
+        service_ports, set_name,
     },
 };
 use crate::{
     analysis::Fetched,
-    api::canary::{ANNOTATION_COMMIT_TIME, Canary, ContainerImage, Metric},
+    api::canary::{ANNOTATION_COMMIT_TIME, Canary, CanaryPhase, ContainerImage, Metric},
     error::{Result, StepExt},
     policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
     runtime::Context,
 };
 
-/// Everything the step machine needs: the target and the primary (from the cache), a rival Canary,
-/// the route, the annotations and, when an analysis is due, its queries, judged.
+/// Everything the step machine needs: the target and the Canary's ReplicaSets (from the caches), a
+/// rival Canary, the route, the annotations and, when an analysis is due, its queries, judged.
 pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary, ns: &str) -> Result<Observations> {
     let target = workloads.target.as_ref().map(|(d, r)| (d, r.as_str()));
-    let primary = workloads.primary.as_ref();
+    let primary = workloads.stable(canary);
     // Checked on every reconcile, not only when analysis is due: a Canary naming an address the policy
     // refuses stalls before its rollout starts, and is never queried.
     let sources = metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
-        target: observe_target(canary, target, primary, rival(&ctx.canaries, canary, ns).as_deref()),
-        primary: observe_primary(primary),
+        target: observe_target(canary, workloads, rival(&ctx.canaries, canary, ns).as_deref()),
+        primary: observe_primary(workloads.stable_revision(canary).as_deref(), primary),
         route: observe_route(ctx, ns, canary).await?,
         annotations: Annotations::from_canary(canary),
         analysis: None,
         refused_source: sources.as_ref().err().cloned(),
         target_images: target.map(|(d, _)| images(d)).unwrap_or_default(),
-        primary_images: primary.map(images).unwrap_or_default(),
+        primary_images: primary.map(set_images).unwrap_or_default(),
         target_service: target.and_then(|(d, _)| service(d, &ctx.policy.changes.service_label)),
         target_committed_at: target.and_then(|(d, _)| committed_at(d)),
     };
@@ -84,6 +87,35 @@ pub fn workload(d: &Deployment) -> Workload {
     }
 }
 
+/// A ReplicaSet's replica counts as its controller last reported them: all its pods run its template.
+pub fn set_workload(set: &ReplicaSet) -> Workload {
+    let status = set.status.clone().unwrap_or_default();
+    Workload {
+        spec_replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        updated: status.replicas,
+        available: status.available_replicas.unwrap_or(0),
+        current: status.observed_generation.unwrap_or(0) >= set.metadata.generation.unwrap_or(0),
+        pods: status.replicas,
+    }
+}
+
+/// No pods, and nothing more to come: the canary side while the target holds the stable revision.
+fn parked() -> Workload {
+    Workload {
+        current: true,
+        ..Workload::default()
+    }
+}
+
+/// The containers of a ReplicaSet's pod template and their images (at most the 20 status keeps).
+pub fn set_images(set: &ReplicaSet) -> Vec<ContainerImage> {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .map(|t| ContainerImage::of_template(t).into_iter().take(20).collect())
+        .unwrap_or_default()
+}
+
 /// The containers of a Deployment's pod template and their images (at most the 20 status keeps).
 pub fn images(d: &Deployment) -> Vec<ContainerImage> {
     d.spec
@@ -110,22 +142,19 @@ pub fn committed_at(d: &Deployment) -> Option<Timestamp> {
     v.trim().parse().ok()
 }
 
-pub fn owned_by(d: &Deployment, canary: &Canary) -> bool {
+pub fn owned_by(set: &ReplicaSet, canary: &Canary) -> bool {
     let uid = canary.metadata.uid.as_deref();
-    d.owner_references()
+    set.owner_references()
         .iter()
         .any(|o| o.kind == "Canary" && Some(o.uid.as_str()) == uid)
 }
 
 /// The target as the step machine sees it. `rival` is another Canary of the same namespace that
-/// targets the same Deployment and was created first: it keeps the Deployment, this one stalls.
-pub fn observe_target(
-    canary: &Canary,
-    target: Option<(&Deployment, &str)>,
-    primary: Option<&Deployment>,
-    rival: Option<&str>,
-) -> TargetState {
-    let Some((target, target_revision)) = target else {
+/// targets the same Deployment and was created first: it keeps the Deployment, this one stalls. Its
+/// workload is the canary side: the Deployment itself until the Canary is initialized (its replicas
+/// are N), then the ReplicaSet of the target's revision (nothing while that is the stable one).
+pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str>) -> TargetState {
+    let Some((target, target_revision)) = workloads.target.as_ref() else {
         return TargetState::Missing;
     };
     let name = &canary.spec.target_ref.name;
@@ -141,12 +170,6 @@ pub fn observe_target(
     let Some(spec) = target.spec.as_ref() else {
         return TargetState::Invalid(format!("Deployment {name:?} has no spec."));
     };
-    if primary.is_some_and(|p| !owned_by(p, canary)) {
-        return TargetState::Invalid(format!(
-            "Deployment {:?} exists and is not managed by this Canary. Delete or rename it.",
-            primary_name(canary)
-        ));
-    }
     if gateway_route(canary).is_some() {
         if match_labels(target).is_empty() {
             return TargetState::Invalid(format!(
@@ -161,19 +184,40 @@ pub fn observe_target(
             ));
         }
     }
+    let workload = if workloads.stable_revision(canary) != recorded_stable(canary) {
+        // Not initialized (or its stable ReplicaSet deleted by hand): the Deployment serves, and N is
+        // its replicas, or the N a ReplicaSet of this Canary recorded.
+        let recorded_n = workloads.sets.values().find_map(|s| observe_primary(None, Some(s)).map(|p| p.total));
+        Workload {
+            spec_replicas: recorded_n.unwrap_or(workload(target).spec_replicas),
+            ..workload(target)
+        }
+    } else if workloads.stable_revision(canary).as_deref() == Some(target_revision.as_str()) {
+        parked()
+    } else {
+        workloads.set(target_revision).map(set_workload).unwrap_or_else(parked)
+    };
     TargetState::Found {
-        revision: target_revision.to_string(),
-        workload: workload(target),
+        revision: target_revision.clone(),
+        workload,
     }
 }
 
-pub fn observe_primary(primary: Option<&Deployment>) -> Option<Primary> {
-    let d = primary?;
-    let annotations = d.metadata.annotations.clone().unwrap_or_default();
-    let w = workload(d);
+/// The stable revision recorded past initialization.
+fn recorded_stable(canary: &Canary) -> Option<String> {
+    let status = canary.status.as_ref()?;
+    status.phase.filter(|p| *p != CanaryPhase::Initializing)?;
+    status.stable_revision.clone()
+}
+
+/// The stable side: the ReplicaSet of the stable revision.
+pub fn observe_primary(stable_revision: Option<&str>, set: Option<&ReplicaSet>) -> Option<Primary> {
+    let set = set?;
+    let w = set_workload(set);
     Some(Primary {
-        revision: annotations.get(REVISION_ANNOTATION).cloned(),
-        total: annotations
+        revision: stable_revision.map(str::to_string),
+        total: set
+            .annotations()
             .get(REPLICAS_ANNOTATION)
             .and_then(|v| v.parse().ok())
             .unwrap_or(w.spec_replicas),
@@ -198,7 +242,7 @@ pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<R
     let Some(route) = gateway_route(canary) else {
         return Ok(RouteState::NotUsed);
     };
-    let primary = primary_name(canary);
+    let primary = primary_service_name(canary);
     let obj = match route_api(ctx, ns).get_opt(route).await {
         Ok(o) => o,
         // The Gateway API CRDs are not installed.
@@ -239,15 +283,18 @@ pub fn metric_sources(policy: &PrometheusSettings, canary: &Canary) -> Result<Ve
         .collect()
 }
 
-/// Runs one metric's queries: `{{ target }}` is the Deployment serving the role queried.
+/// Runs one metric's queries: `{{ target }}` is the ReplicaSet serving the role queried
+/// (`<target>-<hash>`, the prefix of its pods' names).
 pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary, ns: &str, metric: &Metric) -> Fetched {
     let interval = decide::interval_prometheus(canary);
-    let primary = primary_name(canary);
+    let status = canary.status.clone().unwrap_or_default();
+    let primary = set_name(canary, status.stable_revision.as_deref().unwrap_or_default());
+    let canary_set = set_name(canary, status.canary_revision.as_deref().unwrap_or_default());
     let query = |role: &str| {
         let target = if role == "primary" {
             primary.as_str()
         } else {
-            canary.spec.target_ref.name.as_str()
+            canary_set.as_str()
         };
         render(
             &metric.prometheus.query,
@@ -311,18 +358,45 @@ fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Optio
     Some((typed, revision))
 }
 
-/// The Canary's target (with its revision) and its primary, as the cache has them.
+/// The Canary's target (with its revision) and its ReplicaSets, as the caches have them.
 pub struct Workloads {
     pub target: Option<(Deployment, String)>,
-    pub primary: Option<Deployment>,
+    /// The ReplicaSets this Canary controls, by revision.
+    pub sets: BTreeMap<String, Arc<ReplicaSet>>,
 }
 
 impl Workloads {
-    pub fn of(deployments: &Store<DynamicObject>, ns: &str, canary: &Canary) -> Self {
+    pub fn of(ctx: &CanaryContext, ns: &str, canary: &Canary) -> Self {
+        let sets = ctx
+            .owned_sets
+            .of(ns, &canary.name_any())
+            .into_iter()
+            .filter_map(|name| ctx.sets.get(&ObjectRef::new(&name).within(ns)))
+            .filter(|set| owned_by(set, canary))
+            .filter_map(|set| Some((set.labels().get(REVISION_LABEL)?.clone(), set)))
+            .collect();
         Self {
-            target: deployment(deployments, ns, &canary.spec.target_ref.name),
-            primary: deployment(deployments, ns, &primary_name(canary)).map(|(d, _)| d),
+            target: deployment(&ctx.deployments, ns, &canary.spec.target_ref.name),
+            sets,
         }
+    }
+
+    /// The revision the stable side serves: the one recorded, or the target's before initialization
+    /// (or when the recorded one's ReplicaSet is gone, deleted by hand: initialization runs again).
+    pub fn stable_revision(&self, canary: &Canary) -> Option<String> {
+        match recorded_stable(canary) {
+            Some(rev) if self.sets.contains_key(&rev) => Some(rev),
+            _ => self.target.as_ref().map(|(_, r)| r.clone()),
+        }
+    }
+
+    pub fn set(&self, revision: &str) -> Option<&ReplicaSet> {
+        self.sets.get(revision).map(|s| s.as_ref())
+    }
+
+    /// The stable revision's ReplicaSet.
+    pub fn stable(&self, canary: &Canary) -> Option<&ReplicaSet> {
+        self.set(&self.stable_revision(canary)?)
     }
 }
 
@@ -330,68 +404,78 @@ impl Workloads {
 mod tests {
     use super::*;
 
-    fn deployment(name: &str, owner_uid: Option<&str>) -> Deployment {
-        let mut d: Deployment = serde_json::from_value(json!({
+    fn deployment(name: &str) -> Deployment {
+        serde_json::from_value(json!({
             "metadata": {"name": name},
             "spec": {
+                "replicas": 3,
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}
             }
         }))
+        .unwrap()
+    }
+
+    fn canary(status: serde_json::Value) -> Canary {
+        let mut canary: Canary = serde_json::from_value(json!({
+            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]},
+            "status": status,
+        }))
         .unwrap();
-        if let Some(uid) = owner_uid {
-            d.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "kaizen.dev/v1alpha1".into(),
-                kind: "Canary".into(),
-                name: "web".into(),
-                uid: uid.into(),
-                ..Default::default()
-            }]);
+        canary.metadata.uid = Some("u1".into());
+        canary
+    }
+
+    fn workloads(revision: &str, sets: &[(&str, i32)]) -> Workloads {
+        let target = deployment("web");
+        let canary = canary(json!({}));
+        Workloads {
+            target: Some((target.clone(), revision.into())),
+            sets: sets
+                .iter()
+                .map(|(r, n)| {
+                    let set = crate::canary::templates::replica_set(&canary, &target, r, *n, 3);
+                    (r.to_string(), Arc::new(set))
+                })
+                .collect(),
         }
-        d
+    }
+
+    #[test]
+    fn the_canary_side_is_the_deployment_until_initialized_then_the_targets_set() {
+        let w = workloads("r1", &[("r1", 3)]);
+        let fresh = canary(json!({}));
+        let TargetState::Found { workload, .. } = observe_target(&fresh, &w, None) else { panic!() };
+        assert_eq!(workload.spec_replicas, 3, "N comes from the Deployment");
+        let idle = canary(json!({"phase": "Idle", "stableRevision": "r1"}));
+        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else { panic!() };
+        assert_eq!(workload, parked(), "the target at the stable revision has no canary side");
+        let w = workloads("r2", &[("r1", 3), ("r2", 1)]);
+        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else { panic!() };
+        assert_eq!(workload.spec_replicas, 1);
+        let primary = observe_primary(w.stable_revision(&idle).as_deref(), w.stable(&idle)).unwrap();
+        assert_eq!((primary.revision.as_deref(), primary.total), (Some("r1"), 3));
     }
 
     #[test]
     fn target_problems_stall_with_what_to_fix() {
-        let mut canary = Canary::new(
-            "web",
-            serde_json::from_value(
-                json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]}),
-            )
-            .unwrap(),
-        );
-        canary.metadata.uid = Some("u1".into());
-        let target = deployment("web", None);
-        assert!(matches!(
-            observe_target(
-                &canary,
-                Some((&target, "r1")),
-                Some(&deployment("web-primary", Some("u1"))),
-                None
-            ),
-            TargetState::Found { .. }
-        ));
-        let TargetState::Invalid(msg) = observe_target(
-            &canary,
-            Some((&target, "r1")),
-            Some(&deployment("web-primary", None)),
-            None,
-        ) else {
-            panic!("a foreign primary must stall")
-        };
-        assert!(
-            msg.contains("\"web-primary\" exists and is not managed by this Canary"),
-            "{msg}"
-        );
-        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, Some("older")) else {
+        let w = workloads("r1", &[]);
+        let mut c = canary(json!({}));
+        let TargetState::Invalid(msg) = observe_target(&c, &w, Some("older")) else {
             panic!("a second Canary must stall")
         };
         assert!(msg.contains("Canary \"older\""), "{msg}");
-        canary.spec.traffic_routing = serde_json::from_value(json!({"gatewayAPI": {"httpRoute": "r"}})).unwrap();
-        let TargetState::Invalid(msg) = observe_target(&canary, Some((&target, "r1")), None, None) else {
+        c.spec.traffic_routing = serde_json::from_value(json!({"gatewayAPI": {"httpRoute": "r"}})).unwrap();
+        let TargetState::Invalid(msg) = observe_target(&c, &w, None) else {
             panic!("gatewayAPI without ports must stall")
         };
         assert!(msg.contains("containerPorts"), "{msg}");
-        assert_eq!(observe_target(&canary, None, None, None), TargetState::Missing);
+        let none = Workloads {
+            target: None,
+            sets: BTreeMap::new(),
+        };
+        assert_eq!(observe_target(&c, &none, None), TargetState::Missing);
     }
 }

@@ -1,37 +1,54 @@
-//! What Kaizen builds from the target: the names of the objects it owns, the primary's pod template
-//! and selector (and the way back), and the Services of gatewayAPI routing.
+//! What Kaizen builds from the target: the names of the objects it owns, the ReplicaSet of each
+//! revision, and the Services of gatewayAPI routing.
 //!
-//! Labels: with `replicas` routing the primary's pods carry the target's labels (so your Service
-//! selects both) plus `kaizen.dev/primary: <canary>`, which its selector adds. With `gatewayAPI` routing
-//! the two Services must tell the pods apart, and Service selectors cannot exclude, so the primary's
-//! values of the target's `matchLabels` keys get a `-primary` suffix (as Flagger does).
+//! Kaizen serves a Canary's target from ReplicaSets of its own, one per revision, built from the
+//! target's pod template; the target Deployment stays at 0 replicas. A ReplicaSet is named
+//! `<target>-<revision, 10 hex digits>`, so its pods are `<target>-<hash>-<suffix>`, the shape of the
+//! Deployment's own pods. Its pods carry the target's labels (so your Service selects them all) plus
+//! `kaizen.dev/revision`, which its selector adds: the Deployment's own ReplicaSets never claim them,
+//! and the two Services of gatewayAPI routing tell stable from canary by it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
+        apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec},
         core::v1::{PodTemplateSpec, ServicePort},
     },
-    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+    apimachinery::pkg::util::intstr::IntOrString,
 };
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt, api::ObjectMeta};
 
 use crate::api::canary::Canary;
 
-/// Label on the primary's pods and selector naming the Canary that owns it.
-pub const PRIMARY_LABEL: &str = "kaizen.dev/primary";
+/// Label on Kaizen's ReplicaSets, their pods and the Services of gatewayAPI routing: the revision
+/// (hash of the target's pod template) they serve. On Services and ReplicaSets only, also
+/// [`CANARY_LABEL`].
+pub const REVISION_LABEL: &str = "kaizen.dev/revision";
 
-/// Annotation on the primary: the revision (target template hash) its template was copied from.
-pub const REVISION_ANNOTATION: &str = "kaizen.dev/revision";
+/// Label on Kaizen's ReplicaSets and Services naming the Canary that owns them (what their watches
+/// select).
+pub const CANARY_LABEL: &str = "kaizen.dev/canary";
 
 /// The pod-template annotation `kubectl rollout restart` sets; a new value rolls the pods.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// Annotation on the primary: the replicas it serves when idle.
+/// Annotation on each ReplicaSet: the replicas the Canary serves when idle (N).
 pub const REPLICAS_ANNOTATION: &str = "kaizen.dev/replicas";
 
-pub fn primary_name(canary: &Canary) -> String {
+/// How many hex digits of the revision a ReplicaSet's name carries (a Deployment's own carry about as
+/// many).
+const NAME_DIGITS: usize = 10;
+
+/// The ReplicaSet serving `revision`: `<target>-<first 10 hex digits>`.
+pub fn set_name(canary: &Canary, revision: &str) -> String {
+    let short: String = revision.chars().take(NAME_DIGITS).collect();
+    format!("{}-{short}", canary.spec.target_ref.name)
+}
+
+/// The Service of gatewayAPI routing that selects the stable revision's pods (the one the HTTPRoute
+/// names).
+pub fn primary_service_name(canary: &Canary) -> String {
     format!("{}-primary", canary.spec.target_ref.name)
 }
 
@@ -55,63 +72,55 @@ pub fn match_labels(d: &Deployment) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn transform_labels(labels: &mut BTreeMap<String, String>, keys: &BTreeMap<String, String>, gateway: bool, fwd: bool) {
-    if gateway {
-        for k in keys.keys() {
-            if let Some(v) = labels.get_mut(k) {
-                *v = if fwd {
-                    format!("{v}-primary")
-                } else {
-                    v.strip_suffix("-primary").unwrap_or(v).to_string()
-                };
-            }
-        }
+/// The selector of a revision's pods: the target's `matchLabels` and the revision.
+pub fn revision_selector(target: &Deployment, revision: &str) -> BTreeMap<String, String> {
+    let mut labels = match_labels(target);
+    labels.insert(REVISION_LABEL.into(), revision.into());
+    labels
+}
+
+/// The ReplicaSet that serves `revision` with `replicas` pods, from the target's pod template (which
+/// must be that revision), owned by the Canary. `total` is N, recorded on it.
+pub fn replica_set(canary: &Canary, target: &Deployment, revision: &str, replicas: i32, total: i32) -> ReplicaSet {
+    let spec = target.spec.clone().unwrap_or_default();
+    let mut template = spec.template;
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(REVISION_LABEL.into(), revision.into());
+    let mut selector = spec.selector;
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(REVISION_LABEL.into(), revision.into());
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(set_name(canary, revision)),
+            namespace: target.namespace(),
+            labels: Some(BTreeMap::from([
+                (CANARY_LABEL.to_string(), canary.name_any()),
+                (REVISION_LABEL.to_string(), revision.to_string()),
+            ])),
+            annotations: Some(BTreeMap::from([(REPLICAS_ANNOTATION.to_string(), total.to_string())])),
+            owner_references: canary.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            selector,
+            template: Some(template),
+            min_ready_seconds: spec.min_ready_seconds,
+        }),
+        status: None,
     }
 }
 
-/// The primary's pod template, selector labels included, from the target's.
-pub fn primary_template(canary: &Canary, target: &Deployment) -> (PodTemplateSpec, LabelSelector) {
-    let spec = target.spec.clone().unwrap_or_default();
-    let keys = match_labels(target);
-    let gw = gateway_route(canary).is_some();
-    let owner = canary.name_any();
-    let mut template = spec.template;
-    let meta = template.metadata.get_or_insert_with(Default::default);
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    transform_labels(labels, &keys, gw, true);
-    labels.insert(PRIMARY_LABEL.into(), owner.clone());
-    let mut selector = spec.selector;
-    let ml = selector.match_labels.get_or_insert_with(Default::default);
-    transform_labels(ml, &keys, gw, true);
-    ml.insert(PRIMARY_LABEL.into(), owner);
-    (template, selector)
-}
-
-/// The target's pod template from the primary's: the inverse of [`primary_template`]. A
-/// `restartedAt` on the primary is the primary's own (`kubectl kaizen restart` rolls its pods); the
-/// target keeps its value, so the template hashes to the stable revision again and the hand-back (a
-/// deleted Canary, `undo`) restores exactly what the user released.
-pub fn restored_template(canary: &Canary, target: &Deployment, primary: &Deployment) -> Option<PodTemplateSpec> {
-    let mut template = primary.spec.as_ref()?.template.clone();
-    let keys = match_labels(target);
-    let meta = template.metadata.get_or_insert_with(Default::default);
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    labels.remove(PRIMARY_LABEL);
-    transform_labels(labels, &keys, gateway_route(canary).is_some(), false);
-    let targets_restart = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(RESTARTED_AT))
-        .cloned();
-    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    match targets_restart {
-        Some(at) => annotations.insert(RESTARTED_AT.to_string(), at),
-        None => annotations.remove(RESTARTED_AT),
-    };
-    if annotations.is_empty() {
-        meta.annotations = None;
+/// The target's pod template as the user wrote it, from a revision's ReplicaSet (`kubectl kaizen
+/// undo` puts it back): without the revision label Kaizen added.
+pub fn user_template(set: &ReplicaSet) -> Option<PodTemplateSpec> {
+    let mut template = set.spec.as_ref()?.template.clone()?;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(REVISION_LABEL);
     }
     Some(template)
 }
@@ -165,44 +174,39 @@ pub fn with_route_ports(mut ports: Vec<ServicePort>, route_ports: &[i32]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::DeploymentSpec;
-    use serde_json::{Value, json};
-
-    use crate::api::canary::ContainerImage;
+    use serde_json::json;
 
     #[test]
-    fn primary_labels_round_trip() {
+    fn a_revisions_set_keeps_the_targets_labels_and_adds_its_revision() {
         let target: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
+            "metadata": {"name": "web", "namespace": "n"},
             "spec": {
+                "replicas": 0,
+                "minReadySeconds": 5,
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"containers": []}}
             }
         }))
         .unwrap();
-        for gateway in [false, true] {
-            let mut spec =
-                serde_json::json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]});
-            if gateway {
-                spec["trafficRouting"] = json!({"gatewayAPI": {"httpRoute": "r"}});
-            }
-            let canary = Canary::new("c", serde_json::from_value(spec).unwrap());
-            let (template, selector) = primary_template(&canary, &target);
-            let labels = template.metadata.as_ref().unwrap().labels.clone().unwrap();
-            assert_eq!(labels.get(PRIMARY_LABEL).map(String::as_str), Some("c"));
-            let app = if gateway { "web-primary" } else { "web" };
-            assert_eq!(labels.get("app").map(String::as_str), Some(app));
-            assert_eq!(selector.match_labels.unwrap().get("app").map(String::as_str), Some(app));
-            let primary = Deployment {
-                spec: Some(DeploymentSpec {
-                    template,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let restored = restored_template(&canary, &target, &primary).unwrap();
-            assert_eq!(Some(restored), target.spec.as_ref().map(|s| s.template.clone()));
-        }
+        let spec = json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]});
+        let mut canary = Canary::new("c", serde_json::from_value(spec).unwrap());
+        canary.metadata.uid = Some("u".into());
+        let set = replica_set(&canary, &target, "0123456789abcdef", 2, 3);
+        assert_eq!(set.name_any(), "web-0123456789");
+        assert_eq!(set.namespace().as_deref(), Some("n"));
+        let spec = set.spec.clone().unwrap();
+        assert_eq!((spec.replicas, spec.min_ready_seconds), (Some(2), Some(5)));
+        let labels = spec.template.clone().unwrap().metadata.unwrap().labels.unwrap();
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(labels.get(REVISION_LABEL).map(String::as_str), Some("0123456789abcdef"));
+        assert_eq!(
+            spec.selector.match_labels.unwrap(),
+            revision_selector(&target, "0123456789abcdef")
+        );
+        assert_eq!(set.annotations().get(REPLICAS_ANNOTATION).map(String::as_str), Some("3"));
+        assert_eq!(set.labels().get(CANARY_LABEL).map(String::as_str), Some("c"));
+        assert_eq!(set.owner_references()[0].uid, "u");
+        assert_eq!(user_template(&set), target.spec.map(|s| s.template));
     }
 
     #[test]
@@ -223,36 +227,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_restored_template_keeps_the_targets_restart_annotation() {
-        let canary: Canary = serde_json::from_value(json!({
-            "apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "web"},
-            "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 50}]}
-        }))
-        .unwrap();
-        let deployment = |labels: Value, annotations: Value, image: &str| -> Deployment {
-            serde_json::from_value(json!({
-                "metadata": {"name": "x"},
-                "spec": {"selector": {"matchLabels": {"app": "web"}},
-                         "template": {"metadata": {"labels": labels, "annotations": annotations},
-                                      "spec": {"containers": [{"name": "app", "image": image}]}}}
-            }))
-            .unwrap()
-        };
-        let target = deployment(json!({"app": "web"}), json!({"note": "n"}), "web:v2");
-        let primary = deployment(
-            json!({"app": "web", "kaizen.dev/primary": "web"}),
-            json!({"note": "n", RESTARTED_AT: "2026-01-01T00:00:00Z"}),
-            "web:v1",
-        );
-        let t = restored_template(&canary, &target, &primary).unwrap();
-        let meta = t.metadata.clone().unwrap();
-        assert_eq!(meta.labels.unwrap().get("kaizen.dev/primary"), None);
-        assert_eq!(
-            meta.annotations.unwrap().get(RESTARTED_AT),
-            None,
-            "the primary's restart stays its own"
-        );
-        assert_eq!(ContainerImage::of_template(&t)[0].image, "web:v1");
-    }
 }

@@ -16,6 +16,7 @@ pub mod postmortem;
 pub mod refs;
 pub mod report;
 pub mod report_feedback;
+pub mod restart;
 pub mod rollout;
 pub mod screen;
 pub mod session;

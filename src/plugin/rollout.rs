@@ -1,7 +1,6 @@
 //! The commands that write a spec on the user's explicit word, as `kubectl rollout` does (field
 //! manager `kubectl-kaizen`): `pause` and `resume` (the Canary's `spec.paused`), `restart` (the
-//! stable pods, through their Deployment's rolling update) and `undo` (a previous pod template back
-//! on the target Deployment).
+//! stable pods, one at a time) and `undo` (a previous pod template back on the target Deployment).
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
@@ -16,7 +15,7 @@ use serde_json::{Value, json};
 use super::{
     code,
     control::{self, Action, describe, params, typed, wait_until},
-    refs,
+    refs, restart,
     session::{Kind, Session},
     text::cell,
     tree::{RS_REVISION, images_text, owned_by, selector},
@@ -29,7 +28,7 @@ use crate::{
     },
     canary::{
         revision::raw_revision,
-        templates::{RESTARTED_AT, restored_template},
+        templates::{set_name, user_template},
     },
 };
 
@@ -38,7 +37,7 @@ pub struct UndoArgs {
     #[command(flatten)]
     pub target: control::Args,
     /// The target Deployment's revision to bring back (`kubectl rollout history`); default: the
-    /// stable revision, as `<target>-primary` serves it.
+    /// stable revision, as its ReplicaSet serves it.
     #[arg(long, value_name = "N")]
     pub to_revision: Option<i64>,
 }
@@ -135,9 +134,10 @@ fn still_waiting(c: &Canary) -> Option<String> {
     })
 }
 
-/// `restart`: a new `restartedAt` on the stable Deployment's pod template, so its controller replaces
-/// the pods with the rolling-update guarantees of its strategy. The operator copies templates from the
-/// target by revision and never compares the primary's, so it neither reverts this nor starts a rollout.
+/// `restart`: the stable pods replaced one at a time, as `kubectl rollout restart` would with
+/// `maxUnavailable: 0` — a pod is deleted only once its ReplicaSet has all its replicas available
+/// again, so the stable side never serves with fewer than N - 1. A ReplicaSet has no rolling update of
+/// its own (a new template would roll nothing), and the operator never changes a revision's template.
 pub async fn restart(s: &Session, a: &control::Args) -> Result<u8> {
     let name = refs::parse_canary(&a.canary, "restart")?;
     let canary: Canary = s.get(&name).await?;
@@ -149,28 +149,18 @@ pub async fn restart(s: &Session, a: &control::Args) -> Result<u8> {
             describe(&canary.status.clone().unwrap_or_default(), canary.spec.steps.len())
         )));
     }
-    if matches!(phase, None | Some(CanaryPhase::Initializing)) {
+    let stable = canary.status.as_ref().and_then(|s| s.stable_revision.clone());
+    let (Some(stable), false) = (stable, matches!(phase, None | Some(CanaryPhase::Initializing))) else {
         return Err(Error::Usage(format!(
             "canary/{} has no stable pods yet (it is still initializing)",
             cell(&name)
         )));
-    }
-    let primary = format!("{}-primary", canary.spec.target_ref.name);
-    let at = jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now());
-    let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at.to_string()}}}}});
-    let deployments: Api<Deployment> = s.api(false);
-    deployments
-        .patch(&primary, &params(), &Patch::Strategic(&patch))
-        .await
-        .map_err(|e| match e {
-            kube::Error::Api(st) if st.code == 404 => s.not_found("Deployment", &primary),
-            e => s.err(e),
-        })?;
+    };
+    let set = set_name(&canary, &stable);
+    let replaced = restart::replace_pods(s, &set, a.timeout.as_std()).await?;
     println!(
-        "deployment.apps/{} restarted ({RESTARTED_AT}={at}): its pods are replaced by a rolling update; canary/{} stays {}",
-        cell(&primary),
+        "replicaset.apps/{} restarted: {replaced} pod(s) replaced one at a time; canary/{} stays {}",
+        cell(&set),
         cell(&name),
         phase.map_or("-".into(), |p| p.to_string())
     );
@@ -230,16 +220,19 @@ async fn undo_plan(
         let template = template_of_revision(s, &target, n).await?;
         return Ok((target, template, format!("revision {n}")));
     }
-    let primary_name = format!("{target_name}-primary");
-    let primary = deployments.get_opt(&primary_name).await.map_err(|e| s.err(e))?;
-    let template = primary
-        .and_then(|p| restored_template(canary, &target, &p))
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "canary/{} has no stable revision yet (no {primary_name}); use --to-revision N",
-                cell(&canary.metadata.name.clone().unwrap_or_default())
-            ))
-        })?;
+    let stable = canary.status.as_ref().and_then(|s| s.stable_revision.clone());
+    let set_name = stable.as_deref().map(|rev| set_name(canary, rev)).unwrap_or_default();
+    let sets: Api<ReplicaSet> = s.api(false);
+    let set = match stable {
+        Some(_) => sets.get_opt(&set_name).await.map_err(|e| s.err(e))?,
+        None => None,
+    };
+    let template = set.as_ref().and_then(user_template).ok_or_else(|| {
+        Error::Usage(format!(
+            "canary/{} has no stable revision yet (no ReplicaSet serves it); use --to-revision N",
+            cell(&canary.metadata.name.clone().unwrap_or_default())
+        ))
+    })?;
     Ok((target, template, "the stable revision".to_string()))
 }
 

@@ -1,6 +1,6 @@
-//! The workloads behind a Canary, read live: the stable revision served by `<target>-primary` and
-//! the canary revision run by `<target>`, each with its images, ready/desired replicas, and the tree
-//! of its ReplicaSets and their pods (as `kubectl argo rollouts get rollout` shows it).
+//! The workloads behind a Canary, read live: the stable and the canary revision, each served by its
+//! ReplicaSet `<target>-<hash>`, with its images, ready/desired replicas and its pods (as `kubectl
+//! argo rollouts get rollout` shows them).
 
 use jiff::Timestamp;
 use k8s_openapi::api::{
@@ -20,7 +20,7 @@ use crate::{
         Canary,
         canary::{CanaryPhase, ContainerImage},
     },
-    canary::templates::match_labels,
+    canary::templates::{match_labels, set_name},
 };
 
 /// The annotation the Deployment controller numbers a ReplicaSet with (`kubectl rollout history`).
@@ -37,47 +37,55 @@ pub struct PodLine {
     pub age: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaSetLine {
-    pub name: String,
-    /// The Deployment controller's revision number of this ReplicaSet.
-    pub revision: Option<String>,
-    pub desired: i32,
-    pub ready: i32,
-    pub pods: Vec<PodLine>,
-}
-
-/// One revision of the Canary and the Deployment that runs it.
+/// One revision of the Canary and the ReplicaSet that serves it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionLine {
     /// stable or canary.
     pub role: String,
-    pub deployment: String,
+    /// The ReplicaSet serving the revision (`<target>-<hash>`), when there is a revision.
+    pub replica_set: Option<String>,
     pub revision: Option<String>,
     pub images: Vec<ContainerImage>,
-    /// None when the Deployment does not exist.
+    /// None when the ReplicaSet does not exist.
     pub desired: Option<i32>,
     pub ready: i32,
-    pub replica_sets: Vec<ReplicaSetLine>,
+    pub pods: Vec<PodLine>,
 }
 
-/// Both Deployments of a Canary with their ReplicaSets and pods, from the API.
+/// Both revisions of a Canary with their ReplicaSets and pods, from the API.
 pub async fn read(s: &Session, canary: &Canary, now: Timestamp) -> Result<Vec<RevisionLine>> {
-    let target = canary.spec.target_ref.name.clone();
-    let primary = format!("{target}-primary");
-    let deployments: Api<Deployment> = s.api(false);
+    let status = canary.status.clone().unwrap_or_default();
+    let sets: Api<ReplicaSet> = s.api(false);
+    let pods: Api<Pod> = s.api(false);
     let mut out = Vec::new();
-    for (role, name) in [("stable", primary), ("canary", target)] {
-        let d = deployments.get_opt(&name).await.map_err(|e| s.err(e))?;
-        let (rss, pods) = match &d {
-            Some(d) => owned(s, d).await?,
-            None => (Vec::new(), Vec::new()),
+    let canary_revision = status.canary_revision.filter(|r| status.stable_revision.as_ref() != Some(r));
+    for (role, revision) in [("stable", status.stable_revision), ("canary", canary_revision)] {
+        let name = revision.as_deref().map(|r| set_name(canary, r));
+        let set = match &name {
+            Some(name) => sets.get_opt(name).await.map_err(|e| s.err(e))?,
+            None => None,
         };
-        out.push(revision_line(canary, role, &name, d.as_ref(), &rss, &pods, now));
+        let mut mine = Vec::new();
+        if let Some(set) = &set {
+            let params = ListParams::default().labels(&set_selector(set));
+            mine = pods.list(&params).await.map_err(|e| s.err(e))?.items;
+        }
+        out.push(revision_line(canary, role, name.as_deref(), set.as_ref(), &mine, now));
     }
     Ok(out)
+}
+
+/// The label selector of a ReplicaSet's `matchLabels`, as a list call takes it.
+fn set_selector(set: &ReplicaSet) -> String {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The label selector of `d`'s `matchLabels`, as a list call takes it (`app=web,tier=front`).
@@ -89,41 +97,25 @@ pub fn selector(d: &Deployment) -> String {
         .join(",")
 }
 
-/// The ReplicaSets `d` owns and their pods, found by its selector and kept by owner.
-async fn owned(s: &Session, d: &Deployment) -> Result<(Vec<ReplicaSet>, Vec<Pod>)> {
-    let params = ListParams::default().labels(&selector(d));
-    let rss: Api<ReplicaSet> = s.api(false);
-    let uid = d.uid();
-    let mut sets = rss.list(&params).await.map_err(|e| s.err(e))?.items;
-    sets.retain(|rs| owned_by(rs.owner_references(), uid.as_deref()));
-    let pods: Api<Pod> = s.api(false);
-    let mut all = pods.list(&params).await.map_err(|e| s.err(e))?.items;
-    all.retain(|p| {
-        sets.iter()
-            .any(|rs| owned_by(p.owner_references(), rs.uid().as_deref()))
-    });
-    Ok((sets, all))
-}
-
 /// Whether one of `refs` names the object with `uid`.
 pub fn owned_by(refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference], uid: Option<&str>) -> bool {
     uid.is_some_and(|u| refs.iter().any(|o| o.uid == u))
 }
 
-fn template_images(d: Option<&Deployment>) -> Vec<ContainerImage> {
-    d.and_then(|d| d.spec.as_ref())
-        .map(|s| ContainerImage::of_template(&s.template))
+fn template_images(set: Option<&ReplicaSet>) -> Vec<ContainerImage> {
+    set.and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.as_ref())
+        .map(ContainerImage::of_template)
         .unwrap_or_default()
 }
 
 /// One revision's line: images from the Canary's status (what the operator recorded), else from the
-/// Deployment's template; replicas and the tree from the Deployment, its ReplicaSets and pods.
+/// ReplicaSet's template; replicas and pods from the ReplicaSet.
 pub fn revision_line(
     canary: &Canary,
     role: &str,
-    deployment: &str,
-    d: Option<&Deployment>,
-    rss: &[ReplicaSet],
+    name: Option<&str>,
+    set: Option<&ReplicaSet>,
     pods: &[Pod],
     now: Timestamp,
 ) -> RevisionLine {
@@ -132,44 +124,27 @@ pub fn revision_line(
         "stable" => (status.stable_images, status.stable_revision),
         _ => (status.canary_images, status.canary_revision),
     };
-    let mut sets: Vec<ReplicaSetLine> = rss
-        .iter()
-        .map(|rs| replica_set_line(rs, pods, now))
-        .filter(|rs| rs.desired > 0 || !rs.pods.is_empty())
-        .collect();
-    let number = |rs: &ReplicaSetLine| rs.revision.as_deref().and_then(|r| r.parse::<i64>().ok());
-    sets.sort_by_key(|rs| std::cmp::Reverse(number(rs)));
-    RevisionLine {
-        role: role.into(),
-        deployment: deployment.into(),
-        revision,
-        images: if recorded.is_empty() {
-            template_images(d)
-        } else {
-            recorded
-        },
-        desired: d.map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
-        ready: d
-            .and_then(|d| d.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0),
-        replica_sets: sets,
-    }
-}
-
-fn replica_set_line(rs: &ReplicaSet, pods: &[Pod], now: Timestamp) -> ReplicaSetLine {
-    let uid = rs.uid();
+    let uid = set.and_then(|s| s.uid());
     let mut mine: Vec<PodLine> = pods
         .iter()
         .filter(|p| owned_by(p.owner_references(), uid.as_deref()))
         .map(|p| pod_line(p, now))
         .collect();
     mine.sort_by(|a, b| a.name.cmp(&b.name));
-    ReplicaSetLine {
-        name: rs.name_any(),
-        revision: rs.annotations().get(RS_REVISION).cloned(),
-        desired: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        ready: rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+    RevisionLine {
+        role: role.into(),
+        replica_set: name.map(str::to_string),
+        revision,
+        images: if recorded.is_empty() {
+            template_images(set)
+        } else {
+            recorded
+        },
+        desired: set.map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
+        ready: set
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
         pods: mine,
     }
 }
@@ -215,45 +190,33 @@ pub fn canary_shown(canary: &Canary, line: &RevisionLine) -> bool {
     let phase = canary.status.as_ref().and_then(|s| s.phase);
     !matches!(phase, Some(CanaryPhase::Idle | CanaryPhase::Initializing) | None)
         || line.desired.unwrap_or(0) > 0
-        || !line.replica_sets.is_empty()
+        || !line.pods.is_empty()
 }
 
-/// The tree: each revision, its ReplicaSets, their pods.
+/// The tree: each revision, its ReplicaSet, its pods.
 pub fn render_tree(out: &mut String, revisions: &[RevisionLine]) {
     for r in revisions {
         let replicas = match r.desired {
             Some(d) => format!("{}/{d} ready", r.ready),
-            None => "no Deployment".into(),
+            None => "no ReplicaSet".into(),
         };
         out.push_str(&format!(
-            "  {:<6}  {}  revision {}  {replicas}  {}\n",
+            "  {:<6}  ReplicaSet {}  revision {}  {replicas}  {}\n",
             r.role,
-            cell(&r.deployment),
+            r.replica_set.as_deref().map_or("-".into(), cell),
             r.revision.as_deref().map_or("-".into(), cell),
             images_text(&r.images)
         ));
-        for (n, rs) in r.replica_sets.iter().enumerate() {
-            let last_rs = n + 1 == r.replica_sets.len();
+        for (m, p) in r.pods.iter().enumerate() {
             out.push_str(&format!(
-                "  {} ReplicaSet {} (revision {})  {}/{} ready\n",
-                if last_rs { "└─" } else { "├─" },
-                cell(&rs.name),
-                rs.revision.as_deref().map_or("-".into(), cell),
-                rs.ready,
-                rs.desired
+                "  {} {} {}  {}  {} restarts  {}\n",
+                if m + 1 == r.pods.len() { "└─" } else { "├─" },
+                if p.ready { "✔ ready    " } else { "✖ not ready" },
+                cell(&p.name),
+                cell(&p.state),
+                p.restarts,
+                p.age
             ));
-            let stem = if last_rs { "   " } else { "│  " };
-            for (m, p) in rs.pods.iter().enumerate() {
-                out.push_str(&format!(
-                    "  {stem}{} {} {}  {}  {} restarts  {}\n",
-                    if m + 1 == rs.pods.len() { "└─" } else { "├─" },
-                    if p.ready { "✔ ready    " } else { "✖ not ready" },
-                    cell(&p.name),
-                    cell(&p.state),
-                    p.restarts,
-                    p.age
-                ));
-            }
         }
     }
 }
@@ -277,17 +240,11 @@ mod tests {
     #[test]
     fn the_tree_shows_revisions_replica_sets_and_pods_with_their_readiness() {
         let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
-        let d: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "web", "uid": "d1"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:v1"}]}}},
-            "status": {"readyReplicas": 1}
-        }))
-        .unwrap();
         let rs: ReplicaSet = serde_json::from_value(json!({
-            "metadata": {"name": "web-abc", "uid": "r1", "annotations": {RS_REVISION: "3"},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d1"}]},
-            "spec": {"replicas": 2, "selector": {}},
+            "metadata": {"name": "web-abc", "uid": "r1",
+                         "ownerReferences": [{"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "name": "web", "uid": "c1"}]},
+            "spec": {"replicas": 2, "selector": {},
+                     "template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:v1"}]}}},
             "status": {"replicas": 2, "readyReplicas": 1}
         }))
         .unwrap();
@@ -314,27 +271,22 @@ mod tests {
             pod("web-abc-2", "False", Some("CrashLoopBackOff")),
             stray,
         ];
-        let line = revision_line(&canary(), "canary", "web", Some(&d), &[rs], &pods, now);
+        let line = revision_line(&canary(), "canary", Some("web-abc"), Some(&rs), &pods, now);
         assert_eq!(line.images[0].image, "example.com/web:v2", "the recorded images win");
         assert_eq!((line.desired, line.ready), (Some(2), 1));
-        assert_eq!(
-            line.replica_sets[0].pods.len(),
-            2,
-            "the stray pod is not the ReplicaSet's"
-        );
+        assert_eq!(line.pods.len(), 2, "the stray pod is not the ReplicaSet's");
         let mut out = String::new();
         render_tree(&mut out, &[line]);
         assert!(
-            out.contains("canary  web  revision bbb  1/2 ready  app=example.com/web:v2"),
+            out.contains("canary  ReplicaSet web-abc  revision bbb  1/2 ready  app=example.com/web:v2"),
             "{out}"
         );
-        assert!(out.contains("└─ ReplicaSet web-abc (revision 3)  1/2 ready"), "{out}");
         assert!(
             out.contains("├─ ✔ ready     web-abc-1  Running  2 restarts  2m"),
             "{out}"
         );
         assert!(out.contains("└─ ✖ not ready web-abc-2  CrashLoopBackOff"), "{out}");
-        let stable = revision_line(&canary(), "stable", "web-primary", Some(&d), &[], &[], now);
+        let stable = revision_line(&canary(), "stable", Some("web-abc"), Some(&rs), &[], now);
         assert_eq!(stable.images[0].image, "example.com/web:v1", "else the template's");
         assert!(canary_shown(&canary(), &stable));
     }

@@ -321,6 +321,39 @@ pub fn deployment_watch(
     .modify(|d| slim_meta(d.meta_mut()))
 }
 
+/// A watch of the objects of kind `K` labelled `selector` (a label selector) in the scope's
+/// namespaces, cached without what nothing here reads ([`slim_meta`]): the objects a controller makes
+/// for its own, watched so that reconciles read them from the cache instead of asking the apiserver.
+pub fn labelled_watch<K: CachedKind>(
+    client: &Client,
+    health: Arc<WatchHealth>,
+    scope: &WatchScope,
+    store: Store<K>,
+    selector: &str,
+) -> impl Stream<Item = WatchItem<K>> + Send + use<K> {
+    let config = watcher::Config::default().any_semantic().labels(selector);
+    let kind = super::kind_of::<K>();
+    health.watching(kind);
+    scoped(scope, store, |ns| {
+        let api: Api<K> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let health = health.clone();
+        watcher(api, config.clone())
+            .backoff(watch_backoff())
+            .inspect(move |e| health.observe(kind, e.is_err()))
+            .boxed()
+    })
+    .modify(|o| slim_meta(o.meta_mut()))
+}
+
+/// An empty cache of objects of kind `K` (see [`labelled_watch`]).
+pub fn plain_cache<K: CachedKind>() -> (Store<K>, Writer<K>) {
+    let writer = Writer::default();
+    (writer.as_reader(), writer)
+}
+
 /// One watch of every namespace, or one per namespace of the scope merged into the events of one.
 fn scoped<K>(
     scope: &WatchScope,

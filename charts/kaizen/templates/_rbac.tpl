@@ -29,18 +29,22 @@ does, nothing the controllers don't call.
 - apiGroups: ["kaizen.dev"]
   resources: ["incidents/status", "actionitems/status", "canaries/status"]
   verbs: ["get", "patch"]
-# Canary finalizers subresource: objects the operator creates for a Canary (the -primary Deployment,
-# the -primary/-canary Services) carry an ownerReference with blockOwnerDeletion, which the
+# Canary finalizers subresource: objects the operator creates for a Canary (its ReplicaSets, the
+# -primary/-canary Services) carry an ownerReference with blockOwnerDeletion, which the
 # OwnerReferencesPermissionEnforcement admission plugin allows only with `update` on the owner's
 # finalizers.
 - apiGroups: ["kaizen.dev"]
   resources: ["canaries/finalizers"]
   verbs: ["update"]
-# Deployments: read the Canary's target, create and keep `<name>-primary` in step (patch its pod
-# template at promotion, patch replicas on both during a rollout), delete `<name>-primary` when its
-# Canary is deleted.
+# Deployments: read the Canary's target and patch its `spec.replicas` (0 while Kaizen's ReplicaSets
+# serve, N again when the Canary is deleted). Nothing else of a Deployment is written.
 - apiGroups: ["apps"]
   resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# ReplicaSets: one per revision of a Canary's target (label kaizen.dev/canary), created from the
+# target's pod template, scaled as the rollout moves, deleted once a revision no longer serves.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Services: with gatewayAPI routing the operator creates `<name>-primary` and `<name>-canary`
 # Services for the HTTPRoute's backends, patches their selectors, deletes them with the Canary.

@@ -45,7 +45,7 @@ pub fn conditions(p: &Planner<'_>, old: &CanaryStatus, wake: &mut Vec<Timestamp>
                 None,
                 phase_str(phase),
                 format!(
-                    "The primary serves revision {}.",
+                    "The stable ReplicaSet serves revision {}.",
                     p.s.stable_revision.as_deref().unwrap_or_default()
                 ),
             ),
@@ -88,7 +88,7 @@ fn under_way(p: &Planner<'_>, phase: CanaryPhase, wake: &mut Vec<Timestamp>) -> 
     let rev = p.s.canary_revision.as_deref().unwrap_or_default();
     let what = match phase {
         CanaryPhase::Initializing => format!(
-            "Creating {}-primary and waiting for it to be available.",
+            "Creating the stable ReplicaSet of Deployment {} and waiting for it to be available.",
             canary.spec.target_ref.name
         ),
         CanaryPhase::Promoting => format!("Promoting revision {rev}."),
@@ -104,14 +104,15 @@ fn under_way(p: &Planner<'_>, phase: CanaryPhase, wake: &mut Vec<Timestamp>) -> 
         .flatten();
     let healthy = || conditions::healthy(Some((phase_str(phase), what.clone())), phase_str(phase), String::new());
     match promotion_deadline {
-        // The primary took the new template but does not roll it out (quota, scheduling, a crash only
-        // the primary's pods hit): a human has to look; the canary keeps serving.
+        // The canary's ReplicaSet does not grow to N (quota, scheduling, a crash only the new pods
+        // hit): a human has to look; the stable side keeps serving beside it.
         Some(deadline) if p.now >= deadline => (
             conditions::stalled(
                 "PromotionStuck",
                 format!(
-                    "{}-primary has not rolled out revision {rev} within the progress deadline (since {deadline}); the canary keeps serving. Check the primary's pods.",
-                    canary.spec.target_ref.name,
+                    "ReplicaSet {} has not made all {} pods of revision {rev} available within the progress deadline (since {deadline}); the stable revision keeps serving beside it. Check its pods.",
+                    crate::canary::templates::set_name(canary, rev),
+                    p.obs.primary.as_ref().map(|pr| pr.total).unwrap_or(1),
                 ),
             ),
             Some("PromotionStuck".to_string()),
@@ -204,28 +205,28 @@ fn promoted_fact(s: &CanaryStatus, phase: &str) -> ConditionFact {
             PROMOTED,
             false,
             "NoRolloutYet",
-            format!("The primary serves revision {stable}; no rollout has run yet."),
+            format!("Revision {stable} serves; no rollout has run yet."),
         ),
         Some(CanaryPhase::Idle) => ConditionFact::new(
             PROMOTED,
             false,
             "NotPromoted",
-            format!("The primary serves revision {stable}; revision {rev} was not promoted (cancelled or reverted)."),
+            format!("Revision {stable} serves; revision {rev} was not promoted (cancelled or reverted)."),
         ),
         Some(CanaryPhase::RolledBack) => ConditionFact::new(
             PROMOTED,
             false,
             "RolledBack",
-            format!("Revision {rev} was rolled back; the primary serves revision {stable}."),
+            format!("Revision {rev} was rolled back; revision {stable} serves."),
         ),
         Some(CanaryPhase::Initializing) | None => {
-            ConditionFact::new(PROMOTED, false, phase, "The primary is being set up.")
+            ConditionFact::new(PROMOTED, false, phase, "The stable ReplicaSet is being set up.")
         }
         Some(_) => ConditionFact::new(
             PROMOTED,
             false,
             phase,
-            format!("Revision {rev} is being rolled out; the primary serves revision {stable}."),
+            format!("Revision {rev} is being rolled out; revision {stable} serves."),
         ),
     }
 }

@@ -2,8 +2,10 @@
 //! that bring the cluster to it, and when to look again. All rollout state lives in status, so a
 //! restarted operator plans from exactly where the last one stopped.
 //!
-//! Phases: `Initializing` (create `<name>-primary`, wait until it is available, then scale the target to
-//! 0) → `Idle` ⇄ (`Progressing` ⇄ `Paused`) → `Promoting` → `Succeeded` | `RolledBack`.
+//! Phases: `Initializing` (create the stable revision's ReplicaSet, wait until it is available, then
+//! scale the target to 0) → `Idle` ⇄ (`Progressing` ⇄ `Paused`) → `Promoting` → `Succeeded` |
+//! `RolledBack`. The "primary" is the stable revision's ReplicaSet, the "target" side the canary
+//! revision's; the target Deployment itself serves only until initialization ends.
 //!
 //! * A rollout starts when the target's revision (hash of its pod template) differs from
 //!   `stableRevision`; a rolled-back revision is not retried until `kaizen.dev/retry` changes. A newer
@@ -12,8 +14,9 @@
 //! * `setWeight` advances once the canary's pods for that weight are ready **and** the analysis has run
 //!   at least once since the step started (so every weight is judged before traffic grows; without
 //!   analysis it advances as soon as the pods are ready). `pause` advances after its duration, or on a
-//!   new `kaizen.dev/resume` value. After the last step the primary takes the canary's template; once it
-//!   has rolled out the canary goes to 0 and the phase is `Succeeded`. A new `kaizen.dev/skip` value ends
+//!   new `kaizen.dev/resume` value. After the last step the canary's ReplicaSet grows to N; once all N
+//!   are available it is the stable one (`Succeeded`) and the old one goes to 0: no pod is created
+//!   twice. A new `kaizen.dev/skip` value ends
 //!   the current step at once, whatever it waits for.
 //! * After a rollback the Canary is Stalled while the target still holds the refused revision (a human
 //!   reverts it or retries it); once the target is back at the stable revision it is Idle and Ready.
@@ -31,7 +34,7 @@
 //!   Precedence within one reconcile: newer revision, abort, promote, analysis, deadline, steps.
 //!
 //! Replica arithmetic, with `N` the replica count the primary serves when idle (the target's
-//! `spec.replicas` at initialization, recorded on the primary): a weight `w` runs
+//! `spec.replicas` at initialization, recorded on the ReplicaSets): a weight `w` runs
 //! `c = clamp(round(N·w/100), 1, N)` canary pods. With `replicas` routing the primary runs `N - c` (at least
 //! 1 below weight 100, 0 at 100), so the ready pods under your Service approximate the weight as closely
 //! as `N` allows; with `gatewayAPI` routing the primary keeps `N` and the route's weights split traffic.
@@ -168,17 +171,15 @@ pub struct Observations {
 /// skipped by the I/O layer when the cluster already matches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create `<name>-primary` from the target's pod template with this many replicas.
+    /// Create the ReplicaSet of the target's revision, the first stable one, with this many replicas.
     CreatePrimary {
         replicas: i32,
     },
+    /// The canary side at this many pods: the ReplicaSet of the target's revision (unless it is the
+    /// stable one), every other non-stable ReplicaSet emptied, the target Deployment at 0.
     ScaleTarget(i32),
+    /// The stable revision's ReplicaSet (as the plan records it) at this many pods.
     ScalePrimary(i32),
-    /// Copy the target's pod template (revision `revision`) to the primary and scale it to `replicas`.
-    PromotePrimary {
-        revision: String,
-        replicas: i32,
-    },
     /// Set the HTTPRoute's weights: `canary` to `<name>-canary`, the rest to `<name>-primary`.
     SetRoute {
         canary: i32,
@@ -198,13 +199,10 @@ impl Action {
         let target = &canary.spec.target_ref.name;
         match self {
             Action::CreatePrimary { replicas } => {
-                format!("create Deployment {target}-primary with {replicas} replicas")
+                format!("create the stable ReplicaSet of Deployment {target} with {replicas} replicas")
             }
-            Action::ScaleTarget(n) => format!("scale Deployment {target} to {n} replicas"),
-            Action::ScalePrimary(n) => format!("scale Deployment {target}-primary to {n} replicas"),
-            Action::PromotePrimary { revision, .. } => {
-                format!("update Deployment {target}-primary to revision {revision}")
-            }
+            Action::ScaleTarget(n) => format!("scale the canary ReplicaSet of Deployment {target} to {n} replicas"),
+            Action::ScalePrimary(n) => format!("scale the stable ReplicaSet of Deployment {target} to {n} replicas"),
             Action::SetRoute { canary: w } => format!("set the HTTPRoute's canary weight to {w}%"),
             Action::OpenIncident(req) => format!("open Incident {}", req.name),
             Action::Event { reason, .. } => format!("record Event {reason}"),
@@ -350,7 +348,12 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
         unreachable!("blocker() reports every other target state")
     };
     let fresh = steps::take_annotations(&mut p, &old);
-    if old.phase.unwrap_or(CanaryPhase::Initializing) == CanaryPhase::Initializing {
+    // Past initialization without a stable ReplicaSet (deleted by hand): made again from the target.
+    let serving = obs.primary.as_ref().and_then(|pr| pr.revision.as_deref());
+    if old.phase.unwrap_or(CanaryPhase::Initializing) == CanaryPhase::Initializing
+        || serving.is_none()
+        || serving != old.stable_revision.as_deref()
+    {
         steps::initialize(&mut p, revision, workload);
     } else {
         steps::step(&mut p, revision, workload, fresh);

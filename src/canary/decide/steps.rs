@@ -75,8 +75,10 @@ pub fn initialize(p: &mut Planner<'_>, revision: &str, workload: &Workload) {
                 false,
                 "Initialized",
                 format!(
-                    "{}-primary serves revision {stable} with {} replicas; {} scaled to 0.",
-                    canary.spec.target_ref.name, primary.total, canary.spec.target_ref.name
+                    "ReplicaSet {} serves revision {stable} with {} replicas; Deployment {} scaled to 0.",
+                    crate::canary::templates::set_name(canary, &stable),
+                    primary.total,
+                    canary.spec.target_ref.name
                 ),
             );
         }
@@ -153,7 +155,7 @@ fn in_flight(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPha
         return;
     }
     if phase == CanaryPhase::Promoting {
-        promoting(p);
+        promoting(p, workload);
         return;
     }
     if let Some(v) = abort {
@@ -164,7 +166,7 @@ fn in_flight(p: &mut Planner<'_>, revision: &str, stable: &str, phase: CanaryPha
         return;
     }
     if let Some(v) = promote {
-        promote_now(p, &current, &v);
+        promote_now(p, &current, &v, workload);
         return;
     }
     if let Some(v) = skip
@@ -216,7 +218,7 @@ fn target_changed(p: &mut Planner<'_>, revision: &str, stable: &str, current: &s
 }
 
 /// The promote annotation skips the remaining steps.
-fn promote_now(p: &mut Planner<'_>, current: &str, v: &str) {
+fn promote_now(p: &mut Planner<'_>, current: &str, v: &str, workload: &Workload) {
     p.s.phase = Some(CanaryPhase::Promoting);
     // The promotion's own deadline counts from here.
     p.s.step_started_at = Some(step_clock(p.now));
@@ -225,7 +227,7 @@ fn promote_now(p: &mut Planner<'_>, current: &str, v: &str) {
         "Promoting",
         format!("Promoting revision {current} now, skipping the remaining steps ({ANNOTATION_PROMOTE}={v})."),
     );
-    promoting(p);
+    promoting(p, workload);
 }
 
 /// Rolls back (and says so) when the canary's pods have not been ready for longer than
@@ -301,14 +303,14 @@ fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option
     }
 }
 
-/// Promotion: done once the primary runs the canary's revision on all its replicas and no pod of the
-/// old template is left.
-fn promoting(p: &mut Planner<'_>) {
+/// Promotion: done once the canary's ReplicaSet runs all N pods, available; it is then the stable
+/// one, and the old stable one is emptied (by the plan's scale actions).
+fn promoting(p: &mut Planner<'_>, workload: &Workload) {
     let current = p.s.canary_revision.clone().unwrap_or_default();
     let Some(primary) = &p.obs.primary else {
         return;
     };
-    if primary.revision.as_deref() == Some(current.as_str()) && primary.workload.settled_at(primary.total) {
+    if workload.ready_at(primary.total) {
         p.s.phase = Some(CanaryPhase::Succeeded);
         p.s.stable_revision = Some(current.clone());
         p.s.canary_weight = Some(0);
@@ -316,8 +318,9 @@ fn promoting(p: &mut Planner<'_>) {
             false,
             "Promoted",
             format!(
-                "Revision {current} promoted: {}-primary runs it on {} replicas.",
-                p.canary.spec.target_ref.name, primary.total
+                "Revision {current} promoted: ReplicaSet {} serves it on {} replicas.",
+                crate::canary::templates::set_name(p.canary, &current),
+                primary.total
             ),
         );
         p.actions.push(Action::Count(Counted::Promoted));

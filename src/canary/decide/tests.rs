@@ -113,11 +113,6 @@ impl World {
                     };
                 }
                 Action::ScalePrimary(n) => self.obs.primary.as_mut().unwrap().workload = ready(*n),
-                Action::PromotePrimary { revision, replicas } => {
-                    let pr = self.obs.primary.as_mut().unwrap();
-                    pr.revision = Some(revision.clone());
-                    pr.workload = ready(*replicas);
-                }
                 Action::CreatePrimary { replicas } => {
                     self.obs.primary = Some(Primary {
                         revision: Some(self.target_revision()),
@@ -127,6 +122,19 @@ impl World {
                 }
                 _ => {}
             }
+        }
+        // A promotion recorded: the canary's ReplicaSet is the stable one now, and the observations
+        // say so from the next reconcile on.
+        let stable = p.status.stable_revision.clone();
+        if let Some(pr) = self.obs.primary.as_mut()
+            && stable.is_some()
+            && pr.revision != stable
+            && p.status.phase != Some(CanaryPhase::Initializing)
+        {
+            pr.revision = stable;
+            let (_, w) = self.target();
+            let promoted = std::mem::replace(w, ready(0));
+            self.obs.primary.as_mut().unwrap().workload = promoted;
         }
         p
     }
@@ -377,16 +385,14 @@ fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
         w.status().handled_annotations.as_ref().unwrap().resume.as_deref(),
         Some("t1")
     );
-    // The primary is emptied, takes r2 at zero replicas, then scales up; the canary serves meanwhile.
+    // The canary's ReplicaSet grows to 3 and becomes the stable one: no second rollout.
     let (p, states) = promote(&mut w, p);
-    assert_eq!(
-        states,
-        [("r1".into(), 1), ("r1".into(), 0), ("r2".into(), 0), ("r2".into(), 3)]
-    );
+    assert_eq!(states, [("r1".into(), 1), ("r2".into(), 3)]);
     assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
     assert!(reasons(&p).contains(&"Promoted"));
     assert!(p.actions.contains(&Action::Count(Counted::Promoted)));
-    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    // The old stable ReplicaSet is emptied by the next plan, which sees the new one serving.
+    assert!(w.plan().actions.contains(&Action::ScaleTarget(0)));
     assert!(conditions::is_true(&w.status().conditions, PROMOTED));
     assert!(conditions::is_true(&w.status().conditions, conditions::READY));
     // Succeeded is kept, and the same resume value does nothing at the next revision's pause.
@@ -395,8 +401,8 @@ fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
     assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
 }
 
-/// Plans until the promotion that `first` began ends, checking that the canary carries all traffic
-/// meanwhile; returns the last plan and the primary's (revision, replicas) after each plan, changes only.
+/// Plans until the promotion that `first` began ends, checking that the canary grows to N meanwhile;
+/// returns the last plan and the stable side's (revision, replicas) after each plan, changes only.
 fn promote(w: &mut World, first: Decision) -> (Decision, Vec<(String, i32)>) {
     let primary = |w: &World| {
         let p = w.obs.primary.as_ref().unwrap();
@@ -408,7 +414,7 @@ fn promote(w: &mut World, first: Decision) -> (Decision, Vec<(String, i32)>) {
         assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
         assert!(
             p.actions.contains(&Action::ScaleTarget(3)),
-            "the canary serves everything until the primary has rolled out: {:?}",
+            "the canary's ReplicaSet grows to N: {:?}",
             p.actions
         );
         p = w.plan();
@@ -423,85 +429,38 @@ fn promote(w: &mut World, first: Decision) -> (Decision, Vec<(String, i32)>) {
 }
 
 #[test]
-fn a_promotion_never_changes_the_primarys_template_and_replicas_in_one_write() {
+fn a_promotion_grows_the_canary_set_and_makes_it_stable_without_a_second_rollout() {
     let mut w = at_final_pause();
     w.obs.annotations.resume = Some("go".into());
     let p = w.plan();
-    let (_, states) = promote(&mut w, p);
-    for pair in states.windows(2) {
-        let ((r0, n0), (r1, n1)) = (&pair[0], &pair[1]);
-        assert!(
-            r0 == r1 || n0 == n1,
-            "template and replicas changed at once: {states:?}"
-        );
-        if r0 != r1 {
-            assert_eq!(*n1, 0, "the new template goes onto an empty primary: {states:?}");
-        }
-    }
-    // Succeeded only once the old template's pods are gone.
-    let mut w = at_final_pause();
-    w.obs.annotations.resume = Some("go".into());
-    w.plan();
-    for _ in 0..6 {
-        let pr = w.obs.primary.as_ref().unwrap();
-        if pr.revision.as_deref() == Some("r2") && pr.workload.spec_replicas == 3 {
-            break;
-        }
-        w.plan();
-    }
-    w.obs.primary.as_mut().unwrap().workload.pods = 5;
-    assert_eq!(
-        decide(&w.canary, &w.obs, w.now).status.phase,
-        Some(CanaryPhase::Promoting)
-    );
-    w.obs.primary.as_mut().unwrap().workload.pods = 3;
-    assert_eq!(
-        decide(&w.canary, &w.obs, w.now).status.phase,
-        Some(CanaryPhase::Succeeded)
-    );
-}
-
-#[test]
-fn each_promotion_write_waits_for_the_deployment_controller_to_take_in_the_last() {
-    let mut w = at_final_pause();
-    w.obs.annotations.resume = Some("go".into());
-    w.plan();
-    // Emptied on paper, but the old pods still run (or the controller has not seen the scale yet):
-    // the new template waits.
-    let primary_at = |w: &World| {
-        let p = w.obs.primary.as_ref().unwrap();
-        (p.revision.clone().unwrap_or_default(), p.workload.spec_replicas)
-    };
-    for _ in 0..4 {
-        if primary_at(&w).1 == 0 {
-            break;
-        }
-        w.plan();
-    }
-    assert_eq!(primary_at(&w), ("r1".into(), 0));
-    let not_promoted = |d: &Decision| !d.actions.iter().any(|a| matches!(a, Action::PromotePrimary { .. }));
-    w.obs.primary.as_mut().unwrap().workload.pods = 2;
-    assert!(not_promoted(&decide(&w.canary, &w.obs, w.now)), "old pods left");
-    w.obs.primary.as_mut().unwrap().workload.pods = 0;
-    w.obs.primary.as_mut().unwrap().workload.current = false;
+    assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+    assert!(p.actions.contains(&Action::ScaleTarget(3)), "{:?}", p.actions);
+    // Not all three canary pods available yet: still promoting, the stable side keeps its pods.
+    w.target().1.available = 2;
+    let p = decide(&w.canary, &w.obs, w.now);
+    assert_eq!(p.status.phase, Some(CanaryPhase::Promoting));
     assert!(
-        not_promoted(&decide(&w.canary, &w.obs, w.now)),
-        "scale-down not observed"
-    );
-    w.obs.primary.as_mut().unwrap().workload.current = true;
-    let d = w.plan();
-    assert!(!not_promoted(&d), "emptied and observed: the new template goes on");
-    // The new template at zero, not yet taken in by the controller: no scale-up.
-    w.obs.primary.as_mut().unwrap().workload.current = false;
-    let d = decide(&w.canary, &w.obs, w.now);
-    assert!(
-        !d.actions.iter().any(|a| matches!(a, Action::ScalePrimary(n) if *n > 0)),
+        !p.actions.iter().any(|a| matches!(a, Action::ScalePrimary(_))),
         "{:?}",
-        d.actions
+        p.actions
     );
-    w.obs.primary.as_mut().unwrap().workload.current = true;
-    let d = decide(&w.canary, &w.obs, w.now);
-    assert!(d.actions.contains(&Action::ScalePrimary(3)), "{:?}", d.actions);
+    w.target().1.available = 3;
+    let p = w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+    assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
+    assert!(events(&p).iter().any(|(r, _)| *r == "Promoted"));
+    // No action creates pods of the promoted revision again: only scale actions, to N at most.
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !matches!(a, Action::CreatePrimary { .. })),
+        "{:?}",
+        p.actions
+    );
+    // The next plan sees the new stable ReplicaSet serving N and empties the canary side (the old one).
+    let p = w.plan();
+    assert!(p.actions.contains(&Action::ScalePrimary(3)), "{:?}", p.actions);
+    assert!(p.actions.contains(&Action::ScaleTarget(0)), "{:?}", p.actions);
 }
 
 #[test]
@@ -741,7 +700,9 @@ fn a_newer_revision_mid_rollout_restarts_at_step_zero_and_a_revert_cancels() {
     let p = w.plan();
     assert_eq!(reasons(&p), ["RolloutCancelled"]);
     assert_eq!(w.status().phase, Some(CanaryPhase::Idle));
-    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(p.actions.contains(&Action::ScalePrimary(3)), "{:?}", p.actions);
+    // The canary side empties once the stable side serves all 3 again.
+    assert!(w.plan().actions.contains(&Action::ScaleTarget(0)));
 }
 
 #[test]
@@ -953,15 +914,14 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
     w.obs.annotations.promote = Some("now".into());
     w.plan();
     assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
-    // The primary took the template but its pods never become ready.
-    w.obs.primary.as_mut().unwrap().workload = Workload {
+    // The canary's ReplicaSet grows to 3, but its new pods never become ready.
+    *w.target().1 = Workload {
         spec_replicas: 3,
         updated: 3,
-        available: 0,
+        available: 1,
         current: true,
         pods: 3,
     };
-    w.obs.primary.as_mut().unwrap().revision = Some("r2".into());
     let before = decide(&w.canary, &w.obs, w.now);
     assert!(!conditions::is_true(&before.status.conditions, conditions::STALLED));
     let deadline = w.now + DEFAULT_PROGRESS_DEADLINE;
@@ -979,7 +939,7 @@ fn a_primary_that_never_rolls_out_the_promotion_stalls_at_the_deadline() {
         ("True", "PromotionStuck")
     );
     assert!(
-        stalled.message.contains("web-primary") && stalled.message.contains("r2"),
+        stalled.message.contains("ReplicaSet web-r2") && stalled.message.contains("r2"),
         "{}",
         stalled.message
     );

@@ -41,7 +41,12 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                     p.actions.push(Action::SetRoute { canary: 0 });
                 }
                 p.actions.push(Action::ScalePrimary(n));
-                p.actions.push(Action::ScaleTarget(0));
+                // The canary side empties once the stable side serves all N again (after a
+                // promotion, the plan that records it still sees the old stable ReplicaSet: the next
+                // one empties it).
+                if primary.workload.ready_at(n) {
+                    p.actions.push(Action::ScaleTarget(0));
+                }
             }
             CanaryPhase::Progressing | CanaryPhase::Paused => {
                 let c = canary_replicas(n, w);
@@ -84,35 +89,13 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
     wake
 }
 
-/// Promotion's writes, one at a time: the canary takes all traffic, then the primary is emptied,
-/// given the new template at zero replicas, and scaled.
+/// Promotion's writes: the canary's ReplicaSet grows to N, and with gatewayAPI routing takes all
+/// traffic once all N are available. The primary keeps its pods until then (the plan that records
+/// the promotion empties it), so no pod is created twice.
 fn promote(p: &mut Planner<'_>, primary: &Primary, workload: &Workload, gw: bool) {
     let n = primary.total;
-    // The canary carries all traffic while the primary is rebuilt from zero: emptied first,
-    // then given the new template at zero replicas, then scaled. Changing template and
-    // replicas in one write would make the Deployment controller scale the old ReplicaSet
-    // up first (a scaling event) and roll it afterwards: pods created only to be deleted.
     p.actions.push(Action::ScaleTarget(n));
-    let carried = workload.ready_at(n);
-    if gw && carried {
+    if gw && workload.ready_at(n) {
         p.actions.push(Action::SetRoute { canary: 100 });
-    }
-    // Each write waits until the Deployment controller has taken in the one before: a
-    // template change while old pods remain, or a scale-up before the new ReplicaSet
-    // exists, gives the old ReplicaSet its proportional share of the new replicas (measured
-    // at 100 targets: two pods of the old revision per target, then a rolling update).
-    let canary_revision = p.s.canary_revision.clone().unwrap_or_default();
-    let pw = &primary.workload;
-    if primary.revision.as_deref() == Some(canary_revision.as_str()) {
-        if pw.current {
-            p.actions.push(Action::ScalePrimary(n));
-        }
-    } else if carried && pw.spec_replicas > 0 {
-        p.actions.push(Action::ScalePrimary(0));
-    } else if carried && pw.current && pw.pods == 0 {
-        p.actions.push(Action::PromotePrimary {
-            revision: canary_revision,
-            replicas: 0,
-        });
     }
 }

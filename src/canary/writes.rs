@@ -1,0 +1,397 @@
+//! The writes a Canary's plan makes: Kaizen's ReplicaSets (one per revision), the target's
+//! `spec.replicas`, the HTTPRoute's weights and its Services, and the Incident a rollback opens.
+//!
+//! Ownership: the target Deployment is the user's; Kaizen writes only its `spec.replicas` (0 once
+//! its ReplicaSets serve), by server-side apply (field manager `kaizen`, forced, as an HPA would).
+//! The ReplicaSets and, with `gatewayAPI` routing, the `<target>-primary`/`<target>-canary` Services
+//! are Kaizen's, owner-referenced by the Canary. Every write is skipped when the cache already shows
+//! its result, so a reconcile that changes nothing writes nothing.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::{Service, ServiceSpec},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions},
+    runtime::reflector::ObjectRef,
+};
+use serde_json::{Value, json};
+
+use super::{
+    context::CanaryContext,
+    decide::{Action, IncidentRequest},
+    observe::{Workloads, backends, observe_primary, route_api},
+    templates::{
+        CANARY_LABEL, REVISION_LABEL, canary_service_name, gateway_route, primary_service_name, replica_set,
+        revision_selector, service_ports, set_name, with_route_ports,
+    },
+};
+use crate::{
+    api::{
+        canary::{Canary, CanaryStatus},
+        incident::{Incident, IncidentSpec, OPENED_BY_CANARY_LABEL},
+    },
+    error::{Error, Result, StepExt},
+    policy::SHARD_LABEL,
+    runtime::FIELD_MANAGER,
+};
+
+/// What the reconcile needs to act on one Canary.
+pub struct Io<'a> {
+    pub ctx: &'a CanaryContext,
+    pub ns: &'a str,
+    pub canary: &'a Canary,
+    pub target: Option<&'a Deployment>,
+    /// The target's revision, from its template as the apiserver serves it.
+    pub target_revision: Option<&'a str>,
+    pub workloads: &'a Workloads,
+}
+
+impl<'a> Io<'a> {
+    /// What acting on `canary` needs, with its workloads as the caches have them.
+    pub fn new(workloads: &'a Workloads, ctx: &'a CanaryContext, ns: &'a str, canary: &'a Canary) -> Self {
+        Io {
+            ctx,
+            ns,
+            canary,
+            target: workloads.target.as_ref().map(|(d, _)| d),
+            target_revision: workloads.target.as_ref().map(|(_, r)| r.as_str()),
+            workloads,
+        }
+    }
+
+    pub(super) fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    fn sets_api(&self) -> Api<ReplicaSet> {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    fn apply_params() -> PatchParams {
+        PatchParams::apply(FIELD_MANAGER).force()
+    }
+
+    /// The stable revision once `planned` is written: recorded, or before initialization the target's.
+    fn stable_revision<'s>(&'s self, planned: &'s CanaryStatus) -> Option<&'s str> {
+        planned.stable_revision.as_deref().or(self.target_revision)
+    }
+
+    pub async fn act(&self, action: &Action, planned: &CanaryStatus) -> Result<()> {
+        use super::decide::Action::*;
+        self.ctx.fence()?;
+        match action {
+            CreatePrimary { replicas } => match self.target_revision {
+                Some(rev) => self.ensure_set(rev, *replicas, *replicas).await,
+                None => Ok(()),
+            },
+            ScalePrimary(n) => match self.stable_revision(planned) {
+                Some(rev) => self.ensure_set(rev, *n, self.total(*n)).await,
+                None => Ok(()),
+            },
+            ScaleTarget(n) => self.scale_canary_side(*n, planned).await,
+            SetRoute { canary } => self.set_route(*canary, Some(planned)).await,
+            OpenIncident(req) => self.open_incident(req).await,
+            Event { .. } | Count(_) => Ok(()),
+        }
+    }
+
+    /// N: recorded on the stable ReplicaSet, or the replicas being created.
+    fn total(&self, replicas: i32) -> i32 {
+        let stable = self.workloads.stable(self.canary);
+        observe_primary(None, stable).map(|p| p.total).unwrap_or(replicas)
+    }
+
+    /// The canary side at `n` pods: the target revision's ReplicaSet (unless it is the stable one),
+    /// every other ReplicaSet of the Canary emptied and then removed, the target Deployment at 0.
+    async fn scale_canary_side(&self, n: i32, planned: &CanaryStatus) -> Result<()> {
+        let stable = self.stable_revision(planned).map(str::to_string);
+        if let Some(rev) = self.target_revision
+            && Some(rev) != stable.as_deref()
+            && (n > 0 || self.workloads.set(rev).is_some())
+        {
+            self.ensure_set(rev, n, self.total(n)).await?;
+        }
+        for (rev, set) in &self.workloads.sets {
+            if Some(rev.as_str()) != stable.as_deref() && Some(rev.as_str()) != self.target_revision {
+                self.retire(set).await?;
+            }
+        }
+        self.scale_target(0).await
+    }
+
+    /// Revision `rev`'s ReplicaSet at `replicas`: created from the target's template (which must be
+    /// that revision) when missing, scaled when not at that count.
+    async fn ensure_set(&self, rev: &str, replicas: i32, total: i32) -> Result<()> {
+        let name = set_name(self.canary, rev);
+        let object = format!("ReplicaSet {}/{name}", self.ns);
+        if let Some(set) = self.workloads.set(rev) {
+            if set.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+                return Ok(());
+            }
+            // Only the replica count, by a merge patch: the template of a revision never changes.
+            let patch = json!({"spec": {"replicas": replicas}});
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..Default::default()
+            };
+            self.sets_api()
+                .patch(&name, &params, &Patch::Merge(&patch))
+                .await
+                .step("scale ReplicaSet", &object)?;
+            return Ok(());
+        }
+        let Some(target) = self.target.filter(|_| self.target_revision == Some(rev)) else {
+            // The template of a revision the target no longer holds is gone with it.
+            return Ok(());
+        };
+        let set = replica_set(self.canary, target, rev, replicas, total);
+        match self.sets_api().create(&PostParams::default(), &set).await {
+            Ok(_) => Ok(()),
+            // Made by an earlier reconcile the cache has not delivered yet: the next one scales it.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e).step("create ReplicaSet", &object),
+        }
+    }
+
+    /// A ReplicaSet of a revision that no longer serves: scaled to 0, and deleted once its pods are
+    /// gone (the one that held it observed, so the deletion is of this very object).
+    async fn retire(&self, set: &ReplicaSet) -> Result<()> {
+        let name = set.name_any();
+        let object = format!("ReplicaSet {}/{name}", self.ns);
+        if set.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..Default::default()
+            };
+            self.sets_api()
+                .patch(&name, &params, &Patch::Merge(&json!({"spec": {"replicas": 0}})))
+                .await
+                .step("scale ReplicaSet", &object)?;
+            return Ok(());
+        }
+        if set.status.as_ref().is_some_and(|s| s.replicas > 0) {
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: set.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.sets_api().delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(()),
+            Err(e) => Err(e).step("delete ReplicaSet", &object),
+        }
+    }
+
+    pub(super) async fn scale_target(&self, replicas: i32) -> Result<()> {
+        let Some(target) = self.target else { return Ok(()) };
+        if target.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": target.name_any()},
+            "spec": {"replicas": replicas},
+        });
+        self.deployments()
+            .patch(&target.name_any(), &Self::apply_params(), &Patch::Apply(&patch))
+            .await
+            .step(
+                "scale target",
+                format_args!("Deployment {}/{}", self.ns, target.name_any()),
+            )?;
+        Ok(())
+    }
+
+    async fn open_incident(&self, req: &IncidentRequest) -> Result<()> {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+        let spec = IncidentSpec {
+            title: req.title.chars().take(256).collect(),
+            severity: req.severity,
+            services: vec![self.canary.spec.target_ref.name.clone()],
+            summary: Some(req.summary.clone()),
+            commander: None,
+            started_at: Some(now.clone()),
+            detected_at: Some(now.clone()),
+            // The rollback that opens the Incident is its mitigation: the stable revision serves again.
+            mitigated_at: Some(now),
+            resolved_at: None,
+            impact: None,
+            timeline: vec![],
+            root_cause: None,
+            contributing_factors: vec![],
+            postmortem: None,
+        };
+        let mut inc = Incident::new(&req.name, spec);
+        inc.metadata.namespace = Some(self.ns.to_string());
+        let mut labels = BTreeMap::from([
+            (OPENED_BY_CANARY_LABEL.to_string(), self.canary.name_any()),
+            ("kaizen.dev/revision".to_string(), req.revision.clone()),
+        ]);
+        // The Incident belongs to the Canary's shard, so the release that rolled back also tracks it.
+        if let Some(shard) = self.canary.labels().get(SHARD_LABEL) {
+            labels.insert(SHARD_LABEL.to_string(), shard.clone());
+        }
+        inc.metadata.labels = Some(labels);
+        let api: Api<Incident> = Api::namespaced(self.ctx.client.clone(), self.ns);
+        match api.create(&PostParams::default(), &inc).await {
+            Ok(_) => Ok(()),
+            // Deterministic name: a retried reconcile finds the Incident it already opened.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The HTTPRoute's weights: `canary_weight` to `<target>-canary`, the rest to `<target>-primary`,
+    /// once the two Services select the revisions `planned` serves (`None`: the Services are left
+    /// as they are, as the hand-back wants).
+    pub(super) async fn set_route(&self, canary_weight: i32, planned: Option<&CanaryStatus>) -> Result<()> {
+        let Some(route) = gateway_route(self.canary) else {
+            return Ok(());
+        };
+        let api = route_api(self.ctx, self.ns);
+        let Some(obj) = api
+            .get_opt(route)
+            .await
+            .step("read route", format_args!("HTTPRoute {}/{route}", self.ns))?
+        else {
+            return Ok(());
+        };
+        let (primary, canary) = (primary_service_name(self.canary), canary_service_name(self.canary));
+        let route_ports: Vec<i32> = obj.data["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(backends)
+            .filter(|b| b["name"] == json!(primary))
+            .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
+            .collect();
+        if let Some(planned) = planned {
+            self.ensure_services(&route_ports, planned).await?;
+        }
+        let mut rules = obj.data["spec"]["rules"].as_array().cloned().unwrap_or_default();
+        let mut changed = false;
+        for rule in rules.iter_mut() {
+            let mut refs = backends(rule);
+            let Some(p) = refs.iter().position(|b| b["name"] == json!(primary)) else {
+                continue;
+            };
+            let want_p = json!(100 - canary_weight);
+            if refs[p]["weight"] != want_p {
+                refs[p]["weight"] = want_p;
+                changed = true;
+            }
+            match refs.iter().position(|b| b["name"] == json!(canary)) {
+                Some(c) if refs[c]["weight"] == json!(canary_weight) => {}
+                Some(c) => {
+                    refs[c]["weight"] = json!(canary_weight);
+                    changed = true;
+                }
+                None => {
+                    let mut c = refs[p].clone();
+                    c["name"] = json!(canary);
+                    c["weight"] = json!(canary_weight);
+                    refs.push(c);
+                    changed = true;
+                }
+            }
+            rule["backendRefs"] = Value::Array(refs);
+        }
+        if !changed {
+            return Ok(());
+        }
+        // rules is an atomic list: replace it whole, guarded by the resourceVersion read above.
+        let patch = json!({
+            "metadata": {"resourceVersion": obj.metadata.resource_version},
+            "spec": {"rules": rules},
+        });
+        api.patch(route, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .step("patch route weights", format_args!("HTTPRoute {}/{route}", self.ns))?;
+        Ok(())
+    }
+
+    /// The `<target>-primary` and `<target>-canary` Services of gatewayAPI routing, selecting the
+    /// stable and the canary revision's pods: applied whole when missing or not as wanted (the cache
+    /// tells). They expose every TCP containerPort, plus each port the route sends to
+    /// `<target>-primary` that is not one of them, forwarded to the first containerPort (a route on
+    /// port 80 to a pod on 9898).
+    async fn ensure_services(&self, route_ports: &[i32], planned: &CanaryStatus) -> Result<()> {
+        let (Some(target), Some(stable)) = (self.target, self.stable_revision(planned)) else {
+            return Ok(());
+        };
+        let canary_revision = self.target_revision.unwrap_or(stable);
+        let template = &target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let ports = with_route_ports(service_ports(template), route_ports);
+        for (name, rev) in [
+            (primary_service_name(self.canary), stable),
+            (canary_service_name(self.canary), canary_revision),
+        ] {
+            let selector = revision_selector(target, rev);
+            self.ensure_service(&name, rev, selector, &ports).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies Service `name` unless the cache shows it as wanted.
+    pub(super) async fn ensure_service(
+        &self,
+        name: &str,
+        revision: &str,
+        selector: BTreeMap<String, String>,
+        ports: &[k8s_openapi::api::core::v1::ServicePort],
+    ) -> Result<()> {
+        let cached = self.ctx.services.get(&ObjectRef::new(name).within(self.ns));
+        let spec = cached.as_ref().and_then(|s| s.spec.as_ref());
+        let same_ports = |have: &[k8s_openapi::api::core::v1::ServicePort]| {
+            have.len() == ports.len()
+                && have
+                    .iter()
+                    .zip(ports)
+                    .all(|(a, b)| a.port == b.port && a.target_port == b.target_port && a.name == b.name)
+        };
+        if spec.is_some_and(|s| {
+            s.selector.as_ref() == Some(&selector) && same_ports(s.ports.as_deref().unwrap_or_default())
+        }) {
+            return Ok(());
+        }
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(self.ns.to_string()),
+                labels: Some(BTreeMap::from([
+                    (CANARY_LABEL.to_string(), self.canary.name_any()),
+                    (REVISION_LABEL.to_string(), revision.to_string()),
+                ])),
+                owner_references: self.canary.controller_owner_ref(&()).map(|o| vec![o]),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                selector: Some(selector),
+                ports: Some(ports.to_vec()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let mut value = serde_json::to_value(&svc).map_err(|source| Error::Serialize {
+            what: "Service",
+            source,
+        })?;
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("Service");
+        Api::<Service>::namespaced(self.ctx.client.clone(), self.ns)
+            .patch(name, &Self::apply_params(), &Patch::Apply(&value))
+            .await
+            .step("apply Service", format_args!("Service {}/{name}", self.ns))?;
+        Ok(())
+    }
+}
