@@ -39,11 +39,17 @@ fn condition<'a>(s: &'a CanaryStatus, t: &str) -> &'a Condition {
     common::condition(&s.conditions, t).unwrap_or_else(|| panic!("no {t} condition in {s:?}"))
 }
 
-/// Waits until the canary `name` is at 0 replicas and `<name>-primary` serves all 3.
+/// Waits until Deployment `name` is at 0 replicas and the stable ReplicaSet of Canary `name` serves
+/// all 3, the only one of its ReplicaSets with pods wanted.
 async fn all_on_primary(e: &Env, name: &str, what: &str) {
-    let primary = format!("{name}-primary");
     wait_for(WAIT, what, || async {
-        (e.replicas(name).await.0 == Some(0) && e.replicas(&primary).await == (Some(3), 3)).then_some(())
+        let serving = e
+            .sets_of(name)
+            .await
+            .iter()
+            .filter(|s| s.spec.as_ref().and_then(|s| s.replicas) != Some(0))
+            .count();
+        (e.replicas(name).await.0 == Some(0) && e.stable(name).await == (Some(3), 3) && serving == 1).then_some(())
     })
     .await;
 }
@@ -81,7 +87,7 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     };
     e.canary("web", spec).await;
     let idle = e.canary_phase("web", CanaryPhase::Idle).await;
-    assert_eq!(e.replicas("web-primary").await, (Some(3), 3));
+    assert_eq!(e.stable("web").await, (Some(3), 3));
     assert_eq!(e.replicas("web").await.0, Some(0));
     assert!(condition(&idle, "Ready").status == "True");
     let v1 = idle.stable_revision.clone().unwrap();
@@ -95,7 +101,7 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     let v2 = rolling.canary_revision.clone().unwrap();
     // 34% of 3 replicas: one canary pod, two primary pods (held for the 3s pause at least).
     wait_for(WAIT, "1 canary and 2 primary pods", || async {
-        (e.replicas("web").await == (Some(1), 1) && e.replicas("web-primary").await.0 == Some(2)).then_some(())
+        (e.canary_side("web").await == (Some(1), 1) && e.stable("web").await.0 == Some(2)).then_some(())
     })
     .await;
     let done = e.canary_phase("web", CanaryPhase::Succeeded).await;
@@ -104,7 +110,7 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     let a = done.analysis.clone().unwrap();
     assert!(a.metrics[0].canary_value == Some(0.1), "{a:?}");
     assert_eq!((a.failures, a.errors), (0, 0));
-    assert_eq!(e.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v2");
     all_on_primary(&e, "web", "canary at 0, primary at 3").await;
     // Events are recorded after the status write that reports the phase: wait for them.
     let reasons = [
@@ -160,7 +166,7 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     assert_eq!(rb.canary_images[0].image, "example.com/web:v3");
     assert_eq!(rb.stable_images[0].image, "example.com/web:v2");
     all_on_primary(&e, "web", "all traffic back on the primary").await;
-    assert_eq!(e.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v2");
     wait_for(
         WAIT,
         "RolledBack (naming the metric) and IncidentOpened Events",
@@ -185,16 +191,30 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
         })
         .await;
     assert_eq!(ok.handled_annotations.unwrap().retry.as_deref(), Some("1"));
-    assert_eq!(e.image("web-primary").await, "example.com/web:v3");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v3");
 
     // An idle Canary makes no writes.
     let writes = e.op().metric_sum("kaizen_status_writes_total").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(e.op().metric_sum("kaizen_status_writes_total").await, writes);
 
-    // Deletion hands the workload back: the target serves 3 replicas, then the primary goes.
-    e.delete_canary("web").await;
+    // Deletion hands the workload back: the target serves 3 replicas, then Kaizen's ReplicaSets go,
+    // and at no moment are fewer than 3 pods available.
+    e.canaries.delete("web", &Default::default()).await.unwrap();
+    wait_for(WAIT, "the Canary and its ReplicaSets gone", || async {
+        let sets = e.sets_of("web").await;
+        let available: i32 = sets
+            .iter()
+            .map(|s| s.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0))
+            .sum::<i32>()
+            + e.replicas("web").await.1;
+        assert!(available >= 3, "only {available} pods available during the hand-back");
+        let gone = e.canaries.get_opt("web").await.ok()?.is_none();
+        (gone && sets.is_empty()).then_some(())
+    })
+    .await;
     assert_eq!(e.replicas("web").await, (Some(3), 3));
+    assert_eq!(e.image("web").await, "example.com/web:v3");
 }
 
 /// Comparison failures, no data under a Fail policy, and an unreachable Prometheus (errors, never
@@ -308,7 +328,7 @@ async fn unready_canary_rolls_back_at_the_progress_deadline() {
 }
 
 /// resume, promote and abort act once per value; a SIGKILLed operator resumes at the same step with
-/// the same counters; deletion mid-rollback restores the last promoted template.
+/// the same counters; deletion after a rollback hands the target back as the user declared it.
 #[tokio::test]
 async fn annotations_restart_and_deletion_restore() {
     let mut e = env("canary-manual").await;
@@ -366,7 +386,7 @@ async fn annotations_restart_and_deletion_restore() {
         (handled.resume.as_deref(), handled.promote.as_deref()),
         (Some("r1"), Some("p1"))
     );
-    assert_eq!(e.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v2");
 
     // The same values on the next revision do nothing: it stops at the first open pause.
     e.set_image("web", "v3").await;
@@ -378,13 +398,14 @@ async fn annotations_restart_and_deletion_restore() {
     let rb = e.canary_phase("web", CanaryPhase::RolledBack).await;
     assert_eq!(condition(&rb, "RolledBack").reason, "Aborted");
 
-    // Deleting now gives the target back v2 (the last promoted template) on 3 replicas.
+    // Deleting now hands the target back with its own template (Kaizen never writes it: v3, as the
+    // user declared it; `kubectl kaizen undo` first brings v2 back) on 3 replicas.
     e.delete_canary("web").await;
-    assert_eq!(e.image("web").await, "example.com/web:v2");
+    assert_eq!(e.image("web").await, "example.com/web:v3");
     assert_eq!(e.replicas("web").await, (Some(3), 3));
     let d = e.deployments.get("web").await.unwrap();
     let labels = d.spec.unwrap().template.metadata.unwrap().labels.unwrap();
-    assert!(!labels.contains_key("kaizen.dev/primary"), "{labels:?}");
+    assert!(!labels.contains_key("kaizen.dev/revision"), "{labels:?}");
 }
 
 fn route_api(client: &Client, ns: &str) -> Api<DynamicObject> {
@@ -470,12 +491,18 @@ async fn gateway_api_weights_follow_the_steps() {
             .collect();
         assert!(ports.contains(&(80, Some("8080".into()))), "{ports:?}");
     }
-    assert_eq!(
-        canary_svc.spec.clone().unwrap().selector.unwrap(),
-        [("app".to_string(), "web".to_string())].into()
-    );
-    let sel = primary_svc.spec.clone().unwrap().selector.unwrap();
-    assert_eq!(sel.get("app").map(String::as_str), Some("web-primary"));
+    // Both select the target's pods of one revision: at rest, the stable one.
+    let stable = e.canaries.get("web").await.unwrap().status.unwrap().stable_revision.unwrap();
+    for svc in [&canary_svc, &primary_svc] {
+        assert_eq!(
+            svc.spec.clone().unwrap().selector.unwrap(),
+            [
+                ("app".to_string(), "web".to_string()),
+                ("kaizen.dev/revision".to_string(), stable.clone())
+            ]
+            .into()
+        );
+    }
     wait_for(WAIT, "route weights 100/0", || async {
         let w = weights(&routes.get("web").await.ok()?);
         (w == [("web-primary".to_string(), 100), ("web-canary".to_string(), 0)]).then_some(())
@@ -490,8 +517,15 @@ async fn gateway_api_weights_follow_the_steps() {
     })
     .await;
     // The primary keeps all its pods: the route splits traffic, not the replica count.
-    assert_eq!(e.replicas("web-primary").await.0, Some(3));
-    assert_eq!(e.replicas("web").await.0, Some(1));
+    assert_eq!(e.stable("web").await.0, Some(3));
+    assert_eq!(e.canary_side("web").await.0, Some(1));
+    let v2 = e.canaries.get("web").await.unwrap().status.unwrap().canary_revision.unwrap();
+    let canary_svc = services.get("web-canary").await.unwrap();
+    assert_eq!(
+        canary_svc.spec.unwrap().selector.unwrap().get("kaizen.dev/revision"),
+        Some(&v2),
+        "the canary Service selects the new revision's pods"
+    );
 
     e.annotate_canary("web", "kaizen.dev/abort", "now").await;
     e.canary_phase("web", CanaryPhase::RolledBack).await;
@@ -531,10 +565,10 @@ async fn missing_route_stalls_with_a_human_message() {
     let c = condition(&s, "Stalled");
     assert_eq!(c.reason, "InvalidTarget");
     assert!(c.message.contains("Canary \"web\""), "{}", c.message);
-    // It touched nothing (no primary was created), and `kubectl get` still shows where it stands.
+    // It touched nothing (no ReplicaSet was created), and `kubectl get` still shows where it stands.
     assert_eq!(s.phase, Some(CanaryPhase::Initializing));
     assert!(
-        e.deployments.get_opt("web-primary").await.unwrap().is_none(),
+        e.sets_of("web").await.is_empty() && e.sets_of("web-again").await.is_empty(),
         "it touched nothing"
     );
     // No hot loop: a stalled Canary is looked at again only every 30s. The untouched target must be

@@ -228,7 +228,7 @@ async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
 }
 
 /// Kaizen's own kinds and every namespaced resource the operator touches.
-const NAMESPACED: [&str; 11] = [
+const NAMESPACED: [&str; 12] = [
     "incidents",
     "actionitems",
     "canaries",
@@ -237,6 +237,7 @@ const NAMESPACED: [&str; 11] = [
     "canaries/status",
     "canaries/finalizers",
     "deployments",
+    "replicasets",
     "services",
     "httproutes",
     "events",
@@ -303,6 +304,7 @@ async fn chart_rbac_with_namespaces_grants_nothing_namespaced_cluster_wide() {
             "actionitems",
             "canaries",
             "deployments",
+            "replicasets",
             "services",
             "httproutes",
         ] {

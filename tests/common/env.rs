@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, ReplicaSet},
     core::v1::{Namespace, Secret, Service},
     events::v1::Event,
 };
@@ -224,6 +224,81 @@ impl Env {
         .await;
     }
 
+    /// ReplicaSet `name`'s (spec.replicas, available replicas); (None, 0) when it does not exist.
+    pub async fn set_replicas(&self, name: &str) -> (Option<i32>, i32) {
+        let sets: Api<ReplicaSet> = self.api();
+        let Some(rs) = sets.get_opt(name).await.unwrap() else {
+            return (None, 0);
+        };
+        (
+            rs.spec.and_then(|s| s.replicas),
+            rs.status.and_then(|s| s.available_replicas).unwrap_or(0),
+        )
+    }
+
+    /// The ReplicaSet Kaizen serves revision `revision` of Canary `canary`'s target from.
+    pub async fn set_of(&self, canary: &str, revision: &str) -> String {
+        let c = self.canaries.get(canary).await.unwrap();
+        kaizen::canary::templates::set_name(&c, revision)
+    }
+
+    /// The stable side of Canary `canary`: its stable revision's ReplicaSet's (spec, available)
+    /// replicas; (None, 0) before it has one.
+    pub async fn stable(&self, canary: &str) -> (Option<i32>, i32) {
+        let c = self.canaries.get(canary).await.unwrap();
+        match c.status.as_ref().and_then(|s| s.stable_revision.as_deref()) {
+            Some(rev) => self.set_replicas(&kaizen::canary::templates::set_name(&c, rev)).await,
+            None => (None, 0),
+        }
+    }
+
+    /// The canary side of Canary `canary`: its canary revision's ReplicaSet's (spec, available)
+    /// replicas, (Some(0), 0) when that is the stable revision or has no ReplicaSet.
+    pub async fn canary_side(&self, canary: &str) -> (Option<i32>, i32) {
+        let c = self.canaries.get(canary).await.unwrap();
+        let status = c.status.clone().unwrap_or_default();
+        match status.canary_revision.as_deref() {
+            Some(rev) if status.stable_revision.as_deref() != Some(rev) => {
+                match self.set_replicas(&kaizen::canary::templates::set_name(&c, rev)).await {
+                    (None, _) => (Some(0), 0),
+                    r => r,
+                }
+            }
+            _ => (Some(0), 0),
+        }
+    }
+
+    /// Waits (up to [`WAIT`]) until the stable side of Canary `canary` is at `want`.
+    pub async fn wait_stable(&self, canary: &str, want: (Option<i32>, i32)) {
+        wait_for(
+            WAIT,
+            &format!("the stable side of {canary} at {want:?} (spec, available) replicas"),
+            || async { (self.stable(canary).await == want).then_some(()) },
+        )
+        .await;
+    }
+
+    /// The image of the first container of the ReplicaSet serving Canary `canary`'s stable revision.
+    pub async fn stable_image(&self, canary: &str) -> String {
+        let c = self.canaries.get(canary).await.unwrap();
+        let rev = c.status.as_ref().and_then(|s| s.stable_revision.clone()).unwrap();
+        let sets: Api<ReplicaSet> = self.api();
+        let rs = sets.get(&kaizen::canary::templates::set_name(&c, &rev)).await.unwrap();
+        rs.spec.unwrap().template.unwrap().spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    /// The ReplicaSets Kaizen made for Canary `canary` (label `kaizen.dev/canary`), by name.
+    pub async fn sets_of(&self, canary: &str) -> Vec<ReplicaSet> {
+        let sets: Api<ReplicaSet> = self.api();
+        let params = kube::api::ListParams::default().labels(&format!("kaizen.dev/canary={canary}"));
+        let mut items = sets.list(&params).await.unwrap().items;
+        items.retain(|s| s.metadata.deletion_timestamp.is_none());
+        items
+    }
+
     /// The image of Deployment `name`'s first container.
     pub async fn image(&self, name: &str) -> String {
         let d = self.deployments.get(name).await.unwrap();
@@ -263,11 +338,9 @@ impl Env {
     /// Deletes Canary `name` and waits until it and its `<name>-primary` are gone.
     pub async fn delete_canary(&self, name: &str) {
         self.canaries.delete(name, &Default::default()).await.unwrap();
-        let primary = format!("{name}-primary");
-        wait_for(WAIT, &format!("the Canary {name} and {primary} to be gone"), || async {
+        wait_for(WAIT, &format!("the Canary {name} and its ReplicaSets to be gone"), || async {
             let gone = self.canaries.get_opt(name).await.ok()?.is_none();
-            let primary_gone = self.deployments.get_opt(&primary).await.ok()?.is_none();
-            (gone && primary_gone).then_some(())
+            (gone && self.sets_of(name).await.is_empty()).then_some(())
         })
         .await;
     }
