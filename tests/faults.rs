@@ -687,7 +687,7 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
     println!("FIGURE sigkill loop: {mid_rollout} of 6 kills hit the rollout in progress");
 
     assert_eq!(done.phase, Some(CanaryPhase::Succeeded));
-    assert_eq!(e.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v2");
     let in_rollout: Vec<i32> = seen
         .iter()
         .filter(|s| s.canary_revision.as_deref() == Some(v2.as_str()) && rolling(s.phase))
@@ -853,7 +853,7 @@ async fn oversized_and_unusable_input_is_refused_at_admission() {
     )
     .await;
 
-    // `<target>-primary` must be a valid Deployment name (253): the target's name is at most 245.
+    // `<target>-<hash>` must be a valid ReplicaSet name (253): the target's name is at most 242.
     let named = |target: &str| Canary::new("long", canary(target, vec![set_weight(50)]));
     both_refused(
         &e.canaries,
@@ -863,9 +863,9 @@ async fn oversized_and_unusable_input_is_refused_at_admission() {
     )
     .await;
     e.canaries
-        .create(&dry_run(), &named(&"a".repeat(245)))
+        .create(&dry_run(), &named(&"a".repeat(242)))
         .await
-        .expect("a target name of 245 characters is accepted");
+        .expect("a target name of 242 characters is accepted");
 
     // With gatewayAPI the Services `<target>-primary` and `<target>-canary` need DNS labels (63).
     let routed = |target: &str| {
@@ -1054,7 +1054,7 @@ impl Drop for Cleanup {
     }
 }
 
-/// A ValidatingAdmissionPolicy refuses the `web-primary` Deployment: the Canary stalls with reason
+/// A ValidatingAdmissionPolicy refuses Kaizen's ReplicaSets: the Canary stalls with reason
 /// ApplyRefused and the apiserver's message, says so in a Warning Event, and does not hot-loop.
 #[tokio::test]
 async fn a_canary_whose_apply_is_refused_stalls_with_the_apiservers_message() {
@@ -1073,10 +1073,10 @@ async fn a_canary_whose_apply_is_refused_stalls_with_the_apiservers_message() {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": ["apps"], "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]
+                "operations": ["CREATE", "UPDATE"], "resources": ["replicasets"]
             }]},
             "validations": [{
-                "expression": "object.metadata.name != 'web-primary'",
+                "expression": "!has(object.metadata.labels) || !('kaizen.dev/canary' in object.metadata.labels)",
                 "message": "primaries are not allowed here"
             }]
         }
@@ -1101,10 +1101,15 @@ async fn a_canary_whose_apply_is_refused_stalls_with_the_apiservers_message() {
         .await
         .unwrap();
     // The apiserver loads policies asynchronously: wait until it enforces this one.
-    let mut probe = common::build::target("web-primary", "v1", 1);
-    probe.metadata.namespace = Some(ns.clone());
+    let probe: k8s_openapi::api::apps::v1::ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "probe", "namespace": ns, "labels": {"kaizen.dev/canary": "probe"}},
+        "spec": {"selector": {"matchLabels": {"app": "probe"}},
+                 "template": {"metadata": {"labels": {"app": "probe"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    }))
+    .unwrap();
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = e.api();
     wait_for(WAIT, "the policy to be enforced", || async {
-        match e.deployments.create(&dry_run(), &probe).await {
+        match sets.create(&dry_run(), &probe).await {
             Err(kube::Error::Api(s)) if s.message.contains("primaries are not allowed here") => Some(()),
             _ => None,
         }
@@ -1122,10 +1127,7 @@ async fn a_canary_whose_apply_is_refused_stalls_with_the_apiservers_message() {
     println!("FIGURE refused apply: Stalled {}: {}", c.reason, c.message);
     assert_eq!(c.reason, "ApplyRefused", "{}", c.message);
     assert!(c.message.contains("primaries are not allowed here"), "{}", c.message);
-    assert!(
-        e.deployments.get_opt("web-primary").await.unwrap().is_none(),
-        "the policy holds"
-    );
+    assert!(e.sets_of("web").await.is_empty(), "the policy holds");
     let warning = wait_for(Duration::from_secs(15), "a Warning Event Stalled", || async {
         e.events("web")
             .await

@@ -140,7 +140,7 @@ async fn sigkill_of_the_leader_mid_rollout_hands_over_without_repeating_anything
             s.phase == Some(CanaryPhase::Succeeded) && s.stable_revision.as_deref() != Some(v1.as_str())
         })
         .await;
-    assert_eq!(e.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(e.stable_image("web").await, "example.com/web:v2");
     // Every item notified exactly once per sink.
     let deliveries = wait_for(
         Duration::from_secs(30),

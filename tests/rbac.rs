@@ -525,7 +525,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
         .await;
     let v1 = idle.stable_revision.clone().unwrap();
     wait_for(WAIT, "primary at 2 replicas, target at 0", || async {
-        (env.replicas("web-primary").await == (Some(2), 2) && env.replicas("web").await.0 == Some(0)).then_some(())
+        (env.stable("web").await == (Some(2), 2) && env.replicas("web").await.0 == Some(0)).then_some(())
     })
     .await;
 
@@ -537,7 +537,7 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     env.annotate_canary("web", "kaizen.dev/resume", "r1").await;
     env.canary_where("web", "v2 promoted", |s| s.phase == Some(CanaryPhase::Succeeded))
         .await;
-    assert_eq!(env.image("web-primary").await, "example.com/web:v2");
+    assert_eq!(env.stable_image("web").await, "example.com/web:v2");
 
     env.set_image("web", "v3").await;
     env.canary_where("web", "v3 paused after its weight step", |s| {
@@ -566,8 +566,10 @@ async fn operator_runs_with_chart_rbac(prefix: &str, scoped: bool) {
     })
     .await;
 
+    // The hand-back scales the target up with its own template (v3, as declared): Kaizen writes
+    // nothing but its replicas.
     env.delete_canary("web").await;
-    assert_eq!(env.image("web").await, "example.com/web:v2");
+    assert_eq!(env.image("web").await, "example.com/web:v3");
     env.wait_replicas("web", (Some(2), 2)).await;
 
     // The Alertmanager receiver: reads its token Secret, opens an Incident and resolves it.

@@ -86,9 +86,10 @@ pub struct TargetRef {
     #[serde(default)]
     pub kind: TargetKind,
     /// Name of the Deployment in the Canary's namespace.
-    /// At most 245 characters, so that `<name>-primary` is a valid Deployment name (at most 55 with
-    /// gatewayAPI routing, so that the `<name>-primary` Service name has at most 63).
-    #[schemars(length(min = 1, max = 245))]
+    /// At most 242 characters, so that `<name>-<hash>`, the name of the ReplicaSet of each revision,
+    /// is a valid name (at most 55 with gatewayAPI routing, so that the `<name>-primary` Service name
+    /// has at most 63).
+    #[schemars(length(min = 1, max = 242))]
     pub name: String,
 }
 
