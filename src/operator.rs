@@ -77,7 +77,7 @@ pub async fn run(opts: Options) -> Result<()> {
         health,
         leadership.clone(),
     ));
-    let (kinds, writers) = Kinds::wire(&ctx);
+    let (kinds, writers) = Kinds::wire(&ctx, gateway_api_served(&client).await);
     // Built with what it uses; it answers 503 until the Incident cache has synced.
     let alerts = &ctx.policy.alertmanager;
     let receiver = (alerts.enabled || ctx.policy.feedback.enabled)
@@ -192,6 +192,20 @@ struct Kinds {
     canaries: Arc<CanaryContext>,
 }
 
+/// Whether the apiserver serves the Gateway API's HTTPRoutes (`gateway.networking.k8s.io/v1`): only
+/// then are they watched. Installed later, they are picked up at the operator's next start.
+async fn gateway_api_served(client: &Client) -> bool {
+    match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "httproutes"),
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        // Unknown (the apiserver not answering yet): watched, and the watch retries.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether the Gateway API is served; watching HTTPRoutes");
+            true
+        }
+    }
+}
+
 /// The write halves of the caches, each handed to the one watch that fills it.
 struct CacheWriters {
     incidents: Writer<DeserializeGuard<Incident>>,
@@ -200,17 +214,25 @@ struct CacheWriters {
     deployments: Writer<kube::api::DynamicObject>,
     sets: Writer<k8s_openapi::api::apps::v1::ReplicaSet>,
     services: Writer<k8s_openapi::api::core::v1::Service>,
+    routes: Option<Writer<kube::api::DynamicObject>>,
 }
 
 impl Kinds {
     /// Empty caches, and the contexts that read them.
-    fn wire(ctx: &Arc<Context>) -> (Self, CacheWriters) {
+    fn wire(ctx: &Arc<Context>, routes_served: bool) -> (Self, CacheWriters) {
         let (incidents, incident_writer) = watch::cache::<Incident>();
         let (items, item_writer) = watch::cache::<ActionItem>();
         let (canaries, canary_writer) = watch::cache::<Canary>();
         let (deployments, deployment_writer) = watch::deployment_cache();
         let (sets, set_writer) = watch::plain_cache();
         let (services, service_writer) = watch::plain_cache();
+        let (routes, route_writer) = match routes_served {
+            true => {
+                let (store, writer) = watch::dynamic_cache(canary::observe::route_resource());
+                (Some(store), Some(writer))
+            }
+            false => (None, None),
+        };
         // Which items follow up which incident: kept from the item watch, read by the incidents.
         let follow_ups = Arc::new(FollowUps::default());
         let kinds = Self {
@@ -234,6 +256,7 @@ impl Kinds {
                 items,
                 sets,
                 services,
+                routes,
             )),
         };
         let writers = CacheWriters {
@@ -243,6 +266,7 @@ impl Kinds {
             deployments: deployment_writer,
             sets: set_writer,
             services: service_writer,
+            routes: route_writer,
         };
         (kinds, writers)
     }
@@ -274,6 +298,7 @@ impl Kinds {
                 deployments: writers.deployments,
                 sets: writers.sets,
                 services: writers.services,
+                routes: writers.routes,
             },
             wake_items,
             histories,
@@ -284,7 +309,7 @@ impl Kinds {
 
     /// Sets `ready` once every cache has its first full list.
     fn ready(&self, ready: Arc<AtomicBool>) -> BoxFuture<'static, ()> {
-        let waits = vec![
+        let mut waits = vec![
             store_ready("incidents", self.incidents.incidents.clone()),
             store_ready("action items", self.items.items.clone()),
             store_ready("canaries", self.canaries.canaries.clone()),
@@ -292,6 +317,9 @@ impl Kinds {
             store_ready("replicasets", self.canaries.sets.clone()),
             store_ready("services", self.canaries.services.clone()),
         ];
+        if let Some(routes) = self.canaries.routes.clone() {
+            waits.push(store_ready("httproutes", routes));
+        }
         async move {
             if futures::future::join_all(waits).await.into_iter().all(|ok| ok) {
                 ready.store(true, Ordering::Relaxed);

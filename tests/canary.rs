@@ -492,7 +492,15 @@ async fn gateway_api_weights_follow_the_steps() {
         assert!(ports.contains(&(80, Some("8080".into()))), "{ports:?}");
     }
     // Both select the target's pods of one revision: at rest, the stable one.
-    let stable = e.canaries.get("web").await.unwrap().status.unwrap().stable_revision.unwrap();
+    let stable = e
+        .canaries
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .stable_revision
+        .unwrap();
     for svc in [&canary_svc, &primary_svc] {
         assert_eq!(
             svc.spec.clone().unwrap().selector.unwrap(),
@@ -519,7 +527,15 @@ async fn gateway_api_weights_follow_the_steps() {
     // The primary keeps all its pods: the route splits traffic, not the replica count.
     assert_eq!(e.stable("web").await.0, Some(3));
     assert_eq!(e.canary_side("web").await.0, Some(1));
-    let v2 = e.canaries.get("web").await.unwrap().status.unwrap().canary_revision.unwrap();
+    let v2 = e
+        .canaries
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .canary_revision
+        .unwrap();
     let canary_svc = services.get("web-canary").await.unwrap();
     assert_eq!(
         canary_svc.spec.unwrap().selector.unwrap().get("kaizen.dev/revision"),

@@ -400,7 +400,15 @@ async fn undo_heals_a_rolled_back_canary() {
 /// The stable revision's pods, not being deleted.
 async fn primary_pods(e: &Env) -> Vec<String> {
     let pods: Api<Pod> = e.api();
-    let stable = e.canaries.get("web").await.unwrap().status.unwrap().stable_revision.unwrap();
+    let stable = e
+        .canaries
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .stable_revision
+        .unwrap();
     let list = pods
         .list(&ListParams::default().labels(&format!("kaizen.dev/revision={stable}")))
         .await
@@ -430,7 +438,10 @@ async fn restart_replaces_the_stable_pods_and_the_canary_stays_idle() {
     // The command returns once the last replacement is available.
     let now = primary_pods(&e).await;
     assert_eq!(e.stable("web").await, (Some(2), 2));
-    assert!(now.len() == 2 && now.iter().all(|p| !before.contains(p)), "{before:?} -> {now:?}");
+    assert!(
+        now.len() == 2 && now.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {now:?}"
+    );
     // The operator has seen the restarted primary: a new value it records proves a reconcile since.
     e.annotate_canary("web", "kaizen.dev/retry", "after-restart").await;
     let s = e

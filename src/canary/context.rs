@@ -26,6 +26,8 @@ pub struct CanaryContext {
     pub owned_sets: OwnedSets,
     /// Kaizen's Services of gatewayAPI routing (label `kaizen.dev/canary`).
     pub services: Store<Service>,
+    /// The HTTPRoutes of the watched namespaces, when the apiserver serves the Gateway API.
+    pub routes: Option<Store<DynamicObject>>,
     pub writer: KindWriter<Canary>,
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`decide::recording`]).
@@ -40,6 +42,7 @@ impl CanaryContext {
         items: Store<DeserializeGuard<ActionItem>>,
         sets: Store<ReplicaSet>,
         services: Store<Service>,
+        routes: Option<Store<DynamicObject>>,
     ) -> Self {
         Self {
             writer: shared.kind_writer(),
@@ -50,6 +53,7 @@ impl CanaryContext {
             sets,
             owned_sets: OwnedSets::default(),
             services,
+            routes,
             checks: KeptChecks::default(),
         }
     }

@@ -45,7 +45,7 @@ use serde_json::json;
 
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
 
-use self::{decide::Lifecycle, writes::Io, observe::Workloads, templates::CANARY_LABEL};
+use self::{decide::Lifecycle, observe::Workloads, templates::CANARY_LABEL, writes::Io};
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
@@ -61,7 +61,8 @@ use crate::{
         drain, error_policy, new_controller,
         scope::WatchScope,
         watch::{
-            Trigger, deployment_watch, guard_key, guard_meta, labelled_watch, referrers, reflected, synced, wake,
+            Trigger, deployment_watch, dynamic_watch, guard_key, guard_meta, labelled_watch, referrers, reflected,
+            synced, wake,
         },
     },
 };
@@ -80,7 +81,13 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) 
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
-    if !synced(&ctx.deployments) || !synced(&ctx.canaries) || !synced(&ctx.sets) || !synced(&ctx.services) {
+    let routes_synced = ctx.routes.as_ref().is_none_or(synced);
+    if !synced(&ctx.deployments)
+        || !synced(&ctx.canaries)
+        || !synced(&ctx.sets)
+        || !synced(&ctx.services)
+        || !routes_synced
+    {
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
     match decide::lifecycle(canary, FINALIZER) {
@@ -243,6 +250,8 @@ pub struct CanaryCaches {
     pub deployments: Writer<DynamicObject>,
     pub sets: Writer<ReplicaSet>,
     pub services: Writer<Service>,
+    /// HTTPRoutes, when the apiserver serves the Gateway API.
+    pub routes: Option<Writer<DynamicObject>>,
 }
 
 /// Runs the Canary controller on the one Canary watch, the one Deployment watch and the watches of
@@ -285,29 +294,55 @@ pub fn controller(
     .touched_objects();
     let service_changes = reflector::reflector(
         caches.services,
-        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.services.clone(), CANARY_LABEL),
+        labelled_watch(
+            &ctx.client,
+            ctx.health.clone(),
+            &scope,
+            ctx.services.clone(),
+            CANARY_LABEL,
+        ),
     )
     .touched_objects();
     let deployment_changes = reflector::reflector(
         caches.deployments,
-        deployment_watch(
+        deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
+    )
+    .touched_objects();
+    let route_changes = caches.routes.zip(ctx.routes.clone()).map(|(writer, store)| {
+        let watch = dynamic_watch(
             &ctx.client,
             ctx.health.clone(),
             &scope,
-            ctx.deployments.clone(),
-        ),
-    )
-    .touched_objects();
+            store,
+            observe::route_resource(),
+            "HTTPRoute",
+        );
+        reflector::reflector(writer, watch).touched_objects()
+    });
     let canaries = ctx.canaries.clone();
+    let routed = ctx.canaries.clone();
     let backlog = Backlog::new(ctx.gate.clone(), ctx.canaries.clone(), Box::new(decide::next_due));
-    let fut = new_controller(canary_stream, ctx.canaries.clone(), &backlog)
+    let mut controller = new_controller(canary_stream, ctx.canaries.clone(), &backlog)
         .watches_stream_with(
             deployment_changes,
             move |d: DynamicObject| canaries_of(&canaries, &d),
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
         .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
-        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
+        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc));
+    if let Some(changes) = route_changes {
+        controller = controller.watches_stream_with(
+            changes,
+            move |route: DynamicObject| {
+                let name = route.name_any();
+                referrers(&routed, &route.namespace().unwrap_or_default(), |c| {
+                    templates::gateway_route(c) == Some(name.as_str())
+                })
+            },
+            observe::route_resource(),
+        );
+    }
+    let fut = controller
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     analysis::Fetched,
     api::canary::{ANNOTATION_COMMIT_TIME, Canary, CanaryPhase, ContainerImage, Metric},
-    error::{Result, StepExt},
+    error::Result,
     policy::{PrometheusSettings, addresses::AllowedAddress},
     prometheus::{Prometheus, render},
     runtime::Context,
@@ -43,7 +43,7 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
     let mut obs = Observations {
         target: observe_target(canary, workloads, rival(&ctx.canaries, canary, ns).as_deref()),
         primary: observe_primary(workloads.stable_revision(canary).as_deref(), primary),
-        route: observe_route(ctx, ns, canary).await?,
+        route: observe_route(ctx, ns, canary),
         annotations: Annotations::from_canary(canary),
         analysis: None,
         refused_source: sources.as_ref().err().cloned(),
@@ -187,7 +187,10 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
     let workload = if workloads.stable_revision(canary) != recorded_stable(canary) {
         // Not initialized (or its stable ReplicaSet deleted by hand): the Deployment serves, and N is
         // its replicas, or the N a ReplicaSet of this Canary recorded.
-        let recorded_n = workloads.sets.values().find_map(|s| observe_primary(None, Some(s)).map(|p| p.total));
+        let recorded_n = workloads
+            .sets
+            .values()
+            .find_map(|s| observe_primary(None, Some(s)).map(|p| p.total));
         Workload {
             spec_replicas: recorded_n.unwrap_or(workload(target).spec_replicas),
             ..workload(target)
@@ -225,12 +228,23 @@ pub fn observe_primary(stable_revision: Option<&str>, set: Option<&ReplicaSet>) 
     })
 }
 
-/// The HTTPRoute API of gatewayAPI routing, untyped: the `gateway-api` crate is built on kube 4, and a
-/// partial typed copy would drop the route fields it does not know when Kaizen writes the rules back.
-pub fn route_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+/// The HTTPRoute resource of gatewayAPI routing, untyped: the `gateway-api` crate is built on kube 4,
+/// and a partial typed copy would drop the route fields it does not know when Kaizen writes the rules
+/// back.
+pub fn route_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
-    Api::namespaced_with(ctx.client.clone(), ns, &ar)
+    ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+}
+
+pub fn route_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.client.clone(), ns, &route_resource())
+}
+
+/// HTTPRoute `name` of namespace `ns` from the cache; `None` when the Gateway API is not served
+/// (no cache) or the route does not exist.
+pub fn cached_route(ctx: &CanaryContext, ns: &str, name: &str) -> Option<std::sync::Arc<DynamicObject>> {
+    let routes = ctx.routes.as_ref()?;
+    routes.get(&ObjectRef::new_with(name, route_resource()).within(ns))
 }
 
 /// The backendRefs of one HTTPRoute rule.
@@ -238,21 +252,16 @@ pub fn backends(rule: &Value) -> Vec<Value> {
     rule["backendRefs"].as_array().cloned().unwrap_or_default()
 }
 
-pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<RouteState> {
+/// The route as the cache has it (the Gateway API CRDs not served: no cache, so missing).
+pub fn observe_route(ctx: &CanaryContext, ns: &str, canary: &Canary) -> RouteState {
     let Some(route) = gateway_route(canary) else {
-        return Ok(RouteState::NotUsed);
+        return RouteState::NotUsed;
     };
     let primary = primary_service_name(canary);
-    let obj = match route_api(ctx, ns).get_opt(route).await {
-        Ok(o) => o,
-        // The Gateway API CRDs are not installed.
-        Err(kube::Error::Api(s)) if s.code == 404 => None,
-        Err(e) => return Err(e).step("read route", format_args!("HTTPRoute {ns}/{route}")),
-    };
-    let Some(obj) = obj else {
-        return Ok(RouteState::Invalid(format!(
-            "spec.trafficRouting.gatewayAPI.httpRoute names HTTPRoute {route:?}, which does not exist in this namespace (or the Gateway API CRDs are not installed)."
-        )));
+    let Some(obj) = cached_route(ctx, ns, route) else {
+        return RouteState::Invalid(format!(
+            "spec.trafficRouting.gatewayAPI.httpRoute names HTTPRoute {route:?}, which does not exist in this namespace (or the Gateway API CRDs were not installed when the operator started: restart it after installing them)."
+        ));
     };
     let refers = obj.data["spec"]["rules"]
         .as_array()
@@ -260,12 +269,12 @@ pub async fn observe_route(ctx: &Context, ns: &str, canary: &Canary) -> Result<R
         .flatten()
         .any(|r| backends(r).iter().any(|b| b["name"] == json!(primary)));
     if refers {
-        Ok(RouteState::Ready)
+        RouteState::Ready
     } else {
-        Ok(RouteState::Invalid(format!(
+        RouteState::Invalid(format!(
             "HTTPRoute {route:?} has no rule with a backendRef to Service {primary:?}; add one (Kaizen adds {:?} next to it and sets the weights).",
             canary_service_name(canary)
-        )))
+        ))
     }
 }
 
@@ -447,13 +456,23 @@ mod tests {
     fn the_canary_side_is_the_deployment_until_initialized_then_the_targets_set() {
         let w = workloads("r1", &[("r1", 3)]);
         let fresh = canary(json!({}));
-        let TargetState::Found { workload, .. } = observe_target(&fresh, &w, None) else { panic!() };
+        let TargetState::Found { workload, .. } = observe_target(&fresh, &w, None) else {
+            panic!()
+        };
         assert_eq!(workload.spec_replicas, 3, "N comes from the Deployment");
         let idle = canary(json!({"phase": "Idle", "stableRevision": "r1"}));
-        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else { panic!() };
-        assert_eq!(workload, parked(), "the target at the stable revision has no canary side");
+        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else {
+            panic!()
+        };
+        assert_eq!(
+            workload,
+            parked(),
+            "the target at the stable revision has no canary side"
+        );
         let w = workloads("r2", &[("r1", 3), ("r2", 1)]);
-        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else { panic!() };
+        let TargetState::Found { workload, .. } = observe_target(&idle, &w, None) else {
+            panic!()
+        };
         assert_eq!(workload.spec_replicas, 1);
         let primary = observe_primary(w.stable_revision(&idle).as_deref(), w.stable(&idle)).unwrap();
         assert_eq!((primary.revision.as_deref(), primary.total), (Some("r1"), 3));

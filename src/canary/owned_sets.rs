@@ -87,7 +87,8 @@ mod tests {
         let owners = canary
             .map(|c| json!([{"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "name": c, "uid": "u", "controller": true}]))
             .unwrap_or(json!([]));
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "n", "ownerReferences": owners}})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "n", "ownerReferences": owners}}))
+            .unwrap()
     }
 
     #[test]

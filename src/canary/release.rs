@@ -39,7 +39,11 @@ impl Io<'_> {
             let name = canary_service_name(self.canary);
             let cached = self.ctx.services.get(&ObjectRef::new(&name).within(self.ns));
             // The ports it has (the route's included), or those of the template if it is missing.
-            let ports = match cached.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.ports.clone()) {
+            let ports = match cached
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.ports.clone())
+            {
                 Some(ports) => ports,
                 None => service_ports(&target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default()),
             };

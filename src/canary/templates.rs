@@ -203,7 +203,10 @@ mod tests {
             spec.selector.match_labels.unwrap(),
             revision_selector(&target, "0123456789abcdef")
         );
-        assert_eq!(set.annotations().get(REPLICAS_ANNOTATION).map(String::as_str), Some("3"));
+        assert_eq!(
+            set.annotations().get(REPLICAS_ANNOTATION).map(String::as_str),
+            Some("3")
+        );
         assert_eq!(set.labels().get(CANARY_LABEL).map(String::as_str), Some("c"));
         assert_eq!(set.owner_references()[0].uid, "u");
         assert_eq!(user_template(&set), target.spec.map(|s| s.template));
@@ -226,5 +229,4 @@ mod tests {
             ]
         );
     }
-
 }

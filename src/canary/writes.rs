@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::{
     context::CanaryContext,
     decide::{Action, IncidentRequest},
-    observe::{Workloads, backends, observe_primary, route_api},
+    observe::{Workloads, backends, cached_route, observe_primary, route_api},
     templates::{
         CANARY_LABEL, REVISION_LABEL, canary_service_name, gateway_route, primary_service_name, replica_set,
         revision_selector, service_ports, set_name, with_route_ports,
@@ -259,11 +259,8 @@ impl<'a> Io<'a> {
             return Ok(());
         };
         let api = route_api(self.ctx, self.ns);
-        let Some(obj) = api
-            .get_opt(route)
-            .await
-            .step("read route", format_args!("HTTPRoute {}/{route}", self.ns))?
-        else {
+        // From the cache: a stale copy fails the resourceVersion guard of the patch and is retried.
+        let Some(obj) = cached_route(self.ctx, self.ns, route) else {
             return Ok(());
         };
         let (primary, canary) = (primary_service_name(self.canary), canary_service_name(self.canary));

@@ -59,7 +59,9 @@ pub async fn read(s: &Session, canary: &Canary, now: Timestamp) -> Result<Vec<Re
     let sets: Api<ReplicaSet> = s.api(false);
     let pods: Api<Pod> = s.api(false);
     let mut out = Vec::new();
-    let canary_revision = status.canary_revision.filter(|r| status.stable_revision.as_ref() != Some(r));
+    let canary_revision = status
+        .canary_revision
+        .filter(|r| status.stable_revision.as_ref() != Some(r));
     for (role, revision) in [("stable", status.stable_revision), ("canary", canary_revision)] {
         let name = revision.as_deref().map(|r| set_name(canary, r));
         let set = match &name {

@@ -305,8 +305,27 @@ pub fn deployment_watch(
     scope: &WatchScope,
     store: Store<DynamicObject>,
 ) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
-    let resource = ApiResource::erase::<Deployment>(&());
-    health.watching("Deployment");
+    dynamic_watch(
+        client,
+        health,
+        scope,
+        store,
+        ApiResource::erase::<Deployment>(&()),
+        "Deployment",
+    )
+}
+
+/// A watch of every object of `resource` (named `kind` in the watch health) in the scope's
+/// namespaces, untyped: as the apiserver serves them.
+pub fn dynamic_watch(
+    client: &Client,
+    health: Arc<WatchHealth>,
+    scope: &WatchScope,
+    store: Store<DynamicObject>,
+    resource: ApiResource,
+    kind: &'static str,
+) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
+    health.watching(kind);
     scoped(scope, store, |ns| {
         let api = match ns {
             Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
@@ -315,10 +334,16 @@ pub fn deployment_watch(
         let health = health.clone();
         watcher(api, watcher::Config::default().any_semantic())
             .backoff(watch_backoff())
-            .inspect(move |e| health.observe("Deployment", e.is_err()))
+            .inspect(move |e| health.observe(kind, e.is_err()))
             .boxed()
     })
     .modify(|d| slim_meta(d.meta_mut()))
+}
+
+/// An empty cache of objects of `resource`, untyped (see [`dynamic_watch`]).
+pub fn dynamic_cache(resource: ApiResource) -> (Store<DynamicObject>, Writer<DynamicObject>) {
+    let writer = Writer::new(resource);
+    (writer.as_reader(), writer)
 }
 
 /// A watch of the objects of kind `K` labelled `selector` (a label selector) in the scope's

@@ -338,10 +338,14 @@ impl Env {
     /// Deletes Canary `name` and waits until it and its `<name>-primary` are gone.
     pub async fn delete_canary(&self, name: &str) {
         self.canaries.delete(name, &Default::default()).await.unwrap();
-        wait_for(WAIT, &format!("the Canary {name} and its ReplicaSets to be gone"), || async {
-            let gone = self.canaries.get_opt(name).await.ok()?.is_none();
-            (gone && self.sets_of(name).await.is_empty()).then_some(())
-        })
+        wait_for(
+            WAIT,
+            &format!("the Canary {name} and its ReplicaSets to be gone"),
+            || async {
+                let gone = self.canaries.get_opt(name).await.ok()?.is_none();
+                (gone && self.sets_of(name).await.is_empty()).then_some(())
+            },
+        )
         .await;
     }
 

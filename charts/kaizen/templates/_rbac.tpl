@@ -47,7 +47,8 @@ does, nothing the controllers don't call.
   resources: ["replicasets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Services: with gatewayAPI routing the operator creates `<name>-primary` and `<name>-canary`
-# Services for the HTTPRoute's backends, patches their selectors, deletes them with the Canary.
+# Services for the HTTPRoute's backends and patches their selectors (they go with the Canary, by
+# their owner reference).
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

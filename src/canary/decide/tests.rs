@@ -451,9 +451,7 @@ fn a_promotion_grows_the_canary_set_and_makes_it_stable_without_a_second_rollout
     assert!(events(&p).iter().any(|(r, _)| *r == "Promoted"));
     // No action creates pods of the promoted revision again: only scale actions, to N at most.
     assert!(
-        p.actions
-            .iter()
-            .all(|a| !matches!(a, Action::CreatePrimary { .. })),
+        p.actions.iter().all(|a| !matches!(a, Action::CreatePrimary { .. })),
         "{:?}",
         p.actions
     );
