@@ -214,6 +214,7 @@ struct CacheWriters {
     deployments: Writer<kube::api::DynamicObject>,
     sets: Writer<k8s_openapi::api::apps::v1::ReplicaSet>,
     services: Writer<k8s_openapi::api::core::v1::Service>,
+    autoscalers: Writer<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
     routes: Option<Writer<kube::api::DynamicObject>>,
 }
 
@@ -226,6 +227,7 @@ impl Kinds {
         let (deployments, deployment_writer) = watch::deployment_cache();
         let (sets, set_writer) = watch::plain_cache();
         let (services, service_writer) = watch::plain_cache();
+        let (autoscalers, autoscaler_writer) = watch::plain_cache();
         let (routes, route_writer) = match routes_served {
             true => {
                 let (store, writer) = watch::dynamic_cache(canary::observe::route_resource());
@@ -256,6 +258,7 @@ impl Kinds {
                 items,
                 sets,
                 services,
+                autoscalers,
                 routes,
             )),
         };
@@ -266,6 +269,7 @@ impl Kinds {
             deployments: deployment_writer,
             sets: set_writer,
             services: service_writer,
+            autoscalers: autoscaler_writer,
             routes: route_writer,
         };
         (kinds, writers)
@@ -298,6 +302,7 @@ impl Kinds {
                 deployments: writers.deployments,
                 sets: writers.sets,
                 services: writers.services,
+                autoscalers: writers.autoscalers,
                 routes: writers.routes,
             },
             wake_items,
@@ -316,6 +321,7 @@ impl Kinds {
             store_ready("deployments", self.canaries.deployments.clone()),
             store_ready("replicasets", self.canaries.sets.clone()),
             store_ready("services", self.canaries.services.clone()),
+            store_ready("horizontalpodautoscalers", self.canaries.autoscalers.clone()),
         ];
         if let Some(routes) = self.canaries.routes.clone() {
             waits.push(store_ready("httproutes", routes));

@@ -598,3 +598,70 @@ async fn missing_route_stalls_with_a_human_message() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(e.op().metric_sum("kaizen_reconciles_total").await - reconciles <= 2.0);
 }
+
+/// `kubectl scale` on a Canary mid-rollout (its scale subresource) changes the serving size, spread
+/// over stable and canary by the current weight; an HPA on the target Deployment (which Kaizen keeps
+/// at 0) is refused with a condition that says where it belongs.
+#[tokio::test]
+async fn kubectl_scale_mid_rollout_spreads_by_weight_and_an_hpa_on_the_target_is_refused() {
+    let e = env("canary-scale").await;
+    let ns = e.ns.as_str();
+    e.target("web", "v1", 3).await;
+    e.canary("web", canary("web", vec![set_weight(34), pause_until_resumed()]))
+        .await;
+    e.canary_phase("web", CanaryPhase::Idle).await;
+    e.set_image("web", "v2").await;
+    e.canary_phase("web", CanaryPhase::Paused).await;
+    wait_for(WAIT, "1 canary and 2 stable pods", || async {
+        (e.canary_side("web").await == (Some(1), 1) && e.stable("web").await == (Some(2), 2)).then_some(())
+    })
+    .await;
+
+    let (ok, out, err) = common::run_kubectl(&["scale", "canary/web", "--replicas", "6", "-n", ns]).await;
+    assert!(ok, "kubectl scale: {out} {err}");
+    // 34% of 6: 2 canary pods, 4 stable; the rollout stays where it was.
+    wait_for(WAIT, "2 canary and 4 stable pods", || async {
+        (e.canary_side("web").await == (Some(2), 2) && e.stable("web").await == (Some(4), 4)).then_some(())
+    })
+    .await;
+    let s = e.canaries.get("web").await.unwrap().status.unwrap();
+    assert_eq!((s.phase, s.current_step), (Some(CanaryPhase::Paused), Some(1)));
+    assert_eq!((s.replicas, s.selector.as_deref()), (Some(6), Some("app=web")));
+    let (ok, out, _) = common::run_kubectl(&[
+        "get",
+        "canary.kaizen.dev/web",
+        "--subresource=scale",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.replicas}/{.status.replicas}/{.status.selector}",
+    ])
+    .await;
+    assert!(ok && out == "6/6/app=web", "the scale subresource: {out}");
+
+    // An HPA on the Deployment would never act (it is at 0) and would fight Kaizen: refused.
+    let hpa: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "web-cpu", "namespace": ns},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}
+    }))
+    .unwrap();
+    e.api::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>()
+        .create(&PostParams::default(), &hpa)
+        .await
+        .unwrap();
+    let s = e
+        .canary_where("web", "Stalled by the HPA", |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "AutoscalerOnTarget")
+        })
+        .await;
+    let c = condition(&s, "Stalled");
+    assert!(
+        c.message.contains("\"web-cpu\"") && c.message.contains("kind Canary"),
+        "{}",
+        c.message
+    );
+}

@@ -228,7 +228,7 @@ async fn chart_rbac_renders_the_sink_secrets_the_lease_and_no_wildcards() {
 }
 
 /// Kaizen's own kinds and every namespaced resource the operator touches.
-const NAMESPACED: [&str; 12] = [
+const NAMESPACED: [&str; 13] = [
     "incidents",
     "actionitems",
     "canaries",
@@ -238,6 +238,7 @@ const NAMESPACED: [&str; 12] = [
     "canaries/finalizers",
     "deployments",
     "replicasets",
+    "horizontalpodautoscalers",
     "services",
     "httproutes",
     "events",
@@ -305,6 +306,7 @@ async fn chart_rbac_with_namespaces_grants_nothing_namespaced_cluster_wide() {
             "canaries",
             "deployments",
             "replicasets",
+            "horizontalpodautoscalers",
             "services",
             "httproutes",
         ] {

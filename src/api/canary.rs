@@ -38,6 +38,7 @@ pub const PAUSED: &str = "Paused";
     // Not `canary`: Flagger's Canary (canaries.flagger.app) owns that word in clusters that run both.
     shortname = "kcanary",
     derive = "PartialEq",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
     doc = "A staged rollout of a Deployment, judged by real metrics, that promotes or rolls back on its own.",
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -52,9 +53,16 @@ pub const PAUSED: &str = "Paused";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
-    /// The Deployment you keep in Git. Kaizen runs it as the canary and owns only its spec.replicas
-    /// (omit replicas in Git, as you would with an HPA).
+    /// The Deployment you keep in Git. Kaizen serves its pod template from ReplicaSets of its own and
+    /// owns only its spec.replicas, kept at 0 (omit replicas in Git, as you would with an HPA).
     pub target_ref: TargetRef,
+    /// The replicas the Canary serves (N), spread over the stable and the canary revision by the
+    /// current weight. Unset: the target's replicas when the Canary was created. The scale
+    /// subresource sets it: `kubectl scale canary/NAME --replicas N`, or an HPA whose scaleTargetRef
+    /// is the Canary (an HPA on the target Deployment is refused: Kaizen keeps that at 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub replicas: Option<i32>,
     /// How traffic is split between primary and canary. Default: by ready replica ratio under your Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
@@ -332,6 +340,14 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub service: Option<String>,
+    /// The replicas the Canary serves (N): the scale subresource's current count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The label selector of the pods the Canary serves (the target's matchLabels), for the scale
+    /// subresource: what an HPA targeting the Canary reads its pods' metrics by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub selector: Option<String>,
     /// The last rollouts, oldest first (at most 20): what deployment frequency, change lead time,
     /// change fail rate and recovery time are computed from, kept here so a restart loses nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
 use super::{kept_checks::KeptChecks, owned_sets::OwnedSets};
@@ -26,6 +26,8 @@ pub struct CanaryContext {
     pub owned_sets: OwnedSets,
     /// Kaizen's Services of gatewayAPI routing (label `kaizen.dev/canary`).
     pub services: Store<Service>,
+    /// The HorizontalPodAutoscalers of the watched namespaces: one on a Canary's target is refused.
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
     /// The HTTPRoutes of the watched namespaces, when the apiserver serves the Gateway API.
     pub routes: Option<Store<DynamicObject>>,
     pub writer: KindWriter<Canary>,
@@ -42,6 +44,7 @@ impl CanaryContext {
         items: Store<DeserializeGuard<ActionItem>>,
         sets: Store<ReplicaSet>,
         services: Store<Service>,
+        autoscalers: Store<HorizontalPodAutoscaler>,
         routes: Option<Store<DynamicObject>>,
     ) -> Self {
         Self {
@@ -53,6 +56,7 @@ impl CanaryContext {
             sets,
             owned_sets: OwnedSets::default(),
             services,
+            autoscalers,
             routes,
             checks: KeptChecks::default(),
         }

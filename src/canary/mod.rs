@@ -43,7 +43,7 @@ use kube::{
 };
 use serde_json::json;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 
 use self::{decide::Lifecycle, observe::Workloads, templates::CANARY_LABEL, writes::Io};
 use crate::runtime::run::each_in_scope;
@@ -81,7 +81,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) 
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
-    let routes_synced = ctx.routes.as_ref().is_none_or(synced);
+    let routes_synced = ctx.routes.as_ref().is_none_or(synced) && synced(&ctx.autoscalers);
     if !synced(&ctx.deployments)
         || !synced(&ctx.canaries)
         || !synced(&ctx.sets)
@@ -250,6 +250,7 @@ pub struct CanaryCaches {
     pub deployments: Writer<DynamicObject>,
     pub sets: Writer<ReplicaSet>,
     pub services: Writer<Service>,
+    pub autoscalers: Writer<HorizontalPodAutoscaler>,
     /// HTTPRoutes, when the apiserver serves the Gateway API.
     pub routes: Option<Writer<DynamicObject>>,
 }
@@ -284,7 +285,13 @@ pub fn controller(
     let indexed = ctx.clone();
     let set_changes = reflector::reflector(
         caches.sets,
-        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.sets.clone(), CANARY_LABEL),
+        labelled_watch(
+            &ctx.client,
+            ctx.health.clone(),
+            &scope,
+            ctx.sets.clone(),
+            Some(CANARY_LABEL),
+        ),
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -299,10 +306,16 @@ pub fn controller(
             ctx.health.clone(),
             &scope,
             ctx.services.clone(),
-            CANARY_LABEL,
+            Some(CANARY_LABEL),
         ),
     )
     .touched_objects();
+    let autoscaler_changes = reflector::reflector(
+        caches.autoscalers,
+        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.autoscalers.clone(), None),
+    )
+    .touched_objects();
+    let scaled = ctx.canaries.clone();
     let deployment_changes = reflector::reflector(
         caches.deployments,
         deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
@@ -329,7 +342,13 @@ pub fn controller(
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
         .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
-        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc));
+        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
+        .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
+            let target = observe::autoscaled_deployment(&hpa).unwrap_or_default();
+            referrers(&scaled, &hpa.namespace().unwrap_or_default(), |c| {
+                c.spec.target_ref.name == target
+            })
+        });
     if let Some(changes) = route_changes {
         controller = controller.watches_stream_with(
             changes,

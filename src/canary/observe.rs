@@ -5,7 +5,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+};
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -42,7 +45,9 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
     let sources = metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
         target: observe_target(canary, workloads, rival(&ctx.canaries, canary, ns).as_deref()),
-        primary: observe_primary(workloads.stable_revision(canary).as_deref(), primary),
+        primary: observe_primary(canary, workloads.stable_revision(canary).as_deref(), primary),
+        selector: target.and_then(|(d, _)| pod_selector(d)).filter(|s| s.len() <= 4096),
+        autoscaler: autoscaler_of(ctx, ns, &canary.spec.target_ref.name),
         route: observe_route(ctx, ns, canary),
         annotations: Annotations::from_canary(canary),
         analysis: None,
@@ -187,12 +192,13 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
     let workload = if workloads.stable_revision(canary) != recorded_stable(canary) {
         // Not initialized (or its stable ReplicaSet deleted by hand): the Deployment serves, and N is
         // its replicas, or the N a ReplicaSet of this Canary recorded.
-        let recorded_n = workloads
-            .sets
-            .values()
-            .find_map(|s| observe_primary(None, Some(s)).map(|p| p.total));
+        let recorded_n = workloads.sets.values().find_map(|s| recorded_total(s));
         Workload {
-            spec_replicas: recorded_n.unwrap_or(workload(target).spec_replicas),
+            spec_replicas: canary
+                .spec
+                .replicas
+                .or(recorded_n)
+                .unwrap_or(workload(target).spec_replicas),
             ..workload(target)
         }
     } else if workloads.stable_revision(canary).as_deref() == Some(target_revision.as_str()) {
@@ -213,18 +219,52 @@ fn recorded_stable(canary: &Canary) -> Option<String> {
     status.stable_revision.clone()
 }
 
-/// The stable side: the ReplicaSet of the stable revision.
-pub fn observe_primary(stable_revision: Option<&str>, set: Option<&ReplicaSet>) -> Option<Primary> {
+/// The stable side: the ReplicaSet of the stable revision. N is `spec.replicas` of the Canary when
+/// set (the scale subresource), else the count recorded on the ReplicaSet.
+pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Option<&ReplicaSet>) -> Option<Primary> {
     let set = set?;
     let w = set_workload(set);
     Some(Primary {
         revision: stable_revision.map(str::to_string),
-        total: set
-            .annotations()
-            .get(REPLICAS_ANNOTATION)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(w.spec_replicas),
+        total: canary
+            .spec
+            .replicas
+            .unwrap_or_else(|| recorded_total(set).unwrap_or(w.spec_replicas)),
         workload: w,
+    })
+}
+
+/// N as recorded on one of the Canary's ReplicaSets.
+pub fn recorded_total(set: &ReplicaSet) -> Option<i32> {
+    set.annotations().get(REPLICAS_ANNOTATION).and_then(|v| v.parse().ok())
+}
+
+/// The Deployment an HPA scales, if it scales one.
+pub fn autoscaled_deployment(hpa: &HorizontalPodAutoscaler) -> Option<String> {
+    let target = &hpa.spec.as_ref()?.scale_target_ref;
+    (target.kind == "Deployment").then(|| target.name.clone())
+}
+
+/// An HPA of namespace `ns` that scales Deployment `target`: it would fight Kaizen, which keeps the
+/// target at 0 (and an HPA never scales a Deployment up from 0).
+fn autoscaler_of(ctx: &CanaryContext, ns: &str, target: &str) -> Option<String> {
+    ctx.autoscalers
+        .state()
+        .iter()
+        .filter(|h| h.namespace().as_deref() == Some(ns))
+        .find(|h| autoscaled_deployment(h).as_deref() == Some(target))
+        .map(|h| h.name_any())
+}
+
+/// The label selector of the target's pods, as the scale subresource reports it.
+fn pod_selector(target: &Deployment) -> Option<String> {
+    let labels = match_labels(target);
+    (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     })
 }
 
@@ -474,7 +514,7 @@ mod tests {
             panic!()
         };
         assert_eq!(workload.spec_replicas, 1);
-        let primary = observe_primary(w.stable_revision(&idle).as_deref(), w.stable(&idle)).unwrap();
+        let primary = observe_primary(&idle, w.stable_revision(&idle).as_deref(), w.stable(&idle)).unwrap();
         assert_eq!((primary.revision.as_deref(), primary.total), (Some("r1"), 3));
     }
 

@@ -31,7 +31,7 @@ impl Io<'_> {
         if target.metadata.deletion_timestamp.is_some() || stable.is_none() {
             return Ok(true);
         }
-        let total = observe_primary(None, stable).map(|p| p.total).unwrap_or(1);
+        let total = observe_primary(self.canary, None, stable).map(|p| p.total).unwrap_or(1);
         self.scale_target(total).await?;
         if let Some(rev) = self.target_revision.filter(|_| gateway_route(self.canary).is_some()) {
             // The route sends everything to <target>-canary, which selects the target's pods by its

@@ -103,7 +103,9 @@ impl<'a> Io<'a> {
     /// N: recorded on the stable ReplicaSet, or the replicas being created.
     fn total(&self, replicas: i32) -> i32 {
         let stable = self.workloads.stable(self.canary);
-        observe_primary(None, stable).map(|p| p.total).unwrap_or(replicas)
+        observe_primary(self.canary, None, stable)
+            .map(|p| p.total)
+            .unwrap_or(replicas)
     }
 
     /// The canary side at `n` pods: the target revision's ReplicaSet (unless it is the stable one),

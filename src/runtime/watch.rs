@@ -346,17 +346,21 @@ pub fn dynamic_cache(resource: ApiResource) -> (Store<DynamicObject>, Writer<Dyn
     (writer.as_reader(), writer)
 }
 
-/// A watch of the objects of kind `K` labelled `selector` (a label selector) in the scope's
-/// namespaces, cached without what nothing here reads ([`slim_meta`]): the objects a controller makes
-/// for its own, watched so that reconciles read them from the cache instead of asking the apiserver.
+/// A watch of the objects of kind `K` (labelled `selector`, a label selector, if given) in the
+/// scope's namespaces, cached without what nothing here reads ([`slim_meta`]): the objects a
+/// controller makes for its own, or reads beside its kind, watched so that reconciles read them from
+/// the cache instead of asking the apiserver.
 pub fn labelled_watch<K: CachedKind>(
     client: &Client,
     health: Arc<WatchHealth>,
     scope: &WatchScope,
     store: Store<K>,
-    selector: &str,
+    selector: Option<&str>,
 ) -> impl Stream<Item = WatchItem<K>> + Send + use<K> {
-    let config = watcher::Config::default().any_semantic().labels(selector);
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
     let kind = super::kind_of::<K>();
     health.watching(kind);
     scoped(scope, store, |ns| {

@@ -46,6 +46,11 @@ does, nothing the controllers don't call.
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# HorizontalPodAutoscalers: read only, to refuse one that scales a Canary's target (Kaizen keeps
+# the target at 0; an HPA belongs on the Canary, through its scale subresource).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch"]
 # Services: with gatewayAPI routing the operator creates `<name>-primary` and `<name>-canary`
 # Services for the HTTPRoute's backends and patches their selectors (they go with the Canary, by
 # their owner reference).

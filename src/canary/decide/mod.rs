@@ -165,6 +165,10 @@ pub struct Observations {
     pub target_service: Option<String>,
     /// The commit time the target's pod template carries (`kaizen.dev/commit-time`).
     pub target_committed_at: Option<Timestamp>,
+    /// The label selector of the target's pods (the scale subresource's).
+    pub selector: Option<String>,
+    /// An HPA that scales the target Deployment (refused: it would fight Kaizen).
+    pub autoscaler: Option<String>,
 }
 
 /// What the reconcile must make true, in order. Scale and route actions state the desired value and are
@@ -361,6 +365,8 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     record_images(&mut p, revision);
     history::record(&mut p, &old);
     p.s.service = obs.target_service.clone();
+    p.s.selector = obs.selector.clone();
+    p.s.replicas = obs.primary.as_ref().map(|pr| pr.total);
     let mut wake = workloads::desired(&mut p, workload);
     let facts = facts::conditions(&p, &old, &mut wake);
     p.s.conditions = conditions::merge(&old.conditions, &facts, canary.metadata.generation, now);
@@ -374,13 +380,18 @@ pub fn decide(canary: &Canary, obs: &Observations, now: Timestamp) -> Decision {
     }
 }
 
-/// The images of the stable and the canary revision, from the Deployments that hold their templates:
-/// the primary while it serves the stable revision (not mid-promotion), the target while it holds the
-/// canary revision. Unchanged images write nothing.
+/// The images of the stable and the canary revision, from the objects that hold their templates: the
+/// stable ReplicaSet while it serves the stable revision, the target while it holds the canary
+/// revision (and the stable one, once promoted). Unchanged images write nothing.
 fn record_images(p: &mut Planner<'_>, target_revision: &str) {
     let primary_revision = p.obs.primary.as_ref().and_then(|pr| pr.revision.as_deref());
-    if primary_revision.is_some() && primary_revision == p.s.stable_revision.as_deref() {
+    let stable = p.s.stable_revision.as_deref();
+    if primary_revision.is_some() && primary_revision == stable {
         p.s.stable_images = p.obs.primary_images.clone();
+    } else if stable.is_some() && stable == Some(target_revision) && p.s.canary_revision.as_deref() == stable {
+        // Promoted by this plan: the canary's images are the stable ones now (the stable ReplicaSet
+        // observed is still the old one).
+        p.s.stable_images = p.obs.target_images.clone();
     }
     if p.s.canary_revision.as_deref() == Some(target_revision) {
         p.s.canary_images = p.obs.target_images.clone();
@@ -454,6 +465,8 @@ fn refused_observations() -> Observations {
         primary_images: Vec::new(),
         target_service: None,
         target_committed_at: None,
+        selector: None,
+        autoscaler: None,
     }
 }
 
@@ -462,6 +475,16 @@ fn refused_observations() -> Observations {
 fn blocker(canary: &Canary, obs: &Observations) -> Option<(&'static str, String)> {
     if let Some(msg) = &obs.refused_source {
         return Some((ADDRESS_NOT_ALLOWED, msg.clone()));
+    }
+    if let Some(hpa) = &obs.autoscaler {
+        return Some((
+            "AutoscalerOnTarget",
+            format!(
+                "HorizontalPodAutoscaler {hpa:?} scales Deployment {:?}, which Kaizen keeps at 0 replicas (its ReplicaSets serve): point its scaleTargetRef at the Canary instead (apiVersion kaizen.dev/v1alpha1, kind Canary, name {:?}).",
+                canary.spec.target_ref.name,
+                canary.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ));
     }
     match (&obs.target, &obs.route) {
         (TargetState::Missing, _) => Some((

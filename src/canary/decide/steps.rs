@@ -59,7 +59,7 @@ pub fn initialize(p: &mut Planner<'_>, revision: &str, workload: &Workload) {
     let (canary, obs) = (p.canary, p.obs);
     match &obs.primary {
         None => {
-            let n = workload.spec_replicas.max(1);
+            let n = canary.spec.replicas.unwrap_or(workload.spec_replicas).max(1);
             p.s.phase = Some(CanaryPhase::Initializing);
             p.actions.push(Action::CreatePrimary { replicas: n });
         }

@@ -60,6 +60,8 @@ impl World {
                 primary_images: Vec::new(),
                 target_service: None,
                 target_committed_at: None,
+                selector: None,
+                autoscaler: None,
             },
             now: ts(T0),
             broken: false,
@@ -445,8 +447,15 @@ fn a_promotion_grows_the_canary_set_and_makes_it_stable_without_a_second_rollout
         p.actions
     );
     w.target().1.available = 3;
+    w.obs.primary_images = vec![image("app", "example.com/web:v1")];
+    w.obs.target_images = vec![image("app", "example.com/web:v2")];
     let p = w.plan();
     assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+    assert_eq!(
+        p.status.stable_images,
+        [image("app", "example.com/web:v2")],
+        "the promoted images are the stable ones at once, not a write later"
+    );
     assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
     assert!(events(&p).iter().any(|(r, _)| *r == "Promoted"));
     // No action creates pods of the promoted revision again: only scale actions, to N at most.
