@@ -22,7 +22,7 @@ use crate::{
     action_item::{self, ActionItemContext},
     alerts::{self, Receiver},
     api::{self, ActionItem, Canary, Incident},
-    canary::{self, CanaryContext, suspects_watch::RolloutHistories},
+    canary::{self, CanaryContext, context::WorkloadStores, suspects_watch::RolloutHistories},
     error::{Error, Result},
     incident::{self, IncidentContext, follow_ups::FollowUps},
     metrics::Metrics,
@@ -254,12 +254,14 @@ impl Kinds {
             canaries: Arc::new(CanaryContext::new(
                 ctx.clone(),
                 canaries,
-                deployments,
                 items,
-                sets,
-                services,
-                autoscalers,
-                routes,
+                WorkloadStores {
+                    deployments,
+                    sets,
+                    services,
+                    autoscalers,
+                    routes,
+                },
             )),
         };
         let writers = CacheWriters {
@@ -299,11 +301,13 @@ impl Kinds {
             self.canaries.clone(),
             canary::CanaryCaches {
                 canaries: writers.canaries,
-                deployments: writers.deployments,
-                sets: writers.sets,
-                services: writers.services,
-                autoscalers: writers.autoscalers,
-                routes: writers.routes,
+                workloads: canary::workload_watches::WorkloadWriters {
+                    deployments: writers.deployments,
+                    sets: writers.sets,
+                    services: writers.services,
+                    autoscalers: writers.autoscalers,
+                    routes: writers.routes,
+                },
             },
             wake_items,
             histories,

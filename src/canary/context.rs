@@ -36,28 +36,34 @@ pub struct CanaryContext {
     pub checks: KeptChecks,
 }
 
+/// The caches of what a Canary rolls and routes: its target, Kaizen's ReplicaSets and Services, the
+/// HPAs beside them and, when the Gateway API is served, the HTTPRoutes.
+pub struct WorkloadStores {
+    pub deployments: Store<DynamicObject>,
+    pub sets: Store<ReplicaSet>,
+    pub services: Store<Service>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    pub routes: Option<Store<DynamicObject>>,
+}
+
 impl CanaryContext {
     pub fn new(
         shared: Arc<Context>,
         canaries: Store<DeserializeGuard<Canary>>,
-        deployments: Store<DynamicObject>,
         items: Store<DeserializeGuard<ActionItem>>,
-        sets: Store<ReplicaSet>,
-        services: Store<Service>,
-        autoscalers: Store<HorizontalPodAutoscaler>,
-        routes: Option<Store<DynamicObject>>,
+        stores: WorkloadStores,
     ) -> Self {
         Self {
             writer: shared.kind_writer(),
             shared,
             canaries,
-            deployments,
+            deployments: stores.deployments,
             items,
-            sets,
+            sets: stores.sets,
             owned_sets: OwnedSets::default(),
-            services,
-            autoscalers,
-            routes,
+            services: stores.services,
+            autoscalers: stores.autoscalers,
+            routes: stores.routes,
             checks: KeptChecks::default(),
         }
     }

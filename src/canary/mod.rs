@@ -22,6 +22,7 @@ pub mod release;
 pub mod revision;
 pub mod suspects_watch;
 pub mod templates;
+pub mod workload_watches;
 pub mod writes;
 
 pub use self::context::CanaryContext;
@@ -32,20 +33,18 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
         controller::Action,
-        reflector::{self, Store, store::Writer},
+        reflector::{Store, store::Writer},
         watcher,
     },
 };
 use serde_json::json;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
-
-use self::{decide::Lifecycle, observe::Workloads, templates::CANARY_LABEL, writes::Io};
+use self::{decide::Lifecycle, observe::Workloads, writes::Io};
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{
@@ -59,11 +58,7 @@ use crate::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit,
         backlog::Backlog,
         drain, error_policy, new_controller,
-        scope::WatchScope,
-        watch::{
-            Trigger, deployment_watch, dynamic_watch, guard_key, guard_meta, labelled_watch, referrers, reflected,
-            synced, wake,
-        },
+        watch::{Trigger, guard_key, guard_meta, referrers, reflected, synced, wake},
     },
 };
 
@@ -247,12 +242,7 @@ pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>)
 /// The write halves of the caches the Canary controller's own watches fill.
 pub struct CanaryCaches {
     pub canaries: Writer<DeserializeGuard<Canary>>,
-    pub deployments: Writer<DynamicObject>,
-    pub sets: Writer<ReplicaSet>,
-    pub services: Writer<Service>,
-    pub autoscalers: Writer<HorizontalPodAutoscaler>,
-    /// HTTPRoutes, when the apiserver serves the Gateway API.
-    pub routes: Option<Writer<DynamicObject>>,
+    pub workloads: workload_watches::WorkloadWriters,
 }
 
 /// Runs the Canary controller on the one Canary watch, the one Deployment watch and the watches of
@@ -281,86 +271,9 @@ pub fn controller(
         .inspect(move |event| verdicts.observe(event))
         .inspect(move |event| histories.observe(event))
         .applied_objects();
-    let scope = WatchScope::of(&ctx.policy);
-    let indexed = ctx.clone();
-    let set_changes = reflector::reflector(
-        caches.sets,
-        labelled_watch(
-            &ctx.client,
-            ctx.health.clone(),
-            &scope,
-            ctx.sets.clone(),
-            Some(CANARY_LABEL),
-        ),
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            indexed.owned_sets.observe(event);
-        }
-    })
-    .touched_objects();
-    let service_changes = reflector::reflector(
-        caches.services,
-        labelled_watch(
-            &ctx.client,
-            ctx.health.clone(),
-            &scope,
-            ctx.services.clone(),
-            Some(CANARY_LABEL),
-        ),
-    )
-    .touched_objects();
-    let autoscaler_changes = reflector::reflector(
-        caches.autoscalers,
-        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.autoscalers.clone(), None),
-    )
-    .touched_objects();
-    let scaled = ctx.canaries.clone();
-    let deployment_changes = reflector::reflector(
-        caches.deployments,
-        deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
-    )
-    .touched_objects();
-    let route_changes = caches.routes.zip(ctx.routes.clone()).map(|(writer, store)| {
-        let watch = dynamic_watch(
-            &ctx.client,
-            ctx.health.clone(),
-            &scope,
-            store,
-            observe::route_resource(),
-            "HTTPRoute",
-        );
-        reflector::reflector(writer, watch).touched_objects()
-    });
-    let canaries = ctx.canaries.clone();
-    let routed = ctx.canaries.clone();
     let backlog = Backlog::new(ctx.gate.clone(), ctx.canaries.clone(), Box::new(decide::next_due));
-    let mut controller = new_controller(canary_stream, ctx.canaries.clone(), &backlog)
-        .watches_stream_with(
-            deployment_changes,
-            move |d: DynamicObject| canaries_of(&canaries, &d),
-            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-        )
-        .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
-        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
-        .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
-            let target = observe::autoscaled_deployment(&hpa).unwrap_or_default();
-            referrers(&scaled, &hpa.namespace().unwrap_or_default(), |c| {
-                c.spec.target_ref.name == target
-            })
-        });
-    if let Some(changes) = route_changes {
-        controller = controller.watches_stream_with(
-            changes,
-            move |route: DynamicObject| {
-                let name = route.name_any();
-                referrers(&routed, &route.namespace().unwrap_or_default(), |c| {
-                    templates::gateway_route(c) == Some(name.as_str())
-                })
-            },
-            observe::route_resource(),
-        );
-    }
+    let controller = new_controller(canary_stream, ctx.canaries.clone(), &backlog);
+    let controller = workload_watches::watch_workloads(controller, &ctx, caches.workloads);
     let fut = controller
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
@@ -429,26 +342,4 @@ impl Verdicts {
         });
         wake(&self.wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
     }
-}
-
-/// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), if any.
-fn controlling_canary<K: Resource>(obj: &K) -> Option<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
-    let owner = obj
-        .owner_references()
-        .iter()
-        .find(|o| o.kind == "Canary" && o.controller == Some(true))?;
-    let ns = obj.meta().namespace.clone()?;
-    Some(kube::runtime::reflector::ObjectRef::new(&owner.name).within(&ns))
-}
-
-/// The Canaries a change of Deployment `d` moves: those that target it.
-fn canaries_of(
-    canaries: &Store<DeserializeGuard<Canary>>,
-    d: &DynamicObject,
-) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
-    let ns = d.namespace().unwrap_or_default();
-    let name = d.name_any();
-    let woken = referrers(canaries, &ns, |c| c.spec.target_ref.name == name);
-    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-    woken
 }

@@ -1,0 +1,162 @@
+//! The watches of what Canaries roll and route, and which Canaries each change moves: the target
+//! Deployments (every one in scope), Kaizen's ReplicaSets and Services (label `kaizen.dev/canary`,
+//! mapped to their controlling Canary), the HPAs (one on a target is refused) and, when the Gateway
+//! API is served, the HTTPRoutes.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
+use kube::{
+    Resource, ResourceExt,
+    api::DynamicObject,
+    core::DeserializeGuard,
+    runtime::{
+        Controller, WatchStreamExt,
+        reflector::{self, ObjectRef, store::Writer},
+    },
+};
+
+use super::{
+    CanaryContext, observe,
+    templates::{self, CANARY_LABEL},
+};
+use crate::{
+    api::Canary,
+    runtime::{
+        scope::WatchScope,
+        watch::{deployment_watch, dynamic_watch, labelled_watch, referrers},
+    },
+};
+
+/// The write halves of the workload caches, each filled by one watch here.
+pub struct WorkloadWriters {
+    pub deployments: Writer<DynamicObject>,
+    pub sets: Writer<ReplicaSet>,
+    pub services: Writer<Service>,
+    pub autoscalers: Writer<HorizontalPodAutoscaler>,
+    /// HTTPRoutes, when the apiserver serves the Gateway API.
+    pub routes: Option<Writer<DynamicObject>>,
+}
+
+/// `controller` with the workload watches: a change moves the Canaries it concerns.
+pub fn watch_workloads(
+    controller: Controller<DeserializeGuard<Canary>>,
+    ctx: &Arc<CanaryContext>,
+    caches: WorkloadWriters,
+) -> Controller<DeserializeGuard<Canary>> {
+    let scope = WatchScope::of(&ctx.policy);
+    let indexed = ctx.clone();
+    let set_changes = reflector::reflector(
+        caches.sets,
+        labelled_watch(
+            &ctx.client,
+            ctx.health.clone(),
+            &scope,
+            ctx.sets.clone(),
+            Some(CANARY_LABEL),
+        ),
+    )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            indexed.owned_sets.observe(event);
+        }
+    })
+    .touched_objects();
+    let service_changes = reflector::reflector(
+        caches.services,
+        labelled_watch(
+            &ctx.client,
+            ctx.health.clone(),
+            &scope,
+            ctx.services.clone(),
+            Some(CANARY_LABEL),
+        ),
+    )
+    .touched_objects();
+    let autoscaler_changes = reflector::reflector(
+        caches.autoscalers,
+        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.autoscalers.clone(), None),
+    )
+    .touched_objects();
+    let scaled = ctx.canaries.clone();
+    let deployment_changes = reflector::reflector(
+        caches.deployments,
+        deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
+    )
+    .touched_objects();
+    let canaries = ctx.canaries.clone();
+    let controller = controller
+        .watches_stream_with(
+            deployment_changes,
+            move |d: DynamicObject| canaries_of(&canaries, &d),
+            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+        )
+        .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
+        .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
+        .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
+            let target = observe::autoscaled_deployment(&hpa).unwrap_or_default();
+            referrers(&scaled, &hpa.namespace().unwrap_or_default(), |c| {
+                c.spec.target_ref.name == target
+            })
+        });
+    match caches.routes {
+        Some(writer) => watch_routes(controller, ctx, &scope, writer),
+        None => controller,
+    }
+}
+
+/// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), if any.
+fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<DeserializeGuard<Canary>>> {
+    let owner = obj
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "Canary" && o.controller == Some(true))?;
+    let ns = obj.meta().namespace.clone()?;
+    Some(ObjectRef::new(&owner.name).within(&ns))
+}
+
+/// The Canaries a change of Deployment `d` moves: those that target it.
+fn canaries_of(
+    canaries: &kube::runtime::reflector::Store<DeserializeGuard<Canary>>,
+    d: &DynamicObject,
+) -> Vec<ObjectRef<DeserializeGuard<Canary>>> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let woken = referrers(canaries, &ns, |c| c.spec.target_ref.name == name);
+    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
+    woken
+}
+
+/// `controller` with the HTTPRoute watch: a route's change moves the Canaries that name it.
+fn watch_routes(
+    controller: Controller<DeserializeGuard<Canary>>,
+    ctx: &Arc<CanaryContext>,
+    scope: &WatchScope,
+    writer: Writer<DynamicObject>,
+) -> Controller<DeserializeGuard<Canary>> {
+    let Some(store) = ctx.routes.clone() else {
+        return controller;
+    };
+    let watch = dynamic_watch(
+        &ctx.client,
+        ctx.health.clone(),
+        scope,
+        store,
+        observe::route_resource(),
+        "HTTPRoute",
+    );
+    let changes = reflector::reflector(writer, watch).touched_objects();
+    let routed = ctx.canaries.clone();
+    controller.watches_stream_with(
+        changes,
+        move |route: DynamicObject| {
+            let name = route.name_any();
+            referrers(&routed, &route.namespace().unwrap_or_default(), |c| {
+                templates::gateway_route(c) == Some(name.as_str())
+            })
+        },
+        observe::route_resource(),
+    )
+}
