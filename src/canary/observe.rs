@@ -189,7 +189,8 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
             ));
         }
     }
-    let workload = if workloads.stable_revision(canary) != recorded_stable(canary) {
+    let workload = if workloads.stable(canary).is_none() || workloads.stable_revision(canary) != recorded_stable(canary)
+    {
         // Not initialized (or its stable ReplicaSet deleted by hand): the Deployment serves, and N is
         // its replicas, or the N a ReplicaSet of this Canary recorded.
         let recorded_n = workloads.sets.values().find_map(|s| recorded_total(s));
@@ -198,6 +199,7 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
                 .spec
                 .replicas
                 .or(recorded_n)
+                .or(canary.status.as_ref().and_then(|s| s.replicas))
                 .unwrap_or(workload(target).spec_replicas),
             ..workload(target)
         }

@@ -11,9 +11,12 @@ use kube::{
 use serde_json::json;
 
 use super::{
+    observe::cached_route,
     observe::{observe_primary, workload},
-    templates::{canary_service_name, gateway_route, match_labels, service_ports},
-    writes::Io,
+    templates::{
+        canary_service_name, gateway_route, match_labels, primary_service_name, service_ports, with_route_ports,
+    },
+    writes::{Io, route_ports},
 };
 use crate::error::{Result, StepExt};
 
@@ -28,10 +31,17 @@ impl Io<'_> {
         };
         // A target being deleted needs nothing back; a Canary that never served has nothing to hand.
         let stable = self.workloads.stable(self.canary);
-        if target.metadata.deletion_timestamp.is_some() || stable.is_none() {
+        // Nothing of Kaizen's serves and the target was never parked (deleted while initializing):
+        // the target serves as it is.
+        let parked = target.spec.as_ref().and_then(|s| s.replicas) == Some(0);
+        if target.metadata.deletion_timestamp.is_some() || (stable.is_none() && !parked) {
             return Ok(true);
         }
-        let total = observe_primary(self.canary, None, stable).map(|p| p.total).unwrap_or(1);
+        let recorded = self.canary.status.as_ref().and_then(|s| s.replicas);
+        let total = observe_primary(self.canary, None, stable)
+            .map(|p| p.total)
+            .or(recorded)
+            .unwrap_or(1);
         self.scale_target(total).await?;
         if let Some(rev) = self.target_revision.filter(|_| gateway_route(self.canary).is_some()) {
             // The route sends everything to <target>-canary, which selects the target's pods by its
@@ -45,9 +55,17 @@ impl Io<'_> {
                 .and_then(|s| s.ports.clone())
             {
                 Some(ports) => ports,
-                None => service_ports(&target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default()),
+                None => {
+                    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+                    let route = gateway_route(self.canary).unwrap_or_default();
+                    let routed = cached_route(self.ctx, self.ns, route)
+                        .map(|r| route_ports(&r, &primary_service_name(self.canary)))
+                        .unwrap_or_default();
+                    with_route_ports(service_ports(&template), &routed)
+                }
             };
-            self.ensure_service(&name, rev, match_labels(target), &ports).await?;
+            self.ensure_service(&name, rev, match_labels(target), &ports, false)
+                .await?;
             self.set_route(100, None).await?;
             let svc: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
             let object = format!("Service {}/{name}", self.ns);

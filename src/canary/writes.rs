@@ -40,6 +40,18 @@ use crate::{
     runtime::FIELD_MANAGER,
 };
 
+/// The ports HTTPRoute `obj` sends to Service `primary`.
+pub(super) fn route_ports(obj: &kube::api::DynamicObject, primary: &str) -> Vec<i32> {
+    obj.data["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(backends)
+        .filter(|b| b["name"] == json!(primary))
+        .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
+        .collect()
+}
+
 /// What the reconcile needs to act on one Canary.
 pub struct Io<'a> {
     pub ctx: &'a CanaryContext,
@@ -118,12 +130,36 @@ impl<'a> Io<'a> {
         {
             self.ensure_set(rev, n, self.total(n)).await?;
         }
-        for (rev, set) in &self.workloads.sets {
-            if Some(rev.as_str()) != stable.as_deref() && Some(rev.as_str()) != self.target_revision {
-                self.retire(set).await?;
+        // Other revisions (one a newer one replaced mid-rollout) keep serving until the target's
+        // ReplicaSet serves its share, and with a route until the canary Service selects it.
+        if self.canary_side_serves(n, stable.as_deref()) {
+            for (rev, set) in &self.workloads.sets {
+                if Some(rev.as_str()) != stable.as_deref() && Some(rev.as_str()) != self.target_revision {
+                    self.retire(set).await?;
+                }
             }
         }
         self.scale_target(0).await
+    }
+
+    /// The target's revision serves `n` canary pods: it is the stable one, or its ReplicaSet has `n`
+    /// available (and, with gatewayAPI routing, the canary Service selects it).
+    fn canary_side_serves(&self, n: i32, stable: Option<&str>) -> bool {
+        let Some(rev) = self.target_revision else { return true };
+        if Some(rev) == stable || n == 0 {
+            return true;
+        }
+        let ready = self
+            .workloads
+            .set(rev)
+            .is_some_and(|set| super::observe::set_workload(set).ready_at(n));
+        let routed = gateway_route(self.canary).is_none() || {
+            let name = canary_service_name(self.canary);
+            let svc = self.ctx.services.get(&ObjectRef::new(&name).within(self.ns));
+            let selected = svc.and_then(|s| s.spec.clone()?.selector?.get(REVISION_LABEL).cloned());
+            selected.as_deref() == Some(rev)
+        };
+        ready && routed
     }
 
     /// Revision `rev`'s ReplicaSet at `replicas`: created from the target's template (which must be
@@ -182,7 +218,7 @@ impl<'a> Io<'a> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: set.uid(),
-                resource_version: None,
+                resource_version: set.resource_version(),
             }),
             ..DeleteParams::background()
         };
@@ -266,14 +302,7 @@ impl<'a> Io<'a> {
             return Ok(());
         };
         let (primary, canary) = (primary_service_name(self.canary), canary_service_name(self.canary));
-        let route_ports: Vec<i32> = obj.data["spec"]["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(backends)
-            .filter(|b| b["name"] == json!(primary))
-            .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
-            .collect();
+        let route_ports = route_ports(&obj, &primary);
         if let Some(planned) = planned {
             self.ensure_services(&route_ports, planned).await?;
         }
@@ -336,18 +365,20 @@ impl<'a> Io<'a> {
             (canary_service_name(self.canary), canary_revision),
         ] {
             let selector = revision_selector(target, rev);
-            self.ensure_service(&name, rev, selector, &ports).await?;
+            self.ensure_service(&name, rev, selector, &ports, true).await?;
         }
         Ok(())
     }
 
-    /// Applies Service `name` unless the cache shows it as wanted.
+    /// Applies Service `name` unless the cache shows it as wanted; `owned`: with the Canary as its
+    /// owner (the hand-back applies it without, so that it outlives the Canary).
     pub(super) async fn ensure_service(
         &self,
         name: &str,
         revision: &str,
         selector: BTreeMap<String, String>,
         ports: &[k8s_openapi::api::core::v1::ServicePort],
+        owned: bool,
     ) -> Result<()> {
         let cached = self.ctx.services.get(&ObjectRef::new(name).within(self.ns));
         let spec = cached.as_ref().and_then(|s| s.spec.as_ref());
@@ -371,7 +402,7 @@ impl<'a> Io<'a> {
                     (CANARY_LABEL.to_string(), self.canary.name_any()),
                     (REVISION_LABEL.to_string(), revision.to_string()),
                 ])),
-                owner_references: self.canary.controller_owner_ref(&()).map(|o| vec![o]),
+                owner_references: self.canary.controller_owner_ref(&()).filter(|_| owned).map(|o| vec![o]),
                 ..Default::default()
             },
             spec: Some(ServiceSpec {

@@ -45,7 +45,7 @@ Examples:
 
 pub const RESTART: &str = "\
 Examples:
-  kubectl kaizen restart checkout                  # replace the stable pods by a rolling update";
+  kubectl kaizen restart checkout                  # delete the stable pods one at a time (N-1 at worst)";
 
 pub const UNDO: &str = "\
 Examples:

@@ -134,10 +134,10 @@ fn still_waiting(c: &Canary) -> Option<String> {
     })
 }
 
-/// `restart`: the stable pods replaced one at a time, as `kubectl rollout restart` would with
-/// `maxUnavailable: 0` — a pod is deleted only once its ReplicaSet has all its replicas available
-/// again, so the stable side never serves with fewer than N - 1. A ReplicaSet has no rolling update of
-/// its own (a new template would roll nothing), and the operator never changes a revision's template.
+/// `restart`: the stable pods deleted one at a time, each only once the last one's replacement is
+/// ready and the ReplicaSet has all its replicas available, so the stable side serves with N - 1 at
+/// worst. A ReplicaSet has no rolling update of its own (a new template would roll nothing), and the
+/// operator never changes a revision's template.
 pub async fn restart(s: &Session, a: &control::Args) -> Result<u8> {
     let name = refs::parse_canary(&a.canary, "restart")?;
     let canary: Canary = s.get(&name).await?;

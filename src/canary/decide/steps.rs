@@ -65,6 +65,10 @@ pub fn initialize(p: &mut Planner<'_>, revision: &str, workload: &Workload) {
         }
         Some(primary) if !primary.workload.ready_at(primary.total) => {
             p.s.phase = Some(CanaryPhase::Initializing);
+            // A set made before N changed (the scale subresource) or left at another count.
+            p.actions.push(Action::CreatePrimary {
+                replicas: primary.total,
+            });
         }
         Some(primary) => {
             let stable = primary.revision.clone().unwrap_or_else(|| revision.to_string());

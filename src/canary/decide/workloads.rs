@@ -44,7 +44,8 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                 // The canary side empties once the stable side serves all N again (after a
                 // promotion, the plan that records it still sees the old stable ReplicaSet: the next
                 // one empties it).
-                if primary.workload.ready_at(n) {
+                let observed_stable = primary.revision.is_some() && primary.revision == p.s.stable_revision;
+                if observed_stable && primary.workload.ready_at(n) {
                     p.actions.push(Action::ScaleTarget(0));
                 }
             }
