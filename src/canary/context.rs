@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
-use super::kept_checks::KeptChecks;
+use super::{
+    kept_checks::KeptChecks,
+    targets::{TargetIndex, target_index},
+};
 use crate::{
     api::{ActionItem, Canary},
     runtime::{Context, KindWriter},
@@ -23,6 +26,9 @@ pub struct CanaryContext {
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`decide::recording`]).
     pub checks: KeptChecks,
+    /// The Canaries of each Deployment, kept from the Canary watch: how a Deployment's change and a
+    /// rival are found without scanning every Canary.
+    pub targets: TargetIndex,
 }
 
 impl CanaryContext {
@@ -39,6 +45,7 @@ impl CanaryContext {
             deployments,
             items,
             checks: KeptChecks::default(),
+            targets: target_index(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod observe;
 pub mod release;
 pub mod revision;
 pub mod suspects_watch;
+pub mod targets;
 pub mod templates;
 
 pub use self::context::CanaryContext;
@@ -252,6 +253,7 @@ pub fn controller(
     };
     let canary_stream = reflected(&ctx, canary_writer, ctx.canaries.clone(), |_| {})
         .inspect(move |event| {
+            remembered.targets.observe(event);
             remembered.writer.observe(event);
             forget_checks_of_the_gone(&remembered, event);
         })
@@ -268,12 +270,12 @@ pub fn controller(
         ),
     )
     .touched_objects();
-    let canaries = ctx.canaries.clone();
+    let mapper = ctx.clone();
     let backlog = Backlog::new(ctx.gate.clone(), ctx.canaries.clone(), Box::new(decide::next_due));
     let fut = new_controller(canary_stream, ctx.canaries.clone(), &backlog)
         .watches_stream_with(
             deployment_changes,
-            move |d: DynamicObject| canaries_of(&canaries, &d),
+            move |d: DynamicObject| targets::canaries_of(&mapper.canaries, &mapper.targets, &d),
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
         .reconcile_all_on(ctx.leader.on_gain())
@@ -343,24 +345,4 @@ impl Verdicts {
         });
         wake(&self.wake_items, refs.into_iter().map(|r| (key.0.clone(), r.name)));
     }
-}
-
-/// The Canaries a change of Deployment `d` moves: those that target it, and its owner (a primary).
-fn canaries_of(
-    canaries: &Store<DeserializeGuard<Canary>>,
-    d: &DynamicObject,
-) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<Canary>>> {
-    let ns = d.namespace().unwrap_or_default();
-    let name = d.name_any();
-    let owners: Vec<String> = d
-        .owner_references()
-        .iter()
-        .filter(|o| o.kind == "Canary")
-        .map(|o| o.name.clone())
-        .collect();
-    let woken = referrers(canaries, &ns, |c| {
-        c.spec.target_ref.name == name || owners.iter().any(|o| Some(o) == c.metadata.name.as_ref())
-    });
-    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-    woken
 }
