@@ -44,10 +44,7 @@ pub fn canaries_of(
         }
     }
     tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-    woken
-        .into_iter()
-        .map(|c| ObjectRef::new(&c).within(&ns))
-        .collect()
+    woken.into_iter().map(|c| ObjectRef::new(&c).within(&ns)).collect()
 }
 
 /// The first-created other Canary of the namespace that targets the same Deployment, if any: it keeps
@@ -101,7 +98,10 @@ mod tests {
         let mut writer: Writer<DeserializeGuard<Canary>> = Writer::default();
         let index = target_index();
         let events = std::iter::once(watcher::Event::Init)
-            .chain(list.into_iter().map(|c| watcher::Event::InitApply(DeserializeGuard(Ok(c)))))
+            .chain(
+                list.into_iter()
+                    .map(|c| watcher::Event::InitApply(DeserializeGuard(Ok(c)))),
+            )
             .chain(std::iter::once(watcher::Event::InitDone));
         for e in events {
             writer.apply_watcher_event(&e);
@@ -111,8 +111,11 @@ mod tests {
     }
 
     fn deployment(name: &str, owner: Option<&str>) -> DynamicObject {
-        let mut d = DynamicObject::new(name, &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()))
-            .within("team");
+        let mut d = DynamicObject::new(
+            name,
+            &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+        )
+        .within("team");
         if let Some(owner) = owner {
             d.metadata.owner_references = Some(vec![OwnerReference {
                 kind: "Canary".into(),
@@ -134,7 +137,10 @@ mod tests {
             canary("web-2", "web", 1),
             canary("api", "api", 0),
         ]);
-        assert_eq!(names(canaries_of(&store, &index, &deployment("web", None))), ["web", "web-2"]);
+        assert_eq!(
+            names(canaries_of(&store, &index, &deployment("web", None))),
+            ["web", "web-2"]
+        );
         assert_eq!(
             names(canaries_of(&store, &index, &deployment("web-primary", Some("web")))),
             ["web"]
@@ -156,7 +162,10 @@ mod tests {
             deleting,
         ];
         let (store, index) = cache(list);
-        assert_eq!(rival(&store, &index, &canary("web", "web", 5), "team").as_deref(), Some("oldest"));
+        assert_eq!(
+            rival(&store, &index, &canary("web", "web", 5), "team").as_deref(),
+            Some("oldest")
+        );
         assert_eq!(rival(&store, &index, &canary("oldest", "web", 0), "team"), None);
         assert_eq!(rival(&store, &index, &canary("api", "api", -5), "team"), None);
         assert_eq!(rival(&store, &index, &canary("web", "web", 5), "other-team"), None);
