@@ -6,7 +6,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
-    core::DeserializeGuard,
     runtime::reflector::{ObjectRef, Store},
 };
 use serde_json::{Value, json};
@@ -15,6 +14,7 @@ use super::{
     context::CanaryContext,
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
     revision::raw_revision,
+    targets::rival,
     templates::{
         REPLICAS_ANNOTATION, REVISION_ANNOTATION, canary_service_name, gateway_route, match_labels, primary_name,
         service_ports,
@@ -38,7 +38,12 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
     // refuses stalls before its rollout starts, and is never queried.
     let sources = metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
-        target: observe_target(canary, target, primary, rival(&ctx.canaries, canary, ns).as_deref()),
+        target: observe_target(
+            canary,
+            target,
+            primary,
+            rival(&ctx.canaries, &ctx.targets, canary, ns).as_deref(),
+        ),
         primary: observe_primary(primary),
         route: observe_route(ctx, ns, canary).await?,
         annotations: Annotations::from_canary(canary),
@@ -283,21 +288,6 @@ pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary,
                 .map_err(|e| e.to_string()),
         )
     }
-}
-
-/// The first-created other Canary of the namespace that targets the same Deployment, if any.
-pub fn rival(canaries: &Store<DeserializeGuard<Canary>>, canary: &Canary, ns: &str) -> Option<String> {
-    let key = |c: &Canary| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
-    let mine = key(canary);
-    canaries
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|c| c.namespace().as_deref() == Some(ns) && c.uid() != canary.uid())
-        .filter(|c| c.spec.target_ref.name == canary.spec.target_ref.name && c.metadata.deletion_timestamp.is_none())
-        .filter(|c| key(c) < mine)
-        .min_by_key(|c| key(c))
-        .map(|c| c.name_any())
 }
 
 /// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
