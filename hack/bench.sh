@@ -7,6 +7,9 @@
 #                                 (KAIZEN_BENCH_PEERS_N=100,1000 for both sizes,
 #                                 KAIZEN_BENCH_PEERS_PAIRS=replicas|gateway for one pair,
 #                                 KAIZEN_BENCH_PEERS_ONLY=kaizen|peer for one side of each pair)
+#   hack/bench.sh rest            10,000 Canaries at rest beside 10,000 Argo Rollouts (builds Argo too;
+#                                 KAIZEN_BENCH_REST_N, KAIZEN_BENCH_REST_IDLE seconds,
+#                                 KAIZEN_BENCH_REST_ONLY=kaizen|argo for one side)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
@@ -15,7 +18,7 @@ export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-bench}"
 export KAIZEN_CLUSTER_NAME="${KAIZEN_CLUSTER_NAME:-kaizen-bench}"
 benches=("$@")
 ((${#benches[@]})) || benches=(action_items canary)
-if [[ " ${benches[*]} " == *" peers "* ]]; then
+if [[ " ${benches[*]} " == *" peers "* || " ${benches[*]} " == *" rest "* ]]; then
   hack/peers/build.sh >&2
   export KAIZEN_AUDIT=1
 fi

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
-use super::{kept_checks::KeptChecks, owned_sets::OwnedSets};
+use super::{
+    kept_checks::KeptChecks,
+    owned_sets::OwnedSets,
+    targets::{TargetIndex, target_index},
+};
 use crate::{
     api::{ActionItem, Canary},
     runtime::{Context, KindWriter},
@@ -34,6 +38,9 @@ pub struct CanaryContext {
     /// Each Canary's last analysis run, by UID, while it only repeated the recorded outcomes and is
     /// not yet written (see [`decide::recording`]).
     pub checks: KeptChecks,
+    /// The Canaries of each Deployment, kept from the Canary watch: how a Deployment's change and a
+    /// rival are found without scanning every Canary.
+    pub targets: TargetIndex,
 }
 
 /// The caches of what a Canary rolls and routes: its target, Kaizen's ReplicaSets and Services, the
@@ -65,6 +72,7 @@ impl CanaryContext {
             autoscalers: stores.autoscalers,
             routes: stores.routes,
             checks: KeptChecks::default(),
+            targets: target_index(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod owned_sets;
 pub mod release;
 pub mod revision;
 pub mod suspects_watch;
+pub mod targets;
 pub mod templates;
 pub mod workload_watches;
 pub mod writes;
@@ -265,6 +266,7 @@ pub fn controller(
     };
     let canary_stream = reflected(&ctx, caches.canaries, ctx.canaries.clone(), |_| {})
         .inspect(move |event| {
+            remembered.targets.observe(event);
             remembered.writer.observe(event);
             forget_checks_of_the_gone(&remembered, event);
         })

@@ -12,7 +12,6 @@ use k8s_openapi::api::{
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
-    core::DeserializeGuard,
     runtime::reflector::{ObjectRef, Store},
 };
 use serde_json::{Value, json};
@@ -21,6 +20,7 @@ use super::{
     context::CanaryContext,
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
     revision::raw_revision,
+    targets::rival,
     templates::{
         REPLICAS_ANNOTATION, REVISION_LABEL, canary_service_name, gateway_route, match_labels, primary_service_name,
         service_ports, set_name,
@@ -44,7 +44,11 @@ pub async fn observe(ctx: &CanaryContext, workloads: &Workloads, canary: &Canary
     // refuses stalls before its rollout starts, and is never queried.
     let sources = metric_sources(&ctx.policy.prometheus, canary);
     let mut obs = Observations {
-        target: observe_target(canary, workloads, rival(&ctx.canaries, canary, ns).as_deref()),
+        target: observe_target(
+            canary,
+            workloads,
+            rival(&ctx.canaries, &ctx.targets, canary, ns).as_deref(),
+        ),
         primary: observe_primary(canary, workloads.stable_revision(canary).as_deref(), primary),
         selector: target.and_then(|(d, _)| pod_selector(d)).filter(|s| s.len() <= 4096),
         autoscaler: autoscaler_of(ctx, ns, &canary.spec.target_ref.name),
@@ -381,21 +385,6 @@ pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary,
                 .map_err(|e| e.to_string()),
         )
     }
-}
-
-/// The first-created other Canary of the namespace that targets the same Deployment, if any.
-pub fn rival(canaries: &Store<DeserializeGuard<Canary>>, canary: &Canary, ns: &str) -> Option<String> {
-    let key = |c: &Canary| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any());
-    let mine = key(canary);
-    canaries
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|c| c.namespace().as_deref() == Some(ns) && c.uid() != canary.uid())
-        .filter(|c| c.spec.target_ref.name == canary.spec.target_ref.name && c.metadata.deletion_timestamp.is_none())
-        .filter(|c| key(c) < mine)
-        .min_by_key(|c| key(c))
-        .map(|c| c.name_any())
 }
 
 /// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.

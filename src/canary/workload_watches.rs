@@ -19,7 +19,7 @@ use kube::{
 };
 
 use super::{
-    CanaryContext, observe,
+    CanaryContext, observe, targets,
     templates::{self, CANARY_LABEL},
 };
 use crate::{
@@ -80,26 +80,29 @@ pub fn watch_workloads(
         labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.autoscalers.clone(), None),
     )
     .touched_objects();
-    let scaled = ctx.canaries.clone();
+    let scaled = ctx.clone();
     let deployment_changes = reflector::reflector(
         caches.deployments,
         deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
     )
     .touched_objects();
-    let canaries = ctx.canaries.clone();
+    let mapper = ctx.clone();
     let controller = controller
         .watches_stream_with(
             deployment_changes,
-            move |d: DynamicObject| canaries_of(&canaries, &d),
+            move |d: DynamicObject| targets::canaries_of(&mapper.canaries, &mapper.targets, &d),
             kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
         )
         .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
         .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
             let target = observe::autoscaled_deployment(&hpa).unwrap_or_default();
-            referrers(&scaled, &hpa.namespace().unwrap_or_default(), |c| {
-                c.spec.target_ref.name == target
-            })
+            let ns = hpa.namespace().unwrap_or_default();
+            let named = scaled.targets.referrers(&ns, &target);
+            named
+                .into_iter()
+                .map(|c| ObjectRef::new(&c).within(&ns))
+                .collect::<Vec<_>>()
         });
     match caches.routes {
         Some(writer) => watch_routes(controller, ctx, &scope, writer),
@@ -115,18 +118,6 @@ fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<DeserializeGuard
         .find(|o| o.kind == "Canary" && o.controller == Some(true))?;
     let ns = obj.meta().namespace.clone()?;
     Some(ObjectRef::new(&owner.name).within(&ns))
-}
-
-/// The Canaries a change of Deployment `d` moves: those that target it.
-fn canaries_of(
-    canaries: &kube::runtime::reflector::Store<DeserializeGuard<Canary>>,
-    d: &DynamicObject,
-) -> Vec<ObjectRef<DeserializeGuard<Canary>>> {
-    let ns = d.namespace().unwrap_or_default();
-    let name = d.name_any();
-    let woken = referrers(canaries, &ns, |c| c.spec.target_ref.name == name);
-    tracing::trace!(namespace = %ns, deployment = %name, version = ?d.resource_version(), canaries = woken.len(), "deployment changed");
-    woken
 }
 
 /// `controller` with the HTTPRoute watch: a route's change moves the Canaries that name it.

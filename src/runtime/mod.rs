@@ -9,6 +9,7 @@ pub mod context;
 pub mod election;
 pub mod events;
 pub mod gate;
+pub mod index;
 pub mod leader;
 pub mod own_writes;
 pub mod reconcile;
