@@ -7,7 +7,7 @@ use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store
 
 use super::{
     kept_checks::KeptChecks,
-    owned_sets::OwnedSets,
+    owned_sets::{OwnedSets, owned_sets},
     targets::{TargetIndex, target_index},
 };
 use crate::{
@@ -67,7 +67,7 @@ impl CanaryContext {
             deployments: stores.deployments,
             items,
             sets: stores.sets,
-            owned_sets: OwnedSets::default(),
+            owned_sets: owned_sets(),
             services: stores.services,
             autoscalers: stores.autoscalers,
             routes: stores.routes,

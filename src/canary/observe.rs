@@ -409,7 +409,7 @@ impl Workloads {
     pub fn of(ctx: &CanaryContext, ns: &str, canary: &Canary) -> Self {
         let sets = ctx
             .owned_sets
-            .of(ns, &canary.name_any())
+            .referrers(ns, &canary.name_any())
             .into_iter()
             .filter_map(|name| ctx.sets.get(&ObjectRef::new(&name).within(ns)))
             .filter(|set| owned_by(set, canary))

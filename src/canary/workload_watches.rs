@@ -60,7 +60,7 @@ pub fn watch_workloads(
     )
     .inspect(move |event| {
         if let Ok(event) = event {
-            indexed.owned_sets.observe(event);
+            indexed.owned_sets.observe_object(event);
         }
     })
     .touched_objects();

@@ -118,26 +118,39 @@ impl<K: Resource> ReferrerIndex<K> {
     /// Takes in one event of `K`'s watch. An object that does not decode refers to nothing.
     pub fn observe(&self, event: &Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>) {
         let Ok(event) = event else { return };
+        self.take_in(event, guard_key, |g| self.of(g));
+    }
+
+    /// Takes in one event of a watch of `K` that decodes every object (one of a built-in kind).
+    pub fn observe_object(&self, event: &watcher::Event<K>) {
+        let key = |o: &K| {
+            (
+                o.meta().namespace.clone().unwrap_or_default(),
+                o.meta().name.clone().unwrap_or_default(),
+            )
+        };
+        self.take_in(event, key, |o| (self.references)(o));
+    }
+
+    /// One event, whatever form the watch gives its objects in: `key` names an object, `refs` says
+    /// what it refers to.
+    fn take_in<O>(&self, event: &watcher::Event<O>, key: impl Fn(&O) -> Key, refs: impl Fn(&O) -> Vec<String>) {
         let mut state = self.state.write().expect("referrer index lock");
         match event {
             watcher::Event::Init => state.relisting = Some(Referrers::default()),
-            watcher::Event::InitApply(g) => {
-                let refs = self.of(g);
+            watcher::Event::InitApply(o) => {
                 state
                     .relisting
                     .get_or_insert_with(Referrers::default)
-                    .set(guard_key(g), refs);
+                    .set(key(o), refs(o));
             }
             watcher::Event::InitDone => {
                 if let Some(listed) = state.relisting.take() {
                     state.live = listed;
                 }
             }
-            watcher::Event::Apply(g) => {
-                let refs = self.of(g);
-                state.live.set(guard_key(g), refs);
-            }
-            watcher::Event::Delete(g) => state.live.remove(&guard_key(g)),
+            watcher::Event::Apply(o) => state.live.set(key(o), refs(o)),
+            watcher::Event::Delete(o) => state.live.remove(&key(o)),
         }
     }
 
