@@ -171,17 +171,7 @@ impl<'a> Io<'a> {
             if set.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
                 return Ok(());
             }
-            // Only the replica count, by a merge patch: the template of a revision never changes.
-            let patch = json!({"spec": {"replicas": replicas}});
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..Default::default()
-            };
-            self.sets_api()
-                .patch(&name, &params, &Patch::Merge(&patch))
-                .await
-                .step("scale ReplicaSet", &object)?;
-            return Ok(());
+            return self.scale_set(&name, replicas).await;
         }
         let Some(target) = self.target.filter(|_| self.target_revision == Some(rev)) else {
             // The template of a revision the target no longer holds is gone with it.
@@ -196,21 +186,27 @@ impl<'a> Io<'a> {
         }
     }
 
+    /// ReplicaSet `name` at `replicas`: only the replica count, by a merge patch (the template of a
+    /// revision never changes).
+    async fn scale_set(&self, name: &str, replicas: i32) -> Result<()> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        self.sets_api()
+            .patch(name, &params, &Patch::Merge(&json!({"spec": {"replicas": replicas}})))
+            .await
+            .step("scale ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns))?;
+        Ok(())
+    }
+
     /// A ReplicaSet of a revision that no longer serves: scaled to 0, and deleted once its pods are
     /// gone (the one that held it observed, so the deletion is of this very object).
     async fn retire(&self, set: &ReplicaSet) -> Result<()> {
         let name = set.name_any();
         let object = format!("ReplicaSet {}/{name}", self.ns);
         if set.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..Default::default()
-            };
-            self.sets_api()
-                .patch(&name, &params, &Patch::Merge(&json!({"spec": {"replicas": 0}})))
-                .await
-                .step("scale ReplicaSet", &object)?;
-            return Ok(());
+            return self.scale_set(&name, 0).await;
         }
         if set.status.as_ref().is_some_and(|s| s.replicas > 0) {
             return Ok(());
