@@ -257,19 +257,9 @@ pub fn slim_watch<K: CachedKind>(
         config = config.labels(labels);
     }
     let kind = super::kind_of::<K>();
-    health.watching(kind);
-    scoped(scope, store, |ns| {
-        let api: Api<DeserializeGuard<K>> = match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        // Observed per namespace, before the merge: a relist that finds nothing to change yields no
-        // merged event, but it is what tells the health that the watch works again.
-        let health = health.clone();
-        watcher(api, config.clone())
-            .backoff(watch_backoff())
-            .inspect(move |e| health.observe(kind, e.is_err()))
-            .boxed()
+    scoped(scope, store, health, kind, config, |ns| match ns {
+        Some(ns) => Api::<DeserializeGuard<K>>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     })
     .modify(move |o| {
         slim_meta(o.meta_mut());
@@ -325,17 +315,10 @@ pub fn dynamic_watch(
     resource: ApiResource,
     kind: &'static str,
 ) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
-    health.watching(kind);
-    scoped(scope, store, |ns| {
-        let api = match ns {
-            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
-            None => Api::<DynamicObject>::all_with(client.clone(), &resource),
-        };
-        let health = health.clone();
-        watcher(api, watcher::Config::default().any_semantic())
-            .backoff(watch_backoff())
-            .inspect(move |e| health.observe(kind, e.is_err()))
-            .boxed()
+    let config = watcher::Config::default().any_semantic();
+    scoped(scope, store, health, kind, config, |ns| match ns {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+        None => Api::<DynamicObject>::all_with(client.clone(), &resource),
     })
     .modify(|d| slim_meta(d.meta_mut()))
 }
@@ -361,18 +344,9 @@ pub fn labelled_watch<K: CachedKind>(
     if let Some(selector) = selector {
         config = config.labels(selector);
     }
-    let kind = super::kind_of::<K>();
-    health.watching(kind);
-    scoped(scope, store, |ns| {
-        let api: Api<K> = match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let health = health.clone();
-        watcher(api, config.clone())
-            .backoff(watch_backoff())
-            .inspect(move |e| health.observe(kind, e.is_err()))
-            .boxed()
+    scoped(scope, store, health, super::kind_of::<K>(), config, |ns| match ns {
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     })
     .modify(|o| slim_meta(o.meta_mut()))
 }
@@ -383,16 +357,31 @@ pub fn plain_cache<K: CachedKind>() -> (Store<K>, Writer<K>) {
     (writer.as_reader(), writer)
 }
 
-/// One watch of every namespace, or one per namespace of the scope merged into the events of one.
+/// One watch of every namespace, or one per namespace of the scope merged into the events of one:
+/// `api` gives the API of a namespace (or of all), each watch backs off the same way and reports to
+/// the health as `kind`.
 fn scoped<K>(
     scope: &WatchScope,
     store: Store<K>,
-    watch: impl Fn(Option<&str>) -> BoxStream<'static, WatchItem<K>>,
+    health: Arc<WatchHealth>,
+    kind: &'static str,
+    config: watcher::Config,
+    api: impl Fn(Option<&str>) -> Api<K>,
 ) -> BoxStream<'static, WatchItem<K>>
 where
-    K: Resource + Clone + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    health.watching(kind);
+    // Observed per namespace, before the merge: a relist that finds nothing to change yields no
+    // merged event, but it is what tells the health that the watch works again.
+    let watch = |ns: Option<&str>| {
+        let health = health.clone();
+        watcher(api(ns), config.clone())
+            .backoff(watch_backoff())
+            .inspect(move |e| health.observe(kind, e.is_err()))
+            .boxed()
+    };
     if scope.namespaces.is_empty() {
         return watch(None);
     }
