@@ -6,6 +6,7 @@ use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutos
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
 use super::{
+    autoscalers,
     kept_checks::KeptChecks,
     owned_sets::{OwnedSets, owned_sets},
     targets::{TargetIndex, target_index},
@@ -32,6 +33,8 @@ pub struct CanaryContext {
     pub services: Store<Service>,
     /// The HorizontalPodAutoscalers of the watched namespaces: one on a Canary's target is refused.
     pub autoscalers: Store<HorizontalPodAutoscaler>,
+    /// The HPAs by the Deployment they scale.
+    pub autoscaled: autoscalers::ByTarget,
     /// The HTTPRoutes of the watched namespaces, when the apiserver serves the Gateway API.
     pub routes: Option<Store<DynamicObject>>,
     pub writer: KindWriter<Canary>,
@@ -70,6 +73,7 @@ impl CanaryContext {
             owned_sets: owned_sets(),
             services: stores.services,
             autoscalers: stores.autoscalers,
+            autoscaled: autoscalers::by_target(),
             routes: stores.routes,
             checks: KeptChecks::default(),
             targets: target_index(),

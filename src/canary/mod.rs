@@ -13,6 +13,7 @@
 //! is scaled to N again, and the Canary (with its ReplicaSets) goes once the target is available.
 
 pub mod apply;
+pub mod autoscalers;
 pub mod context;
 pub mod decide;
 pub mod kept_checks;

@@ -5,10 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::{
-    apps::v1::{Deployment, ReplicaSet},
-    autoscaling::v2::HorizontalPodAutoscaler,
-};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -245,21 +242,10 @@ pub fn recorded_total(set: &ReplicaSet) -> Option<i32> {
     set.annotations().get(REPLICAS_ANNOTATION).and_then(|v| v.parse().ok())
 }
 
-/// The Deployment an HPA scales, if it scales one.
-pub fn autoscaled_deployment(hpa: &HorizontalPodAutoscaler) -> Option<String> {
-    let target = &hpa.spec.as_ref()?.scale_target_ref;
-    (target.kind == "Deployment").then(|| target.name.clone())
-}
-
-/// An HPA of namespace `ns` that scales Deployment `target`: it would fight Kaizen, which keeps the
-/// target at 0 (and an HPA never scales a Deployment up from 0).
+/// An HPA of namespace `ns` that scales Deployment `target` (the first by name): it would fight
+/// Kaizen, which keeps the target at 0 (and an HPA never scales a Deployment up from 0).
 fn autoscaler_of(ctx: &CanaryContext, ns: &str, target: &str) -> Option<String> {
-    ctx.autoscalers
-        .state()
-        .iter()
-        .filter(|h| h.namespace().as_deref() == Some(ns))
-        .find(|h| autoscaled_deployment(h).as_deref() == Some(target))
-        .map(|h| h.name_any())
+    ctx.autoscaled.referrers(ns, target).into_iter().next()
 }
 
 /// The label selector of the target's pods, as the scale subresource reports it.

@@ -19,7 +19,9 @@ use kube::{
 };
 
 use super::{
-    CanaryContext, observe, targets,
+    autoscalers,
+    context::CanaryContext,
+    observe, targets,
     templates::{self, CANARY_LABEL},
 };
 use crate::{
@@ -48,6 +50,7 @@ pub fn watch_workloads(
 ) -> Controller<DeserializeGuard<Canary>> {
     let scope = WatchScope::of(&ctx.policy);
     let indexed = ctx.clone();
+    let hpa_indexed = ctx.clone();
     let set_changes = reflector::reflector(
         caches.sets,
         labelled_watch(
@@ -79,6 +82,11 @@ pub fn watch_workloads(
         caches.autoscalers,
         labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.autoscalers.clone(), None),
     )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            hpa_indexed.autoscaled.observe_object(event);
+        }
+    })
     .touched_objects();
     let scaled = ctx.clone();
     let deployment_changes = reflector::reflector(
@@ -96,7 +104,7 @@ pub fn watch_workloads(
         .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
         .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
-            let target = observe::autoscaled_deployment(&hpa).unwrap_or_default();
+            let target = autoscalers::autoscaled_deployment(&hpa).unwrap_or_default();
             let ns = hpa.namespace().unwrap_or_default();
             let named = scaled.targets.referrers(&ns, &target);
             named
