@@ -363,7 +363,7 @@ async fn annotations_restart_and_deletion_restore() {
 
     // SIGKILL: no graceful anything. A new process resumes from status.
     e.kill_operator().await;
-    let before = e.canaries.get("web").await.unwrap().status.unwrap();
+    let before = e.canary_status("web").await;
     e.restart_operator().await;
     let after = e
         .canary_where("web", "two more checks by the new operator", |s| {
@@ -492,15 +492,7 @@ async fn gateway_api_weights_follow_the_steps() {
         assert!(ports.contains(&(80, Some("8080".into()))), "{ports:?}");
     }
     // Both select the target's pods of one revision: at rest, the stable one.
-    let stable = e
-        .canaries
-        .get("web")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .stable_revision
-        .unwrap();
+    let stable = e.canary_status("web").await.stable_revision.unwrap();
     for svc in [&canary_svc, &primary_svc] {
         assert_eq!(
             svc.spec.clone().unwrap().selector.unwrap(),
@@ -527,15 +519,7 @@ async fn gateway_api_weights_follow_the_steps() {
     // The primary keeps all its pods: the route splits traffic, not the replica count.
     assert_eq!(e.stable("web").await.0, Some(3));
     assert_eq!(e.canary_side("web").await.0, Some(1));
-    let v2 = e
-        .canaries
-        .get("web")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .canary_revision
-        .unwrap();
+    let v2 = e.canary_status("web").await.canary_revision.unwrap();
     let canary_svc = services.get("web-canary").await.unwrap();
     assert_eq!(
         canary_svc.spec.unwrap().selector.unwrap().get("kaizen.dev/revision"),
@@ -624,7 +608,7 @@ async fn kubectl_scale_mid_rollout_spreads_by_weight_and_an_hpa_on_the_target_is
         (e.canary_side("web").await == (Some(2), 2) && e.stable("web").await == (Some(4), 4)).then_some(())
     })
     .await;
-    let s = e.canaries.get("web").await.unwrap().status.unwrap();
+    let s = e.canary_status("web").await;
     assert_eq!((s.phase, s.current_step), (Some(CanaryPhase::Paused), Some(1)));
     assert_eq!((s.replicas, s.selector.as_deref()), (Some(6), Some("app=web")));
     let (ok, out, _) = common::run_kubectl(&[

@@ -650,7 +650,7 @@ async fn a_rollout_survives_a_sigkill_loop_without_going_back_or_repeating_itsel
     for i in 0..6u64 {
         next_kill += Duration::from_millis(1000 + 100 * i);
         tokio::time::sleep_until(next_kill.into()).await;
-        let s = e.canaries.get("web").await.unwrap().status.unwrap();
+        let s = e.canary_status("web").await;
         at_kill.push((since(Instant::now(), started), s.phase, s.current_step));
         e.kill_operator().await;
         e.restart_operator().await;

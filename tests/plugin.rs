@@ -306,15 +306,7 @@ async fn controls_wait_until_the_operator_handled_their_value() {
     let r = kz_in(ns, &["resume", "canary/web"]).await;
     ok(&r, "resume");
     let value = e.canaries.get("web").await.unwrap().metadata.annotations.unwrap()["kaizen.dev/resume"].clone();
-    let handled = e
-        .canaries
-        .get("web")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .handled_annotations
-        .unwrap();
+    let handled = e.canary_status("web").await.handled_annotations.unwrap();
     assert_eq!(
         handled.resume.as_deref(),
         Some(value.as_str()),

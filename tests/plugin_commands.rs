@@ -400,15 +400,7 @@ async fn undo_heals_a_rolled_back_canary() {
 /// The stable revision's pods, not being deleted.
 async fn primary_pods(e: &Env) -> Vec<String> {
     let pods: Api<Pod> = e.api();
-    let stable = e
-        .canaries
-        .get("web")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .stable_revision
-        .unwrap();
+    let stable = e.canary_status("web").await.stable_revision.unwrap();
     let list = pods
         .list(&ListParams::default().labels(&format!("kaizen.dev/revision={stable}")))
         .await
@@ -427,7 +419,7 @@ async fn restart_replaces_the_stable_pods_and_the_canary_stays_idle() {
     idle_canary(&e, "web", 2, vec![set_weight(50), pause_until_resumed()]).await;
     e.wait_stable("web", (Some(2), 2)).await;
     let before = primary_pods(&e).await;
-    let stable = e.canaries.get("web").await.unwrap().status.unwrap().stable_revision;
+    let stable = e.canary_status("web").await.stable_revision;
     let r = kz_in(ns, &["restart", "web"]).await;
     ok(&r, "restart");
     assert!(

@@ -236,10 +236,9 @@ impl Env {
         )
     }
 
-    /// The ReplicaSet Kaizen serves revision `revision` of Canary `canary`'s target from.
-    pub async fn set_of(&self, canary: &str, revision: &str) -> String {
-        let c = self.canaries.get(canary).await.unwrap();
-        kaizen::canary::templates::set_name(&c, revision)
+    /// Canary `name`'s status as the apiserver has it now (it must have one).
+    pub async fn canary_status(&self, name: &str) -> CanaryStatus {
+        self.canaries.get(name).await.unwrap().status.unwrap()
     }
 
     /// The stable side of Canary `canary`: its stable revision's ReplicaSet's (spec, available)
