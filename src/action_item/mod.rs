@@ -34,7 +34,7 @@ use crate::{
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit,
         backlog::Backlog,
-        drain, error_policy, new_controller, requeue_at,
+        error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, reflected, synced, wake},
     },
 };
@@ -136,5 +136,5 @@ pub fn controller(
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
-    drain("ActionItem", fut).boxed()
+    backlog.drain(fut).boxed()
 }

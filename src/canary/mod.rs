@@ -59,7 +59,7 @@ use crate::{
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit,
         backlog::Backlog,
-        drain, error_policy, new_controller,
+        error_policy, new_controller,
         watch::{Trigger, guard_key, guard_meta, referrers, reflected, synced, wake},
     },
 };
@@ -281,7 +281,7 @@ pub fn controller(
         .reconcile_all_on(ctx.leader.on_gain())
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
-    drain("Canary", fut).boxed()
+    backlog.drain(fut).boxed()
 }
 
 /// The kept checks of Canaries that went away: deleted, or (a relist after a gap, which brings no

@@ -33,7 +33,7 @@ use crate::{
     runtime::{
         Admitted, Context, Timer, UNSYNCED_RETRY, admit,
         backlog::Backlog,
-        drain, error_policy, new_controller, requeue_at,
+        error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, guard_meta, reflected, synced, wake},
     },
 };
@@ -201,5 +201,5 @@ pub fn controller(
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
-    drain("Incident", fut).boxed()
+    backlog.drain(fut).boxed()
 }

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{FutureExt, Stream, future::BoxFuture};
+use futures::{FutureExt, Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::{
     core::DeserializeGuard,
@@ -150,6 +150,37 @@ impl<K: CachedKind> Backlog<K> {
     }
 }
 
+impl<K: CachedKind> Backlog<K> {
+    /// Drains the controller's output, logging each outcome at debug level; a hand-over the
+    /// controller dropped (its object not in the cache) ends here, so the window does not count it
+    /// and an object of the same name created meanwhile is queued.
+    pub async fn drain<S>(self: Arc<Self>, stream: S)
+    where
+        S: Stream<Item = Result<(ObjectRef<DeserializeGuard<K>>, Action), ControllerError>>,
+    {
+        let kind = self.kind;
+        stream
+            .for_each(|res| {
+                match res {
+                    Ok(o) => tracing::debug!(kind, object = ?o, "reconciled"),
+                    Err(e) => {
+                        if let kube::runtime::controller::Error::ObjectNotFound(obj) = &e {
+                            let key = (obj.namespace.clone().unwrap_or_default(), obj.name.clone());
+                            self.lock().dropped(&key);
+                            self.changed.notify_one();
+                        }
+                        tracing::debug!(kind, error = %e, "controller event");
+                    }
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+}
+
+/// What a controller's output stream reports besides reconciles.
+pub type ControllerError = kube::runtime::controller::Error<crate::error::Error, kube::runtime::watcher::Error>;
+
 /// A reconcile under way; its end makes room in the window.
 struct Running<K: CachedKind>(Arc<Backlog<K>>);
 
@@ -165,15 +196,25 @@ impl<K: CachedKind> Drop for Running<K> {
 pub struct Queue {
     order: BTreeSet<(Timestamp, Key)>,
     queued: HashMap<Key, Timestamp>,
-    /// Handed to the controller, not started yet, since when.
-    handed: HashMap<Key, Instant>,
+    /// Handed to the controller, not started yet.
+    handed: HashMap<Key, Handed>,
+}
+
+/// An object handed to the controller whose reconcile has not started.
+#[derive(Debug)]
+struct Handed {
+    at: Instant,
+    /// Changed again since (due then): queued anew if the hand-over ends without a reconcile.
+    changed_since: Option<Timestamp>,
 }
 
 impl Queue {
     /// Queues `key`, due at `due` (replacing an earlier due time: the newest object says). An object
-    /// handed over and not started yet stays as it is: its reconcile reads the newest cached object.
+    /// handed over and not started yet is not queued twice: its reconcile reads the newest cached
+    /// object. The change is remembered in case that reconcile never starts (see [`Queue::dropped`]).
     pub fn push(&mut self, key: Key, due: Timestamp) {
-        if self.handed.contains_key(&key) {
+        if let Some(handed) = self.handed.get_mut(&key) {
+            handed.changed_since = Some(due);
             return;
         }
         if let Some(old) = self.queued.insert(key.clone(), due) {
@@ -182,15 +223,36 @@ impl Queue {
         self.order.insert((due, key));
     }
 
-    /// The reconcile of `key` started (or its object is gone).
+    /// The reconcile of `key` started: it reads the newest cached object.
     pub fn started(&mut self, key: &Key) {
         self.handed.remove(key);
+    }
+
+    /// The controller dropped the hand-over of `key` without a reconcile (its object was not in the
+    /// cache then: deleted). An object of that name that came since (deleted and created again) is
+    /// queued now; before this, its creation waited behind the dropped hand-over and was lost.
+    pub fn dropped(&mut self, key: &Key) {
+        if let Some(Handed {
+            changed_since: Some(due),
+            ..
+        }) = self.handed.remove(key)
+        {
+            self.push(key.clone(), due);
+        }
     }
 
     /// The object due soonest, to hand over at `now`, while fewer than `room` are handed and not
     /// started.
     pub fn next(&mut self, room: usize, now: Instant) -> Option<Key> {
-        self.handed.retain(|_, at| now.duration_since(*at) < HANDED_FOR);
+        let expired: Vec<Key> = self
+            .handed
+            .iter()
+            .filter(|(_, h)| now.duration_since(h.at) >= HANDED_FOR)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.dropped(&key);
+        }
         if self.handed.len() >= room {
             return None;
         }
@@ -200,7 +262,13 @@ impl Queue {
             // A cold start's backlog is gone: so is the memory it took.
             self.queued.shrink_to_fit();
         }
-        self.handed.insert(key.clone(), now);
+        self.handed.insert(
+            key.clone(),
+            Handed {
+                at: now,
+                changed_since: None,
+            },
+        );
         Some(key)
     }
 
@@ -267,6 +335,29 @@ mod tests {
         q.push(key("a"), at(0));
         assert_eq!(q.len(), 1);
         assert_eq!(q.next(10, now), Some(key("b")));
+    }
+
+    #[test]
+    fn an_object_created_again_while_its_deleted_namesake_is_handed_over_is_not_lost() {
+        let mut q = Queue::default();
+        q.push(key("web"), at(0));
+        let now = Instant::now();
+        assert_eq!(q.next(10, now), Some(key("web")), "the deletion handed over");
+        // Created again before the controller looked: not queued twice...
+        q.push(key("web"), at(5));
+        assert!(q.is_empty());
+        // ...but when the controller drops the hand-over (it found no object), it is queued.
+        q.dropped(&key("web"));
+        assert_eq!(q.next(10, now), Some(key("web")));
+        // A dropped hand-over with no change since queues nothing.
+        q.dropped(&key("web"));
+        assert!(q.is_empty());
+        // Nobody reports the drop: the change is queued when the hand-over expires.
+        q.push(key("web"), at(9));
+        assert_eq!(q.next(10, now), Some(key("web")));
+        q.push(key("web"), at(10));
+        assert_eq!(q.next(10, now), None);
+        assert_eq!(q.next(10, now + HANDED_FOR), Some(key("web")));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod watch;
 use kube::Resource;
 
 pub use context::{Context, FIELD_MANAGER};
-pub use reconcile::{Admitted, Timer, UNSYNCED_RETRY, admit, drain, error_policy, new_controller, requeue_at};
+pub use reconcile::{Admitted, Timer, UNSYNCED_RETRY, admit, error_policy, new_controller, requeue_at};
 pub use status::{KindWriter, Written};
 pub use watch::CachedKind;
 

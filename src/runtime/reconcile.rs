@@ -1,7 +1,7 @@
 //! What every reconcile shares: admission (scope, undecodable objects), the error policy, timing and
 //! requeueing.
 
-use std::{fmt::Debug, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use futures::{Stream, StreamExt};
 use kube::{
@@ -225,21 +225,4 @@ pub fn requeue_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
         }
         None => Action::await_change(),
     }
-}
-
-/// Drains a controller's output stream, logging outcomes at debug level.
-pub async fn drain<S, T, E>(kind: &'static str, stream: S)
-where
-    S: Stream<Item = Result<T, E>>,
-    T: Debug,
-    E: std::fmt::Display,
-{
-    stream
-        .for_each(|res| async move {
-            match res {
-                Ok(o) => tracing::debug!(kind, object = ?o, "reconciled"),
-                Err(e) => tracing::debug!(kind, error = %e, "controller event"),
-            }
-        })
-        .await;
 }
