@@ -38,6 +38,10 @@ pub enum Error {
     #[error("HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
 
+    /// An object Kaizen would create exists and belongs to someone else: Kaizen does not take it over.
+    #[error("{object} exists and is not owned by {owner}; delete it (left by a deleted Canary?) or rename the target")]
+    NotOwned { object: String, owner: String },
+
     #[error("this replica does not hold the lease: only the leader writes")]
     NotLeader,
 
@@ -110,6 +114,7 @@ impl Error {
             Error::Patch(_) => "patch",
             Error::StatusStale { .. } => "stale",
             Error::NotLeader => "not_leader",
+            Error::NotOwned { .. } => "not_owned",
             Error::Usage(_) => "usage",
             Error::NotFound { .. } => "not_found",
             Error::NoCrds(_) => "no_crds",

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use common::{
     Env, WAIT,
@@ -15,7 +15,7 @@ use common::{
     servers::Exporter,
     wait_for,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Condition};
 use kaizen::api::{
     Incident,
     canary::{
@@ -25,7 +25,7 @@ use kaizen::api::{
     incident::Severity,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
@@ -54,6 +54,18 @@ async fn all_on_primary(e: &Env, name: &str, what: &str) {
     .await;
 }
 
+/// The ReplicaSets of Canary `web`: revision → replicas wanted.
+async fn set_sizes(e: &Env) -> BTreeMap<String, i32> {
+    e.sets_of("web")
+        .await
+        .iter()
+        .map(|s| {
+            let rev = s.labels().get("kaizen.dev/revision").cloned().unwrap_or_default();
+            (rev, s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1))
+        })
+        .collect()
+}
+
 /// Events the operator recorded about a Canary, as "Reason: note".
 async fn events(e: &Env, name: &str) -> Vec<String> {
     e.events(name)
@@ -80,6 +92,15 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     let exporter = Exporter::start("latency{role=\"canary\"} 0.1\nlatency{role=\"primary\"} 0.1\n").await;
     exporter.wait_visible(&exporter.series("latency")).await;
     e.target("web", "v1", 3).await;
+    // Kaizen keeps as many emptied ReplicaSets as the target's revisionHistoryLimit.
+    Api::<Deployment>::namespaced(e.client.clone(), ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"revisionHistoryLimit": 1}})),
+        )
+        .await
+        .unwrap();
     let spec = CanarySpec {
         analysis: Some(threshold_analysis(&exporter)),
         on_rollback: open_incident(Severity::Sev3),
@@ -112,6 +133,8 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
     assert_eq!((a.failures, a.errors), (0, 0));
     assert_eq!(e.stable_image("web").await, "example.com/web:v2");
     all_on_primary(&e, "web", "canary at 0, primary at 3").await;
+    // The old stable ReplicaSet is kept at 0 as history (a return to v1 is a scale, not a create).
+    assert_eq!(set_sizes(&e).await, [(v1.clone(), 0), (v2.clone(), 3)].into());
     // Events are recorded after the status write that reports the phase: wait for them.
     let reasons = [
         "Initialized",
@@ -192,6 +215,11 @@ async fn good_revision_promotes_bad_one_rolls_back_with_incident_and_retry_works
         .await;
     assert_eq!(ok.handled_annotations.unwrap().retry.as_deref(), Some("1"));
     assert_eq!(e.stable_image("web").await, "example.com/web:v3");
+    // Two emptied revisions, history for one: the older (v1) goes, v2 stays at 0.
+    wait_for(WAIT, "v1's ReplicaSet deleted, v2's kept at 0", || async {
+        (set_sizes(&e).await == [(v2.clone(), 0), (v3.clone(), 3)].into()).then_some(())
+    })
+    .await;
 
     // An idle Canary makes no writes.
     let writes = e.op().metric_sum("kaizen_status_writes_total").await;
@@ -581,6 +609,50 @@ async fn missing_route_stalls_with_a_human_message() {
     let reconciles = e.op().metric_sum("kaizen_reconciles_total").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(e.op().metric_sum("kaizen_reconciles_total").await - reconciles <= 2.0);
+}
+
+/// A Canary deleted with `--cascade=orphan` leaves its ReplicaSet behind; a new Canary of the same
+/// name does not take it over: it stalls naming it, and proceeds once it is deleted.
+#[tokio::test]
+async fn a_replicaset_left_by_a_deleted_canary_is_not_taken_over() {
+    let e = env("canary-orphan").await;
+    e.target("web", "v1", 3).await;
+    e.canary("web", canary("web", vec![set_weight(50)])).await;
+    e.canary_phase("web", CanaryPhase::Idle).await;
+    let orphan = e.sets_of("web").await[0].name_any();
+    e.canaries
+        .delete("web", &kube::api::DeleteParams::orphan())
+        .await
+        .unwrap();
+    wait_for(
+        WAIT,
+        "the Canary gone, its ReplicaSet left without an owner",
+        || async {
+            let gone = e.canaries.get_opt("web").await.ok()?.is_none();
+            let sets = e.sets_of("web").await;
+            (gone && sets.len() == 1 && sets[0].owner_references().is_empty()).then_some(())
+        },
+    )
+    .await;
+    e.canary("web", canary("web", vec![set_weight(50)])).await;
+    let s = e
+        .canary_where("web", "Stalled", |s| {
+            s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True")
+        })
+        .await;
+    let c = condition(&s, "Stalled");
+    assert_eq!(c.reason, "InvalidTarget");
+    assert!(
+        c.message.contains(&format!("{orphan:?}")) && c.message.contains("not owned"),
+        "{}",
+        c.message
+    );
+    assert!(e.sets_of("web").await[0].owner_references().is_empty(), "not adopted");
+    Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(e.client.clone(), &e.ns)
+        .delete(&orphan, &Default::default())
+        .await
+        .unwrap();
+    e.canary_phase("web", CanaryPhase::Idle).await;
 }
 
 /// `kubectl scale` on a Canary mid-rollout (its scale subresource) changes the serving size, spread

@@ -169,6 +169,12 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
             "Deployment {name:?} is already rolled out by Canary {rival:?}; a Deployment can have one Canary. Delete this one or point it elsewhere."
         ));
     }
+    let own_name = set_name(canary, target_revision);
+    if workloads.foreign.contains(&own_name) {
+        return TargetState::Invalid(format!(
+            "ReplicaSet {own_name:?}, which would serve revision {target_revision}, exists and is not owned by this Canary (left by a deleted Canary?). Delete it; this Canary then creates its own."
+        ));
+    }
     // Being deleted (a namespace going away, say): nothing left to roll out or hand back.
     if target.metadata.deletion_timestamp.is_some() {
         return TargetState::Missing;
@@ -193,8 +199,14 @@ pub fn observe_target(canary: &Canary, workloads: &Workloads, rival: Option<&str
     let workload = if workloads.stable(canary).is_none() || workloads.stable_revision(canary) != recorded_stable(canary)
     {
         // Not initialized (or its stable ReplicaSet deleted by hand): the Deployment serves, and N is
-        // its replicas, or the N a ReplicaSet of this Canary recorded.
-        let recorded_n = workloads.sets.values().find_map(|s| recorded_total(s));
+        // its replicas, or the N the newest ReplicaSet of this Canary recorded (older ones, kept at 0
+        // as history, may predate a `kubectl scale`).
+        let recorded_n = workloads
+            .sets
+            .values()
+            .filter_map(|s| Some((s.metadata.creation_timestamp.clone().map(|t| t.0), recorded_total(s)?)))
+            .max_by_key(|(created, _)| *created)
+            .map(|(_, n)| n);
         Workload {
             spec_replicas: canary
                 .spec
@@ -374,11 +386,15 @@ pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary,
 }
 
 /// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
-fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Option<(Deployment, String)> {
+fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Option<Arc<DynamicObject>> {
     let resource = ApiResource::erase::<Deployment>(&());
-    let raw = deployments.get(&ObjectRef::new_with(name, resource).within(ns))?;
-    let revision = raw_revision(&raw)?;
-    let typed = serde_json::to_value(raw.as_ref())
+    deployments.get(&ObjectRef::new_with(name, resource).within(ns))
+}
+
+/// `raw` as the typed Deployment, with its revision.
+fn typed_target(raw: &DynamicObject) -> Option<(Deployment, String)> {
+    let revision = raw_revision(raw)?;
+    let typed = serde_json::to_value(raw)
         .and_then(serde_json::from_value::<Deployment>)
         .ok()?;
     Some((typed, revision))
@@ -387,6 +403,11 @@ fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Optio
 /// The Canary's target (with its revision) and its ReplicaSets, as the caches have them.
 pub struct Workloads {
     pub target: Option<(Deployment, String)>,
+    /// The target's pod template exactly as the apiserver serves it: what a new ReplicaSet copies.
+    pub target_template: Option<Value>,
+    /// Kaizen-labelled ReplicaSets with a name this Canary needs but another owner (or none): Kaizen
+    /// never takes them over.
+    pub foreign: Vec<String>,
     /// The ReplicaSets this Canary controls, by revision.
     pub sets: BTreeMap<String, Arc<ReplicaSet>>,
 }
@@ -401,9 +422,20 @@ impl Workloads {
             .filter(|set| owned_by(set, canary))
             .filter_map(|set| Some((set.labels().get(REVISION_LABEL)?.clone(), set)))
             .collect();
+        let raw = deployment(&ctx.deployments, ns, &canary.spec.target_ref.name);
+        let target = raw.as_deref().and_then(typed_target);
+        // The name the target's revision needs, taken by a set of Kaizen's label without this owner
+        // (one orphaned by `kubectl delete --cascade=orphan` of an earlier Canary of this name).
+        let foreign = target.as_ref().map(|(_, rev)| set_name(canary, rev)).filter(|name| {
+            ctx.sets
+                .get(&ObjectRef::new(name).within(ns))
+                .is_some_and(|set| !owned_by(&set, canary))
+        });
         Self {
-            target: deployment(&ctx.deployments, ns, &canary.spec.target_ref.name),
+            target,
+            target_template: raw.and_then(|r| r.data.get("spec")?.get("template").cloned()),
             sets,
+            foreign: foreign.into_iter().collect(),
         }
     }
 
@@ -457,13 +489,16 @@ mod tests {
     fn workloads(revision: &str, sets: &[(&str, i32)]) -> Workloads {
         let target = deployment("web");
         let canary = canary(json!({}));
+        let template = serde_json::to_value(&target.spec.as_ref().unwrap().template).unwrap();
         Workloads {
             target: Some((target.clone(), revision.into())),
+            target_template: Some(template.clone()),
+            foreign: Vec::new(),
             sets: sets
                 .iter()
                 .map(|(r, n)| {
-                    let set = crate::canary::templates::replica_set(&canary, &target, r, *n, 3);
-                    (r.to_string(), Arc::new(set))
+                    let set = crate::canary::templates::replica_set(&canary, &target, &template, r, *n, 3);
+                    (r.to_string(), Arc::new(serde_json::from_value(set).unwrap()))
                 })
                 .collect(),
         }
@@ -510,8 +545,16 @@ mod tests {
         assert!(msg.contains("containerPorts"), "{msg}");
         let none = Workloads {
             target: None,
+            target_template: None,
             sets: BTreeMap::new(),
+            foreign: Vec::new(),
         };
         assert_eq!(observe_target(&c, &none, None), TargetState::Missing);
+        let mut left_behind = workloads("r1", &[]);
+        left_behind.foreign.push("web-r1".into());
+        let TargetState::Invalid(msg) = observe_target(&canary(json!({})), &left_behind, None) else {
+            panic!("a ReplicaSet of its name owned by another must stall")
+        };
+        assert!(msg.contains("\"web-r1\"") && msg.contains("not owned"), "{msg}");
     }
 }

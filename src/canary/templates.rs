@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec},
+        apps::v1::{Deployment, ReplicaSet},
         core::v1::{PodTemplateSpec, ServicePort},
     },
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
+use serde_json::{Value, json};
 
 use crate::api::canary::Canary;
 
@@ -79,40 +80,56 @@ pub fn revision_selector(target: &Deployment, revision: &str) -> BTreeMap<String
     labels
 }
 
-/// The ReplicaSet that serves `revision` with `replicas` pods, from the target's pod template (which
-/// must be that revision), owned by the Canary. `total` is N, recorded on it.
-pub fn replica_set(canary: &Canary, target: &Deployment, revision: &str, replicas: i32, total: i32) -> ReplicaSet {
+/// The ReplicaSet that serves `revision` with `replicas` pods, owned by the Canary, `total` (N)
+/// recorded on it. Its pod template is the target's `template` exactly as the apiserver serves it
+/// (the JSON its revision hashes), so a pod field newer than the k8s-openapi Kaizen was built with is
+/// kept, not dropped by a round trip through the typed struct.
+pub fn replica_set(
+    canary: &Canary,
+    target: &Deployment,
+    template: &Value,
+    revision: &str,
+    replicas: i32,
+    total: i32,
+) -> Value {
+    let mut template = template.clone();
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert(REVISION_LABEL.into(), revision.into());
+            }
+        }
+    }
     let spec = target.spec.clone().unwrap_or_default();
-    let mut template = spec.template;
-    let meta = template.metadata.get_or_insert_with(Default::default);
-    meta.labels
-        .get_or_insert_with(Default::default)
-        .insert(REVISION_LABEL.into(), revision.into());
     let mut selector = spec.selector;
     selector
         .match_labels
         .get_or_insert_with(Default::default)
         .insert(REVISION_LABEL.into(), revision.into());
-    ReplicaSet {
-        metadata: ObjectMeta {
-            name: Some(set_name(canary, revision)),
-            namespace: target.namespace(),
-            labels: Some(BTreeMap::from([
-                (CANARY_LABEL.to_string(), canary.name_any()),
-                (REVISION_LABEL.to_string(), revision.to_string()),
-            ])),
-            annotations: Some(BTreeMap::from([(REPLICAS_ANNOTATION.to_string(), total.to_string())])),
-            owner_references: canary.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
+    let metadata = ObjectMeta {
+        name: Some(set_name(canary, revision)),
+        namespace: target.namespace(),
+        labels: Some(BTreeMap::from([
+            (CANARY_LABEL.to_string(), canary.name_any()),
+            (REVISION_LABEL.to_string(), revision.to_string()),
+        ])),
+        annotations: Some(BTreeMap::from([(REPLICAS_ANNOTATION.to_string(), total.to_string())])),
+        owner_references: canary.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "minReadySeconds": spec.min_ready_seconds,
+            "selector": selector,
+            "template": template,
         },
-        spec: Some(ReplicaSetSpec {
-            replicas: Some(replicas),
-            selector,
-            template: Some(template),
-            min_ready_seconds: spec.min_ready_seconds,
-        }),
-        status: None,
-    }
+    })
 }
 
 /// The target's pod template as the user wrote it, from a revision's ReplicaSet (`kubectl kaizen
@@ -174,24 +191,32 @@ pub fn with_route_ports(mut ports: Vec<ServicePort>, route_ports: &[i32]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_revisions_set_keeps_the_targets_labels_and_adds_its_revision() {
-        let target: Deployment = serde_json::from_value(json!({
+        let raw = json!({
             "metadata": {"name": "web", "namespace": "n"},
             "spec": {
                 "replicas": 0,
                 "minReadySeconds": 5,
                 "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"containers": []}}
+                "template": {
+                    "metadata": {"labels": {"app": "web", "tier": "fe"}},
+                    // A pod field this build's k8s-openapi does not know: kept as served.
+                    "spec": {"containers": [], "someFieldFromANewerKubernetes": {"on": true}}
+                }
             }
-        }))
-        .unwrap();
+        });
+        let target: Deployment = serde_json::from_value(raw.clone()).unwrap();
         let spec = json!({"targetRef": {"kind": "Deployment", "name": "web"}, "steps": [{"setWeight": 5}]});
         let mut canary = Canary::new("c", serde_json::from_value(spec).unwrap());
         canary.metadata.uid = Some("u".into());
-        let set = replica_set(&canary, &target, "0123456789abcdef", 2, 3);
+        let built = replica_set(&canary, &target, &raw["spec"]["template"], "0123456789abcdef", 2, 3);
+        assert_eq!(
+            built["spec"]["template"]["spec"]["someFieldFromANewerKubernetes"],
+            json!({"on": true})
+        );
+        let set: ReplicaSet = serde_json::from_value(built).unwrap();
         assert_eq!(set.name_any(), "web-0123456789");
         assert_eq!(set.namespace().as_deref(), Some("n"));
         let spec = set.spec.clone().unwrap();

@@ -118,14 +118,18 @@ pub fn watch_workloads(
     }
 }
 
-/// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), if any.
+/// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), or without an owner the
+/// one its label names: a set orphaned by an earlier Canary of that name stalls the new one, whose
+/// reconcile its deletion must bring.
 fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<DeserializeGuard<Canary>>> {
     let owner = obj
         .owner_references()
         .iter()
-        .find(|o| o.kind == "Canary" && o.controller == Some(true))?;
+        .find(|o| o.kind == "Canary" && o.controller == Some(true))
+        .map(|o| o.name.clone())
+        .or_else(|| obj.labels().get(CANARY_LABEL).cloned())?;
     let ns = obj.meta().namespace.clone()?;
-    Some(ObjectRef::new(&owner.name).within(&ns))
+    Some(ObjectRef::new(&owner).within(&ns))
 }
 
 /// `controller` with the HTTPRoute watch: a route's change moves the Canaries that name it.

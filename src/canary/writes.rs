@@ -16,7 +16,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions},
+    api::{ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams, Preconditions},
     runtime::reflector::ObjectRef,
 };
 use serde_json::{Value, json};
@@ -51,6 +51,9 @@ pub(super) fn route_ports(obj: &kube::api::DynamicObject, primary: &str) -> Vec<
         .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
         .collect()
 }
+
+/// Old ReplicaSets kept when the target does not say (a Deployment's own default).
+const DEFAULT_HISTORY_LIMIT: i32 = 10;
 
 /// What the reconcile needs to act on one Canary.
 pub struct Io<'a> {
@@ -121,7 +124,7 @@ impl<'a> Io<'a> {
     }
 
     /// The canary side at `n` pods: the target revision's ReplicaSet (unless it is the stable one),
-    /// every other ReplicaSet of the Canary emptied and then removed, the target Deployment at 0.
+    /// every other ReplicaSet of the Canary emptied and kept as history, the target Deployment at 0.
     async fn scale_canary_side(&self, n: i32, planned: &CanaryStatus) -> Result<()> {
         let stable = self.stable_revision(planned).map(str::to_string);
         if let Some(rev) = self.target_revision
@@ -133,11 +136,16 @@ impl<'a> Io<'a> {
         // Other revisions (one a newer one replaced mid-rollout) keep serving until the target's
         // ReplicaSet serves its share, and with a route until the canary Service selects it.
         if self.canary_side_serves(n, stable.as_deref()) {
-            for (rev, set) in &self.workloads.sets {
-                if Some(rev.as_str()) != stable.as_deref() && Some(rev.as_str()) != self.target_revision {
-                    self.retire(set).await?;
-                }
-            }
+            let retired: Vec<&ReplicaSet> = self
+                .workloads
+                .sets
+                .iter()
+                .filter(|(rev, _)| {
+                    Some(rev.as_str()) != stable.as_deref() && Some(rev.as_str()) != self.target_revision
+                })
+                .map(|(_, set)| set.as_ref())
+                .collect();
+            self.retire(retired).await?;
         }
         self.scale_target(0).await
     }
@@ -173,16 +181,39 @@ impl<'a> Io<'a> {
             }
             return self.scale_set(&name, replicas).await;
         }
-        let Some(target) = self.target.filter(|_| self.target_revision == Some(rev)) else {
-            // The template of a revision the target no longer holds is gone with it.
+        let (Some(target), Some(template)) = (self.target, self.workloads.target_template.as_ref()) else {
             return Ok(());
         };
-        let set = replica_set(self.canary, target, rev, replicas, total);
-        match self.sets_api().create(&PostParams::default(), &set).await {
+        if self.target_revision != Some(rev) {
+            // The template of a revision the target no longer holds is gone with it.
+            return Ok(());
+        }
+        let set: DynamicObject =
+            serde_json::from_value(replica_set(self.canary, target, template, rev, replicas, total))
+                .map_err(Error::Patch)?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.ctx.client.clone(), self.ns, &ApiResource::erase::<ReplicaSet>(&()));
+        match api.create(&PostParams::default(), &set).await {
             Ok(_) => Ok(()),
-            // Made by an earlier reconcile the cache has not delivered yet: the next one scales it.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => self.check_own_set(&name).await,
             Err(e) => Err(e).step("create ReplicaSet", &object),
+        }
+    }
+
+    /// After a create refused as a conflict: the ReplicaSet `name` is this Canary's, made by an earlier
+    /// reconcile the cache has not delivered yet (the next one scales it), or someone else's, which
+    /// this Canary will not take over: an error saying so.
+    async fn check_own_set(&self, name: &str) -> Result<()> {
+        let object = format!("ReplicaSet {}/{name}", self.ns);
+        let found = self.sets_api().get_opt(name).await.step("read ReplicaSet", &object)?;
+        match found {
+            Some(set) if super::observe::owned_by(&set, self.canary) => Ok(()),
+            Some(_) => Err(Error::NotOwned {
+                object,
+                owner: format!("Canary {}/{}", self.ns, self.canary.name_any()),
+            }),
+            // Deleted meanwhile: the next reconcile creates it.
+            None => Ok(()),
         }
     }
 
@@ -200,17 +231,42 @@ impl<'a> Io<'a> {
         Ok(())
     }
 
-    /// A ReplicaSet of a revision that no longer serves: scaled to 0, and deleted once its pods are
-    /// gone (the one that held it observed, so the deletion is of this very object).
-    async fn retire(&self, set: &ReplicaSet) -> Result<()> {
-        let name = set.name_any();
-        let object = format!("ReplicaSet {}/{name}", self.ns);
-        if set.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
-            return self.scale_set(&name, 0).await;
+    /// ReplicaSets of revisions that no longer serve: each scaled to 0 and kept, as a Deployment keeps
+    /// its old ones, up to the target's `revisionHistoryLimit` (default 10) newest; older ones are
+    /// deleted once their pods are gone. A kept set makes a return to its revision a scale, not a
+    /// create, and costs no write now.
+    async fn retire(&self, mut retired: Vec<&ReplicaSet>) -> Result<()> {
+        for set in &retired {
+            if set.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
+                self.scale_set(&set.name_any(), 0).await?;
+            }
         }
-        if set.status.as_ref().is_some_and(|s| s.replicas > 0) {
+        let limit = self
+            .target
+            .and_then(|t| t.spec.as_ref()?.revision_history_limit)
+            .unwrap_or(DEFAULT_HISTORY_LIMIT);
+        // Newest first: by creation, then by name, so the order is the same on every reconcile.
+        retired.sort_by(|a, b| {
+            let created = |s: &ReplicaSet| s.metadata.creation_timestamp.clone().map(|t| t.0);
+            created(b)
+                .cmp(&created(a))
+                .then_with(|| a.name_any().cmp(&b.name_any()))
+        });
+        for set in retired.into_iter().skip(usize::try_from(limit.max(0)).unwrap_or(0)) {
+            self.delete_emptied(set).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `set` once it is at 0 with no pods left (the copy that showed it, so the deletion is of
+    /// this very object).
+    async fn delete_emptied(&self, set: &ReplicaSet) -> Result<()> {
+        let emptied = set.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+            && set.status.as_ref().is_none_or(|s| s.replicas == 0);
+        if !emptied {
             return Ok(());
         }
+        let name = set.name_any();
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: set.uid(),
@@ -221,7 +277,7 @@ impl<'a> Io<'a> {
         match self.sets_api().delete(&name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(()),
-            Err(e) => Err(e).step("delete ReplicaSet", &object),
+            Err(e) => Err(e).step("delete ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns)),
         }
     }
 

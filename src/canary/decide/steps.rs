@@ -280,6 +280,11 @@ fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option
                 .is_some_and(|(last, start)| last.0 > start);
         if !canary.spec.paused && workload.ready_at(canary_replicas(n, w)) && analysed {
             p.advance();
+            // Past a last step of 100 %, the canary's ReplicaSet already serves all N: promotion
+            // completes in this plan, not one status write later.
+            if p.s.phase == Some(CanaryPhase::Promoting) {
+                promoting(p, workload);
+            }
         }
     } else {
         let pause = step_spec.pause.clone().unwrap_or_default();

@@ -746,8 +746,26 @@ fn without_analysis_steps_advance_when_pods_are_ready() {
     assert_eq!(w.status().canary_weight, Some(50));
     w.plan();
     assert_eq!(w.status().canary_weight, Some(100));
+    // At 100 % the canary's ReplicaSet already serves all N: promotion completes in the same plan
+    // (one status write, not two).
     w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Succeeded));
+    assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
+}
+
+#[test]
+fn a_last_pause_promotes_over_a_later_reconcile() {
+    let mut w =
+        World::idle(serde_json::json!({"analysis": null, "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}));
+    w.set_revision("r2");
+    w.plan();
+    w.plan();
+    assert_eq!(w.status().phase, Some(CanaryPhase::Paused));
+    w.tick(2);
+    w.plan();
+    // The canary serves half: promotion has to grow it first.
     assert_eq!(w.status().phase, Some(CanaryPhase::Promoting));
+    assert_ne!(w.status().stable_revision.as_deref(), Some("r2"));
 }
 
 #[test]
