@@ -324,6 +324,17 @@ async fn comparison_no_data_and_unreachable_prometheus_are_separate_outcomes() {
     assert_eq!(cond.reason, "AnalysisErrors");
     assert!(cond.message.contains("unreachable"), "{}", cond.message);
     assert!(e.op().metric_sum("kaizen_canary_analysis_checks_total").await >= 4.0);
+    // Deleted after its rollback: the Deployment takes its refused template to all pods, and a
+    // Warning says so (and how to keep the stable one).
+    e.canaries.delete("down", &Default::default()).await.unwrap();
+    let warning = wait_for(WAIT, "a HandedBackUnpromoted Warning", || async {
+        events(&e, "down")
+            .await
+            .into_iter()
+            .find(|ev| ev.starts_with("HandedBackUnpromoted"))
+    })
+    .await;
+    assert!(warning.contains("kubectl kaizen undo"), "{warning}");
 }
 
 /// Canary pods that never become ready (unschedulable here; a crash loop looks the same to the

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::reflector::ObjectRef,
+    runtime::{events::EventType, reflector::ObjectRef},
 };
 use serde_json::json;
 
@@ -42,6 +42,9 @@ impl Io<'_> {
             .map(|p| p.total)
             .or(recorded)
             .unwrap_or(1);
+        if parked {
+            self.warn_of_unpromoted_template(total).await;
+        }
         self.scale_target(total).await?;
         if let Some(rev) = self.target_revision.filter(|_| gateway_route(self.canary).is_some()) {
             // The route sends everything to <target>-canary, which selects the target's pods by its
@@ -80,5 +83,25 @@ impl Io<'_> {
             }
         }
         Ok(workload(target).ready_at(total))
+    }
+
+    /// Said once, as the target is scaled up: a Canary deleted after a rollback (or mid-rollout) hands
+    /// back a Deployment whose template is the revision that was not promoted, and the Deployment
+    /// now rolls it out to all N.
+    async fn warn_of_unpromoted_template(&self, total: i32) {
+        let stable = self.canary.status.as_ref().and_then(|s| s.stable_revision.as_deref());
+        let (Some(stable), Some(target)) = (stable, self.target_revision) else {
+            return;
+        };
+        if stable == target {
+            return;
+        }
+        let note = format!(
+            "Deleted while Deployment {} holds revision {target}, not the stable {stable}: the Deployment now serves {target} on {total} replicas. To keep {stable}, run `kubectl kaizen undo` before deleting a Canary.",
+            self.canary.spec.target_ref.name
+        );
+        self.ctx
+            .publish(self.canary, EventType::Warning, "HandedBackUnpromoted", note)
+            .await;
     }
 }
