@@ -63,7 +63,7 @@ echo "==> an Incident with two follow-ups (one overdue) and three Canaries; wait
 kubectl wait -n demo --for=jsonpath='{.status.phase}'=Idle canary/checkout canary/search canary/cart \
   --timeout=120s >/dev/null
 deadline=$((SECONDS + 60))
-until curl -fsS "$KAIZEN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=demo_http_error_ratio{deployment="search"}' \
+until curl -fsS "$KAIZEN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=demo_http_error_ratio{replicaset=~"search-.*"}' \
   | grep -q '"value"'; do
   if ((SECONDS >= deadline)); then echo "Prometheus never scraped the demo metrics source" >&2; exit 1; fi
   sleep 0.5
