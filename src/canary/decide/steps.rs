@@ -7,7 +7,7 @@ use super::{
 };
 use crate::api::canary::{
     ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, CanaryPhase,
-    CanaryStatus, HandledAnnotations,
+    CanaryStatus, HandledAnnotations, MetricOutcome,
 };
 
 /// Control annotations whose value is new since the last reconcile: each acts once.
@@ -323,15 +323,24 @@ fn promoting(p: &mut Planner<'_>, workload: &Workload) {
         p.s.phase = Some(CanaryPhase::Succeeded);
         p.s.stable_revision = Some(current.clone());
         p.s.canary_weight = Some(0);
-        p.event(
-            false,
-            "Promoted",
-            format!(
-                "Revision {current} promoted: ReplicaSet {} serves it on {} replicas.",
-                crate::canary::templates::set_name(p.canary, &current),
-                primary.total
-            ),
+        let mut note = format!(
+            "Revision {current} promoted: ReplicaSet {} serves it on {} replicas.",
+            crate::canary::templates::set_name(p.canary, &current),
+            primary.total
         );
+        // Promoted on no evidence: every metric's last check found no data (a query that matches no
+        // series looks exactly like this). Said as a Warning, so it is not read as a passed analysis.
+        let unjudged =
+            p.s.analysis.as_ref().filter(|a| {
+                !a.metrics.is_empty() && a.metrics.iter().all(|m| m.outcome == MetricOutcome::Inconclusive)
+            });
+        if let Some(a) = unjudged {
+            note.push_str(&format!(
+                " No check was conclusive ({} inconclusive: the queries returned no data); check that they match the ReplicaSets' pods, or set noData: Fail or inconclusiveLimit.",
+                a.inconclusive
+            ));
+        }
+        p.event(unjudged.is_some(), "Promoted", note);
         p.actions.push(Action::Count(Counted::Promoted));
     }
 }

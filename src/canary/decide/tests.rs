@@ -1205,3 +1205,31 @@ fn the_history_keeps_the_last_twenty_rollouts() {
     assert_eq!(rollouts.last().unwrap().revision, "r29");
     assert_eq!(rollouts[0].revision, "r10");
 }
+
+#[test]
+fn a_promotion_on_inconclusive_checks_alone_is_a_warning() {
+    let promoted = |outcome: MetricOutcome| {
+        let mut w = World::idle(serde_json::json!({"steps": [{"setWeight": 50}, {"pause": {"duration": "5s"}}]}));
+        w.set_revision("r2");
+        for _ in 0..60 {
+            w.tick(5);
+            w.analyse(outcome);
+            let p = w.plan();
+            if w.status().phase == Some(CanaryPhase::Succeeded) {
+                return p.actions.iter().find_map(|a| match a {
+                    Action::Event {
+                        warning,
+                        reason: "Promoted",
+                        note,
+                    } => Some((*warning, note.clone())),
+                    _ => None,
+                });
+            }
+        }
+        panic!("never promoted");
+    };
+    let (warning, note) = promoted(MetricOutcome::Inconclusive).expect("a Promoted Event");
+    assert!(warning && note.contains("No check was conclusive"), "{note}");
+    let (warning, note) = promoted(MetricOutcome::Pass).expect("a Promoted Event");
+    assert!(!warning && !note.contains("conclusive"), "{note}");
+}
