@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     api::{ActionItem, Canary},
-    runtime::{Context, KindWriter},
+    runtime::{Context, KindWriter, sent::SentWrites},
 };
 
 /// What a Canary reconcile works with: the shared [`Context`], the caches it reads (its Canaries, the
@@ -44,6 +44,8 @@ pub struct CanaryContext {
     /// The Canaries of each Deployment, kept from the Canary watch: how a Deployment's change and a
     /// rival are found without scanning every Canary.
     pub targets: TargetIndex,
+    /// ReplicaSet scale patches sent and not yet delivered by the watch: not sent twice.
+    pub scales_sent: SentWrites<i32>,
 }
 
 /// The caches of what a Canary rolls and routes: its target, Kaizen's ReplicaSets and Services, the
@@ -77,6 +79,7 @@ impl CanaryContext {
             routes: stores.routes,
             checks: KeptChecks::default(),
             targets: target_index(),
+            scales_sent: SentWrites::default(),
         }
     }
 }

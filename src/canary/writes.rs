@@ -176,10 +176,7 @@ impl<'a> Io<'a> {
         let name = set_name(self.canary, rev);
         let object = format!("ReplicaSet {}/{name}", self.ns);
         if let Some(set) = self.workloads.set(rev) {
-            if set.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
-                return Ok(());
-            }
-            return self.scale_set(&name, replicas).await;
+            return self.scale_set(set, replicas).await;
         }
         let (Some(target), Some(template)) = (self.target, self.workloads.target_template.as_ref()) else {
             return Ok(());
@@ -217,17 +214,29 @@ impl<'a> Io<'a> {
         }
     }
 
-    /// ReplicaSet `name` at `replicas`: only the replica count, by a merge patch (the template of a
-    /// revision never changes).
-    async fn scale_set(&self, name: &str, replicas: i32) -> Result<()> {
+    /// `set` (as cached) at `replicas`: only the replica count, by a merge patch (the template of a
+    /// revision never changes). Skipped when the cache shows it, or when this very patch already went
+    /// out from the version the cache still shows.
+    async fn scale_set(&self, set: &ReplicaSet, replicas: i32) -> Result<()> {
+        let name = set.name_any();
+        let key = (self.ns.to_string(), name.clone());
+        if set.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+            self.ctx.scales_sent.settled(&key);
+            return Ok(());
+        }
+        let cached_rv = set.resource_version().unwrap_or_default();
+        if self.ctx.scales_sent.in_flight(&key, &cached_rv, &replicas) {
+            return Ok(());
+        }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
         };
         self.sets_api()
-            .patch(name, &params, &Patch::Merge(&json!({"spec": {"replicas": replicas}})))
+            .patch(&name, &params, &Patch::Merge(&json!({"spec": {"replicas": replicas}})))
             .await
             .step("scale ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns))?;
+        self.ctx.scales_sent.record(key, cached_rv, replicas);
         Ok(())
     }
 
@@ -237,9 +246,7 @@ impl<'a> Io<'a> {
     /// create, and costs no write now.
     async fn retire(&self, mut retired: Vec<&ReplicaSet>) -> Result<()> {
         for set in &retired {
-            if set.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
-                self.scale_set(&set.name_any(), 0).await?;
-            }
+            self.scale_set(set, 0).await?;
         }
         let limit = self
             .target

@@ -15,6 +15,7 @@ pub mod own_writes;
 pub mod reconcile;
 pub mod run;
 pub mod scope;
+pub mod sent;
 pub mod status;
 pub mod watch;
 
