@@ -5,6 +5,8 @@ use std::sync::Arc;
 use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
+use super::target_cache::CachedDeployment;
+
 use super::{
     autoscalers,
     kept_checks::KeptChecks,
@@ -22,8 +24,9 @@ use crate::{
 pub struct CanaryContext {
     pub shared: Arc<Context>,
     pub canaries: Store<DeserializeGuard<Canary>>,
-    /// Deployments as the apiserver serves them, so revisions hash the served JSON.
-    pub deployments: Store<DynamicObject>,
+    /// Every Deployment in scope, each as what the Canary code reads of it, its pod template kept as
+    /// served (see [`CachedDeployment`]).
+    pub deployments: Store<CachedDeployment>,
     pub items: Store<DeserializeGuard<ActionItem>>,
     /// Kaizen's ReplicaSets (label `kaizen.dev/canary`), one per revision of each Canary.
     pub sets: Store<ReplicaSet>,
@@ -49,7 +52,7 @@ pub struct CanaryContext {
 /// The caches of what a Canary rolls and routes: its target, Kaizen's ReplicaSets and Services, the
 /// HPAs beside them and, when the Gateway API is served, the HTTPRoutes.
 pub struct WorkloadStores {
-    pub deployments: Store<DynamicObject>,
+    pub deployments: Store<CachedDeployment>,
     pub sets: Store<ReplicaSet>,
     pub services: Store<Service>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,

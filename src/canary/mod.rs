@@ -22,6 +22,7 @@ pub mod owned_sets;
 pub mod release;
 pub mod revision;
 pub mod suspects_watch;
+pub mod target_cache;
 pub mod targets;
 pub mod templates;
 pub mod workload_watches;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{
     context::CanaryContext,
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
-    revision::raw_revision,
+    target_cache::{CachedDeployment, ServedTemplate},
     targets::rival,
     templates::{
         REPLICAS_ANNOTATION, REVISION_LABEL, canary_service_name, gateway_route, match_labels, primary_service_name,
@@ -385,26 +385,17 @@ pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary,
     }
 }
 
-/// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
-fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Option<Arc<DynamicObject>> {
-    let resource = ApiResource::erase::<Deployment>(&());
-    deployments.get(&ObjectRef::new_with(name, resource).within(ns))
-}
-
-/// `raw` as the typed Deployment, with its revision.
-fn typed_target(raw: &DynamicObject) -> Option<(Deployment, String)> {
-    let revision = raw_revision(raw)?;
-    let typed = serde_json::to_value(raw)
-        .and_then(serde_json::from_value::<Deployment>)
-        .ok()?;
-    Some((typed, revision))
+/// A Deployment from the cache, in its cached form.
+fn deployment(deployments: &Store<CachedDeployment>, ns: &str, name: &str) -> Option<Arc<CachedDeployment>> {
+    deployments.get(&ObjectRef::new(name).within(ns))
 }
 
 /// The Canary's target (with its revision) and its ReplicaSets, as the caches have them.
 pub struct Workloads {
     pub target: Option<(Deployment, String)>,
-    /// The target's pod template exactly as the apiserver serves it: what a new ReplicaSet copies.
-    pub target_template: Option<Value>,
+    /// The target's pod template exactly as the apiserver serves it: what a new ReplicaSet copies
+    /// (parsed only then).
+    pub target_template: Option<ServedTemplate>,
     /// Kaizen-labelled ReplicaSets with a name this Canary needs but another owner (or none): Kaizen
     /// never takes them over.
     pub foreign: Vec<String>,
@@ -423,7 +414,7 @@ impl Workloads {
             .filter_map(|set| Some((set.labels().get(REVISION_LABEL)?.clone(), set)))
             .collect();
         let raw = deployment(&ctx.deployments, ns, &canary.spec.target_ref.name);
-        let target = raw.as_deref().and_then(typed_target);
+        let target = raw.as_deref().and_then(CachedDeployment::typed);
         // The name the target's revision needs, taken by a set of Kaizen's label without this owner
         // (one orphaned by `kubectl delete --cascade=orphan` of an earlier Canary of this name).
         let foreign = target.as_ref().map(|(_, rev)| set_name(canary, rev)).filter(|name| {
@@ -433,7 +424,7 @@ impl Workloads {
         });
         Self {
             target,
-            target_template: raw.and_then(|r| r.data.get("spec")?.get("template").cloned()),
+            target_template: raw.as_deref().and_then(CachedDeployment::template).cloned(),
             sets,
             foreign: foreign.into_iter().collect(),
         }
@@ -492,7 +483,7 @@ mod tests {
         let template = serde_json::to_value(&target.spec.as_ref().unwrap().template).unwrap();
         Workloads {
             target: Some((target.clone(), revision.into())),
-            target_template: Some(template.clone()),
+            target_template: Some(ServedTemplate::of(&template)),
             foreign: Vec::new(),
             sets: sets
                 .iter()

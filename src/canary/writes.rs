@@ -184,12 +184,16 @@ impl<'a> Io<'a> {
         let (Some(target), Some(template)) = (self.target, self.workloads.target_template.as_ref()) else {
             return Ok(());
         };
+        // The cache keeps the template as text (see `target_cache`): parsed here, where it is copied.
+        let Some(template) = template.value() else {
+            return Ok(());
+        };
         if self.target_revision != Some(rev) {
             // The template of a revision the target no longer holds is gone with it.
             return Ok(());
         }
         let set: DynamicObject =
-            serde_json::from_value(replica_set(self.canary, target, template, rev, replicas, total))
+            serde_json::from_value(replica_set(self.canary, target, &template, rev, replicas, total))
                 .map_err(Error::Patch)?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.ctx.client.clone(), self.ns, &ApiResource::erase::<ReplicaSet>(&()));
