@@ -212,7 +212,7 @@ struct CacheWriters {
     items: Writer<DeserializeGuard<ActionItem>>,
     canaries: Writer<DeserializeGuard<Canary>>,
     deployments: Writer<canary::target_cache::CachedDeployment>,
-    sets: Writer<k8s_openapi::api::apps::v1::ReplicaSet>,
+    sets: Writer<canary::set_cache::CachedSet>,
     services: Writer<k8s_openapi::api::core::v1::Service>,
     autoscalers: Writer<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
     routes: Option<Writer<kube::api::DynamicObject>>,

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
+use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
-
-use super::target_cache::CachedDeployment;
 
 use super::{
     autoscalers,
     kept_checks::KeptChecks,
     owned_sets::{OwnedSets, owned_sets},
+    set_cache::CachedSet,
+    target_cache::CachedDeployment,
     targets::{TargetIndex, target_index},
 };
 use crate::{
@@ -29,7 +29,7 @@ pub struct CanaryContext {
     pub deployments: Store<CachedDeployment>,
     pub items: Store<DeserializeGuard<ActionItem>>,
     /// Kaizen's ReplicaSets (label `kaizen.dev/canary`), one per revision of each Canary.
-    pub sets: Store<ReplicaSet>,
+    pub sets: Store<CachedSet>,
     /// Which of [`Self::sets`] each Canary controls.
     pub owned_sets: OwnedSets,
     /// Kaizen's Services of gatewayAPI routing (label `kaizen.dev/canary`).
@@ -53,7 +53,7 @@ pub struct CanaryContext {
 /// HPAs beside them and, when the Gateway API is served, the HTTPRoutes.
 pub struct WorkloadStores {
     pub deployments: Store<CachedDeployment>,
-    pub sets: Store<ReplicaSet>,
+    pub sets: Store<CachedSet>,
     pub services: Store<Service>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub routes: Option<Store<DynamicObject>>,

@@ -21,6 +21,7 @@ pub mod observe;
 pub mod owned_sets;
 pub mod release;
 pub mod revision;
+pub mod set_cache;
 pub mod suspects_watch;
 pub mod target_cache;
 pub mod targets;

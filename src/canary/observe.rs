@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{
     context::CanaryContext,
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
+    set_cache::CachedSet,
     target_cache::{CachedDeployment, ServedTemplate},
     targets::rival,
     templates::{
@@ -94,7 +95,7 @@ pub fn workload(d: &Deployment) -> Workload {
 }
 
 /// A ReplicaSet's replica counts as its controller last reported them: all its pods run its template.
-pub fn set_workload(set: &ReplicaSet) -> Workload {
+pub fn set_workload(set: &CachedSet) -> Workload {
     let status = set.status.clone().unwrap_or_default();
     Workload {
         spec_replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -114,12 +115,21 @@ fn parked() -> Workload {
 }
 
 /// The containers of a ReplicaSet's pod template and their images (at most the 20 status keeps).
-pub fn set_images(set: &ReplicaSet) -> Vec<ContainerImage> {
-    set.spec
+pub fn set_images(set: &CachedSet) -> Vec<ContainerImage> {
+    let containers = set
+        .spec
         .as_ref()
-        .and_then(|s| s.template.as_ref())
-        .map(|t| ContainerImage::of_template(t).into_iter().take(20).collect())
-        .unwrap_or_default()
+        .and_then(|s| s.template.as_ref()?.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    containers
+        .iter()
+        .take(20)
+        .map(|c| ContainerImage {
+            container: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The containers of a Deployment's pod template and their images (at most the 20 status keeps).
@@ -148,7 +158,8 @@ pub fn committed_at(d: &Deployment) -> Option<Timestamp> {
     v.trim().parse().ok()
 }
 
-pub fn owned_by(set: &ReplicaSet, canary: &Canary) -> bool {
+/// Whether `set` (from the cache, or read from the apiserver) is owned by `canary`.
+pub fn owned_by(set: &impl kube::Resource, canary: &Canary) -> bool {
     let uid = canary.metadata.uid.as_deref();
     set.owner_references()
         .iter()
@@ -236,7 +247,7 @@ fn recorded_stable(canary: &Canary) -> Option<String> {
 
 /// The stable side: the ReplicaSet of the stable revision. N is `spec.replicas` of the Canary when
 /// set (the scale subresource), else the count recorded on the ReplicaSet.
-pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Option<&ReplicaSet>) -> Option<Primary> {
+pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Option<&CachedSet>) -> Option<Primary> {
     let set = set?;
     let w = set_workload(set);
     Some(Primary {
@@ -250,7 +261,7 @@ pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Opti
 }
 
 /// N as recorded on one of the Canary's ReplicaSets.
-pub fn recorded_total(set: &ReplicaSet) -> Option<i32> {
+pub fn recorded_total(set: &CachedSet) -> Option<i32> {
     set.annotations().get(REPLICAS_ANNOTATION).and_then(|v| v.parse().ok())
 }
 
@@ -400,7 +411,7 @@ pub struct Workloads {
     /// never takes them over.
     pub foreign: Vec<String>,
     /// The ReplicaSets this Canary controls, by revision.
-    pub sets: BTreeMap<String, Arc<ReplicaSet>>,
+    pub sets: BTreeMap<String, Arc<CachedSet>>,
 }
 
 impl Workloads {
@@ -410,7 +421,7 @@ impl Workloads {
             .referrers(ns, &canary.name_any())
             .into_iter()
             .filter_map(|name| ctx.sets.get(&ObjectRef::new(&name).within(ns)))
-            .filter(|set| owned_by(set, canary))
+            .filter(|set| owned_by(set.as_ref(), canary))
             .filter_map(|set| Some((set.labels().get(REVISION_LABEL)?.clone(), set)))
             .collect();
         let raw = deployment(&ctx.deployments, ns, &canary.spec.target_ref.name);
@@ -420,7 +431,7 @@ impl Workloads {
         let foreign = target.as_ref().map(|(_, rev)| set_name(canary, rev)).filter(|name| {
             ctx.sets
                 .get(&ObjectRef::new(name).within(ns))
-                .is_some_and(|set| !owned_by(&set, canary))
+                .is_some_and(|set| !owned_by(set.as_ref(), canary))
         });
         Self {
             target,
@@ -439,12 +450,12 @@ impl Workloads {
         }
     }
 
-    pub fn set(&self, revision: &str) -> Option<&ReplicaSet> {
+    pub fn set(&self, revision: &str) -> Option<&CachedSet> {
         self.sets.get(revision).map(|s| s.as_ref())
     }
 
     /// The stable revision's ReplicaSet.
-    pub fn stable(&self, canary: &Canary) -> Option<&ReplicaSet> {
+    pub fn stable(&self, canary: &Canary) -> Option<&CachedSet> {
         self.set(&self.stable_revision(canary)?)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
+use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{
     Resource, ResourceExt,
     api::DynamicObject,
@@ -22,6 +22,7 @@ use super::{
     autoscalers,
     context::CanaryContext,
     observe,
+    set_cache::CachedSet,
     target_cache::CachedDeployment,
     targets,
     templates::{self, CANARY_LABEL},
@@ -37,7 +38,7 @@ use crate::{
 /// The write halves of the workload caches, each filled by one watch here.
 pub struct WorkloadWriters {
     pub deployments: Writer<CachedDeployment>,
-    pub sets: Writer<ReplicaSet>,
+    pub sets: Writer<CachedSet>,
     pub services: Writer<Service>,
     pub autoscalers: Writer<HorizontalPodAutoscaler>,
     /// HTTPRoutes, when the apiserver serves the Gateway API.
@@ -103,7 +104,7 @@ pub fn watch_workloads(
         .watches_stream(deployment_changes, move |d: CachedDeployment| {
             targets::canaries_of(&mapper.canaries, &mapper.targets, &d)
         })
-        .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
+        .watches_stream(set_changes, |set: CachedSet| controlling_canary(&set))
         .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
             let target = autoscalers::autoscaled_deployment(&hpa).unwrap_or_default();
