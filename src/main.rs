@@ -17,7 +17,8 @@ use kaizen::{
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// With `--features dhat-heap` every allocation is recorded with its call stack; the profile (the
-/// heap at its peak and at exit, by allocation site) is written to `dhat-heap.json` on exit.
+/// heap at its peak and at rest, by allocation site) is written to `dhat-heap.json` on SIGTERM (see
+/// `profile_heap`).
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;
@@ -75,10 +76,27 @@ enum Command {
     Crds,
 }
 
+/// Starts the heap profile (`--features dhat-heap`). It is written when the operator receives SIGTERM,
+/// so its figures "at exit" are of the heap at rest, before the shutdown drops the caches (at the
+/// process's exit some tasks may have dropped theirs, some not); or at exit when no SIGTERM comes.
+#[cfg(feature = "dhat-heap")]
+fn profile_heap() -> Option<dhat::Profiler> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let profiler = dhat::Profiler::new_heap();
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return Some(profiler);
+    };
+    tokio::spawn(async move {
+        term.recv().await;
+        drop(profiler);
+    });
+    None
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     #[cfg(feature = "dhat-heap")]
-    let _profiler = dhat::Profiler::new_heap();
+    let _profiler = profile_heap();
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => match kaizen::api::crds_yaml() {

@@ -211,8 +211,8 @@ struct CacheWriters {
     incidents: Writer<DeserializeGuard<Incident>>,
     items: Writer<DeserializeGuard<ActionItem>>,
     canaries: Writer<DeserializeGuard<Canary>>,
-    deployments: Writer<kube::api::DynamicObject>,
-    sets: Writer<k8s_openapi::api::apps::v1::ReplicaSet>,
+    deployments: Writer<canary::target_cache::CachedDeployment>,
+    sets: Writer<canary::set_cache::CachedSet>,
     services: Writer<k8s_openapi::api::core::v1::Service>,
     autoscalers: Writer<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
     routes: Option<Writer<kube::api::DynamicObject>>,
@@ -224,7 +224,7 @@ impl Kinds {
         let (incidents, incident_writer) = watch::cache::<Incident>();
         let (items, item_writer) = watch::cache::<ActionItem>();
         let (canaries, canary_writer) = watch::cache::<Canary>();
-        let (deployments, deployment_writer) = watch::deployment_cache();
+        let (deployments, deployment_writer) = watch::plain_cache();
         let (sets, set_writer) = watch::plain_cache();
         let (services, service_writer) = watch::plain_cache();
         let (autoscalers, autoscaler_writer) = watch::plain_cache();

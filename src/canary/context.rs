@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
+use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
 
 use super::{
     autoscalers,
     kept_checks::KeptChecks,
     owned_sets::{OwnedSets, owned_sets},
+    set_cache::CachedSet,
+    target_cache::CachedDeployment,
     targets::{TargetIndex, target_index},
 };
 use crate::{
@@ -22,11 +24,12 @@ use crate::{
 pub struct CanaryContext {
     pub shared: Arc<Context>,
     pub canaries: Store<DeserializeGuard<Canary>>,
-    /// Deployments as the apiserver serves them, so revisions hash the served JSON.
-    pub deployments: Store<DynamicObject>,
+    /// Every Deployment in scope, each as what the Canary code reads of it, its pod template kept as
+    /// served (see [`CachedDeployment`]).
+    pub deployments: Store<CachedDeployment>,
     pub items: Store<DeserializeGuard<ActionItem>>,
     /// Kaizen's ReplicaSets (label `kaizen.dev/canary`), one per revision of each Canary.
-    pub sets: Store<ReplicaSet>,
+    pub sets: Store<CachedSet>,
     /// Which of [`Self::sets`] each Canary controls.
     pub owned_sets: OwnedSets,
     /// Kaizen's Services of gatewayAPI routing (label `kaizen.dev/canary`).
@@ -51,8 +54,8 @@ pub struct CanaryContext {
 /// The caches of what a Canary rolls and routes: its target, Kaizen's ReplicaSets and Services, the
 /// HPAs beside them and, when the Gateway API is served, the HTTPRoutes.
 pub struct WorkloadStores {
-    pub deployments: Store<DynamicObject>,
-    pub sets: Store<ReplicaSet>,
+    pub deployments: Store<CachedDeployment>,
+    pub sets: Store<CachedSet>,
     pub services: Store<Service>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub routes: Option<Store<DynamicObject>>,

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use super::{
     context::CanaryContext,
     decide::{self, Annotations, Observations, Primary, RouteState, TargetState, Workload},
-    revision::raw_revision,
+    set_cache::CachedSet,
+    target_cache::{CachedDeployment, ServedTemplate},
     targets::rival,
     templates::{
         REPLICAS_ANNOTATION, REVISION_LABEL, canary_service_name, gateway_route, match_labels, primary_service_name,
@@ -94,7 +95,7 @@ pub fn workload(d: &Deployment) -> Workload {
 }
 
 /// A ReplicaSet's replica counts as its controller last reported them: all its pods run its template.
-pub fn set_workload(set: &ReplicaSet) -> Workload {
+pub fn set_workload(set: &CachedSet) -> Workload {
     let status = set.status.clone().unwrap_or_default();
     Workload {
         spec_replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -114,12 +115,21 @@ fn parked() -> Workload {
 }
 
 /// The containers of a ReplicaSet's pod template and their images (at most the 20 status keeps).
-pub fn set_images(set: &ReplicaSet) -> Vec<ContainerImage> {
-    set.spec
+pub fn set_images(set: &CachedSet) -> Vec<ContainerImage> {
+    let containers = set
+        .spec
         .as_ref()
-        .and_then(|s| s.template.as_ref())
-        .map(|t| ContainerImage::of_template(t).into_iter().take(20).collect())
-        .unwrap_or_default()
+        .and_then(|s| s.template.as_ref()?.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    containers
+        .iter()
+        .take(20)
+        .map(|c| ContainerImage {
+            container: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The containers of a Deployment's pod template and their images (at most the 20 status keeps).
@@ -148,7 +158,8 @@ pub fn committed_at(d: &Deployment) -> Option<Timestamp> {
     v.trim().parse().ok()
 }
 
-pub fn owned_by(set: &ReplicaSet, canary: &Canary) -> bool {
+/// Whether `set` (from the cache, or read from the apiserver) is owned by `canary`.
+pub fn owned_by(set: &impl kube::Resource, canary: &Canary) -> bool {
     let uid = canary.metadata.uid.as_deref();
     set.owner_references()
         .iter()
@@ -236,7 +247,7 @@ fn recorded_stable(canary: &Canary) -> Option<String> {
 
 /// The stable side: the ReplicaSet of the stable revision. N is `spec.replicas` of the Canary when
 /// set (the scale subresource), else the count recorded on the ReplicaSet.
-pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Option<&ReplicaSet>) -> Option<Primary> {
+pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Option<&CachedSet>) -> Option<Primary> {
     let set = set?;
     let w = set_workload(set);
     Some(Primary {
@@ -250,7 +261,7 @@ pub fn observe_primary(canary: &Canary, stable_revision: Option<&str>, set: Opti
 }
 
 /// N as recorded on one of the Canary's ReplicaSets.
-pub fn recorded_total(set: &ReplicaSet) -> Option<i32> {
+pub fn recorded_total(set: &CachedSet) -> Option<i32> {
     set.annotations().get(REPLICAS_ANNOTATION).and_then(|v| v.parse().ok())
 }
 
@@ -385,31 +396,22 @@ pub async fn fetch(prom: &Prometheus, address: &AllowedAddress, canary: &Canary,
     }
 }
 
-/// A Deployment from the cache: typed, plus its revision from the JSON the apiserver served.
-fn deployment(deployments: &Store<DynamicObject>, ns: &str, name: &str) -> Option<Arc<DynamicObject>> {
-    let resource = ApiResource::erase::<Deployment>(&());
-    deployments.get(&ObjectRef::new_with(name, resource).within(ns))
-}
-
-/// `raw` as the typed Deployment, with its revision.
-fn typed_target(raw: &DynamicObject) -> Option<(Deployment, String)> {
-    let revision = raw_revision(raw)?;
-    let typed = serde_json::to_value(raw)
-        .and_then(serde_json::from_value::<Deployment>)
-        .ok()?;
-    Some((typed, revision))
+/// A Deployment from the cache, in its cached form.
+fn deployment(deployments: &Store<CachedDeployment>, ns: &str, name: &str) -> Option<Arc<CachedDeployment>> {
+    deployments.get(&ObjectRef::new(name).within(ns))
 }
 
 /// The Canary's target (with its revision) and its ReplicaSets, as the caches have them.
 pub struct Workloads {
     pub target: Option<(Deployment, String)>,
-    /// The target's pod template exactly as the apiserver serves it: what a new ReplicaSet copies.
-    pub target_template: Option<Value>,
+    /// The target's pod template exactly as the apiserver serves it: what a new ReplicaSet copies
+    /// (parsed only then).
+    pub target_template: Option<ServedTemplate>,
     /// Kaizen-labelled ReplicaSets with a name this Canary needs but another owner (or none): Kaizen
     /// never takes them over.
     pub foreign: Vec<String>,
     /// The ReplicaSets this Canary controls, by revision.
-    pub sets: BTreeMap<String, Arc<ReplicaSet>>,
+    pub sets: BTreeMap<String, Arc<CachedSet>>,
 }
 
 impl Workloads {
@@ -419,21 +421,21 @@ impl Workloads {
             .referrers(ns, &canary.name_any())
             .into_iter()
             .filter_map(|name| ctx.sets.get(&ObjectRef::new(&name).within(ns)))
-            .filter(|set| owned_by(set, canary))
+            .filter(|set| owned_by(set.as_ref(), canary))
             .filter_map(|set| Some((set.labels().get(REVISION_LABEL)?.clone(), set)))
             .collect();
         let raw = deployment(&ctx.deployments, ns, &canary.spec.target_ref.name);
-        let target = raw.as_deref().and_then(typed_target);
+        let target = raw.as_deref().and_then(CachedDeployment::typed);
         // The name the target's revision needs, taken by a set of Kaizen's label without this owner
         // (one orphaned by `kubectl delete --cascade=orphan` of an earlier Canary of this name).
         let foreign = target.as_ref().map(|(_, rev)| set_name(canary, rev)).filter(|name| {
             ctx.sets
                 .get(&ObjectRef::new(name).within(ns))
-                .is_some_and(|set| !owned_by(&set, canary))
+                .is_some_and(|set| !owned_by(set.as_ref(), canary))
         });
         Self {
             target,
-            target_template: raw.and_then(|r| r.data.get("spec")?.get("template").cloned()),
+            target_template: raw.as_deref().and_then(CachedDeployment::template).cloned(),
             sets,
             foreign: foreign.into_iter().collect(),
         }
@@ -448,12 +450,12 @@ impl Workloads {
         }
     }
 
-    pub fn set(&self, revision: &str) -> Option<&ReplicaSet> {
+    pub fn set(&self, revision: &str) -> Option<&CachedSet> {
         self.sets.get(revision).map(|s| s.as_ref())
     }
 
     /// The stable revision's ReplicaSet.
-    pub fn stable(&self, canary: &Canary) -> Option<&ReplicaSet> {
+    pub fn stable(&self, canary: &Canary) -> Option<&CachedSet> {
         self.set(&self.stable_revision(canary)?)
     }
 }
@@ -492,7 +494,7 @@ mod tests {
         let template = serde_json::to_value(&target.spec.as_ref().unwrap().template).unwrap();
         Workloads {
             target: Some((target.clone(), revision.into())),
-            target_template: Some(template.clone()),
+            target_template: Some(ServedTemplate::of(&template)),
             foreign: Vec::new(),
             sets: sets
                 .iter()

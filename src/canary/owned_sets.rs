@@ -2,13 +2,13 @@
 //! ReplicaSets by the Canary that controls them, so a reconcile finds its Canary's sets without
 //! scanning the cache.
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::ResourceExt;
 
+use super::set_cache::CachedSet;
 use crate::runtime::index::ReferrerIndex;
 
 /// Kaizen's ReplicaSets by the Canary that controls them (`referrers(namespace, canary)`).
-pub type OwnedSets = ReferrerIndex<ReplicaSet>;
+pub type OwnedSets = ReferrerIndex<CachedSet>;
 
 /// An empty [`OwnedSets`].
 pub fn owned_sets() -> OwnedSets {
@@ -16,7 +16,7 @@ pub fn owned_sets() -> OwnedSets {
 }
 
 /// The Canary that controls `set`, if one does.
-fn controller(set: &ReplicaSet) -> Vec<String> {
+fn controller(set: &CachedSet) -> Vec<String> {
     set.owner_references()
         .iter()
         .filter(|o| o.kind == "Canary" && o.controller == Some(true))
@@ -30,7 +30,7 @@ mod tests {
     use kube::runtime::watcher;
     use serde_json::json;
 
-    fn set(name: &str, canary: Option<&str>) -> ReplicaSet {
+    fn set(name: &str, canary: Option<&str>) -> CachedSet {
         let owners = canary
             .map(|c| json!([{"apiVersion": "kaizen.dev/v1alpha1", "kind": "Canary", "name": c, "uid": "u", "controller": true}]))
             .unwrap_or(json!([]));

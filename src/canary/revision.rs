@@ -43,9 +43,19 @@ fn canonical(v: &Value, out: &mut String) {
 /// after a round trip through the typed struct: a newer k8s-openapi that knows one more pod field
 /// would otherwise change every hash on upgrade.
 pub fn revision_of(template: &Value) -> String {
+    revision_of_canonical(&canonical_json(template))
+}
+
+/// `v` as canonical JSON text: keys sorted at every level. Parsed back, it is `v`.
+pub fn canonical_json(v: &Value) -> String {
     let mut s = String::new();
-    canonical(template, &mut s);
-    hex::encode(Sha256::digest(s.as_bytes()))[..16].to_string()
+    canonical(v, &mut s);
+    s
+}
+
+/// The revision of a template given as its [`canonical_json`] (what the Deployment cache keeps).
+pub fn revision_of_canonical(json: &str) -> String {
+    hex::encode(Sha256::digest(json.as_bytes()))[..16].to_string()
 }
 
 /// The revision of a Deployment's pod template as served by the apiserver.

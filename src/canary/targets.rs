@@ -5,11 +5,11 @@
 
 use kube::{
     ResourceExt,
-    api::DynamicObject,
     core::DeserializeGuard,
     runtime::reflector::{ObjectRef, Store},
 };
 
+use super::target_cache::CachedDeployment;
 use crate::{api::Canary, runtime::index::ReferrerIndex};
 
 /// The Canaries of each namespace by the Deployment they target.
@@ -33,7 +33,7 @@ fn cached(
 pub fn canaries_of(
     canaries: &Store<DeserializeGuard<Canary>>,
     targets: &TargetIndex,
-    d: &DynamicObject,
+    d: &CachedDeployment,
 ) -> Vec<ObjectRef<DeserializeGuard<Canary>>> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
@@ -110,12 +110,10 @@ mod tests {
         (writer.as_reader(), index)
     }
 
-    fn deployment(name: &str, owner: Option<&str>) -> DynamicObject {
-        let mut d = DynamicObject::new(
-            name,
-            &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-        )
-        .within("team");
+    fn deployment(name: &str, owner: Option<&str>) -> CachedDeployment {
+        let mut d = CachedDeployment::default();
+        d.metadata.name = Some(name.into());
+        d.metadata.namespace = Some("team".into());
         if let Some(owner) = owner {
             d.metadata.owner_references = Some(vec![OwnerReference {
                 kind: "Canary".into(),
@@ -146,7 +144,8 @@ mod tests {
             ["web"]
         );
         assert!(canaries_of(&store, &index, &deployment("other", Some("gone"))).is_empty());
-        let elsewhere = deployment("api", None).within("other-team");
+        let mut elsewhere = deployment("api", None);
+        elsewhere.metadata.namespace = Some("other-team".into());
         assert!(canaries_of(&store, &index, &elsewhere).is_empty());
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
+use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
 use kube::{
     Resource, ResourceExt,
     api::DynamicObject,
@@ -21,21 +21,24 @@ use kube::{
 use super::{
     autoscalers,
     context::CanaryContext,
-    observe, targets,
+    observe,
+    set_cache::CachedSet,
+    target_cache::CachedDeployment,
+    targets,
     templates::{self, CANARY_LABEL},
 };
 use crate::{
     api::Canary,
     runtime::{
         scope::WatchScope,
-        watch::{deployment_watch, dynamic_watch, labelled_watch, referrers},
+        watch::{dynamic_watch, labelled_watch, referrers},
     },
 };
 
 /// The write halves of the workload caches, each filled by one watch here.
 pub struct WorkloadWriters {
-    pub deployments: Writer<DynamicObject>,
-    pub sets: Writer<ReplicaSet>,
+    pub deployments: Writer<CachedDeployment>,
+    pub sets: Writer<CachedSet>,
     pub services: Writer<Service>,
     pub autoscalers: Writer<HorizontalPodAutoscaler>,
     /// HTTPRoutes, when the apiserver serves the Gateway API.
@@ -91,17 +94,17 @@ pub fn watch_workloads(
     let scaled = ctx.clone();
     let deployment_changes = reflector::reflector(
         caches.deployments,
-        deployment_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone()),
+        // Every Deployment in scope (targets carry no label), each decoded straight into its cached
+        // form.
+        labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone(), None),
     )
     .touched_objects();
     let mapper = ctx.clone();
     let controller = controller
-        .watches_stream_with(
-            deployment_changes,
-            move |d: DynamicObject| targets::canaries_of(&mapper.canaries, &mapper.targets, &d),
-            kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-        )
-        .watches_stream(set_changes, |set: ReplicaSet| controlling_canary(&set))
+        .watches_stream(deployment_changes, move |d: CachedDeployment| {
+            targets::canaries_of(&mapper.canaries, &mapper.targets, &d)
+        })
+        .watches_stream(set_changes, |set: CachedSet| controlling_canary(&set))
         .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
             let target = autoscalers::autoscaled_deployment(&hpa).unwrap_or_default();

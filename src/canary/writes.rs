@@ -25,6 +25,7 @@ use super::{
     context::CanaryContext,
     decide::{Action, IncidentRequest},
     observe::{Workloads, backends, cached_route, observe_primary, route_api},
+    set_cache::CachedSet,
     templates::{
         CANARY_LABEL, REVISION_LABEL, canary_service_name, gateway_route, primary_service_name, replica_set,
         revision_selector, service_ports, set_name, with_route_ports,
@@ -136,7 +137,7 @@ impl<'a> Io<'a> {
         // Other revisions (one a newer one replaced mid-rollout) keep serving until the target's
         // ReplicaSet serves its share, and with a route until the canary Service selects it.
         if self.canary_side_serves(n, stable.as_deref()) {
-            let retired: Vec<&ReplicaSet> = self
+            let retired: Vec<&CachedSet> = self
                 .workloads
                 .sets
                 .iter()
@@ -181,12 +182,16 @@ impl<'a> Io<'a> {
         let (Some(target), Some(template)) = (self.target, self.workloads.target_template.as_ref()) else {
             return Ok(());
         };
+        // The cache keeps the template as text (see `target_cache`): parsed here, where it is copied.
+        let Some(template) = template.value() else {
+            return Ok(());
+        };
         if self.target_revision != Some(rev) {
             // The template of a revision the target no longer holds is gone with it.
             return Ok(());
         }
         let set: DynamicObject =
-            serde_json::from_value(replica_set(self.canary, target, template, rev, replicas, total))
+            serde_json::from_value(replica_set(self.canary, target, &template, rev, replicas, total))
                 .map_err(Error::Patch)?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.ctx.client.clone(), self.ns, &ApiResource::erase::<ReplicaSet>(&()));
@@ -244,7 +249,7 @@ impl<'a> Io<'a> {
     /// its old ones, up to the target's `revisionHistoryLimit` (default 10) newest; older ones are
     /// deleted once their pods are gone. A kept set makes a return to its revision a scale, not a
     /// create, and costs no write now.
-    async fn retire(&self, mut retired: Vec<&ReplicaSet>) -> Result<()> {
+    async fn retire(&self, mut retired: Vec<&CachedSet>) -> Result<()> {
         for set in &retired {
             self.scale_set(set, 0).await?;
         }
@@ -254,7 +259,7 @@ impl<'a> Io<'a> {
             .unwrap_or(DEFAULT_HISTORY_LIMIT);
         // Newest first: by creation, then by name, so the order is the same on every reconcile.
         retired.sort_by(|a, b| {
-            let created = |s: &ReplicaSet| s.metadata.creation_timestamp.clone().map(|t| t.0);
+            let created = |s: &CachedSet| s.metadata.creation_timestamp.clone().map(|t| t.0);
             created(b)
                 .cmp(&created(a))
                 .then_with(|| a.name_any().cmp(&b.name_any()))
@@ -267,7 +272,7 @@ impl<'a> Io<'a> {
 
     /// Deletes `set` once it is at 0 with no pods left (the copy that showed it, so the deletion is of
     /// this very object).
-    async fn delete_emptied(&self, set: &ReplicaSet) -> Result<()> {
+    async fn delete_emptied(&self, set: &CachedSet) -> Result<()> {
         let emptied = set.spec.as_ref().and_then(|s| s.replicas) == Some(0)
             && set.status.as_ref().is_none_or(|s| s.replicas == 0);
         if !emptied {

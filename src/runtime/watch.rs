@@ -9,7 +9,7 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt, future::BoxFuture, stream::BoxStream};
-use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject},
@@ -63,12 +63,6 @@ fn slim_meta(meta: &mut ObjectMeta) {
 /// its one watch fills.
 pub fn cache<K: CachedKind>() -> (Store<DeserializeGuard<K>>, Writer<DeserializeGuard<K>>) {
     let writer = Writer::default();
-    (writer.as_reader(), writer)
-}
-
-/// An empty cache of Deployments as the apiserver serves them (see [`deployment_watch`]).
-pub fn deployment_cache() -> (Store<DynamicObject>, Writer<DynamicObject>) {
-    let writer = Writer::new(ApiResource::erase::<Deployment>(&()));
     (writer.as_reader(), writer)
 }
 
@@ -285,24 +279,6 @@ pub fn reflected<K: CachedKind>(
         cached_form,
     );
     kube::runtime::reflector::reflector(cache, watch)
-}
-
-/// A watch of the Deployments in the scope's namespaces (all of them: targets carry no shard label),
-/// as the apiserver serves them, so revisions hash the served JSON.
-pub fn deployment_watch(
-    client: &Client,
-    health: Arc<WatchHealth>,
-    scope: &WatchScope,
-    store: Store<DynamicObject>,
-) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
-    dynamic_watch(
-        client,
-        health,
-        scope,
-        store,
-        ApiResource::erase::<Deployment>(&()),
-        "Deployment",
-    )
 }
 
 /// A watch of every object of `resource` (named `kind` in the watch health) in the scope's

@@ -286,7 +286,12 @@ fn print_figures(f: &Figures) {
 /// workload is not what this measures) and waits until the namespace is gone, so the next controller
 /// starts on a quiet cluster.
 async fn cleanup(c: Controller, env: &Env, process: Process) {
-    drop(process);
+    // Kaizen is stopped with SIGTERM, as Kubernetes stops it, so a `--features dhat-heap` build writes
+    // its heap profile (dhat-heap.json, in the working directory) on the way out.
+    match process {
+        Process::Kaizen(mut op) => op.terminate().await,
+        Process::Argo(child) => drop(child),
+    }
     if c == Controller::Kaizen {
         release_finalizers(&c.api(env)).await;
     }

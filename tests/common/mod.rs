@@ -251,7 +251,10 @@ impl Launch {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("kaizen-operator-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaizen"));
+        // KAIZEN_TEST_OPERATOR: another build of the operator (two builds compared by one benchmark,
+        // or a target dir shared with another worktree, whose `kaizen` may replace this one's).
+        let bin = std::env::var_os("KAIZEN_TEST_OPERATOR").unwrap_or_else(|| env!("CARGO_BIN_EXE_kaizen").into());
+        let mut command = tokio::process::Command::new(bin);
         command
             .arg("run")
             .args(["--listen", &format!("127.0.0.1:{port}")])
