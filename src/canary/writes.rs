@@ -222,7 +222,7 @@ impl<'a> Io<'a> {
     /// `set` (as cached) at `replicas`: only the replica count, by a merge patch (the template of a
     /// revision never changes). Skipped when the cache shows it, or when this very patch already went
     /// out from the version the cache still shows.
-    async fn scale_set(&self, set: &ReplicaSet, replicas: i32) -> Result<()> {
+    async fn scale_set(&self, set: &CachedSet, replicas: i32) -> Result<()> {
         let name = set.name_any();
         let key = (self.ns.to_string(), name.clone());
         if set.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
