@@ -37,6 +37,11 @@ pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Annotation on each ReplicaSet: the replicas the Canary serves when idle (N).
 pub const REPLICAS_ANNOTATION: &str = "kaizen.dev/replicas";
 
+/// Annotation Kaizen sets on a ReplicaSet each time it scales it to 0 (RFC 3339, nanoseconds): which
+/// emptied set is the newest in the history kept. Creation times have whole seconds, and two
+/// revisions released within one second tied there (the older one was kept, the newer deleted).
+pub const EMPTIED_AT_ANNOTATION: &str = "kaizen.dev/emptied-at";
+
 /// How many hex digits of the revision a ReplicaSet's name carries (a Deployment's own carry about as
 /// many).
 const NAME_DIGITS: usize = 10;

@@ -27,8 +27,8 @@ use super::{
     observe::{Workloads, backends, cached_route, observe_primary, route_api},
     set_cache::CachedSet,
     templates::{
-        CANARY_LABEL, REVISION_LABEL, canary_service_name, gateway_route, primary_service_name, replica_set,
-        revision_selector, service_ports, set_name, with_route_ports,
+        CANARY_LABEL, EMPTIED_AT_ANNOTATION, REVISION_LABEL, canary_service_name, gateway_route, primary_service_name,
+        replica_set, revision_selector, service_ports, set_name, with_route_ports,
     },
 };
 use crate::{
@@ -51,6 +51,18 @@ pub(super) fn route_ports(obj: &kube::api::DynamicObject, primary: &str) -> Vec<
         .filter(|b| b["name"] == json!(primary))
         .filter_map(|b| b["port"].as_i64().and_then(|p| i32::try_from(p).ok()))
         .collect()
+}
+
+/// Orders emptied ReplicaSets newest first: by when Kaizen last emptied each (its
+/// [`EMPTIED_AT_ANNOTATION`]), else when it was created, then by name, so every reconcile agrees.
+pub(super) fn newest_first(sets: &mut [&CachedSet]) {
+    let when = |s: &CachedSet| {
+        s.annotations()
+            .get(EMPTIED_AT_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .or_else(|| s.metadata.creation_timestamp.clone().map(|t| t.0))
+    };
+    sets.sort_by(|a, b| when(b).cmp(&when(a)).then_with(|| a.name_any().cmp(&b.name_any())));
 }
 
 /// Old ReplicaSets kept when the target does not say (a Deployment's own default).
@@ -237,8 +249,13 @@ impl<'a> Io<'a> {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
         };
+        let mut patch = json!({"spec": {"replicas": replicas}});
+        if replicas == 0 {
+            // In the same write: when it was emptied, what orders the history kept.
+            patch["metadata"] = json!({"annotations": {EMPTIED_AT_ANNOTATION: Timestamp::now().to_string()}});
+        }
         self.sets_api()
-            .patch(&name, &params, &Patch::Merge(&json!({"spec": {"replicas": replicas}})))
+            .patch(&name, &params, &Patch::Merge(&patch))
             .await
             .step("scale ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns))?;
         self.ctx.scales_sent.record(key, cached_rv, replicas);
@@ -257,13 +274,7 @@ impl<'a> Io<'a> {
             .target
             .and_then(|t| t.spec.as_ref()?.revision_history_limit)
             .unwrap_or(DEFAULT_HISTORY_LIMIT);
-        // Newest first: by creation, then by name, so the order is the same on every reconcile.
-        retired.sort_by(|a, b| {
-            let created = |s: &CachedSet| s.metadata.creation_timestamp.clone().map(|t| t.0);
-            created(b)
-                .cmp(&created(a))
-                .then_with(|| a.name_any().cmp(&b.name_any()))
-        });
+        newest_first(&mut retired);
         for set in retired.into_iter().skip(usize::try_from(limit.max(0)).unwrap_or(0)) {
             self.delete_emptied(set).await?;
         }
@@ -487,5 +498,33 @@ impl<'a> Io<'a> {
             .await
             .step("apply Service", format_args!("Service {}/{name}", self.ns))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, created: i64, emptied: Option<&str>) -> CachedSet {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "creationTimestamp": Timestamp::from_second(1_800_000_000 + created).unwrap().to_string(),
+                "annotations": emptied.map(|t| json!({EMPTIED_AT_ANNOTATION: t})).unwrap_or(json!({})),
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_history_is_ordered_by_when_each_set_was_emptied() {
+        // Created in the same second: the one emptied last is the newest, whatever the names say.
+        let older = set("web-b", 0, Some("2027-01-15T08:00:00.100Z"));
+        let newer = set("web-a", 0, Some("2027-01-15T08:00:00.900Z"));
+        let never_emptied = set("web-c", -5, None);
+        let mut sets = vec![&older, &never_emptied, &newer];
+        newest_first(&mut sets);
+        let names: Vec<String> = sets.iter().map(|s| s.name_any()).collect();
+        assert_eq!(names, ["web-a", "web-b", "web-c"]);
     }
 }
