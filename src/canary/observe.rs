@@ -431,7 +431,8 @@ impl Workloads {
         let foreign = target.as_ref().map(|(_, rev)| set_name(canary, rev)).filter(|name| {
             ctx.sets
                 .get(&ObjectRef::new(name).within(ns))
-                .is_some_and(|set| !owned_by(set.as_ref(), canary))
+                // One being deleted (its Canary re-created under the same name) is on its way out.
+                .is_some_and(|set| !owned_by(set.as_ref(), canary) && set.metadata.deletion_timestamp.is_none())
         });
         Self {
             target,

@@ -42,10 +42,11 @@ impl Io<'_> {
             .map(|p| p.total)
             .or(recorded)
             .unwrap_or(1);
+        self.scale_target(total).await?;
         if parked {
+            // Said once the scale went through (so "now serves" is true).
             self.warn_of_unpromoted_template(total).await;
         }
-        self.scale_target(total).await?;
         if let Some(rev) = self.target_revision.filter(|_| gateway_route(self.canary).is_some()) {
             // The route sends everything to <target>-canary, which selects the target's pods by its
             // own labels: it must outlive the Canary.

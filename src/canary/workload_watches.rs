@@ -100,11 +100,26 @@ pub fn watch_workloads(
     )
     .touched_objects();
     let mapper = ctx.clone();
+    let set_mapper = ctx.clone();
     let controller = controller
         .watches_stream(deployment_changes, move |d: CachedDeployment| {
             targets::canaries_of(&mapper.canaries, &mapper.targets, &d)
         })
-        .watches_stream(set_changes, |set: CachedSet| controlling_canary(&set))
+        .watches_stream(set_changes, move |set: CachedSet| {
+            // Its Canary, and the Canaries of the Deployment it was made for: a set of another (or
+            // no) owner under a name one of them needs stalls that one, and its deletion must wake it.
+            let ns = set.namespace().unwrap_or_default();
+            let name = set.name_any();
+            let target = set_target(&name);
+            let mut canaries: Vec<_> = set_mapper
+                .targets
+                .referrers(&ns, target)
+                .into_iter()
+                .map(|c| ObjectRef::new(&c).within(&ns))
+                .collect();
+            canaries.extend(controlling_canary(&set));
+            canaries
+        })
         .watches_stream(service_changes, |svc: Service| controlling_canary(&svc))
         .watches_stream(autoscaler_changes, move |hpa: HorizontalPodAutoscaler| {
             let target = autoscalers::autoscaled_deployment(&hpa).unwrap_or_default();
@@ -119,6 +134,11 @@ pub fn watch_workloads(
         Some(writer) => watch_routes(controller, ctx, &scope, writer),
         None => controller,
     }
+}
+
+/// The Deployment a ReplicaSet of Kaizen's was made for: its name without `-<revision digits>`.
+fn set_target(set_name: &str) -> &str {
+    set_name.rsplit_once('-').map_or(set_name, |(target, _)| target)
 }
 
 /// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), or without an owner the

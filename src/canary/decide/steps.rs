@@ -328,16 +328,17 @@ fn promoting(p: &mut Planner<'_>, workload: &Workload) {
             crate::canary::templates::set_name(p.canary, &current),
             primary.total
         );
-        // Promoted on no evidence: every metric's last check found no data (a query that matches no
-        // series looks exactly like this). Said as a Warning, so it is not read as a passed analysis.
+        // Promoted on no evidence: no metric's last check passed (no data, or errors under the limit;
+        // a query that matches no series looks exactly like this). Said as a Warning, so it is not
+        // read as a passed analysis.
         let unjudged =
-            p.s.analysis.as_ref().filter(|a| {
-                !a.metrics.is_empty() && a.metrics.iter().all(|m| m.outcome == MetricOutcome::Inconclusive)
-            });
+            p.s.analysis
+                .as_ref()
+                .filter(|a| !a.metrics.is_empty() && a.metrics.iter().all(|m| m.outcome != MetricOutcome::Pass));
         if let Some(a) = unjudged {
             note.push_str(&format!(
-                " No check was conclusive ({} inconclusive: the queries returned no data); check that they match the ReplicaSets' pods, or set noData: Fail or inconclusiveLimit.",
-                a.inconclusive
+                " No metric's last check passed ({} inconclusive and {} errors in this rollout); check that the queries match the ReplicaSets' pods, or set noData: Fail or inconclusiveLimit.",
+                a.inconclusive, a.errors
             ));
         }
         p.event(unjudged.is_some(), "Promoted", note);
