@@ -241,8 +241,8 @@ impl<'a> Io<'a> {
             self.ctx.scales_sent.settled(&key);
             return Ok(());
         }
-        let cached_rv = set.resource_version().unwrap_or_default();
-        if self.ctx.scales_sent.in_flight(&key, &cached_rv, &replicas) {
+        let cached_generation = set.metadata.generation.unwrap_or(0);
+        if self.ctx.scales_sent.in_flight(&key, cached_generation, &replicas) {
             return Ok(());
         }
         let params = PatchParams {
@@ -254,11 +254,13 @@ impl<'a> Io<'a> {
             // In the same write: when it was emptied, what orders the history kept.
             patch["metadata"] = json!({"annotations": {EMPTIED_AT_ANNOTATION: Timestamp::now().to_string()}});
         }
-        self.sets_api()
+        let written = self
+            .sets_api()
             .patch(&name, &params, &Patch::Merge(&patch))
             .await
             .step("scale ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns))?;
-        self.ctx.scales_sent.record(key, cached_rv, replicas);
+        let written_generation = written.metadata.generation.unwrap_or(cached_generation + 1);
+        self.ctx.scales_sent.record(key, written_generation, replicas);
         Ok(())
     }
 

@@ -3,19 +3,21 @@
 //! the written object back sees the old version and would send the same write again. Under load (1,000
 //! rollouts at once) that was about 1 % of the ReplicaSet scale patches.
 //!
-//! Pure bookkeeping: keyed by object, holding the version the write was made from and what it set. A
-//! cache still showing that version has not caught up; any other version has (the write is in it, or
-//! something newer replaced it), and the entry goes.
+//! Pure bookkeeping: keyed by object, holding the `metadata.generation` the write's answer carried and
+//! what it set. A cached copy of an older generation has not caught up (its resourceVersion may have
+//! moved meanwhile: a status update does not change the generation, so keying on the version let 58
+//! of 5,058 patches through twice at 1,000 rollouts); one of that generation or newer has, and the
+//! entry goes.
 
 use std::{collections::HashMap, sync::Mutex};
 
 /// The object a write went to: namespace and name.
 pub type Key = (String, String);
 
-/// Sent writes of values `V` by object, each with the version it was made from.
+/// Sent writes of values `V` by object, each with the generation the apiserver answered it with.
 #[derive(Debug)]
 pub struct SentWrites<V> {
-    sent: Mutex<HashMap<Key, (String, V)>>,
+    sent: Mutex<HashMap<Key, (i64, V)>>,
 }
 
 impl<V> Default for SentWrites<V> {
@@ -27,12 +29,13 @@ impl<V> Default for SentWrites<V> {
 }
 
 impl<V: PartialEq> SentWrites<V> {
-    /// Whether `value` was already sent to `key` from the version `cached_rv` the cache still shows:
-    /// the write is on its way and must not be sent again. A cache past that version drops the entry.
-    pub fn in_flight(&self, key: &Key, cached_rv: &str, value: &V) -> bool {
+    /// Whether `value` was already sent to `key` and the cache, at `cached_generation`, has not
+    /// caught up with it: the write is on its way and must not be sent again. A cache at the written
+    /// generation or later drops the entry.
+    pub fn in_flight(&self, key: &Key, cached_generation: i64, value: &V) -> bool {
         let mut sent = self.sent.lock().expect("sent writes lock");
         match sent.get(key) {
-            Some((rv, v)) if rv == cached_rv => v == value,
+            Some((written, v)) if cached_generation < *written => v == value,
             Some(_) => {
                 sent.remove(key);
                 false
@@ -41,12 +44,12 @@ impl<V: PartialEq> SentWrites<V> {
         }
     }
 
-    /// `value` was written to `key`, whose cached version was `cached_rv`.
-    pub fn record(&self, key: Key, cached_rv: String, value: V) {
+    /// `value` was written to `key`; the apiserver answered with generation `written_generation`.
+    pub fn record(&self, key: Key, written_generation: i64, value: V) {
         self.sent
             .lock()
             .expect("sent writes lock")
-            .insert(key, (cached_rv, value));
+            .insert(key, (written_generation, value));
     }
 
     /// The cache shows `key` as wanted: nothing of it is in flight any more.
@@ -73,18 +76,19 @@ mod tests {
     }
 
     #[test]
-    fn a_write_is_not_sent_twice_from_the_same_version() {
+    fn a_write_is_not_sent_twice_before_the_cache_shows_its_generation() {
         let sent = SentWrites::default();
-        assert!(!sent.in_flight(&key("web-a"), "10", &3));
-        sent.record(key("web-a"), "10".into(), 3);
-        // The cache still shows version 10: the same write waits for the watch.
-        assert!(sent.in_flight(&key("web-a"), "10", &3));
-        // Another value from the same version is a new decision: it goes out.
-        assert!(!sent.in_flight(&key("web-a"), "10", &2));
-        // The cache moved on (our write or a newer one): nothing is in flight any more.
-        assert!(!sent.in_flight(&key("web-a"), "11", &3));
+        assert!(!sent.in_flight(&key("web-a"), 4, &3));
+        // Patched from generation 4; the apiserver answered with generation 5.
+        sent.record(key("web-a"), 5, 3);
+        // The cache still shows generation 4 (its status may have moved on): the write waits.
+        assert!(sent.in_flight(&key("web-a"), 4, &3));
+        // Another value is a new decision: it goes out.
+        assert!(!sent.in_flight(&key("web-a"), 4, &2));
+        // The cache reached generation 5: nothing is in flight any more.
+        assert!(!sent.in_flight(&key("web-a"), 5, &3));
         assert!(sent.is_empty());
-        sent.record(key("web-b"), "4".into(), 0);
+        sent.record(key("web-b"), 2, 0);
         sent.settled(&key("web-b"));
         assert!(sent.is_empty());
     }
