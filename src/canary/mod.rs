@@ -12,6 +12,42 @@
 //! Deleting a Canary hands the workload back ([`release`], finalizer `kaizen.dev/canary`): the target
 //! is scaled to N again, and the Canary (with its ReplicaSets) goes once the target is available.
 
+/// `impl Resource` for the cached form of a namespaced `apps/v1` kind (`$ty` with a `metadata`
+/// field): what the kube caches and watches need of it. One body for the cached Deployments and
+/// ReplicaSets, which differ only in kind and plural.
+macro_rules! apps_v1_cached_form {
+    ($ty:ty, $kind:literal, $plural:literal) => {
+        impl kube::Resource for $ty {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
+
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($kind)
+            }
+
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("apps")
+            }
+
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("v1")
+            }
+
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($plural)
+            }
+
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+
+            fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
 pub mod apply;
 pub mod autoscalers;
 pub mod context;

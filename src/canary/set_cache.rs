@@ -7,10 +7,7 @@
 //! kaizen undo` reads the set from the apiserver. Kept: the metadata, `spec.replicas`, the status
 //! counters, and each container's name and image (what the status reports).
 
-use std::borrow::Cow;
-
-use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::ObjectMeta};
-use kube::Resource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 /// One of Kaizen's ReplicaSets as the Canary code reads it (the shape of the typed `ReplicaSet`, with
@@ -56,34 +53,7 @@ pub struct CachedSetStatus {
     pub observed_generation: Option<i64>,
 }
 
-impl Resource for CachedSet {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("ReplicaSet")
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("apps")
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("replicasets")
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+apps_v1_cached_form!(CachedSet, "ReplicaSet", "replicasets");
 
 #[cfg(test)]
 mod tests {

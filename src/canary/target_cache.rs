@@ -7,14 +7,10 @@
 //! is parsed back only where it is used: the typed view of a reconcile ([`CachedDeployment::typed`])
 //! and the ReplicaSet a new revision gets, which copies it exactly as served.
 
-use std::borrow::Cow;
-
 use k8s_openapi::{
-    NamespaceResourceScope,
     api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus},
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
-use kube::Resource;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -129,34 +125,7 @@ impl CachedDeployment {
     }
 }
 
-impl Resource for CachedDeployment {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("Deployment")
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("apps")
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("deployments")
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+apps_v1_cached_form!(CachedDeployment, "Deployment", "deployments");
 
 #[cfg(test)]
 mod tests {
