@@ -191,6 +191,10 @@ impl<'a> Io<'a> {
         if let Some(set) = self.workloads.set(rev) {
             return self.scale_set(set, replicas).await;
         }
+        if self.target_revision != Some(rev) {
+            // The template of a revision the target no longer holds is gone with it.
+            return Ok(());
+        }
         let (Some(target), Some(template)) = (self.target, self.workloads.target_template.as_ref()) else {
             return Ok(());
         };
@@ -198,10 +202,6 @@ impl<'a> Io<'a> {
         let Some(template) = template.value() else {
             return Ok(());
         };
-        if self.target_revision != Some(rev) {
-            // The template of a revision the target no longer holds is gone with it.
-            return Ok(());
-        }
         let set: DynamicObject =
             serde_json::from_value(replica_set(self.canary, target, &template, rev, replicas, total))
                 .map_err(Error::Patch)?;

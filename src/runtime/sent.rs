@@ -57,11 +57,13 @@ impl<V: PartialEq> SentWrites<V> {
         self.sent.lock().expect("sent writes lock").remove(key);
     }
 
-    /// How many writes are in flight (for tests and the memory figures).
+    /// How many writes are in flight.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.sent.lock().expect("sent writes lock").len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
