@@ -187,6 +187,9 @@ struct Figures {
     cluster_requests: u64,
     /// The idle window's audit log offsets.
     audit: (u64, u64),
+    /// Kaizen's reconciles in the idle window (`kaizen_reconciles_total`): what its idle CPU is spent
+    /// on, if anything.
+    reconciles: Option<f64>,
 }
 
 async fn run(c: Controller, n: usize, idle: Duration) -> Result<Figures, String> {
@@ -219,9 +222,15 @@ async fn run(c: Controller, n: usize, idle: Duration) -> Result<Figures, String>
     let cpu_init = cpu_seconds(pid) - cpu0;
     eprintln!("[rest] {}: all {n} initialized in {init:.0} s", c.label());
     tokio::time::sleep(SETTLE).await;
+    let reconciled = async || match &process {
+        Process::Kaizen(op) => Some(op.metric_sum("kaizen_reconciles_total").await),
+        Process::Argo(_) => None,
+    };
+    let reconciles1 = reconciled().await;
     let (cpu1, audit1, t1) = (cpu_seconds(pid), audit_offset(), Instant::now());
     tokio::time::sleep(idle).await;
     let (cpu2, audit2) = (cpu_seconds(pid), audit_offset());
+    let reconciles2 = reconciled().await;
     let minutes = t1.elapsed().as_secs_f64() / 60.0;
     let figures = Figures {
         c,
@@ -235,6 +244,7 @@ async fn run(c: Controller, n: usize, idle: Duration) -> Result<Figures, String>
         requests: audited_in(c.agent(), Some(&env.ns), audit1, audit2),
         cluster_requests: audited_in(c.agent(), None, audit1, audit2).values().sum(),
         audit: (audit1, audit2),
+        reconciles: reconciles1.zip(reconciles2).map(|(a, b)| b - a),
     };
     print_figures(&figures);
     cleanup(c, &env, process).await;
@@ -280,6 +290,12 @@ fn print_figures(f: &Figures) {
         by_kind.join(", "),
         f.cluster_requests
     );
+    if let Some(n) = f.reconciles {
+        println!(
+            "    reconciles in the idle window: {n:.0} ({:.1} per idle minute)",
+            n / (f.idle / 60.0)
+        );
+    }
 }
 
 /// Stops the controller, releases what still carries Kaizen's finalizer (a hand-back of every
