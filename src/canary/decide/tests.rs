@@ -308,9 +308,10 @@ fn a_template_change_starts_a_rollout_and_steps_advance_only_after_analysis() {
     assert_eq!((a.failures, a.errors, a.inconclusive), (0, 0, 0));
     assert_eq!(a.last_run_at.map(|t| t.0), Some(w.now));
     assert!(conditions::is_true(&w.status().conditions, PAUSED));
-    // Replicas routing: 1 of 3 canary pods, the primary drops to 2.
+    // Replicas routing, 20% of 3: 1 canary pod beside all 3 stable ones (25%; beside 2 it would be
+    // 33%), so the stable side is not touched.
     assert!(p.actions.contains(&Action::ScaleTarget(1)));
-    assert!(p.actions.contains(&Action::ScalePrimary(2)));
+    assert!(p.actions.contains(&Action::ScalePrimary(3)));
 }
 
 #[test]
@@ -388,9 +389,10 @@ fn an_open_pause_waits_for_resume_and_each_value_acts_once() {
         w.status().handled_annotations.as_ref().unwrap().resume.as_deref(),
         Some("t1")
     );
-    // The canary's ReplicaSet grows to 3 and becomes the stable one: no second rollout.
+    // The canary's ReplicaSet grows to 3 and becomes the stable one: no second rollout (the old
+    // one still serves the 2 pods of the 50% step, beside 2 canary pods, until then).
     let (p, states) = promote(&mut w, p);
-    assert_eq!(states, [("r1".into(), 1), ("r2".into(), 3)]);
+    assert_eq!(states, [("r1".into(), 2), ("r2".into(), 3)]);
     assert_eq!(w.status().stable_revision.as_deref(), Some("r2"));
     assert!(reasons(&p).contains(&"Promoted"));
     assert!(p.actions.contains(&Action::Count(Counted::Promoted)));
@@ -789,22 +791,37 @@ fn gateway_routing_keeps_the_primary_and_moves_route_weights() {
 
 #[test]
 fn replica_arithmetic() {
-    assert_eq!(canary_replicas(3, 0), 0);
-    assert_eq!(canary_replicas(3, 20), 1);
-    assert_eq!(canary_replicas(3, 50), 2);
-    assert_eq!(canary_replicas(3, 34), 1);
-    assert_eq!(canary_replicas(3, 67), 2);
-    assert_eq!(canary_replicas(3, 1), 1, "any weight runs at least one pod");
-    assert_eq!(canary_replicas(3, 100), 3);
-    assert_eq!(canary_replicas(10, 10), 1);
-    assert_eq!(primary_replicas(10, 10, false), 9);
+    // Replica ratio: the pods' ratio is the traffic split.
+    assert_eq!(split(3, 0, false), (0, 3));
+    assert_eq!(split(4, 20, false), (1, 4), "1 of 5 is 20%; 1 beside 3 would be 25%");
+    assert_eq!(split(3, 50, false), (2, 2), "2 beside 1 would be 67%");
+    assert_eq!(split(3, 34, false), (1, 2));
+    assert_eq!(split(3, 67, false), (2, 1));
+    assert_eq!(split(3, 1, false), (1, 3), "any weight runs at least one pod");
+    assert_eq!(split(3, 100, false), (3, 0));
     assert_eq!(
-        primary_replicas(1, 50, false),
-        1,
-        "never empties the primary below 100%"
+        split(10, 10, false),
+        (1, 9),
+        "exact without a surge pod: the fewest pods"
     );
-    assert_eq!(primary_replicas(3, 100, false), 0);
-    assert_eq!(primary_replicas(3, 50, true), 3);
+    assert_eq!(split(1, 50, false), (1, 1), "never empties the stable side below 100%");
+    assert_eq!(split(0, 50, false), (0, 0));
+    // Gateway API: the route splits traffic, the stable side keeps all n.
+    assert_eq!(split(3, 50, true), (2, 3));
+    assert_eq!(split(4, 20, true), (1, 4));
+    assert_eq!(split(4, 100, true), (4, 4));
+    let distance = |c: i32, s: i32, w: i32| (f64::from(c) / f64::from(c + s) - f64::from(w) / 100.0).abs();
+    for n in 1..=40 {
+        for w in 1..=99 {
+            let (c, s) = split(n, w, false);
+            assert!((1..=n).contains(&c) && (1..=n).contains(&s), "n {n} w {w}: {c} + {s}");
+            assert!(c + s >= n && c + s <= n + (n + 3) / 4, "n {n} w {w}: {c} + {s} pods");
+            // Never further from w than the split without surge pods.
+            let c0 = ((n * w + 50) / 100).clamp(1, n);
+            let s0 = (n - c0).max(1);
+            assert!(distance(c, s, w) <= distance(c0, s0, w) + 1e-9, "n {n} w {w}");
+        }
+    }
     assert_eq!(
         incident_name("web", "0123456789abcdef", None),
         "web-rollback-0123456789"

@@ -6,24 +6,46 @@ use jiff::Timestamp;
 use super::{Action, Planner, Primary, Workload, gateway, last_seen_ready, next_analysis, progress_deadline, started};
 use crate::api::canary::{Canary, CanaryPhase};
 
-/// Canary pods for weight `w` out of `n`.
-pub fn canary_replicas(n: i32, w: i32) -> i32 {
-    if w <= 0 || n <= 0 {
-        return 0;
+/// Canary and stable pods for weight `w` out of `n` serving pods.
+///
+/// With Gateway API routing the route splits traffic: the canary runs the nearest share of `n`
+/// (halves up, at least one pod) and the stable side keeps all `n`. With the replica ratio, ready
+/// pods are the traffic split: the canary's share of all the pods is the nearest to `w` that
+/// keeps at least `n` pods serving and at most `n` plus a quarter of `n` (rounded up: the surge a
+/// Deployment's default rolling update allows), the fewest pods among equally near ones. 20% of 4
+/// is 1 canary beside 4 stable pods (20%, where 1 beside 3 would be 25%), 50% of 3 is 2 beside 2.
+pub fn split(n: i32, w: i32, gateway: bool) -> (i32, i32) {
+    if n <= 0 {
+        return (0, 0);
     }
-    // Nearest, halves up: 34% of 3 is 1 pod, 67% is 2.
-    (((n as i64) * (w as i64) + 50) / 100).clamp(1, n as i64) as i32
-}
-
-/// Primary pods for weight `w` out of `n`.
-pub fn primary_replicas(n: i32, w: i32, gateway: bool) -> i32 {
-    if gateway || w <= 0 {
-        n
-    } else if w >= 100 {
-        0
-    } else {
-        (n - canary_replicas(n, w)).max(1)
+    if w <= 0 {
+        return (0, n);
     }
+    if gateway {
+        let c = (((n as i64) * (w as i64) + 50) / 100).clamp(1, n as i64) as i32;
+        return (c, n);
+    }
+    if w >= 100 {
+        return (n, 0);
+    }
+    let (n64, w64) = (n as i64, w as i64);
+    let surge = (n64 + 3) / 4;
+    // (canary, total) nearest so far; the distance from w of c/t is |100c - wt| / 100t.
+    let mut best: Option<(i64, i64)> = None;
+    for total in n64.max(2)..=n64 + surge {
+        let c = ((total * w64 + 50) / 100).clamp(1, total - 1);
+        if c > n64 || total - c > n64 {
+            continue;
+        }
+        let nearer =
+            best.is_none_or(|(bc, bt)| (100 * c - w64 * total).abs() * bt < (100 * bc - w64 * bt).abs() * total);
+        if nearer {
+            best = Some((c, total));
+        }
+    }
+    // Unreachable for n >= 1 (total n, or 2 for n = 1, always fits), kept total for the types.
+    let (c, total) = best.unwrap_or((1, n64.max(2)));
+    (c as i32, (total - c) as i32)
 }
 
 /// Pushes the scale and route actions for the phase reached and returns when to look again.
@@ -50,16 +72,16 @@ pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
                 }
             }
             CanaryPhase::Progressing | CanaryPhase::Paused => {
-                let c = canary_replicas(n, w);
+                let (c, stable) = split(n, w, gw);
                 // Bring capacity up before moving traffic or shrinking the other side.
                 p.actions.push(Action::ScaleTarget(c));
-                if gw {
-                    if workload.ready_at(c) {
-                        p.actions.push(Action::SetRoute { canary: w });
-                    }
-                    p.actions.push(Action::ScalePrimary(n));
-                } else if workload.ready_at(c) {
-                    p.actions.push(Action::ScalePrimary(primary_replicas(n, w, false)));
+                if gw && workload.ready_at(c) {
+                    p.actions.push(Action::SetRoute { canary: w });
+                }
+                // The stable side shrinks only once the canary serves its share (with a route, it
+                // keeps all n).
+                if gw || workload.ready_at(c) {
+                    p.actions.push(Action::ScalePrimary(stable));
                 }
                 if c > 0
                     && !workload.ready_at(c)
