@@ -369,6 +369,33 @@ struct Figures {
     own_idle_writes: u64,
     all: BTreeMap<(String, String), f64>,
     pods_left: usize,
+    /// CPU seconds of each control-plane process, bump -> completed: what the cluster spent on the
+    /// rollout besides the controller (its endpoint controllers, say, which list a namespace's pods
+    /// for every change of a Service's pods).
+    cluster_cpu: BTreeMap<String, f64>,
+}
+
+/// CPU seconds so far of each process of the local control plane (kube-apiserver, etcd,
+/// kube-controller-manager, kube-scheduler, kwok-controller), by command name: the processes whose
+/// command line names the cluster's directory.
+fn control_plane_cpu() -> BTreeMap<String, f64> {
+    let mut cpu = BTreeMap::new();
+    let Some(name) = common::cluster_setting("KAIZEN_CLUSTER_NAME") else {
+        return cpu;
+    };
+    let marker = format!("/clusters/{name}/");
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(&marker) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        *cpu.entry(comm.trim().to_string()).or_default() += cpu_seconds(pid);
+    }
+    cpu
 }
 
 async fn list(api: &Api<DynamicObject>) -> Vec<DynamicObject> {
@@ -440,6 +467,7 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
         .collect();
     let requests0 = apiserver_requests(&env.client).await;
     let audit0 = audit_offset();
+    let cluster_cpu0 = control_plane_cpu();
     let bumped = Instant::now();
     futures::stream::iter(&names)
         .for_each_concurrent(PARALLEL, |name| bump(c, &env, name))
@@ -454,6 +482,13 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
     })
     .await?;
     let cpu2 = cpu_seconds(pid);
+    let cluster_cpu = control_plane_cpu()
+        .into_iter()
+        .map(|(comm, s)| {
+            let before = cluster_cpu0.get(&comm).copied().unwrap_or(0.0);
+            (comm, s - before)
+        })
+        .collect();
     // Settled: the old pods are gone (only the new version's n x replicas remain), for at most 120 s.
     let settle_deadline = Instant::now() + Duration::from_secs(120);
     let mut pods_left = pods_in(&env).await;
@@ -484,6 +519,7 @@ async fn run(c: Controller, n: usize) -> Result<Figures, String> {
         own_idle_writes,
         all: delta(&requests0, &requests1),
         pods_left,
+        cluster_cpu,
     };
     // Printed before the cleanup, which took about 10 minutes at N = 1,000.
     print_figures(&figures);
@@ -564,6 +600,8 @@ fn print_figures(f: &Figures) {
         .map(|((verb, res), n)| format!("{verb} {res} {n:.0}"))
         .collect();
     println!("    all writes: {}", all.join(", "));
+    let cluster: Vec<String> = f.cluster_cpu.iter().map(|(comm, s)| format!("{comm} {s:.1}")).collect();
+    println!("    control plane CPU s, bump -> completed: {}", cluster.join(", "));
 }
 
 /// One markdown table per pair: Kaizen's figure, the peer's and their ratio.
