@@ -113,6 +113,16 @@ impl<K: CachedKind> Backlog<K> {
         Some(ObjectRef::new(&name).within(&ns))
     }
 
+    /// Nothing to hand over and nothing that can change without telling: the caches synced, the gate
+    /// open with nothing parked, no object queued or handed over. Only a push, a finished reconcile
+    /// or a dropped hand-over (each notifies) can give the feed work then.
+    fn at_rest(&self) -> bool {
+        self.gate.is_open()
+            && !self.gate.has_parked(self.kind)
+            && super::watch::synced(&self.store)
+            && self.lock().is_idle()
+    }
+
     /// The objects to reconcile, as the controller can take them.
     pub fn feed(self: Arc<Self>) -> impl Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static {
         futures::stream::unfold(self, |backlog| async move {
@@ -120,7 +130,13 @@ impl<K: CachedKind> Backlog<K> {
                 if let Some(object) = backlog.next() {
                     return Some((object, backlog));
                 }
-                let _ = tokio::time::timeout(RECHECK, backlog.changed.notified()).await;
+                // At rest, no timer: an idle operator wakes for nothing (a notification sent since
+                // `next` is kept by the Notify and ends this wait at once).
+                if backlog.at_rest() {
+                    backlog.changed.notified().await;
+                } else {
+                    let _ = tokio::time::timeout(RECHECK, backlog.changed.notified()).await;
+                }
             }
         })
     }
@@ -270,6 +286,11 @@ impl Queue {
             },
         );
         Some(key)
+    }
+
+    /// Nothing queued and nothing handed over.
+    pub fn is_idle(&self) -> bool {
+        self.order.is_empty() && self.handed.is_empty()
     }
 
     /// How many objects wait.

@@ -53,6 +53,11 @@ impl ApiGate {
         self.lock().entry(kind).or_default().insert(key);
     }
 
+    /// Whether objects of `kind` wait at the gate.
+    pub fn has_parked(&self, kind: &'static str) -> bool {
+        self.lock().get(kind).is_some_and(|keys| !keys.is_empty())
+    }
+
     /// The parked objects of `kind`, once the gate is open (none while it is closed); they are no
     /// longer parked.
     pub fn take_parked(&self, kind: &'static str) -> Vec<Key> {
