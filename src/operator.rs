@@ -348,5 +348,6 @@ impl Kinds {
         action_item::count_items(ctx, &self.items.items);
         incident::count_incidents(ctx, &self.incidents.incidents);
         canary::count_canaries(ctx, &self.canaries.canaries);
+        ctx.metrics.record_heap();
     }
 }

@@ -276,6 +276,13 @@ async fn main() {
         rss_converged as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    // jemalloc's view once idle: the live data, and the pages it holds for them (the rest of the RSS
+    // is the executable's pages and the threads' stacks).
+    println!(
+        "| heap once idle: allocated (live data) / resident (jemalloc's pages) | {:.1} MiB / {:.1} MiB |",
+        op.metric_sum("kaizen_heap_allocated_bytes").await / 1048576.0,
+        op.metric_sum("kaizen_heap_resident_bytes").await / 1048576.0
+    );
     println!(
         "| due → Overdue seen by a watcher, {} items | p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (early: {early}) |",
         latencies.len(),
