@@ -52,6 +52,12 @@ pub fn set_name(canary: &Canary, revision: &str) -> String {
     format!("{}-{short}", canary.spec.target_ref.name)
 }
 
+/// The Deployment a ReplicaSet named by [`set_name`] was made for: its name without
+/// `-<revision digits>`.
+pub fn set_target(set_name: &str) -> &str {
+    set_name.rsplit_once('-').map_or(set_name, |(target, _)| target)
+}
+
 /// The Service of gatewayAPI routing that selects the stable revision's pods (the one the HTTPRoute
 /// names).
 pub fn primary_service_name(canary: &Canary) -> String {
@@ -223,6 +229,7 @@ mod tests {
         );
         let set: ReplicaSet = serde_json::from_value(built).unwrap();
         assert_eq!(set.name_any(), "web-0123456789");
+        assert_eq!(set_target(&set.name_any()), "web", "the name leads back to its target");
         assert_eq!(set.namespace().as_deref(), Some("n"));
         let spec = set.spec.clone().unwrap();
         assert_eq!((spec.replicas, spec.min_ready_seconds), (Some(2), Some(5)));

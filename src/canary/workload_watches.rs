@@ -110,7 +110,7 @@ pub fn watch_workloads(
             // no) owner under a name one of them needs stalls that one, and its deletion must wake it.
             let ns = set.namespace().unwrap_or_default();
             let name = set.name_any();
-            let target = set_target(&name);
+            let target = templates::set_target(&name);
             let mut canaries: Vec<_> = set_mapper
                 .targets
                 .referrers(&ns, target)
@@ -134,11 +134,6 @@ pub fn watch_workloads(
         Some(writer) => watch_routes(controller, ctx, &scope, writer),
         None => controller,
     }
-}
-
-/// The Deployment a ReplicaSet of Kaizen's was made for: its name without `-<revision digits>`.
-fn set_target(set_name: &str) -> &str {
-    set_name.rsplit_once('-').map_or(set_name, |(target, _)| target)
 }
 
 /// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), or without an owner the
