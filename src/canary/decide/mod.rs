@@ -50,7 +50,7 @@ mod workloads;
 
 use self::planner::Planner;
 pub use self::planner::incident_name;
-pub use self::workloads::split;
+pub use self::workloads::{canary_pods, split};
 use crate::api::{
     canary::{
         ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, Canary,
@@ -315,7 +315,7 @@ fn next_analysis(canary: &Canary, obs: &Observations) -> Option<Timestamp> {
     let (TargetState::Found { workload, .. }, Some(primary)) = (&obs.target, &obs.primary) else {
         return None;
     };
-    let (c, _) = split(primary.total, status.canary_weight.unwrap_or(0), gateway(canary));
+    let c = canary_pods(canary, primary.total, status.canary_weight.unwrap_or(0));
     if c == 0 || !workload.ready_at(c) {
         return None;
     }

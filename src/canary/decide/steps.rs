@@ -2,8 +2,7 @@
 //! revision, abort, promote, analysis, progress deadline, the current step), then promotion.
 
 use super::{
-    Action, Counted, Planner, Workload, gateway, last_seen_ready, planner::step_clock, progress_deadline, split,
-    started,
+    Action, Counted, Planner, Workload, canary_pods, last_seen_ready, planner::step_clock, progress_deadline, started,
 };
 use crate::api::canary::{
     ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RESUME, ANNOTATION_RETRY, ANNOTATION_SKIP, CanaryPhase,
@@ -239,7 +238,7 @@ fn promote_now(p: &mut Planner<'_>, current: &str, v: &str, workload: &Workload)
 fn progress_deadline_exceeded(p: &mut Planner<'_>, workload: &Workload, n: i32) -> bool {
     let canary = p.canary;
     let w = p.s.canary_weight.unwrap_or(0);
-    let (c, _) = split(n, w, gateway(canary));
+    let c = canary_pods(canary, n, w);
     if c > 0 && !workload.ready_at(c) && last_seen_ready(&p.s).is_some_and(|t| p.now >= t + progress_deadline(canary)) {
         p.rollback(
             "ProgressDeadlineExceeded",
@@ -278,7 +277,7 @@ fn current_step(p: &mut Planner<'_>, workload: &Workload, n: i32, resume: Option
                 .and_then(|a| a.last_run_at.as_ref())
                 .zip(started(&p.s))
                 .is_some_and(|(last, start)| last.0 > start);
-        if !canary.spec.paused && workload.ready_at(split(n, w, gateway(canary)).0) && analysed {
+        if !canary.spec.paused && workload.ready_at(canary_pods(canary, n, w)) && analysed {
             p.advance();
             // Past a last step of 100 %, the canary's ReplicaSet already serves all N: promotion
             // completes in this plan, not one status write later.

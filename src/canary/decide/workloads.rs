@@ -48,6 +48,11 @@ pub fn split(n: i32, w: i32, gateway: bool) -> (i32, i32) {
     (c as i32, (total - c) as i32)
 }
 
+/// The canary's pods at weight `w` out of `n` under `canary`'s routing: what a step waits to see ready.
+pub fn canary_pods(canary: &Canary, n: i32, w: i32) -> i32 {
+    split(n, w, gateway(canary)).0
+}
+
 /// Pushes the scale and route actions for the phase reached and returns when to look again.
 pub fn desired(p: &mut Planner<'_>, workload: &Workload) -> Vec<Timestamp> {
     let (canary, obs) = (p.canary, p.obs);
