@@ -12,39 +12,39 @@ use serde::Deserialize;
 
 /// One of Kaizen's ReplicaSets as the Canary code reads it (the shape of the typed `ReplicaSet`, with
 /// only the fields read).
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedSet {
     pub metadata: ObjectMeta,
     pub spec: Option<CachedSetSpec>,
     pub status: Option<CachedSetStatus>,
 }
 
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedSetSpec {
     pub replicas: Option<i32>,
     pub template: Option<CachedPodTemplate>,
 }
 
 /// A pod template reduced to its containers' names and images.
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedPodTemplate {
     pub spec: Option<CachedPodSpec>,
 }
 
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedPodSpec {
     #[serde(default)]
     pub containers: Vec<CachedContainer>,
 }
 
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedContainer {
     pub name: String,
     pub image: Option<String>,
 }
 
 /// The replica counters of a ReplicaSet's status (its conditions are not read: not kept).
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedSetStatus {
     #[serde(default)]

@@ -19,7 +19,7 @@ use super::revision::{canonical_json, revision_of_canonical};
 /// A Deployment as the Canary code reads it. Decoded straight from the apiserver's JSON: the fields
 /// no Canary reads (strategy, paused, progressDeadlineSeconds, the status conditions and their
 /// messages) are skipped while decoding, and the pod template is kept as [`ServedTemplate`].
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CachedDeployment {
     /// Without its annotations: no Canary reads a target's own annotations (those of its pod
     /// template are in the template), and a one-entry map costs a 544-byte node.
@@ -30,7 +30,7 @@ pub struct CachedDeployment {
 }
 
 /// What the Canary code reads of a Deployment's spec.
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedSpec {
     pub replicas: Option<i32>,
@@ -44,7 +44,7 @@ pub struct CachedSpec {
 }
 
 /// The replica counters of a Deployment's status (its conditions are not read: not kept).
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedStatus {
     pub observed_generation: Option<i64>,

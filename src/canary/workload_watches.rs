@@ -31,7 +31,7 @@ use crate::{
     api::Canary,
     runtime::{
         scope::WatchScope,
-        watch::{dynamic_watch, labelled_watch, referrers},
+        watch::{changed_objects, dynamic_watch, labelled_watch, referrers},
     },
 };
 
@@ -54,7 +54,7 @@ pub fn watch_workloads(
     let scope = WatchScope::of(&ctx.policy);
     let indexed = ctx.clone();
     let hpa_indexed = ctx.clone();
-    let set_changes = reflector::reflector(
+    let set_changes = changed_objects(
         caches.sets,
         labelled_watch(
             &ctx.client,
@@ -63,13 +63,8 @@ pub fn watch_workloads(
             ctx.sets.clone(),
             Some(CANARY_LABEL),
         ),
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            indexed.owned_sets.observe_object(event);
-        }
-    })
-    .touched_objects();
+        move |event| indexed.owned_sets.observe_object(event),
+    );
     let service_changes = reflector::reflector(
         caches.services,
         labelled_watch(
@@ -92,13 +87,13 @@ pub fn watch_workloads(
     })
     .touched_objects();
     let scaled = ctx.clone();
-    let deployment_changes = reflector::reflector(
+    let deployment_changes = changed_objects(
         caches.deployments,
         // Every Deployment in scope (targets carry no label), each decoded straight into its cached
         // form.
         labelled_watch(&ctx.client, ctx.health.clone(), &scope, ctx.deployments.clone(), None),
-    )
-    .touched_objects();
+        |_| {},
+    );
     let mapper = ctx.clone();
     let set_mapper = ctx.clone();
     let controller = controller

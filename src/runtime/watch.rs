@@ -4,11 +4,14 @@
 
 use std::{
     fmt::Debug,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use futures::{FutureExt, Stream, StreamExt, future::BoxFuture, stream::BoxStream};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future::BoxFuture, stream::BoxStream};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -334,6 +337,57 @@ pub fn labelled_watch<K: CachedKind>(
     .modify(|o| slim_meta(o.meta_mut()))
 }
 
+/// `events` reflected into `writer`, passing on only the objects whose cached form changed: an object
+/// applied equal to the one cached but for its `resourceVersion` updates the cache and goes no
+/// further; a deletion always passes. `cached` sees every event once the cache holds it (an index
+/// kept beside the cache). For caches of a compact form (only what a controller reads), where most
+/// of what the apiserver rewrites is not kept.
+///
+/// Why: kube-controller-manager rewrites a Deployment's status for fields no Canary reads (its
+/// conditions' times, `readyReplicas`); at rest with 2,000 Canaries each such write woke its Canary
+/// for a reconcile that decided nothing.
+pub fn changed_objects<K>(
+    writer: Writer<K>,
+    events: impl Stream<Item = WatchItem<K>> + Send,
+    mut cached: impl FnMut(&watcher::Event<K>) + Send,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: CachedKind + PartialEq,
+{
+    let store = writer.as_reader();
+    // The verdict on the event the reflector passes next: streams hand on one item at a time, so the
+    // mark set before the cache is written is read for that same object after it.
+    let changed = Arc::new(AtomicBool::new(true));
+    let mark = changed.clone();
+    let events = events.inspect(move |event| {
+        let differs = match event {
+            Ok(watcher::Event::Apply(new) | watcher::Event::InitApply(new)) => store
+                .get(&ObjectRef::from_obj(new))
+                .is_none_or(|old| !same_but_version(old.as_ref(), new)),
+            _ => true,
+        };
+        mark.store(differs, Ordering::Relaxed);
+    });
+    kube::runtime::reflector::reflector(writer, events)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                cached(event);
+            }
+        })
+        .touched_objects()
+        .try_filter(move |_| futures::future::ready(changed.load(Ordering::Relaxed)))
+}
+
+/// Whether `a` and `b` are equal but for their `resourceVersion` (which every write moves).
+fn same_but_version<K: Resource + Clone + PartialEq>(a: &K, b: &K) -> bool {
+    if a.meta().resource_version == b.meta().resource_version {
+        return a == b;
+    }
+    let mut b = b.clone();
+    b.meta_mut().resource_version.clone_from(&a.meta().resource_version);
+    *a == b
+}
+
 /// An empty cache of objects of kind `K` (see [`labelled_watch`]).
 pub fn plain_cache<K: CachedKind>() -> (Store<K>, Writer<K>) {
     let writer = Writer::default();
@@ -460,6 +514,48 @@ mod tests {
         slim_meta(&mut meta);
         let annotations = meta.annotations.unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team.example/channel"]);
+    }
+
+    fn config_map(rv: &str, value: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("team".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some([("k".to_string(), value.to_string())].into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn only_objects_whose_cached_form_changed_are_passed_on_and_every_event_is_cached() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let (store, writer) = plain_cache();
+        let events = futures::stream::iter(
+            [
+                Init,
+                InitApply(config_map("1", "a")),
+                InitDone,
+                Apply(config_map("2", "a")), // only the version moved
+                Apply(config_map("3", "b")),
+                Init,
+                InitApply(config_map("4", "b")), // a relist finding it as it was
+                InitDone,
+                Delete(config_map("5", "b")),
+            ]
+            .map(Ok),
+        );
+        let seen = Arc::new(Mutex::new(0));
+        let counted = seen.clone();
+        let passed: Vec<_> = changed_objects(writer, events, move |_| *counted.lock().unwrap() += 1)
+            .map(|o| o.unwrap().metadata.resource_version.unwrap())
+            .collect()
+            .await;
+        assert_eq!(passed, ["1", "3", "5"]);
+        assert_eq!(*seen.lock().unwrap(), 9, "the index beside the cache sees every event");
+        assert!(store.is_empty(), "the deletion reached the cache");
     }
 
     #[test]
