@@ -299,9 +299,12 @@ impl<'a> Io<'a> {
             }),
             ..DeleteParams::background()
         };
+        // A refused precondition (409: the set changed since this copy) is retried from the fresh
+        // cache like any conflict: the change may be one the cached form does not keep, which wakes
+        // no Canary (`changed_objects`), so no later event would bring the deletion back.
         match self.sets_api().delete(&name, &params).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e).step("delete ReplicaSet", format_args!("ReplicaSet {}/{name}", self.ns)),
         }
     }
