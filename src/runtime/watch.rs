@@ -123,13 +123,6 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// this long without interruption and the watch reported no error meanwhile, its watch is back.
 const RECOVERED_AFTER: Duration = Duration::from_secs(5);
 
-/// Objects per page of a watch's (re)list. Each page is held whole twice (the response body, then the
-/// page decoded) before the cached form drops free text, so the page bounds the memory a cold start
-/// peaks at above the caches: with 16 KiB descriptions, kube's default of 500 raised the peak by
-/// about 24 MiB over the same items without (1.02 x with pages of 100). The price: a cold start
-/// makes one LIST request per 100 objects instead of one per 500.
-const LIST_PAGE: u32 = 100;
-
 /// A run of errors of one watch.
 #[derive(Debug, Clone, Copy)]
 struct Streak {
@@ -412,7 +405,9 @@ where
     health.watching(kind);
     // Observed per namespace, before the merge: a relist that finds nothing to change yields no
     // merged event, but it is what tells the health that the watch works again.
-    let config = config.page_size(LIST_PAGE);
+    // No page size: every watch lists with `resourceVersion=0` (`any_semantic`, served from the
+    // apiserver's watch cache), for which the apiserver ignores `limit` and answers with the whole
+    // list (measured on v1.35.4: 99,500 items in one 64 MB response at limit 100 or 500).
     let watch = |ns: Option<&str>| {
         let health = health.clone();
         watcher(api(ns), config.clone())
