@@ -553,6 +553,37 @@ mod tests {
         assert!(store.is_empty(), "the deletion reached the cache");
     }
 
+    #[tokio::test]
+    async fn changed_objects_judges_each_object_of_the_per_namespace_merge_on_its_own() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let in_ns = |ns: &str, rv: &str, value: &str| {
+            let mut cm = config_map(rv, value);
+            cm.metadata.namespace = Some(ns.into());
+            cm
+        };
+        let (store, writer) = plain_cache();
+        let watch = |ns: &str, later: Vec<watcher::Event<k8s_openapi::api::core::v1::ConfigMap>>| {
+            let first = vec![Init, InitApply(in_ns(ns, "1", "a")), InitDone];
+            futures::stream::iter(first.into_iter().chain(later).map(Ok)).boxed()
+        };
+        let streams = vec![
+            ("a".to_string(), watch("a", vec![Apply(in_ns("a", "2", "a"))])), // only the version moved
+            ("b".to_string(), watch("b", vec![Apply(in_ns("b", "2", "b"))])),
+        ];
+        let mut passed: Vec<(String, String)> =
+            changed_objects(writer, super::super::scope::merged(streams, store.clone()), |_| {})
+                .map(|o| {
+                    let o = o.unwrap();
+                    (o.metadata.namespace.unwrap(), o.metadata.resource_version.unwrap())
+                })
+                .collect()
+                .await;
+        passed.sort();
+        let expected = [("a", "1"), ("b", "1"), ("b", "2")].map(|(n, v)| (n.to_string(), v.to_string()));
+        assert_eq!(passed, expected);
+        assert_eq!(store.len(), 2);
+    }
+
     #[test]
     fn a_watch_is_broken_only_after_failing_longer_than_the_limit_and_recovers() {
         let health = WatchHealth::default();
