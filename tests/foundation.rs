@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{
     Env, Launch,
+    apiserver::Apiserver,
     build::{incident, item, local_ref, time},
     condition, run_kubectl, wait_for,
 };
@@ -17,7 +18,7 @@ use kaizen::api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, PostParams},
+    api::{ListParams, PostParams, WatchParams},
 };
 use serde_json::json;
 
@@ -187,6 +188,75 @@ async fn operator_reports_kstatus_conditions_and_heals_a_missing_reference() {
     })
     .await;
     assert_eq!(rolled.phase, Some(kaizen::api::incident::IncidentPhase::Learning));
+}
+
+/// Every watch streams its first list where the apiserver can (WatchList, on by default from v1.34)
+/// and lists it where the apiserver refuses (v1.33 and earlier, or the gate off): on both, the
+/// operator finds the objects there at its start and those made after. Run against a second
+/// apiserver of the cluster started with the gate on, then off, whose own request counts say which
+/// way the operator's ActionItem watch got its list.
+#[tokio::test]
+async fn watches_stream_their_first_list_and_list_where_the_apiserver_refuses() {
+    for (gate, streams) in [("WatchList=true", true), ("WatchList=false", false)] {
+        let apiserver = Apiserver::beside_the_cluster(&[&format!("--feature-gates={gate}")]).await;
+        // What the apiserver itself says of a streaming list, before the operator asks.
+        let asked = Api::<ActionItem>::all(apiserver.client.clone())
+            .watch(
+                &WatchParams::streaming_lists()
+                    .labels("kaizen.dev/no-such-label=1")
+                    .timeout(1),
+                "0",
+            )
+            .await;
+        match (&asked, streams) {
+            (Ok(_), true) => {}
+            (Err(kube::Error::Api(status)), false) => {
+                assert_eq!(status.code, 422, "{gate}: {status:?}");
+                assert!(
+                    status.message.contains("sendInitialEvents"),
+                    "{gate}: {}",
+                    status.message
+                );
+            }
+            (Ok(_), false) => panic!("{gate}: the apiserver streams a list"),
+            (Err(e), _) => panic!("{gate}: the apiserver refuses a streaming list: {e}"),
+        }
+        drop(asked);
+
+        let mut env = Env::new("lists").await;
+        env.action_item("before", item("There at the start", "alice")).await;
+        let launch = env.launch("").kubeconfig(&apiserver.kubeconfig);
+        env.run_operator(launch).await;
+        env.action_item("after", item("Made after the start", "bob")).await;
+        for name in ["before", "after"] {
+            wait_for(Duration::from_secs(30), &format!("{gate}: {name} Ready"), || async {
+                let s = env.items.get(name).await.ok()?.status?;
+                (condition(&s.conditions, "Ready")?.status == "True").then_some(())
+            })
+            .await;
+        }
+
+        let actionitems = "resource=\"actionitems\"";
+        let lists = apiserver
+            .metric_sum("apiserver_request_total", &["verb=\"LIST\"", actionitems])
+            .await;
+        let watches = apiserver
+            .metric_sum("apiserver_request_total", &["verb=\"WATCH\"", actionitems])
+            .await;
+        let refusals = env.op().logs().matches("refuses streaming lists").count();
+        eprintln!(
+            "FIGURE {gate}: ActionItem lists {}, watches {}, refusals logged {refusals}",
+            lists as u64, watches as u64
+        );
+        if streams {
+            assert_eq!(lists, 0.0, "{gate}: the first list is streamed, never listed");
+            assert!(watches >= 2.0, "{gate}: the probe's watch and the operator's");
+            assert_eq!(refusals, 0, "{gate}");
+        } else {
+            assert!(lists >= 1.0, "{gate}: the first list is listed");
+            assert_eq!(refusals, 1, "{gate}: one line says what the apiserver refused");
+        }
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod election;
 pub mod events;
 pub mod gate;
 pub mod index;
+pub mod initial_list;
 pub mod leader;
 pub mod own_writes;
 pub mod reconcile;
@@ -18,6 +19,7 @@ pub mod scope;
 pub mod sent;
 pub mod status;
 pub mod watch;
+pub mod watch_health;
 
 use kube::Resource;
 

@@ -19,6 +19,7 @@ use kube::{
 use tokio::{io::AsyncWriteExt, sync::OnceCell};
 
 pub mod alerting;
+pub mod apiserver;
 pub mod audit;
 pub mod build;
 mod env;
