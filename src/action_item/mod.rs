@@ -130,7 +130,10 @@ pub fn controller(
         .applied_objects();
     let (policy, tz) = (ctx.policy.clone(), ctx.business_tz.clone());
     let next_due = Box::new(move |item: &ActionItem| decide::next_due(item, &policy, tz.as_ref()));
-    let backlog = Backlog::new(ctx.gate.clone(), ctx.items.clone(), next_due);
+    // What `reconcile` waits for before it decides (see there).
+    let (incidents, canaries) = (ctx.incidents.clone(), ctx.canaries.clone());
+    let inputs_synced = Box::new(move || synced(&incidents) && synced(&canaries));
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.items.clone(), next_due, inputs_synced);
     let fut = new_controller(stream, ctx.items.clone(), &backlog)
         .reconcile_on(woken)
         .reconcile_all_on(ctx.leader.on_gain())

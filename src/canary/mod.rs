@@ -108,6 +108,12 @@ pub const FINALIZER: &str = "kaizen.dev/canary";
 /// How often a hand-back in progress looks again when nothing it watches changes.
 const HANDBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Whether the caches of what Canaries act on (besides the Canaries') hold their first full lists.
+fn inputs_synced(ctx: &CanaryContext) -> bool {
+    let routes_synced = ctx.routes.as_ref().is_none_or(synced) && synced(&ctx.autoscalers);
+    synced(&ctx.deployments) && synced(&ctx.sets) && synced(&ctx.services) && routes_synced
+}
+
 async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) -> Result<Action> {
     let (canary, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
@@ -116,13 +122,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) 
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
-    let routes_synced = ctx.routes.as_ref().is_none_or(synced) && synced(&ctx.autoscalers);
-    if !synced(&ctx.deployments)
-        || !synced(&ctx.canaries)
-        || !synced(&ctx.sets)
-        || !synced(&ctx.services)
-        || !routes_synced
-    {
+    if !synced(&ctx.canaries) || !inputs_synced(&ctx) {
         return Ok(Action::requeue(UNSYNCED_RETRY));
     }
     match decide::lifecycle(canary, FINALIZER) {
@@ -312,7 +312,13 @@ pub fn controller(
         .inspect(move |event| verdicts.observe(event))
         .inspect(move |event| histories.observe(event))
         .applied_objects();
-    let backlog = Backlog::new(ctx.gate.clone(), ctx.canaries.clone(), Box::new(decide::next_due));
+    let inputs = ctx.clone();
+    let backlog = Backlog::new(
+        ctx.gate.clone(),
+        ctx.canaries.clone(),
+        Box::new(decide::next_due),
+        Box::new(move || inputs_synced(&inputs)),
+    );
     let controller = new_controller(canary_stream, ctx.canaries.clone(), &backlog);
     let controller = workload_watches::watch_workloads(controller, &ctx, caches.workloads);
     let fut = controller

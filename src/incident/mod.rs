@@ -195,7 +195,10 @@ pub fn controller(
         .applied_objects();
     let policy = ctx.policy.clone();
     let next_due = Box::new(move |incident: &Incident| decide::next_due(incident, &policy));
-    let backlog = Backlog::new(ctx.gate.clone(), ctx.incidents.clone(), next_due);
+    // What `reconcile` waits for before it decides (see there).
+    let (items, canaries) = (ctx.follow_ups.clone(), ctx.canaries.clone());
+    let inputs_synced = Box::new(move || items.synced() && synced(&canaries));
+    let backlog = Backlog::new(ctx.gate.clone(), ctx.incidents.clone(), next_due, inputs_synced);
     let fut = new_controller(stream, ctx.incidents.clone(), &backlog)
         .reconcile_on(woken)
         .reconcile_all_on(futures::stream::select(ctx.leader.on_gain(), follow_ups_synced))

@@ -48,24 +48,36 @@ const RECHECK: Duration = Duration::from_millis(250);
 /// when nothing is due by the clock.
 pub type NextDue<K> = Box<dyn Fn(&K) -> Option<Timestamp> + Send + Sync>;
 
+/// Whether the other caches a kind's reconcile reads hold their first full list.
+pub type InputsSynced = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// The objects of one kind waiting to be reconciled, in deadline order (see the module docs).
 pub struct Backlog<K: CachedKind> {
     kind: &'static str,
     next_due: NextDue<K>,
     gate: Arc<ApiGate>,
     store: Store<DeserializeGuard<K>>,
+    inputs_synced: InputsSynced,
     queue: Mutex<Queue>,
     running: AtomicUsize,
     changed: tokio::sync::Notify,
 }
 
 impl<K: CachedKind> Backlog<K> {
-    pub fn new(gate: Arc<ApiGate>, store: Store<DeserializeGuard<K>>, next_due: NextDue<K>) -> Arc<Self> {
+    /// The backlog of the objects in `store`, ordered by `next_due`, handed over while `gate` is open
+    /// once `store` and the caches `inputs_synced` answers for hold their first full lists.
+    pub fn new(
+        gate: Arc<ApiGate>,
+        store: Store<DeserializeGuard<K>>,
+        next_due: NextDue<K>,
+        inputs_synced: InputsSynced,
+    ) -> Arc<Self> {
         Arc::new(Self {
             kind: super::kind_of::<K>(),
             next_due,
             gate,
             store,
+            inputs_synced,
             queue: Mutex::default(),
             running: AtomicUsize::new(0),
             changed: tokio::sync::Notify::new(),
@@ -91,10 +103,20 @@ impl<K: CachedKind> Backlog<K> {
         self.changed.notify_one();
     }
 
-    /// The next object to hand over, if the gate is open, the cache holds its first full list (so the
-    /// whole cold start is in order before the first is handed over) and the window has room.
+    /// Whether this kind's cache and every cache its reconciles read hold their first full lists.
+    /// Before then nothing is handed over: the whole cold start is in order before the first is, and
+    /// no reconcile meets a cache still filling. (One that did was requeued by kube's own timer,
+    /// past this order: with streamed lists an empty Canary cache synced a second after 10,000
+    /// items, whose first reconciles then all came back at once, and items falling due waited
+    /// behind them for up to 24 s.)
+    fn synced(&self) -> bool {
+        super::watch::synced(&self.store) && (self.inputs_synced)()
+    }
+
+    /// The next object to hand over, if the gate is open, the caches are [`synced`](Self::synced) and
+    /// the window has room.
     fn next(&self) -> Option<ObjectRef<DeserializeGuard<K>>> {
-        if !self.gate.is_open() || !super::watch::synced(&self.store) {
+        if !self.gate.is_open() || !self.synced() {
             return None;
         }
         for (ns, name) in self.gate.take_parked(self.kind) {
@@ -117,10 +139,7 @@ impl<K: CachedKind> Backlog<K> {
     /// open with nothing parked, no object queued or handed over. Only a push, a finished reconcile
     /// or a dropped hand-over (each notifies) can give the feed work then.
     fn at_rest(&self) -> bool {
-        self.gate.is_open()
-            && !self.gate.has_parked(self.kind)
-            && super::watch::synced(&self.store)
-            && self.lock().is_idle()
+        self.gate.is_open() && !self.gate.has_parked(self.kind) && self.synced() && self.lock().is_idle()
     }
 
     /// The objects to reconcile, as the controller can take them.
@@ -390,5 +409,52 @@ mod tests {
         assert_eq!(q.next(1, now), Some(key("deleted")));
         assert_eq!(q.next(1, now), None);
         assert_eq!(q.next(1, now + HANDED_FOR), Some(key("next")));
+    }
+}
+
+#[cfg(test)]
+mod handing_over {
+    use std::sync::atomic::AtomicBool;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher;
+
+    use super::*;
+
+    fn config_map(name: &str) -> DeserializeGuard<ConfigMap> {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.metadata.namespace = Some("team".into());
+        DeserializeGuard(Ok(cm))
+    }
+
+    #[tokio::test]
+    async fn nothing_is_handed_over_until_every_cache_the_reconcile_reads_is_synced() {
+        let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
+        let inputs = Arc::new(AtomicBool::new(false));
+        let synced_inputs = inputs.clone();
+        let backlog = Backlog::new(
+            Arc::new(ApiGate::default()),
+            store,
+            Box::new(|_: &ConfigMap| None),
+            Box::new(move || synced_inputs.load(Ordering::Relaxed)),
+        );
+        let mut feed = backlog.clone().feed().boxed();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("web")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        backlog.push(&config_map("web"));
+        let early = tokio::time::timeout(Duration::from_millis(600), feed.next()).await;
+        assert!(early.is_err(), "handed over while another cache was still filling");
+        inputs.store(true, Ordering::Relaxed);
+        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
+            .await
+            .expect("handed over once every cache is synced")
+            .expect("the feed goes on");
+        assert_eq!(handed.name, "web");
     }
 }
