@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
-    report::{Percentiles, percentiles},
+    percentiles::{Percentiles, percentiles},
     session::Item,
 };
 use crate::api::{

@@ -12,6 +12,7 @@ pub mod learning;
 pub mod lint;
 pub mod list;
 pub mod output;
+pub mod percentiles;
 pub mod postmortem;
 pub mod refs;
 pub mod report;

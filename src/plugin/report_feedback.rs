@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{
-    report::{Percentiles, percentiles},
+    percentiles::{Percentiles, percentiles},
     session::Item,
     text::{Table, cell, span},
 };

@@ -30,10 +30,16 @@ use kube::{
 use super::{
     CachedKind,
     gate::{ApiGate, Key},
-    reconcile::CONCURRENCY,
     watch::guard_key,
 };
 use crate::error::Result;
+
+/// Reconciles run at once per controller. Each holds at most a few API requests, one after the
+/// other; an unbounded number would open one connection (with its buffers) per object during a cold
+/// start — measured at about 100 KiB of RSS per object before this bound. More does not write
+/// faster: with 100,000 items a cold start is bound by etcd, which committed the same ~200 writes a
+/// second with 64 item reconciles in flight as with 16, each taking 290 ms instead of 60.
+pub const CONCURRENCY: u16 = 16;
 
 /// Objects handed to the controller and not started yet, plus reconciles running, at most: enough to
 /// keep every reconcile slot busy, few enough that the controller's unordered queue stays short.

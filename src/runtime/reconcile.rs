@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{
     CachedKind, Context,
-    backlog::Backlog,
+    backlog::{Backlog, CONCURRENCY},
     gate, kind_of,
     watch::{guard_key, guard_meta},
 };
@@ -22,13 +22,6 @@ use crate::{
     error::{Error, Result},
     metrics::{ErrorLabels, KindLabels, Metrics},
 };
-
-/// Reconciles run at once per controller. Each holds at most a few API requests, one after the
-/// other; an unbounded number would open one connection (with its buffers) per object during a cold
-/// start — measured at about 100 KiB of RSS per object before this bound. More does not write
-/// faster: with 100,000 items a cold start is bound by etcd, which committed the same ~200 writes a
-/// second with 64 item reconciles in flight as with 16, each taking 290 ms instead of 60.
-pub const CONCURRENCY: u16 = 16;
 
 /// The controller of kind `K` over its watch `stream` (already reflected into `store`), with the
 /// settings every controller runs with. The watch's objects reach it through `backlog`, deadlines
