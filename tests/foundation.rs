@@ -240,22 +240,24 @@ async fn watches_stream_their_first_list_and_list_where_the_apiserver_refuses() 
         let lists = apiserver
             .metric_sum("apiserver_request_total", &["verb=\"LIST\"", actionitems])
             .await;
+        // A watch is counted in `apiserver_request_total` only once it ends: the open ones are here.
         let watches = apiserver
-            .metric_sum("apiserver_request_total", &["verb=\"WATCH\"", actionitems])
+            .metric_sum("apiserver_longrunning_requests", &["verb=\"WATCH\"", actionitems])
             .await;
         let refusals = env.op().logs().matches("refuses streaming lists").count();
         eprintln!(
-            "FIGURE {gate}: ActionItem lists {}, watches {}, refusals logged {refusals}",
+            "FIGURE {gate}: ActionItem lists {}, open watches {}, refusals logged {refusals}",
             lists as u64, watches as u64
         );
         if streams {
             assert_eq!(lists, 0.0, "{gate}: the first list is streamed, never listed");
-            assert!(watches >= 2.0, "{gate}: the probe's watch and the operator's");
             assert_eq!(refusals, 0, "{gate}");
         } else {
             assert!(lists >= 1.0, "{gate}: the first list is listed");
             assert_eq!(refusals, 1, "{gate}: one line says what the apiserver refused");
         }
+        // Either way the operator then watches ActionItems through this apiserver.
+        assert!(watches >= 1.0, "{gate}: the operator's ActionItem watch is open");
     }
 }
 

@@ -32,7 +32,7 @@ use crate::{
     error::Result,
     metrics::ItemLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        Admitted, Context, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, reflected, synced, wake},
@@ -47,9 +47,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<ActionItemCo
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<ActionItem>(&ctx);
     // Whether the incident exists and how the canaries stand come from their caches: a partial list
-    // would report a missing incident that merely has not been listed yet.
+    // would report a missing incident that merely has not been listed yet. Not before they are
+    // whole: the backlog holds every item and hands it over then, in deadline order (a requeue here
+    // would come back on kube's timer, outside that order).
     if !synced(&ctx.incidents) || !synced(&ctx.canaries) {
-        return Ok(Action::requeue(UNSYNCED_RETRY));
+        return Ok(Action::await_change());
     }
     let now = Timestamp::now();
     // Decide from the freshest status: ours while the cache has not delivered our last write (a

@@ -95,7 +95,7 @@ use crate::{
     error::{Error, Result, StepExt},
     metrics::PhaseLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        Admitted, Context, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller,
         watch::{Trigger, guard_key, guard_meta, referrers, reflected, synced, wake},
@@ -122,8 +122,9 @@ async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) 
     // Timed from here: objects outside the scope are not this operator's reconciles.
     let _timer = Timer::start::<Canary>(&ctx);
     // A target missing from a cache still being filled is not missing: wait for the first full list.
+    // The backlog hands every Canary over once they are, in deadline order.
     if !synced(&ctx.canaries) || !inputs_synced(&ctx) {
-        return Ok(Action::requeue(UNSYNCED_RETRY));
+        return Ok(Action::await_change());
     }
     match decide::lifecycle(canary, FINALIZER) {
         Lifecycle::Gone => Ok(Action::await_change()),

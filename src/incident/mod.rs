@@ -31,7 +31,7 @@ use crate::{
     error::Result,
     metrics::IncidentLabels,
     runtime::{
-        Admitted, Context, Timer, UNSYNCED_RETRY, admit,
+        Admitted, Context, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, guard_meta, reflected, synced, wake},
@@ -53,8 +53,9 @@ async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContex
         return Ok(Action::await_change());
     }
     // Suspected changes come from the Canary cache: a partial list would miss some for good.
+    // The backlog hands the incident over once it is (as for items).
     if decide::suspects::looked_for(incident) && !synced(&ctx.canaries) {
-        return Ok(Action::requeue(UNSYNCED_RETRY));
+        return Ok(Action::await_change());
     }
     let now = Timestamp::now();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.

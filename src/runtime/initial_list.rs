@@ -7,7 +7,8 @@
 //! 64 MB body on v1.35.4, which took a client 9-25 s to receive where the streamed list took 11 s.
 //!
 //! WatchList is on by default from Kubernetes v1.34. Where it is off (v1.33 and earlier, or turned
-//! off), the apiserver refuses the request with 422 Invalid naming `sendInitialEvents`. Then the
+//! off), the apiserver refuses the request with 422 Invalid naming `sendInitialEvents` (v1.26 and
+//! earlier: naming `resourceVersionMatch`, which they forbid on a watch). Then the
 //! watch lists instead, as every watch did before, and so does every watch started after it: the
 //! apiserver is asked once per watch at most, and one log line says what it refused.
 
@@ -72,11 +73,16 @@ where
 }
 
 /// Whether `error` is the apiserver refusing a streaming list: 422 Invalid at the watch's start,
-/// naming the `sendInitialEvents` parameter (any other refusal would refuse a list as well).
+/// naming one of the parameters only a streaming list sends: `sendInitialEvents` (WatchList off) or
+/// `resourceVersionMatch` (v1.26 and earlier, which forbid it on any watch). Any other refusal
+/// would refuse a list as well.
 fn refuses_streaming(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::WatchStartFailed(kube::Error::Api(status)) => {
-            status.is_invalid() && status.message.contains("sendInitialEvents")
+            status.is_invalid()
+                && ["sendInitialEvents", "resourceVersionMatch"]
+                    .iter()
+                    .any(|parameter| status.message.contains(parameter))
         }
         _ => false,
     }
@@ -104,6 +110,14 @@ mod tests {
              sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
         );
         assert!(refuses_streaming(&refused));
+        // As v1.26 and earlier answer a watch with resourceVersionMatch (sent only when streaming).
+        let old = start_failed(
+            422,
+            "Invalid",
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+             resourceVersionMatch is forbidden for watch",
+        );
+        assert!(refuses_streaming(&old));
         // A bad selector is refused for a list just the same: no reason to stop streaming.
         let selector = start_failed(422, "Invalid", "unable to parse requirement: invalid label key");
         assert!(!refuses_streaming(&selector));

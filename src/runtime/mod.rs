@@ -24,7 +24,7 @@ pub mod watch_health;
 use kube::Resource;
 
 pub use context::{Context, FIELD_MANAGER};
-pub use reconcile::{Admitted, Timer, UNSYNCED_RETRY, admit, error_policy, new_controller, requeue_at};
+pub use reconcile::{Admitted, Timer, admit, error_policy, new_controller, requeue_at};
 pub use status::{KindWriter, Written};
 pub use watch::CachedKind;
 

@@ -68,9 +68,6 @@ impl kube::runtime::utils::Backoff for NoPause {
     fn reset(&mut self) {}
 }
 
-/// How soon a reconcile looks again while the caches it reads are still filling.
-pub const UNSYNCED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// How long a failed reconcile waits before it runs again.
 const ERROR_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
