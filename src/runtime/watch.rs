@@ -140,15 +140,15 @@ pub fn slim_watch<K: CachedKind>(
         config = config.labels(labels);
     }
     let kind = super::kind_of::<K>();
-    scoped(scope, store, health, kind, config, |ns| match ns {
-        Some(ns) => Api::<DeserializeGuard<K>>::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    })
-    .modify(move |o| {
+    let slim = move |o: &mut DeserializeGuard<K>| {
         slim_meta(o.meta_mut());
         if let Ok(obj) = &mut o.0 {
             cached_form(obj);
         }
+    };
+    scoped(scope, store, health, kind, config, slim, |ns| match ns {
+        Some(ns) => Api::<DeserializeGuard<K>>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     })
 }
 
@@ -181,11 +181,11 @@ pub fn dynamic_watch(
     kind: &'static str,
 ) -> impl Stream<Item = WatchItem<DynamicObject>> + Send + use<> {
     let config = watcher::Config::default().any_semantic();
-    scoped(scope, store, health, kind, config, |ns| match ns {
+    let slim = |d: &mut DynamicObject| slim_meta(d.meta_mut());
+    scoped(scope, store, health, kind, config, slim, |ns| match ns {
         Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
         None => Api::<DynamicObject>::all_with(client.clone(), &resource),
     })
-    .modify(|d| slim_meta(d.meta_mut()))
 }
 
 /// An empty cache of objects of `resource`, untyped (see [`dynamic_watch`]).
@@ -209,11 +209,19 @@ pub fn labelled_watch<K: CachedKind>(
     if let Some(selector) = selector {
         config = config.labels(selector);
     }
-    scoped(scope, store, health, super::kind_of::<K>(), config, |ns| match ns {
-        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    })
-    .modify(|o| slim_meta(o.meta_mut()))
+    let slim = |o: &mut K| slim_meta(o.meta_mut());
+    scoped(
+        scope,
+        store,
+        health,
+        super::kind_of::<K>(),
+        config,
+        slim,
+        |ns| match ns {
+            Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        },
+    )
 }
 
 /// `events` reflected into `writer`, passing on only the objects whose cached form changed: an object
@@ -274,14 +282,15 @@ pub fn plain_cache<K: CachedKind>() -> (Store<K>, Writer<K>) {
 }
 
 /// One watch of every namespace, or one per namespace of the scope merged into the events of one:
-/// `api` gives the API of a namespace (or of all), each watch backs off the same way and reports to
-/// the health as `kind`.
+/// `api` gives the API of a namespace (or of all), `slim` cuts each object to what is cached, each
+/// watch backs off the same way and reports to the health as `kind`.
 fn scoped<K>(
     scope: &WatchScope,
     store: Store<K>,
     health: Arc<WatchHealth>,
     kind: &'static str,
     config: watcher::Config,
+    slim: impl Fn(&mut K) + Clone + Send + Sync + 'static,
     api: impl Fn(Option<&str>) -> Api<K>,
 ) -> BoxStream<'static, WatchItem<K>>
 where
@@ -294,9 +303,12 @@ where
     // The first list is streamed where the apiserver can (see `initial_list`). Where it is listed
     // instead, it is with `resourceVersion=0` (`any_semantic`, from the apiserver's watch cache), for
     // which the apiserver ignores `limit`: so no page size.
+    // Each object is cut to what the cache keeps (`slim`) as it arrives, before the merge holds a
+    // namespace's first list.
     let watch = |ns: Option<&str>| {
         let health = health.clone();
         super::initial_list::watch_streamed_or_listed(api(ns), config.clone(), health.clone(), kind)
+            .modify(slim.clone())
             .backoff(watch_backoff())
             .inspect(move |e| health.observe(kind, e.is_err()))
             .boxed()
