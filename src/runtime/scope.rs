@@ -51,21 +51,38 @@ where
         .map(|(ns, s)| s.map(move |e| (ns.clone(), e)).boxed());
     stream::select_all(tagged)
         .map(move |(ns, item)| match item {
-            Ok(event) => merge
-                .step(&ns, event, || {
+            Ok(event) => {
+                let stepped = merge.step(&ns, event, || {
                     store
                         .state()
                         .iter()
                         .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
                         .map(|o| (**o).clone())
                         .collect()
-                })
-                .into_iter()
-                .map(Ok)
-                .collect(),
-            Err(e) => vec![Err(e)],
+                });
+                Box::new(stepped.into_iter().map(Ok)) as Box<dyn Iterator<Item = Item<K>> + Send>
+            }
+            Err(e) => Box::new(std::iter::once(Err(e))),
         })
         .flat_map(stream::iter)
+}
+
+/// The events one step of the merge passes on. A namespace's first list is held boxed and unboxed
+/// one event at a time as it is passed on: never a second copy of the whole list in one vector.
+pub struct Stepped<K> {
+    head: Vec<Event<K>>,
+    listed: Vec<Box<K>>,
+    tail: Vec<Event<K>>,
+}
+
+impl<K: Send + 'static> IntoIterator for Stepped<K> {
+    type Item = Event<K>;
+    type IntoIter = Box<dyn Iterator<Item = Event<K>> + Send>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let listed = self.listed.into_iter().map(|o| Event::InitApply(*o));
+        Box::new(self.head.into_iter().chain(listed).chain(self.tail))
+    }
 }
 
 /// The merge's state: pure, the cache's contents passed in when a relist ends.
@@ -81,7 +98,7 @@ pub struct NamespaceMerge<K> {
     /// Per namespace still in its first list: what it has streamed so far, passed on at its end. A
     /// streamed list that breaks off starts again with `Init`, and what the broken attempt sent must
     /// not reach the cache (an object deleted in between would stay there, with no Delete to come).
-    first_listing: HashMap<String, Vec<K>>,
+    first_listing: HashMap<String, Vec<Box<K>>>,
 }
 
 impl<K: Resource + Clone> NamespaceMerge<K> {
@@ -101,8 +118,8 @@ impl<K: Resource + Clone> NamespaceMerge<K> {
 
     /// The events of one watch that `event` of namespace `ns`'s watch becomes. `cached` lists what the
     /// cache holds in `ns` (read only when a relist of `ns` ends).
-    pub fn step(&mut self, ns: &str, event: Event<K>, cached: impl FnOnce() -> Vec<K>) -> Vec<Event<K>> {
-        let mut out = Vec::new();
+    pub fn step(&mut self, ns: &str, event: Event<K>, cached: impl FnOnce() -> Vec<K>) -> Stepped<K> {
+        let (mut head, mut listed, mut out) = (Vec::new(), Vec::new(), Vec::new());
         if !self.started {
             self.started = true;
             out.push(Event::Init);
@@ -118,7 +135,7 @@ impl<K: Resource + Clone> NamespaceMerge<K> {
                     Event::InitApply(o) | Event::Apply(o) => {
                         self.deleted_early.remove(&Self::key(&o));
                         if self.unlisted.contains(ns) {
-                            self.first_listing.entry(ns.to_string()).or_default().push(o);
+                            self.first_listing.entry(ns.to_string()).or_default().push(Box::new(o));
                         } else {
                             out.push(Event::InitApply(o));
                         }
@@ -127,8 +144,8 @@ impl<K: Resource + Clone> NamespaceMerge<K> {
                         self.deleted_early.insert(Self::key(&o), o);
                     }
                     Event::InitDone => {
-                        let listed = self.first_listing.remove(ns).unwrap_or_default();
-                        out.extend(listed.into_iter().map(Event::InitApply));
+                        head = std::mem::take(&mut out);
+                        listed = self.first_listing.remove(ns).unwrap_or_default();
                         self.unlisted.remove(ns);
                         if self.unlisted.is_empty() {
                             out.push(Event::InitDone);
@@ -160,7 +177,20 @@ impl<K: Resource + Clone> NamespaceMerge<K> {
             Event::Apply(o) => out.push(Event::Apply(o)),
             Event::Delete(o) => out.push(Event::Delete(o)),
         }
-        out
+        // Nothing but the merged `Init` can come before a namespace's listed objects (at its end).
+        if listed.is_empty() {
+            head.append(&mut out);
+            return Stepped {
+                head,
+                listed,
+                tail: Vec::new(),
+            };
+        }
+        Stepped {
+            head,
+            listed,
+            tail: out,
+        }
     }
 }
 
@@ -177,9 +207,9 @@ mod tests {
         c
     }
 
-    fn names(events: &[Event<ConfigMap>]) -> Vec<String> {
+    fn names(events: impl IntoIterator<Item = Event<ConfigMap>>) -> Vec<String> {
         events
-            .iter()
+            .into_iter()
             .map(|e| match e {
                 Event::Init => "Init".to_string(),
                 Event::InitDone => "InitDone".to_string(),
@@ -194,23 +224,23 @@ mod tests {
     fn the_initial_list_ends_once_every_namespace_has_listed() {
         let mut m = NamespaceMerge::new(["a".to_string(), "b".to_string()]);
         let none = Vec::new;
-        let mut out = m.step("a", Event::Init, none);
+        let mut out: Vec<_> = m.step("a", Event::Init, none).into_iter().collect();
         out.extend(m.step("a", Event::InitApply(cm("a", "x")), none));
         out.extend(m.step("a", Event::InitDone, none));
         // Namespace a is live while b still lists: its changes go to the same buffer.
         out.extend(m.step("a", Event::Apply(cm("a", "y")), none));
         out.extend(m.step("b", Event::Init, none));
         out.extend(m.step("b", Event::InitApply(cm("b", "z")), none));
-        assert_eq!(names(&out), ["Init", "InitApply x", "InitApply y"]);
+        assert_eq!(names(out), ["Init", "InitApply x", "InitApply y"]);
         let done = m.step("b", Event::InitDone, none);
-        assert_eq!(names(&done), ["InitApply z", "InitDone"]);
+        assert_eq!(names(done), ["InitApply z", "InitDone"]);
     }
 
     #[test]
     fn a_first_list_that_breaks_off_and_starts_again_passes_on_only_the_second_attempt() {
         let mut m = NamespaceMerge::new(["a".to_string(), "b".to_string()]);
         let none = Vec::new;
-        let mut out = m.step("a", Event::Init, none);
+        let mut out: Vec<_> = m.step("a", Event::Init, none).into_iter().collect();
         out.extend(m.step("a", Event::InitApply(cm("a", "gone")), none));
         out.extend(m.step("a", Event::InitApply(cm("a", "kept")), none));
         // The stream breaks off before its end (410, a timeout) and starts over; "gone" was
@@ -220,7 +250,7 @@ mod tests {
         out.extend(m.step("a", Event::InitDone, none));
         out.extend(m.step("b", Event::Init, none));
         out.extend(m.step("b", Event::InitDone, none));
-        assert_eq!(names(&out), ["Init", "InitApply kept", "InitDone"]);
+        assert_eq!(names(out), ["Init", "InitApply kept", "InitDone"]);
     }
 
     #[test]
@@ -230,9 +260,9 @@ mod tests {
         m.step("a", Event::Init, none);
         m.step("a", Event::InitApply(cm("a", "x")), none);
         m.step("a", Event::InitDone, none);
-        assert!(names(&m.step("a", Event::Delete(cm("a", "x")), none)).is_empty());
+        assert!(names(m.step("a", Event::Delete(cm("a", "x")), none)).is_empty());
         m.step("b", Event::Init, none);
-        assert_eq!(names(&m.step("b", Event::InitDone, none)), ["InitDone", "Delete x"]);
+        assert_eq!(names(m.step("b", Event::InitDone, none)), ["InitDone", "Delete x"]);
     }
 
     #[test]
@@ -242,10 +272,10 @@ mod tests {
         m.step("a", Event::Init, none);
         m.step("a", Event::InitDone, none);
         // The watch of a restarts (a 410 Gone): x survived, y was deleted meanwhile.
-        assert!(m.step("a", Event::Init, none).is_empty());
-        assert_eq!(names(&m.step("a", Event::InitApply(cm("a", "x")), none)), ["Apply x"]);
+        assert!(names(m.step("a", Event::Init, none)).is_empty());
+        assert_eq!(names(m.step("a", Event::InitApply(cm("a", "x")), none)), ["Apply x"]);
         let done = m.step("a", Event::InitDone, || vec![cm("a", "x"), cm("a", "y")]);
-        assert_eq!(names(&done), ["Delete y"]);
-        assert_eq!(names(&m.step("a", Event::Apply(cm("a", "x")), none)), ["Apply x"]);
+        assert_eq!(names(done), ["Delete y"]);
+        assert_eq!(names(m.step("a", Event::Apply(cm("a", "x")), none)), ["Apply x"]);
     }
 }
