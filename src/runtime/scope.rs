@@ -177,15 +177,8 @@ impl<K: Resource + Clone> NamespaceMerge<K> {
             Event::Apply(o) => out.push(Event::Apply(o)),
             Event::Delete(o) => out.push(Event::Delete(o)),
         }
-        // Nothing but the merged `Init` can come before a namespace's listed objects (at its end).
-        if listed.is_empty() {
-            head.append(&mut out);
-            return Stepped {
-                head,
-                listed,
-                tail: Vec::new(),
-            };
-        }
+        // Passed on in this order: what came before a namespace's listed objects (the merged `Init`
+        // at most), the objects, then the rest.
         Stepped {
             head,
             listed,
