@@ -3,6 +3,7 @@
 //! receiver, the HTTP server; and all of them stop cleanly on SIGTERM or SIGINT. The pieces are the
 //! runtime's, which knows no kind, and each kind's own (its folder: its context, its controller).
 
+use crate::runtime::decoded::Decoded;
 use std::{
     net::SocketAddr,
     sync::{
@@ -16,7 +17,7 @@ use futures::{
     FutureExt,
     future::{BoxFuture, Shared},
 };
-use kube::{Client, core::DeserializeGuard, runtime::reflector::store::Writer};
+use kube::{Client, runtime::reflector::store::Writer};
 
 use crate::{
     action_item::{self, ActionItemContext},
@@ -208,9 +209,9 @@ async fn gateway_api_served(client: &Client) -> bool {
 
 /// The write halves of the caches, each handed to the one watch that fills it.
 struct CacheWriters {
-    incidents: Writer<DeserializeGuard<Incident>>,
-    items: Writer<DeserializeGuard<ActionItem>>,
-    canaries: Writer<DeserializeGuard<Canary>>,
+    incidents: Writer<Decoded<Incident>>,
+    items: Writer<Decoded<ActionItem>>,
+    canaries: Writer<Decoded<Canary>>,
     deployments: Writer<canary::target_cache::CachedDeployment>,
     sets: Writer<canary::set_cache::CachedSet>,
     services: Writer<k8s_openapi::api::core::v1::Service>,

@@ -1,12 +1,13 @@
 //! What an ActionItem reconcile works with, beside the shared [`Context`].
 
+use crate::runtime::decoded::Decoded;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
 use jiff::Timestamp;
-use kube::{core::DeserializeGuard, runtime::reflector::Store};
+use kube::runtime::reflector::Store;
 
 use crate::{
     api::{ActionItem, Canary, Incident},
@@ -19,9 +20,9 @@ use crate::{
 /// keeps, and when each item's Prometheus verification was last evaluated.
 pub struct ActionItemContext {
     pub shared: Arc<Context>,
-    pub items: Store<DeserializeGuard<ActionItem>>,
-    pub incidents: Store<DeserializeGuard<Incident>>,
-    pub canaries: Store<DeserializeGuard<Canary>>,
+    pub items: Store<Decoded<ActionItem>>,
+    pub incidents: Store<Decoded<Incident>>,
+    pub canaries: Store<Decoded<Canary>>,
     pub writer: KindWriter<ActionItem>,
     pub follow_ups: Arc<FollowUps>,
     pub probes: ProbeSchedule,
@@ -30,9 +31,9 @@ pub struct ActionItemContext {
 impl ActionItemContext {
     pub fn new(
         shared: Arc<Context>,
-        items: Store<DeserializeGuard<ActionItem>>,
-        incidents: Store<DeserializeGuard<Incident>>,
-        canaries: Store<DeserializeGuard<Canary>>,
+        items: Store<Decoded<ActionItem>>,
+        incidents: Store<Decoded<Incident>>,
+        canaries: Store<Decoded<Canary>>,
         follow_ups: Arc<FollowUps>,
     ) -> Self {
         Self {

@@ -9,18 +9,16 @@ pub mod observe;
 
 pub use self::context::ActionItemContext;
 
+use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
-use kube::{
-    core::DeserializeGuard,
-    runtime::{
-        WatchStreamExt,
-        controller::Action,
-        reflector::{Store, store::Writer},
-        watcher,
-    },
+use kube::runtime::{
+    WatchStreamExt,
+    controller::Action,
+    reflector::{Store, store::Writer},
+    watcher,
 };
 
 use crate::runtime::run::each_in_scope;
@@ -39,7 +37,7 @@ use crate::{
     },
 };
 
-async fn reconcile(obj: Arc<DeserializeGuard<ActionItem>>, ctx: Arc<ActionItemContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -> Result<Action> {
     let (item, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -79,7 +77,7 @@ fn cached_form(item: &mut ActionItem) {
 
 /// Recounts `kaizen_action_items{phase,priority}` and `kaizen_action_items_overdue` from the cache, so
 /// deleted items leave the gauges too.
-pub fn count_items(ctx: &Context, items: &Store<DeserializeGuard<ActionItem>>) {
+pub fn count_items(ctx: &Context, items: &Store<Decoded<ActionItem>>) {
     let mut counts: HashMap<(ActionItemPhase, Priority), i64> = HashMap::new();
     each_in_scope(ctx, items, |i: &ActionItem| {
         if let Some(phase) = i.status.as_ref().and_then(|s| s.phase) {
@@ -111,7 +109,7 @@ pub fn count_items(ctx: &Context, items: &Store<DeserializeGuard<ActionItem>>) {
 /// going away, and by a Canary that can verify them changing its verdict.
 pub fn controller(
     ctx: Arc<ActionItemContext>,
-    writer: Writer<DeserializeGuard<ActionItem>>,
+    writer: Writer<Decoded<ActionItem>>,
     woken: Triggered<ActionItem>,
     wake_incidents: Trigger<Incident>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,

@@ -2,9 +2,10 @@
 //! Canaries that can verify it stand (both from the shared caches), and the Prometheus verification
 //! query when one is due.
 
+use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
-use kube::{ResourceExt, core::DeserializeGuard, runtime::reflector::Store};
+use kube::{ResourceExt, runtime::reflector::Store};
 
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -65,17 +66,14 @@ pub async fn observe(ctx: &ActionItemContext, item: &ActionItem, ns: &str, now: 
 
 /// The Incident that recurs the item's incident: a later episode of its alert group, found by name
 /// in the cache (no scan), once that Incident's status says it recurs the one before.
-pub fn recurrence(incidents: &Store<DeserializeGuard<Incident>>, item: &ActionItem, ns: &str) -> Option<Recurrence> {
+pub fn recurrence(incidents: &Store<Decoded<Incident>>, item: &ActionItem, ns: &str) -> Option<Recurrence> {
     let name = &item.spec.incident_ref.as_ref()?.name;
     first_recurrence(name, |n| incidents.get(&ObjectRef::new(n).within(ns)))
 }
 
 /// The first episode after `name` that recurs it for real: episodes marked unrelated are walked
 /// past (at most [`RECURRENCE_LOOKAHEAD`]), else the first of those, marked unrelated.
-fn first_recurrence(
-    name: &str,
-    cached: impl Fn(&str) -> Option<Arc<DeserializeGuard<Incident>>>,
-) -> Option<Recurrence> {
+fn first_recurrence(name: &str, cached: impl Fn(&str) -> Option<Arc<Decoded<Incident>>>) -> Option<Recurrence> {
     let incident = cached(name)?;
     let labels = incident.0.as_ref().ok()?.metadata.labels.as_ref()?;
     let group = labels.get(GROUP_LABEL)?;
@@ -107,7 +105,7 @@ fn first_recurrence(
 }
 
 /// Where the Canaries that can verify `item` stand.
-pub fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionItem, ns: &str) -> CanaryVerdict {
+pub fn canary_verdict(canaries: &Store<Decoded<Canary>>, item: &ActionItem, ns: &str) -> CanaryVerdict {
     let item_name = item.name_any();
     let by_ref = item
         .spec
@@ -115,7 +113,7 @@ pub fn canary_verdict(canaries: &Store<DeserializeGuard<Canary>>, item: &ActionI
         .as_ref()
         .and_then(|v| v.canary_ref.as_ref())
         .map(|r| r.name.clone());
-    let mut involved: Vec<Arc<DeserializeGuard<Canary>>> = canaries
+    let mut involved: Vec<Arc<Decoded<Canary>>> = canaries
         .state()
         .into_iter()
         .filter(|g| {
@@ -231,7 +229,7 @@ mod tests {
     use super::*;
     use crate::api::incident::{IncidentSpec, IncidentStatus, RecurrenceUnrelated};
 
-    fn episode(n: u32, unrelated: bool) -> (String, Arc<DeserializeGuard<Incident>>) {
+    fn episode(n: u32, unrelated: bool) -> (String, Arc<Decoded<Incident>>) {
         let spec: IncidentSpec = serde_json::from_value(serde_json::json!({"title": "t", "severity": "SEV2"})).unwrap();
         let name = incident_name("abc", n);
         let mut i = Incident::new(&name, spec);
@@ -250,12 +248,11 @@ mod tests {
             }),
             ..Default::default()
         });
-        (name, Arc::new(DeserializeGuard(Ok(i))))
+        (name, Arc::new(Decoded(Ok(i))))
     }
 
     fn found(episodes: &[(u32, bool)]) -> Option<(String, bool)> {
-        let cache: HashMap<String, Arc<DeserializeGuard<Incident>>> =
-            episodes.iter().map(|&(n, u)| episode(n, u)).collect();
+        let cache: HashMap<String, Arc<Decoded<Incident>>> = episodes.iter().map(|&(n, u)| episode(n, u)).collect();
         first_recurrence("alert-abc", |n| cache.get(n).cloned()).map(|r| (r.incident, r.unrelated))
     }
 

@@ -1,9 +1,10 @@
 //! What a Canary reconcile works with, beside the shared [`Context`].
 
+use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
-use kube::{api::DynamicObject, core::DeserializeGuard, runtime::reflector::Store};
+use kube::{api::DynamicObject, runtime::reflector::Store};
 
 use super::{
     autoscalers,
@@ -23,11 +24,11 @@ use crate::{
 /// its status writer, and the analysis checks it keeps unwritten.
 pub struct CanaryContext {
     pub shared: Arc<Context>,
-    pub canaries: Store<DeserializeGuard<Canary>>,
+    pub canaries: Store<Decoded<Canary>>,
     /// Every Deployment in scope, each as what the Canary code reads of it, its pod template kept as
     /// served (see [`CachedDeployment`]).
     pub deployments: Store<CachedDeployment>,
-    pub items: Store<DeserializeGuard<ActionItem>>,
+    pub items: Store<Decoded<ActionItem>>,
     /// Kaizen's ReplicaSets (label `kaizen.dev/canary`), one per revision of each Canary.
     pub sets: Store<CachedSet>,
     /// Which of [`Self::sets`] each Canary controls.
@@ -64,8 +65,8 @@ pub struct WorkloadStores {
 impl CanaryContext {
     pub fn new(
         shared: Arc<Context>,
-        canaries: Store<DeserializeGuard<Canary>>,
-        items: Store<DeserializeGuard<ActionItem>>,
+        canaries: Store<Decoded<Canary>>,
+        items: Store<Decoded<ActionItem>>,
         stores: WorkloadStores,
     ) -> Self {
         Self {

@@ -67,6 +67,7 @@ pub mod writes;
 
 pub use self::context::CanaryContext;
 
+use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -74,7 +75,6 @@ use jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
         controller::Action,
@@ -114,7 +114,7 @@ fn inputs_synced(ctx: &CanaryContext) -> bool {
     synced(&ctx.deployments) && synced(&ctx.sets) && synced(&ctx.services) && routes_synced
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<Canary>>, ctx: Arc<CanaryContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<Canary>>, ctx: Arc<CanaryContext>) -> Result<Action> {
     let (canary, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -234,7 +234,7 @@ fn canaries(ctx: &Context, ns: &str) -> Api<Canary> {
 
 /// What of a Canary can change an item's verification: its existence, the item it names, its phase
 /// and its last promotion.
-fn verdict_inputs(canary: &DeserializeGuard<Canary>) -> Option<VerdictInputs> {
+fn verdict_inputs(canary: &Decoded<Canary>) -> Option<VerdictInputs> {
     let c = canary.0.as_ref().ok()?;
     let status = c.status.as_ref();
     Some(VerdictInputs {
@@ -256,7 +256,7 @@ struct VerdictInputs {
 }
 
 /// Recounts `kaizen_canaries{phase}` and `kaizen_canary_weight_percent` from the cache.
-pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>) {
+pub fn count_canaries(ctx: &Context, canaries: &Store<Decoded<Canary>>) {
     use strum::IntoEnumIterator;
     let mut counts: HashMap<CanaryPhase, i64> = HashMap::new();
     let mut weights = 0;
@@ -282,7 +282,7 @@ pub fn count_canaries(ctx: &Context, canaries: &Store<DeserializeGuard<Canary>>)
 
 /// The write halves of the caches the Canary controller's own watches fill.
 pub struct CanaryCaches {
-    pub canaries: Writer<DeserializeGuard<Canary>>,
+    pub canaries: Writer<Decoded<Canary>>,
     pub workloads: workload_watches::WorkloadWriters,
 }
 
@@ -331,7 +331,7 @@ pub fn controller(
 
 /// The kept checks of Canaries that went away: deleted, or (a relist after a gap, which brings no
 /// Delete) no longer listed.
-fn forget_checks_of_the_gone(ctx: &CanaryContext, event: &WatchEvent<DeserializeGuard<Canary>>) {
+fn forget_checks_of_the_gone(ctx: &CanaryContext, event: &WatchEvent<Decoded<Canary>>) {
     match event {
         Ok(watcher::Event::Delete(g)) => {
             if let Some(uid) = &guard_meta(g).uid {
@@ -353,13 +353,13 @@ type WatchEvent<K> = std::result::Result<watcher::Event<K>, watcher::Error>;
 
 /// Wakes the items a Canary can verify when its verdict inputs change (see [`verdict_inputs`]).
 struct Verdicts {
-    items: Store<DeserializeGuard<ActionItem>>,
+    items: Store<Decoded<ActionItem>>,
     seen: HashMap<(String, String), Option<VerdictInputs>>,
     wake_items: Trigger<ActionItem>,
 }
 
 impl Verdicts {
-    fn observe(&mut self, event: &WatchEvent<DeserializeGuard<Canary>>) {
+    fn observe(&mut self, event: &WatchEvent<Decoded<Canary>>) {
         let (g, gone) = match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => (g, false),
             Ok(watcher::Event::Delete(g)) => (g, true),

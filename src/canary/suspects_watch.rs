@@ -2,9 +2,10 @@
 //! rollout under way when an Incident named it may since have promoted or ended without promoting.
 //! Read off the one Canary watch (no request per reconcile).
 
+use crate::runtime::decoded::Decoded;
 use std::collections::HashMap;
 
-use kube::{core::DeserializeGuard, runtime::reflector::Store, runtime::watcher};
+use kube::{runtime::reflector::Store, runtime::watcher};
 
 use crate::{
     api::{
@@ -17,13 +18,13 @@ use crate::{
 
 /// Each Canary's last seen rollout history, and where to send the Incidents it concerns.
 pub struct RolloutHistories {
-    pub incidents: Store<DeserializeGuard<Incident>>,
+    pub incidents: Store<Decoded<Incident>>,
     pub wake_incidents: Trigger<Incident>,
     pub seen: HashMap<(String, String), Vec<RolloutRecord>>,
 }
 
 impl RolloutHistories {
-    pub fn new(incidents: Store<DeserializeGuard<Incident>>, wake_incidents: Trigger<Incident>) -> Self {
+    pub fn new(incidents: Store<Decoded<Incident>>, wake_incidents: Trigger<Incident>) -> Self {
         Self {
             incidents,
             wake_incidents,
@@ -31,7 +32,7 @@ impl RolloutHistories {
         }
     }
 
-    pub fn observe(&mut self, event: &Result<watcher::Event<DeserializeGuard<Canary>>, watcher::Error>) {
+    pub fn observe(&mut self, event: &Result<watcher::Event<Decoded<Canary>>, watcher::Error>) {
         let (g, listing) = match event {
             Ok(watcher::Event::Apply(g)) => (g, false),
             Ok(watcher::Event::InitApply(g)) => (g, true),

@@ -3,6 +3,7 @@
 //! mapped to their controlling Canary), the HPAs (one on a target is refused) and, when the Gateway
 //! API is served, the HTTPRoutes.
 
+use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -11,7 +12,6 @@ use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Servi
 use kube::{
     Resource, ResourceExt,
     api::DynamicObject,
-    core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
         reflector::{self, ObjectRef, store::Writer},
@@ -47,10 +47,10 @@ pub struct WorkloadWriters {
 
 /// `controller` with the workload watches: a change moves the Canaries it concerns.
 pub fn watch_workloads(
-    controller: Controller<DeserializeGuard<Canary>>,
+    controller: Controller<Decoded<Canary>>,
     ctx: &Arc<CanaryContext>,
     caches: WorkloadWriters,
-) -> Controller<DeserializeGuard<Canary>> {
+) -> Controller<Decoded<Canary>> {
     let scope = WatchScope::of(&ctx.policy);
     let indexed = ctx.clone();
     let hpa_indexed = ctx.clone();
@@ -134,7 +134,7 @@ pub fn watch_workloads(
 /// The Canary that controls `obj` (one of Kaizen's ReplicaSets or Services), or without an owner the
 /// one its label names: a set orphaned by an earlier Canary of that name stalls the new one, whose
 /// reconcile its deletion must bring.
-fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<DeserializeGuard<Canary>>> {
+fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<Decoded<Canary>>> {
     let owner = obj
         .owner_references()
         .iter()
@@ -147,11 +147,11 @@ fn controlling_canary<K: Resource>(obj: &K) -> Option<ObjectRef<DeserializeGuard
 
 /// `controller` with the HTTPRoute watch: a route's change moves the Canaries that name it.
 fn watch_routes(
-    controller: Controller<DeserializeGuard<Canary>>,
+    controller: Controller<Decoded<Canary>>,
     ctx: &Arc<CanaryContext>,
     scope: &WatchScope,
     writer: Writer<DynamicObject>,
-) -> Controller<DeserializeGuard<Canary>> {
+) -> Controller<Decoded<Canary>> {
     let Some(store) = ctx.routes.clone() else {
         return controller;
     };

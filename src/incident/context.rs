@@ -1,8 +1,9 @@
 //! What an Incident reconcile works with, beside the shared [`Context`].
 
+use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
-use kube::{core::DeserializeGuard, runtime::reflector::Store};
+use kube::runtime::reflector::Store;
 
 use super::follow_ups::FollowUps;
 use crate::{
@@ -15,19 +16,19 @@ use crate::{
 /// index the item watch keeps.
 pub struct IncidentContext {
     pub shared: Arc<Context>,
-    pub incidents: Store<DeserializeGuard<Incident>>,
+    pub incidents: Store<Decoded<Incident>>,
     pub writer: Arc<KindWriter<Incident>>,
     pub follow_ups: Arc<FollowUps>,
     /// The Canary cache (the Canary controller's): their rollout histories name suspected changes.
-    pub canaries: Store<DeserializeGuard<Canary>>,
+    pub canaries: Store<Decoded<Canary>>,
 }
 
 impl IncidentContext {
     pub fn new(
         shared: Arc<Context>,
-        incidents: Store<DeserializeGuard<Incident>>,
+        incidents: Store<Decoded<Incident>>,
         follow_ups: Arc<FollowUps>,
-        canaries: Store<DeserializeGuard<Canary>>,
+        canaries: Store<Decoded<Canary>>,
     ) -> Self {
         Self {
             writer: Arc::new(shared.kind_writer()),

@@ -8,18 +8,16 @@ pub mod follow_ups;
 
 pub use self::context::IncidentContext;
 
+use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
-use kube::{
-    core::DeserializeGuard,
-    runtime::{
-        WatchStreamExt,
-        controller::Action,
-        reflector::{Store, store::Writer},
-        watcher,
-    },
+use kube::runtime::{
+    WatchStreamExt,
+    controller::Action,
+    reflector::{Store, store::Writer},
+    watcher,
 };
 
 use crate::runtime::run::each_in_scope;
@@ -38,7 +36,7 @@ use crate::{
     },
 };
 
-async fn reconcile(obj: Arc<DeserializeGuard<Incident>>, ctx: Arc<IncidentContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<Incident>>, ctx: Arc<IncidentContext>) -> Result<Action> {
     let (incident, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -77,7 +75,7 @@ fn suspected_changes(
     incident: &Incident,
     ns: &str,
 ) -> Vec<crate::api::incident::SuspectedChange> {
-    let canaries: Vec<Arc<DeserializeGuard<Canary>>> = ctx
+    let canaries: Vec<Arc<Decoded<Canary>>> = ctx
         .canaries
         .state()
         .into_iter()
@@ -99,7 +97,7 @@ fn suspected_changes(
 }
 
 /// Recounts `kaizen_incidents{phase,severity}` from the cache.
-pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Incident>>) {
+pub fn count_incidents(ctx: &Context, incidents: &Store<Decoded<Incident>>) {
     use strum::IntoEnumIterator;
     let mut counts: HashMap<(IncidentPhase, Severity), i64> = HashMap::new();
     each_in_scope(ctx, incidents, |i: &Incident| {
@@ -123,7 +121,7 @@ pub fn count_incidents(ctx: &Context, incidents: &Store<DeserializeGuard<Inciden
 /// whether that recurrence was marked unrelated.
 type Seen = (Option<i64>, Option<(String, bool)>);
 
-fn recurrence_of(g: &DeserializeGuard<Incident>) -> Option<(String, bool)> {
+fn recurrence_of(g: &Decoded<Incident>) -> Option<(String, bool)> {
     let status = g.0.as_ref().ok()?.status.as_ref()?;
     Some((status.recurrence_of.clone()?, status.recurrence_unrelated.is_some()))
 }
@@ -146,7 +144,7 @@ fn cached_form(incident: &mut Incident) {
 /// another (or is marked unrelated) wakes the items of the one it recurs (their `Regressed` condition).
 pub fn controller(
     ctx: Arc<IncidentContext>,
-    writer: Writer<DeserializeGuard<Incident>>,
+    writer: Writer<Decoded<Incident>>,
     woken: Triggered<Incident>,
     wake_items: Trigger<ActionItem>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -158,7 +156,7 @@ pub fn controller(
     let stream = reflected(&ctx, writer, ctx.incidents.clone(), cached_form)
         .inspect(move |event| remembered.writer.observe(event))
         .inspect(move |event| {
-            let mut changed = |g: &DeserializeGuard<Incident>, gone: bool| {
+            let mut changed = |g: &Decoded<Incident>, gone: bool| {
                 let key = guard_key(g);
                 let seen = (guard_meta(g).generation, recurrence_of(g));
                 let before = if gone {

@@ -10,6 +10,7 @@
 //! The backlog also takes back what waited at the [`ApiGate`] while the apiserver was away, in the
 //! same order.
 
+use super::decoded::Decoded;
 use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
@@ -22,10 +23,7 @@ use std::{
 
 use futures::{FutureExt, Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
-use kube::{
-    core::DeserializeGuard,
-    runtime::{controller::Action, reflector::ObjectRef, reflector::Store},
-};
+use kube::runtime::{controller::Action, reflector::ObjectRef, reflector::Store};
 
 use super::{
     CachedKind,
@@ -62,7 +60,7 @@ pub struct Backlog<K: CachedKind> {
     kind: &'static str,
     next_due: NextDue<K>,
     gate: Arc<ApiGate>,
-    store: Store<DeserializeGuard<K>>,
+    store: Store<Decoded<K>>,
     inputs_synced: InputsSynced,
     queue: Mutex<Queue>,
     running: AtomicUsize,
@@ -74,7 +72,7 @@ impl<K: CachedKind> Backlog<K> {
     /// once `store` and the caches `inputs_synced` answers for hold their first full lists.
     pub fn new(
         gate: Arc<ApiGate>,
-        store: Store<DeserializeGuard<K>>,
+        store: Store<Decoded<K>>,
         next_due: NextDue<K>,
         inputs_synced: InputsSynced,
     ) -> Arc<Self> {
@@ -94,7 +92,7 @@ impl<K: CachedKind> Backlog<K> {
         self.queue.lock().expect("backlog lock")
     }
 
-    fn due_of(&self, guard: &DeserializeGuard<K>) -> Timestamp {
+    fn due_of(&self, guard: &Decoded<K>) -> Timestamp {
         // An object that does not decode is reported at once: nothing about it is ever due later.
         guard
             .0
@@ -103,7 +101,7 @@ impl<K: CachedKind> Backlog<K> {
     }
 
     /// A changed (or listed) object, to reconcile.
-    pub fn push(&self, guard: &DeserializeGuard<K>) {
+    pub fn push(&self, guard: &Decoded<K>) {
         let due = self.due_of(guard);
         self.lock().push(guard_key(guard), due);
         self.changed.notify_one();
@@ -121,7 +119,7 @@ impl<K: CachedKind> Backlog<K> {
 
     /// The next object to hand over, if the gate is open, the caches are [`synced`](Self::synced) and
     /// the window has room.
-    fn next(&self) -> Option<ObjectRef<DeserializeGuard<K>>> {
+    fn next(&self) -> Option<ObjectRef<Decoded<K>>> {
         if !self.gate.is_open() || !self.synced() {
             return None;
         }
@@ -149,7 +147,7 @@ impl<K: CachedKind> Backlog<K> {
     }
 
     /// The objects to reconcile, as the controller can take them.
-    pub fn feed(self: Arc<Self>) -> impl Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static {
+    pub fn feed(self: Arc<Self>) -> impl Stream<Item = ObjectRef<Decoded<K>>> + Send + 'static {
         futures::stream::unfold(self, |backlog| async move {
             loop {
                 if let Some(object) = backlog.next() {
@@ -171,9 +169,9 @@ impl<K: CachedKind> Backlog<K> {
     pub fn paced<C, F, Fut>(
         self: &Arc<Self>,
         mut reconcile: F,
-    ) -> impl FnMut(Arc<DeserializeGuard<K>>, Arc<C>) -> BoxFuture<'static, Result<Action>> + use<C, F, Fut, K>
+    ) -> impl FnMut(Arc<Decoded<K>>, Arc<C>) -> BoxFuture<'static, Result<Action>> + use<C, F, Fut, K>
     where
-        F: FnMut(Arc<DeserializeGuard<K>>, Arc<C>) -> Fut,
+        F: FnMut(Arc<Decoded<K>>, Arc<C>) -> Fut,
         Fut: Future<Output = Result<Action>> + Send + 'static,
     {
         let backlog = self.clone();
@@ -197,7 +195,7 @@ impl<K: CachedKind> Backlog<K> {
     /// and an object of the same name created meanwhile is queued.
     pub async fn drain<S>(self: Arc<Self>, stream: S)
     where
-        S: Stream<Item = Result<(ObjectRef<DeserializeGuard<K>>, Action), ControllerError>>,
+        S: Stream<Item = Result<(ObjectRef<Decoded<K>>, Action), ControllerError>>,
     {
         let kind = self.kind;
         stream
@@ -427,11 +425,11 @@ mod handing_over {
 
     use super::*;
 
-    fn config_map(name: &str) -> DeserializeGuard<ConfigMap> {
+    fn config_map(name: &str) -> Decoded<ConfigMap> {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some(name.into());
         cm.metadata.namespace = Some("team".into());
-        DeserializeGuard(Ok(cm))
+        Decoded(Ok(cm))
     }
 
     #[tokio::test]

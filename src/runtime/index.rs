@@ -7,12 +7,13 @@
 //! kind's watch, with the same relist semantics as kube's reflector store (a relist replaces the index
 //! when it ends; until then the old one answers).
 
+use super::decoded::Decoded;
 use std::{
     collections::{BTreeSet, HashMap},
     sync::RwLock,
 };
 
-use kube::{Resource, core::DeserializeGuard, runtime::watcher};
+use kube::{Resource, runtime::watcher};
 
 use super::watch::guard_key;
 
@@ -116,7 +117,7 @@ impl<K: Resource> ReferrerIndex<K> {
     }
 
     /// Takes in one event of `K`'s watch. An object that does not decode refers to nothing.
-    pub fn observe(&self, event: &Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>) {
+    pub fn observe(&self, event: &Result<watcher::Event<Decoded<K>>, watcher::Error>) {
         let Ok(event) = event else { return };
         self.take_in(event, guard_key, |g| self.of(g));
     }
@@ -154,7 +155,7 @@ impl<K: Resource> ReferrerIndex<K> {
         }
     }
 
-    fn of(&self, guard: &DeserializeGuard<K>) -> Vec<String> {
+    fn of(&self, guard: &Decoded<K>) -> Vec<String> {
         guard.0.as_ref().map(self.references).unwrap_or_default()
     }
 
@@ -220,12 +221,12 @@ mod tests {
         assert!(r.is_empty(), "naming nothing is not indexed");
     }
 
-    fn cm(ns: &str, name: &str, target: &str) -> DeserializeGuard<ConfigMap> {
+    fn cm(ns: &str, name: &str, target: &str) -> Decoded<ConfigMap> {
         let mut c = ConfigMap::default();
         c.metadata.namespace = Some(ns.into());
         c.metadata.name = Some(name.into());
         c.data = Some([("target".to_string(), target.to_string())].into());
-        DeserializeGuard(Ok(c))
+        Decoded(Ok(c))
     }
 
     fn target_of(c: &ConfigMap) -> Vec<String> {
@@ -237,12 +238,12 @@ mod tests {
             .collect()
     }
 
-    type Ev = Result<watcher::Event<DeserializeGuard<ConfigMap>>, watcher::Error>;
+    type Ev = Result<watcher::Event<Decoded<ConfigMap>>, watcher::Error>;
 
     #[test]
     fn the_index_follows_the_watch_and_a_relist_replaces_it_when_it_ends() {
         let index = ReferrerIndex::new(target_of as References<ConfigMap>);
-        let feed = |e: watcher::Event<DeserializeGuard<ConfigMap>>| index.observe(&Ev::Ok(e));
+        let feed = |e: watcher::Event<Decoded<ConfigMap>>| index.observe(&Ev::Ok(e));
         feed(watcher::Event::Init);
         feed(watcher::Event::InitApply(cm("a", "c1", "web")));
         assert!(index.referrers("a", "web").is_empty(), "not before the list ends");
@@ -272,7 +273,7 @@ mod tests {
             error: "bad".into(),
             metadata: cm("a", "c1", "web").0.unwrap().metadata,
         };
-        index.observe(&Ev::Ok(watcher::Event::Apply(DeserializeGuard(Err(invalid)))));
+        index.observe(&Ev::Ok(watcher::Event::Apply(Decoded(Err(invalid)))));
         assert!(index.referrers("a", "web").is_empty());
         assert!(index.is_empty());
     }

@@ -6,6 +6,7 @@
 pub mod backlog;
 pub mod coalesce;
 pub mod context;
+pub mod decoded;
 pub mod election;
 pub mod events;
 pub mod gate;

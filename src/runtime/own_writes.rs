@@ -2,13 +2,10 @@
 //! writes the watch has not delivered yet, and how long to wait after a refused write. Losing it (a
 //! restart) costs at most one refused write and one re-read.
 
+use super::decoded::Decoded;
 use std::{borrow::Cow, collections::HashMap, sync::Mutex, time::Duration};
 
-use kube::{
-    Resource,
-    core::{DeserializeGuard, object::HasStatus},
-    runtime::watcher,
-};
+use kube::{Resource, core::object::HasStatus, runtime::watcher};
 
 /// The operator's own last status write per object (by UID), until the watch delivers it.
 ///
@@ -118,10 +115,7 @@ impl<S: Clone> OwnWrites<S> {
     }
 
     /// [`OwnWrites::delivered`] for each object a watch event carries.
-    pub fn observe<K: Resource>(
-        &self,
-        event: &std::result::Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>,
-    ) {
+    pub fn observe<K: Resource>(&self, event: &std::result::Result<watcher::Event<Decoded<K>>, watcher::Error>) {
         // Not a relist's `InitApply`: the store takes those in only at `InitDone`, and until then a
         // reconcile still reads the version our write replaced (that reconcile drops the copy itself).
         let (guard, gone) = match event {

@@ -1,12 +1,12 @@
 //! What every reconcile shares: admission (scope, undecodable objects), the error policy, timing and
 //! requeueing.
 
+use super::decoded::Decoded;
 use std::{sync::Arc, time::Instant};
 
 use futures::{Stream, StreamExt};
 use kube::{
     Resource,
-    core::DeserializeGuard,
     runtime::{Controller, controller::Action},
 };
 use serde_json::json;
@@ -27,10 +27,10 @@ use crate::{
 /// settings every controller runs with. The watch's objects reach it through `backlog`, deadlines
 /// first (see [`Backlog`]); its reconcile must be [`Backlog::paced`].
 pub fn new_controller<K: CachedKind>(
-    stream: impl Stream<Item = Result<DeserializeGuard<K>, kube::runtime::watcher::Error>> + Send + 'static,
-    store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
+    stream: impl Stream<Item = Result<Decoded<K>, kube::runtime::watcher::Error>> + Send + 'static,
+    store: kube::runtime::reflector::Store<Decoded<K>>,
     backlog: &Arc<Backlog<K>>,
-) -> Controller<DeserializeGuard<K>> {
+) -> Controller<Decoded<K>> {
     let queued = backlog.clone();
     // The watch still runs inside the controller (it fills the cache, its errors are the controller's);
     // only its objects take the way through the backlog.
@@ -85,7 +85,7 @@ pub enum Admitted<'a, K> {
 
 /// The shared start of every reconcile: objects outside the configured namespaces are left alone,
 /// undecodable objects are reported Stalled.
-pub async fn admit<'a, K>(ctx: &Context, guard: &'a DeserializeGuard<K>) -> Result<Admitted<'a, K>>
+pub async fn admit<'a, K>(ctx: &Context, guard: &'a Decoded<K>) -> Result<Admitted<'a, K>>
 where
     K: Resource<DynamicType = ()>,
 {
@@ -144,7 +144,7 @@ where
 /// Error policy shared by all controllers: count, log, retry with a bounded delay. `C` is the
 /// controller's own context, which carries the shared one.
 pub fn error_policy<K: Resource<DynamicType = ()>, C: AsRef<Context>>(
-    obj: Arc<DeserializeGuard<K>>,
+    obj: Arc<Decoded<K>>,
     err: &Error,
     ctx: Arc<C>,
 ) -> Action {

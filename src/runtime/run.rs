@@ -1,12 +1,12 @@
 //! The loops every operator runs beside its controllers, whatever its kinds: the signal that stops
 //! it, the wait for its CRDs, the recount of the gauges read off the caches, and the watches' health.
 
+use super::decoded::Decoded;
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, ResourceExt,
-    core::DeserializeGuard,
     runtime::{
         reflector::Store,
         wait::{await_condition, conditions::is_crd_established},
@@ -79,7 +79,7 @@ pub async fn recount_gauges(recount: impl Fn()) {
 /// a kind are counted from.
 pub fn each_in_scope<K: kube::Resource<DynamicType = ()> + Clone>(
     ctx: &Context,
-    store: &Store<DeserializeGuard<K>>,
+    store: &Store<Decoded<K>>,
     mut count: impl FnMut(&K),
 ) {
     for guard in store.state() {
@@ -92,7 +92,7 @@ pub fn each_in_scope<K: kube::Resource<DynamicType = ()> + Clone>(
 }
 
 /// `kaizen_invalid_objects{kind}`: cached objects in scope that do not decode (each is Stalled).
-pub fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(ctx: &Context, store: &Store<DeserializeGuard<K>>) {
+pub fn count_invalid<K: kube::Resource<DynamicType = ()> + Clone>(ctx: &Context, store: &Store<Decoded<K>>) {
     let kind = super::kind_of::<K>();
     let n = store
         .state()

@@ -4,12 +4,13 @@
 //! remembers its own writes, and backs off after a refused one. Underneath, [`StatusWriter::write`]
 //! sends the server-side apply (field manager `kaizen`).
 
+use super::decoded::Decoded;
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::{
     Api, Client, Resource,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
-    core::{DeserializeGuard, object::HasStatus},
+    core::object::HasStatus,
     runtime::{controller::Action, watcher},
 };
 use serde::Serialize;
@@ -204,7 +205,7 @@ where
     }
 
     /// Drops the remembered writes a watch event shows delivered (see [`OwnWrites::observe`]).
-    pub fn observe(&self, event: &std::result::Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>) {
+    pub fn observe(&self, event: &std::result::Result<watcher::Event<Decoded<K>>, watcher::Error>) {
         self.own.observe(event);
     }
 }
@@ -467,7 +468,7 @@ mod tests {
         assert_eq!(guard.as_deref(), Some("42"));
         // The watch delivers version 42: the cache is the truth again.
         let delivered = cached_incident("42", Mitigated);
-        writer.observe(&Ok(watcher::Event::Apply(DeserializeGuard(Ok(delivered.clone())))));
+        writer.observe(&Ok(watcher::Event::Apply(Decoded(Ok(delivered.clone())))));
         assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
     }
 }

@@ -2,6 +2,7 @@
 //! the other controllers read the same cache (through [`Stores`]) and are woken through triggers its
 //! watch sends, never through a second watch.
 
+use super::decoded::Decoded;
 use std::{
     fmt::Debug,
     sync::{
@@ -16,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject},
-    core::{DeserializeGuard, NamespaceResourceScope},
+    core::NamespaceResourceScope,
     runtime::{
         WatchStreamExt,
         reflector::{ObjectRef, Store, store::Writer},
@@ -63,7 +64,7 @@ fn slim_meta(meta: &mut ObjectMeta) {
 
 /// An empty cache of kind `K`: the reader every controller that needs it is handed, and the writer
 /// its one watch fills.
-pub fn cache<K: CachedKind>() -> (Store<DeserializeGuard<K>>, Writer<DeserializeGuard<K>>) {
+pub fn cache<K: CachedKind>() -> (Store<Decoded<K>>, Writer<Decoded<K>>) {
     let writer = Writer::default();
     (writer.as_reader(), writer)
 }
@@ -132,22 +133,22 @@ pub fn slim_watch<K: CachedKind>(
     client: &Client,
     health: Arc<WatchHealth>,
     scope: &WatchScope,
-    store: Store<DeserializeGuard<K>>,
+    store: Store<Decoded<K>>,
     cached_form: CachedForm<K>,
-) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
+) -> impl Stream<Item = WatchItem<Decoded<K>>> + Send + use<K> {
     let mut config = watcher::Config::default().any_semantic();
     if let Some(labels) = &scope.labels {
         config = config.labels(labels);
     }
     let kind = super::kind_of::<K>();
-    let slim = move |o: &mut DeserializeGuard<K>| {
+    let slim = move |o: &mut Decoded<K>| {
         slim_meta(o.meta_mut());
         if let Ok(obj) = &mut o.0 {
             cached_form(obj);
         }
     };
     scoped(scope, store, health, kind, config, slim, |ns| match ns {
-        Some(ns) => Api::<DeserializeGuard<K>>::namespaced(client.clone(), ns),
+        Some(ns) => Api::<Decoded<K>>::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     })
 }
@@ -156,10 +157,10 @@ pub fn slim_watch<K: CachedKind>(
 /// in the namespaces of the policy's scope, caching each object's `cached_form`.
 pub fn reflected<K: CachedKind>(
     ctx: &super::Context,
-    cache: Writer<DeserializeGuard<K>>,
-    store: Store<DeserializeGuard<K>>,
+    cache: Writer<Decoded<K>>,
+    store: Store<Decoded<K>>,
     cached_form: CachedForm<K>,
-) -> impl Stream<Item = WatchItem<DeserializeGuard<K>>> + Send + use<K> {
+) -> impl Stream<Item = WatchItem<Decoded<K>>> + Send + use<K> {
     let watch = slim_watch::<K>(
         &ctx.client,
         ctx.health.clone(),
@@ -325,7 +326,7 @@ where
 }
 
 /// The metadata of an object, whether or not the rest of it decodes.
-pub fn guard_meta<K: Resource>(guard: &DeserializeGuard<K>) -> &kube::api::ObjectMeta {
+pub fn guard_meta<K: Resource>(guard: &Decoded<K>) -> &kube::api::ObjectMeta {
     match &guard.0 {
         Ok(o) => o.meta(),
         Err(e) => &e.metadata,
@@ -333,7 +334,7 @@ pub fn guard_meta<K: Resource>(guard: &DeserializeGuard<K>) -> &kube::api::Objec
 }
 
 /// Namespace and name of an object, whether or not the rest of it decodes.
-pub fn guard_key<K: Resource>(guard: &DeserializeGuard<K>) -> (String, String) {
+pub fn guard_key<K: Resource>(guard: &Decoded<K>) -> (String, String) {
     let meta = guard_meta(guard);
     (
         meta.namespace.clone().unwrap_or_default(),
@@ -344,10 +345,10 @@ pub fn guard_key<K: Resource>(guard: &DeserializeGuard<K>) -> (String, String) {
 /// References to the decodable objects in `store` that live in `namespace` and satisfy `refers`: how a
 /// change to one object (a Deployment, a Canary) is mapped to the objects that name it.
 pub fn referrers<K>(
-    store: &Store<DeserializeGuard<K>>,
+    store: &Store<Decoded<K>>,
     namespace: &str,
     refers: impl Fn(&K) -> bool,
-) -> Vec<ObjectRef<DeserializeGuard<K>>>
+) -> Vec<ObjectRef<Decoded<K>>>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
@@ -362,9 +363,9 @@ where
 
 /// Wakes reconciles of another controller: what one kind's watch sends when a change matters to
 /// objects of another kind.
-pub type Trigger<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>;
+pub type Trigger<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<Decoded<K>>>;
 /// The receiving end of a [`Trigger`].
-pub type Triggered<K> = futures::channel::mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>;
+pub type Triggered<K> = futures::channel::mpsc::UnboundedReceiver<ObjectRef<Decoded<K>>>;
 
 pub fn trigger<K: Resource<DynamicType = ()>>() -> (Trigger<K>, Triggered<K>) {
     futures::channel::mpsc::unbounded()
