@@ -15,8 +15,6 @@ use std::{collections::HashMap, sync::Arc};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::runtime::{
-    WatchStreamExt,
-    controller::Action,
     reflector::{Store, store::Writer},
     watcher,
 };
@@ -30,14 +28,14 @@ use crate::{
     error::Result,
     metrics::ItemLabels,
     runtime::{
-        Admitted, Context, Timer, admit,
+        Admitted, Context, Next, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, reflected, synced, wake},
     },
 };
 
-async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -> Result<Next> {
     let (item, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -49,7 +47,7 @@ async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -
     // whole: the backlog holds every item and hands it over then, in deadline order (a requeue here
     // would come back on kube's timer, outside that order).
     if !synced(&ctx.incidents) || !synced(&ctx.canaries) {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     }
     let now = Timestamp::now();
     // Decide from the freshest status: ours while the cache has not delivered our last write (a
@@ -63,8 +61,8 @@ async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -
         ctx.probes.forget(item.metadata.uid.as_deref().unwrap_or_default());
     }
     match apply::apply(&ctx, item, &ns, &name, &decision, now, guard).await? {
-        apply::Applied::Wake(at) => Ok(requeue_at(at, now)),
-        apply::Applied::Stale => Ok(Action::requeue(ctx.writer.refused(item))),
+        apply::Applied::Wake(at) => Ok(requeue_at(at)),
+        apply::Applied::Stale => Ok(Next::After(ctx.writer.refused(item))),
     }
 }
 
@@ -126,8 +124,7 @@ pub fn controller(
             Ok(watcher::Event::Init) => follow_ups.relist_started(),
             Ok(watcher::Event::InitDone) => wake(&wake_incidents, follow_ups.relist_done()),
             Err(_) => {}
-        })
-        .applied_objects();
+        });
     let (policy, tz) = (ctx.policy.clone(), ctx.business_tz.clone());
     let next_due = Box::new(move |item: &ActionItem| decide::next_due(item, &policy, tz.as_ref()));
     // What `reconcile` waits for before it decides (see there).

@@ -2,10 +2,7 @@
 //! status, then the Events and counters of the transition.
 
 use jiff::Timestamp;
-use kube::{
-    ResourceExt,
-    runtime::{controller as action, events::EventType},
-};
+use kube::{ResourceExt, runtime::events::EventType};
 
 use super::{
     context::CanaryContext,
@@ -19,7 +16,7 @@ use crate::{
     },
     error::{Error, Result},
     metrics::{ChangeFailureLabels, DeploymentLabels, LeadTimeLabels, OutcomeLabels, ServiceLabels},
-    runtime::{Context, requeue_at},
+    runtime::{Context, Next, requeue_at},
 };
 
 /// Applies a plan: its actions (a write the API server refuses for good stalls the Canary instead),
@@ -32,7 +29,7 @@ pub async fn apply(
     guard: Option<&str>,
     plan: &Decision,
     now: Timestamp,
-) -> Result<action::Action> {
+) -> Result<Next> {
     let canary = io.canary;
     for action in &plan.actions {
         if let Err(e) = io.act(action, &plan.status).await {
@@ -40,15 +37,15 @@ pub async fn apply(
             // Nothing a retry can fix: say so where the user looks, instead of failing every reconcile.
             tracing::warn!(namespace = %io.ns, canary = %canary.name_any(), %reason, "the API server refused a write");
             let stalled = decide::refused(canary, &action.describe(canary), &reason, now);
-            return record(ctx, recorded, guard, canary, &stalled, now).await;
+            return record(ctx, recorded, guard, canary, &stalled).await;
         }
     }
     let unwritten = CanaryStatus::default();
     let recorded_status = recorded.status.as_ref().unwrap_or(&unwritten);
     if recording::repeats_recorded_check(recorded_status, &plan.status, now) {
-        return keep_check(ctx, canary, recorded_status, plan, now);
+        return keep_check(ctx, canary, recorded_status, plan);
     }
-    record(ctx, recorded, guard, canary, plan, now).await
+    record(ctx, recorded, guard, canary, plan).await
 }
 
 /// Writes the planned status onto version `guard`; once written, counts and announces the
@@ -59,12 +56,11 @@ async fn record(
     guard: Option<&str>,
     planned_from: &Canary,
     plan: &Decision,
-    now: Timestamp,
-) -> Result<action::Action> {
+) -> Result<Next> {
     let written = ctx.writer.write(recorded, guard, &plan.status).await?;
     // Nothing new was recorded (refused, or nothing changed): there is nothing new to announce.
     if !written.wrote() {
-        return Ok(ctx.writer.requeue(recorded, &written, requeue_at(plan.wake_at, now)));
+        return Ok(ctx.writer.requeue(recorded, &written, requeue_at(plan.wake_at)));
     }
     // The written status carries the kept check, if any.
     ctx.checks.forget(&planned_from.uid().unwrap_or_default());
@@ -89,18 +85,12 @@ async fn record(
         }
     }
     announce_stall(ctx, planned_from, &plan.status).await;
-    Ok(requeue_at(plan.wake_at, now))
+    Ok(requeue_at(plan.wake_at))
 }
 
 /// A check that only repeated the recorded outcomes: counted now, written later (see
 /// [`recording`]).
-fn keep_check(
-    ctx: &CanaryContext,
-    canary: &Canary,
-    recorded: &CanaryStatus,
-    plan: &Decision,
-    now: Timestamp,
-) -> Result<action::Action> {
+fn keep_check(ctx: &CanaryContext, canary: &Canary, recorded: &CanaryStatus, plan: &Decision) -> Result<Next> {
     // Kept only by the leader: a term that ended mid-reconcile leaves nothing for the next one.
     ctx.fence()?;
     if let Some(check) = recording::KeptCheck::of(&plan.status) {
@@ -112,7 +102,7 @@ fn keep_check(
         }
     }
     let wake_at = plan.wake_at.into_iter().chain(recording::record_by(recorded)).min();
-    Ok(requeue_at(wake_at, now))
+    Ok(requeue_at(wake_at))
 }
 
 /// The API server's reason when it refused a write for good: invalid (400, 422) or forbidden (403).

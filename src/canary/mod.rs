@@ -76,8 +76,6 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     runtime::{
-        WatchStreamExt,
-        controller::Action,
         reflector::{Store, store::Writer},
         watcher,
     },
@@ -95,7 +93,7 @@ use crate::{
     error::{Error, Result, StepExt},
     metrics::PhaseLabels,
     runtime::{
-        Admitted, Context, Timer, admit,
+        Admitted, Context, Next, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller,
         watch::{Trigger, guard_key, guard_meta, referrers, reflected, synced, wake},
@@ -114,7 +112,7 @@ fn inputs_synced(ctx: &CanaryContext) -> bool {
     synced(&ctx.deployments) && synced(&ctx.sets) && synced(&ctx.services) && routes_synced
 }
 
-async fn reconcile(obj: Arc<Decoded<Canary>>, ctx: Arc<CanaryContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<Canary>>, ctx: Arc<CanaryContext>) -> Result<Next> {
     let (canary, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -124,22 +122,22 @@ async fn reconcile(obj: Arc<Decoded<Canary>>, ctx: Arc<CanaryContext>) -> Result
     // A target missing from a cache still being filled is not missing: wait for the first full list.
     // The backlog hands every Canary over once they are, in deadline order.
     if !synced(&ctx.canaries) || !inputs_synced(&ctx) {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     }
     match decide::lifecycle(canary, FINALIZER) {
-        Lifecycle::Gone => Ok(Action::await_change()),
+        Lifecycle::Gone => Ok(Next::AwaitChange),
         Lifecycle::HandBack => hand_back(&ctx, canary, &ns, &name).await,
         // The finalizer goes on before anything is created that deletion must hand back; the change
         // it makes brings the next reconcile.
         Lifecycle::Adopt => add_finalizer(&ctx, canary, &ns, &name)
             .await
-            .map(|()| Action::await_change()),
+            .map(|()| Next::AwaitChange),
         Lifecycle::Roll => roll(&ctx, canary, &ns).await,
     }
 }
 
 /// One step of the rollout: observe, decide, apply.
-async fn roll(ctx: &CanaryContext, canary: &Canary, ns: &str) -> Result<Action> {
+async fn roll(ctx: &CanaryContext, canary: &Canary, ns: &str) -> Result<Next> {
     // Plan from the freshest status: ours if the cache has not caught up with our last write. The write
     // is guarded by the version planned from, so a plan made on an outdated copy (a cache behind after
     // a restart) is refused, and its transitions are neither recorded nor announced twice.
@@ -167,17 +165,17 @@ fn with_kept_check(ctx: &CanaryContext, canary: &Canary) -> Option<Canary> {
 
 /// Deletion: hands the workload back, then lets the Canary go. A hand-back in progress is no error:
 /// it looks again when the target changes, or after [`HANDBACK_RETRY`].
-async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -> Result<Action> {
+async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -> Result<Next> {
     let workloads = Workloads::of(ctx, ns, canary);
     if !Io::new(&workloads, ctx, ns, canary).release().await? {
-        return Ok(Action::requeue(HANDBACK_RETRY));
+        return Ok(Next::After(HANDBACK_RETRY));
     }
     if let Some(uid) = canary.uid() {
         ctx.writer.forget(&uid);
         ctx.checks.forget(&uid);
     }
     let Some(index) = canary.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     };
     ctx.fence()?;
     // Removes exactly our entry, and only if it is still where we saw it.
@@ -189,8 +187,8 @@ async fn hand_back(ctx: &CanaryContext, canary: &Canary, ns: &str, name: &str) -
         .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
     {
-        Ok(_) => Ok(Action::await_change()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
+        Ok(_) => Ok(Next::AwaitChange),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Next::AwaitChange),
         Err(e) => Err(e).step("remove finalizer", format_args!("Canary {ns}/{name}")),
     }
 }
@@ -311,8 +309,7 @@ pub fn controller(
             forget_checks_of_the_gone(&remembered, event);
         })
         .inspect(move |event| verdicts.observe(event))
-        .inspect(move |event| histories.observe(event))
-        .applied_objects();
+        .inspect(move |event| histories.observe(event));
     let inputs = ctx.clone();
     let backlog = Backlog::new(
         ctx.gate.clone(),

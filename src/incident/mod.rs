@@ -14,8 +14,6 @@ use std::{collections::HashMap, sync::Arc};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::runtime::{
-    WatchStreamExt,
-    controller::Action,
     reflector::{Store, store::Writer},
     watcher,
 };
@@ -29,14 +27,14 @@ use crate::{
     error::Result,
     metrics::IncidentLabels,
     runtime::{
-        Admitted, Context, Timer, admit,
+        Admitted, Context, Next, Timer, admit,
         backlog::Backlog,
         error_policy, new_controller, requeue_at,
         watch::{Trigger, Triggered, guard_key, guard_meta, reflected, synced, wake},
     },
 };
 
-async fn reconcile(obj: Arc<Decoded<Incident>>, ctx: Arc<IncidentContext>) -> Result<Action> {
+async fn reconcile(obj: Arc<Decoded<Incident>>, ctx: Arc<IncidentContext>) -> Result<Next> {
     let (incident, ns, name) = match admit(&ctx, &obj).await? {
         Admitted::Reconcile { obj, namespace, name } => (obj, namespace, name),
         Admitted::Done(action) => return Ok(action),
@@ -48,12 +46,12 @@ async fn reconcile(obj: Arc<Decoded<Incident>>, ctx: Arc<IncidentContext>) -> Re
         // A roll-up from a partial list of items would be written, then corrected: wait for the list,
         // whose end reconciles every incident (`on_synced`). Polling meanwhile cost 52 reconciles
         // per incident while 100,000 items were listed.
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     }
     // Suspected changes come from the Canary cache: a partial list would miss some for good.
     // The backlog hands the incident over once it is (as for items).
     if decide::suspects::looked_for(incident) && !synced(&ctx.canaries) {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     }
     let now = Timestamp::now();
     // As for items: decide from our own last write until the cache delivers it, guarded by its version.
@@ -64,9 +62,7 @@ async fn reconcile(obj: Arc<Decoded<Incident>>, ctx: Arc<IncidentContext>) -> Re
         decision.status.suspected_changes = suspected_changes(&ctx, &incident, &ns);
     }
     let written = apply::apply(&ctx, &incident, &decision.status, guard.as_deref()).await?;
-    Ok(ctx
-        .writer
-        .requeue(&incident, &written, requeue_at(decision.wake_at, now)))
+    Ok(ctx.writer.requeue(&incident, &written, requeue_at(decision.wake_at)))
 }
 
 /// The incident's suspected changes, from the Canaries of its namespace in the cache (no request).
@@ -190,8 +186,7 @@ pub fn controller(
                 Ok(watcher::Event::Delete(g)) => changed(g, true),
                 _ => {}
             }
-        })
-        .applied_objects();
+        });
     let policy = ctx.policy.clone();
     let next_due = Box::new(move |incident: &Incident| decide::next_due(incident, &policy));
     // What `reconcile` waits for before it decides (see there).

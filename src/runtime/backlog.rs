@@ -7,8 +7,9 @@
 //! So the controller's own queue stays short, and the object due soonest is always the next one in.
 //! With no backlog an object is handed over at once, as before.
 //!
-//! The backlog also takes back what waited at the [`ApiGate`] while the apiserver was away, in the
-//! same order.
+//! The backlog also takes back what waited at the [`ApiGate`] while the apiserver was away, and what
+//! a reconcile asked to decide again at an instant ([`Next::At`], kept in [`Wakes`]), in the same
+//! order.
 
 use super::decoded::Decoded;
 use std::{
@@ -28,6 +29,8 @@ use kube::runtime::{controller::Action, reflector::ObjectRef, reflector::Store};
 use super::{
     CachedKind,
     gate::{ApiGate, Key},
+    next::Next,
+    wakes::{Wakes, wait_until},
     watch::guard_key,
 };
 use crate::error::Result;
@@ -63,6 +66,7 @@ pub struct Backlog<K: CachedKind> {
     store: Store<Decoded<K>>,
     inputs_synced: InputsSynced,
     queue: Mutex<Queue>,
+    wakes: Mutex<Wakes>,
     running: AtomicUsize,
     changed: tokio::sync::Notify,
 }
@@ -83,6 +87,7 @@ impl<K: CachedKind> Backlog<K> {
             store,
             inputs_synced,
             queue: Mutex::default(),
+            wakes: Mutex::default(),
             running: AtomicUsize::new(0),
             changed: tokio::sync::Notify::new(),
         })
@@ -90,6 +95,10 @@ impl<K: CachedKind> Backlog<K> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().expect("backlog lock")
+    }
+
+    fn wakes(&self) -> std::sync::MutexGuard<'_, Wakes> {
+        self.wakes.lock().expect("wakes lock")
     }
 
     fn due_of(&self, guard: &Decoded<K>) -> Timestamp {
@@ -105,6 +114,11 @@ impl<K: CachedKind> Backlog<K> {
         let due = self.due_of(guard);
         self.lock().push(guard_key(guard), due);
         self.changed.notify_one();
+    }
+
+    /// A deleted object: its wake is forgotten (a reconcile already handed over finds it gone).
+    pub fn forget(&self, guard: &Decoded<K>) {
+        self.wakes().set(&guard_key(guard), None);
     }
 
     /// Whether this kind's cache and every cache its reconciles read hold their first full lists.
@@ -131,6 +145,9 @@ impl<K: CachedKind> Backlog<K> {
                 .map_or(Timestamp::MAX, |guard| self.due_of(&guard));
             self.lock().push((ns, name), due);
         }
+        for (key, at) in self.wakes().take_due(Timestamp::now()) {
+            self.lock().push(key, at);
+        }
         let room = WINDOW.saturating_sub(self.running.load(Ordering::Acquire));
         // An object deleted meanwhile is handed over too: the controller drops it (the cache may not
         // hold an object yet, during a relist, so its absence says nothing) and it stops counting after
@@ -153,36 +170,55 @@ impl<K: CachedKind> Backlog<K> {
                 if let Some(object) = backlog.next() {
                     return Some((object, backlog));
                 }
-                // At rest, no timer: an idle operator wakes for nothing (a notification sent since
-                // `next` is kept by the Notify and ends this wait at once).
-                if backlog.at_rest() {
-                    backlog.changed.notified().await;
-                } else {
-                    let _ = tokio::time::timeout(RECHECK, backlog.changed.notified()).await;
+                // At rest, no timer but the next wake: an idle operator wakes for nothing else (a
+                // notification sent since `next` is kept by the Notify and ends this wait at once).
+                let until_wake = backlog.wakes().next().map(|at| wait_until(at, Timestamp::now()));
+                let wait = match (backlog.at_rest(), until_wake) {
+                    (true, None) => None,
+                    (true, Some(wake)) => Some(wake),
+                    (false, wake) => Some(wake.map_or(RECHECK, |w| w.min(RECHECK))),
+                };
+                match wait {
+                    None => backlog.changed.notified().await,
+                    Some(wait) => {
+                        let _ = tokio::time::timeout(wait, backlog.changed.notified()).await;
+                    }
                 }
             }
         })
     }
 
     /// `reconcile`, counted: a reconcile that starts takes its object out of the handed ones, one that
-    /// ends makes room for the next.
+    /// ends makes room for the next and leaves its [`Next`] wake here (kube's controller is told only
+    /// of retries).
     pub fn paced<C, F, Fut>(
         self: &Arc<Self>,
         mut reconcile: F,
     ) -> impl FnMut(Arc<Decoded<K>>, Arc<C>) -> BoxFuture<'static, Result<Action>> + use<C, F, Fut, K>
     where
         F: FnMut(Arc<Decoded<K>>, Arc<C>) -> Fut,
-        Fut: Future<Output = Result<Action>> + Send + 'static,
+        Fut: Future<Output = Result<Next>> + Send + 'static,
     {
         let backlog = self.clone();
         move |obj, ctx| {
-            backlog.lock().started(&guard_key(&obj));
+            let key = guard_key(&obj);
+            backlog.lock().started(&key);
             backlog.running.fetch_add(1, Ordering::AcqRel);
             let running = Running(backlog.clone());
             let reconciled = reconcile(obj, ctx);
             async move {
-                let _running = running;
-                reconciled.await
+                let next = reconciled.await;
+                // The wake is in place before the reconcile counts as ended (which wakes the feed).
+                let wake = match next {
+                    Ok(Next::At(at)) => Some(at),
+                    _ => None,
+                };
+                running.0.wakes().set(&key, wake);
+                drop(running);
+                next.map(|next| match next {
+                    Next::AwaitChange | Next::At(_) => Action::await_change(),
+                    Next::After(wait) => Action::requeue(wait),
+                })
             }
             .boxed()
         }
@@ -460,5 +496,61 @@ mod handing_over {
             .expect("handed over once every cache is synced")
             .expect("the feed goes on");
         assert_eq!(handed.name, "web");
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_that_asks_to_decide_again_at_an_instant_is_handed_over_then_and_not_before() {
+        let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("web")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        let backlog = Backlog::new(
+            Arc::new(ApiGate::default()),
+            store,
+            Box::new(|_: &ConfigMap| None),
+            Box::new(|| true),
+        );
+        let wake_at = Timestamp::now() + jiff::SignedDuration::from_millis(700);
+        let mut reconcile = backlog.paced(move |_obj, _ctx: Arc<()>| async move { Ok(Next::At(wake_at)) });
+        let action = reconcile(Arc::new(config_map("web")), Arc::new(())).await.unwrap();
+        assert_eq!(
+            action,
+            Action::await_change(),
+            "kube's controller keeps no timer for it"
+        );
+        let mut feed = backlog.clone().feed().boxed();
+        let early = tokio::time::timeout(Duration::from_millis(400), feed.next()).await;
+        assert!(early.is_err(), "handed over before its instant");
+        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
+            .await
+            .expect("handed over at its instant")
+            .expect("the feed goes on");
+        assert_eq!(handed.name, "web");
+        assert!(Timestamp::now() >= wake_at);
+        // A reconcile with nothing due by the clock forgets the wake.
+        let mut idle = backlog.paced(|_obj, _ctx: Arc<()>| async { Ok(Next::AwaitChange) });
+        backlog.wakes().set(&("team".into(), "web".into()), Some(wake_at));
+        idle(Arc::new(config_map("web")), Arc::new(())).await.unwrap();
+        assert!(backlog.wakes().is_empty());
+    }
+
+    #[test]
+    fn a_deleted_object_leaves_no_wake_behind() {
+        let (store, _writer) = super::super::watch::cache::<ConfigMap>();
+        let backlog = Backlog::new(
+            Arc::new(ApiGate::default()),
+            store,
+            Box::new(|_: &ConfigMap| None),
+            Box::new(|| true),
+        );
+        backlog
+            .wakes()
+            .set(&("team".into(), "web".into()), Some(Timestamp::now()));
+        backlog.forget(&config_map("web"));
+        assert!(backlog.wakes().is_empty());
     }
 }

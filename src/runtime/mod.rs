@@ -13,19 +13,22 @@ pub mod gate;
 pub mod index;
 pub mod initial_list;
 pub mod leader;
+pub mod next;
 pub mod own_writes;
 pub mod reconcile;
 pub mod run;
 pub mod scope;
 pub mod sent;
 pub mod status;
+pub mod wakes;
 pub mod watch;
 pub mod watch_health;
 
 use kube::Resource;
 
 pub use context::{Context, FIELD_MANAGER};
-pub use reconcile::{Admitted, Timer, admit, error_policy, new_controller, requeue_at};
+pub use next::{Next, requeue_at};
+pub use reconcile::{Admitted, Timer, admit, error_policy, new_controller};
 pub use status::{KindWriter, Written};
 pub use watch::CachedKind;
 

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 use futures::{Stream, StreamExt};
 use kube::{
     Resource,
-    runtime::{Controller, controller::Action},
+    runtime::{Controller, controller::Action, watcher},
 };
 use serde_json::json;
 
@@ -15,6 +15,7 @@ use super::{
     CachedKind, Context,
     backlog::{Backlog, CONCURRENCY},
     gate, kind_of,
+    next::Next,
     watch::{guard_key, guard_meta},
 };
 use crate::{
@@ -27,7 +28,7 @@ use crate::{
 /// settings every controller runs with. The watch's objects reach it through `backlog`, deadlines
 /// first (see [`Backlog`]); its reconcile must be [`Backlog::paced`].
 pub fn new_controller<K: CachedKind>(
-    stream: impl Stream<Item = Result<Decoded<K>, kube::runtime::watcher::Error>> + Send + 'static,
+    stream: impl Stream<Item = Result<watcher::Event<Decoded<K>>, watcher::Error>> + Send + 'static,
     store: kube::runtime::reflector::Store<Decoded<K>>,
     backlog: &Arc<Backlog<K>>,
 ) -> Controller<Decoded<K>> {
@@ -36,10 +37,15 @@ pub fn new_controller<K: CachedKind>(
     // only its objects take the way through the backlog.
     let errors_only = stream.filter_map(move |event| {
         futures::future::ready(match event {
-            Ok(guard) => {
+            Ok(watcher::Event::Apply(guard) | watcher::Event::InitApply(guard)) => {
                 queued.push(&guard);
                 None
             }
+            Ok(watcher::Event::Delete(guard)) => {
+                queued.forget(&guard);
+                None
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
             Err(e) => Some(Err(e)),
         })
     });
@@ -79,8 +85,8 @@ pub enum Admitted<'a, K> {
         namespace: String,
         name: String,
     },
-    /// Nothing more to do now: return this action.
-    Done(Action),
+    /// Nothing more to do now: return this.
+    Done(Next),
 }
 
 /// The shared start of every reconcile: objects outside the configured namespaces are left alone,
@@ -92,11 +98,11 @@ where
     let meta = guard_meta(guard);
     // Scope first: an operator limited to some namespaces must not even report on the others.
     if !ctx.in_scope(meta.namespace.as_deref()) {
-        return Ok(Admitted::Done(Action::await_change()));
+        return Ok(Admitted::Done(Next::AwaitChange));
     }
     // A standby only keeps its caches warm; gaining the lease reconciles everything (`on_gain`).
     if !ctx.may_write() {
-        return Ok(Admitted::Done(Action::await_change()));
+        return Ok(Admitted::Done(Next::AwaitChange));
     }
     let name = meta.name.clone().unwrap_or_default();
     let namespace = meta.namespace.clone().ok_or_else(|| Error::MissingNamespace {
@@ -106,7 +112,7 @@ where
     // The apiserver is away: wait at the gate, asking nothing (the probe decides when it is back).
     if !ctx.gate.is_open() {
         ctx.gate.park(kind_of::<K>(), (namespace, name));
-        return Ok(Admitted::Done(Action::await_change()));
+        return Ok(Admitted::Done(Next::AwaitChange));
     }
     match &guard.0 {
         Ok(obj) => Ok(Admitted::Reconcile { obj, namespace, name }),
@@ -123,7 +129,7 @@ async fn report_invalid<K>(
     namespace: &str,
     name: &str,
     invalid: &kube::core::error_boundary::InvalidObject,
-) -> Result<Action>
+) -> Result<Next>
 where
     K: Resource<DynamicType = ()>,
 {
@@ -138,7 +144,7 @@ where
     ctx.status
         .write::<K, serde_json::Value>(namespace, name, None, &status, None)
         .await?;
-    Ok(Action::await_change())
+    Ok(Next::AwaitChange)
 }
 
 /// Error policy shared by all controllers: count, log, retry with a bounded delay. `C` is the
@@ -202,49 +208,5 @@ impl Drop for Timer {
             .reconcile_duration
             .get_or_create(&labels)
             .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// Requeued for `at` (see [`wait_until`]), or to wait for a change when nothing is due by the clock.
-pub fn requeue_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
-    match at {
-        Some(at) => Action::requeue(wait_until(at, now)),
-        None => Action::await_change(),
-    }
-}
-
-/// A wake just after `at` (never negative): rounded up to the millisecond, the timer's resolution,
-/// plus [`WAKE_MARGIN`], so the decision finds its transition due and writes it at once. The margin
-/// only covers a wall clock slewed against the monotonic one: a timer never fires early, and the
-/// requeue is scheduled after the reconcile, later than `now`. (It was 50 ms: the half of the p50
-/// due → Overdue latency measured at 10,000 items.) A wake that does come early costs one reconcile
-/// that writes nothing and wakes again at `at`.
-fn wait_until(at: jiff::Timestamp, now: jiff::Timestamp) -> std::time::Duration {
-    let wait = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).max(0.0).ceil() as u64;
-    std::time::Duration::from_millis(wait) + WAKE_MARGIN
-}
-
-const WAKE_MARGIN: std::time::Duration = std::time::Duration::from_millis(2);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wake_comes_never_before_its_instant_and_within_a_few_milliseconds_after_it() {
-        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-        for micros in [0, 1, 400, 999, 1_000, 1_000_001, 86_400_000_000] {
-            let at = now + jiff::SignedDuration::from_micros(micros);
-            let wait = wait_until(at, now);
-            let due = std::time::Duration::from_micros(micros as u64);
-            assert!(wait >= due, "{micros} µs: woken after {wait:?}, early");
-            assert!(
-                wait <= due + std::time::Duration::from_millis(3),
-                "{micros} µs: {wait:?}, late"
-            );
-        }
-        // Past due: at once (plus the margin), never a negative wait.
-        let wait = wait_until(now - jiff::SignedDuration::from_secs(5), now);
-        assert_eq!(wait, WAKE_MARGIN);
     }
 }

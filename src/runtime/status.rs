@@ -11,7 +11,7 @@ use kube::{
     Api, Client, Resource,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
     core::object::HasStatus,
-    runtime::{controller::Action, watcher},
+    runtime::watcher,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{
     FIELD_MANAGER, kind_of,
     leader::Leadership,
+    next::Next,
     own_writes::{OwnWrites, StaleBackoff},
 };
 use crate::{
@@ -187,9 +188,9 @@ where
 
     /// The requeue after `written`: after a refused write, decide again after the object's stale
     /// backoff, from a fresher copy; else `then`.
-    pub fn requeue(&self, obj: &K, written: &Written, then: Action) -> Action {
+    pub fn requeue(&self, obj: &K, written: &Written, then: Next) -> Next {
         match written {
-            Written::Stale => Action::requeue(self.refused(obj)),
+            Written::Stale => Next::After(self.refused(obj)),
             Written::Written(_) | Written::Unchanged => then,
         }
     }
@@ -385,10 +386,7 @@ mod tests {
         let cached = cached_incident("41", Active);
         let out = writer.write(&cached, Some("41"), &status(Active)).await.unwrap();
         assert_eq!(out, Written::Unchanged);
-        assert_eq!(
-            writer.requeue(&cached, &out, Action::requeue(THEN)),
-            Action::requeue(THEN)
-        );
+        assert_eq!(writer.requeue(&cached, &out, Next::After(THEN)), Next::After(THEN));
         assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
         drop(writer);
         assert!(
@@ -409,11 +407,11 @@ mod tests {
         assert_eq!(out, Written::Stale);
         server.await.unwrap();
         // Decided again after the backoff, which grows with each refusal of the same object.
-        let first = writer.requeue(&cached, &out, Action::requeue(THEN));
-        assert_eq!(first, Action::requeue(Duration::from_millis(200)));
+        let first = writer.requeue(&cached, &out, Next::After(THEN));
+        assert_eq!(first, Next::After(Duration::from_millis(200)));
         assert_eq!(
-            writer.requeue(&cached, &out, Action::requeue(THEN)),
-            Action::requeue(Duration::from_millis(400))
+            writer.requeue(&cached, &out, Next::After(THEN)),
+            Next::After(Duration::from_millis(400))
         );
         // Nothing was written, so nothing stands in for the cache.
         assert!(matches!(writer.freshest(&cached), (Cow::Borrowed(_), Some(rv)) if rv == "41"));
@@ -457,10 +455,7 @@ mod tests {
         assert_eq!(out, Written::Written("42".into()));
         let seen = server.await.unwrap();
         assert_eq!(seen["body"]["metadata"]["resourceVersion"], "41");
-        assert_eq!(
-            writer.requeue(&cached, &out, Action::requeue(THEN)),
-            Action::requeue(THEN)
-        );
+        assert_eq!(writer.requeue(&cached, &out, Next::After(THEN)), Next::After(THEN));
         assert_eq!(writer.refused(&cached), Duration::from_millis(200));
         // The cache still shows version 41: the next decision starts from our write, guarded by 42.
         let (fresher, guard) = writer.freshest(&cached);
