@@ -39,18 +39,16 @@ fn event(name: &str, managed_fields: bool) -> String {
         serde_json::json!({"type": type_, "status": status, "reason": reason, "message": message,
                            "lastTransitionTime": "2026-12-06T23:01:05Z", "observedGeneration": 1})
     };
-    serde_json::json!({
-        "type": "MODIFIED",
-        "object": {
-            "apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": metadata,
-            "spec": {"title": "Add a retry budget to the checkout client", "owner": "team-payments",
-                     "priority": "P2", "incidentRef": {"name": "inc-0421"}, "dueAt": "2026-12-20T10:00:00Z"},
-            "status": {"observedGeneration": 1, "dueAt": "2026-12-20T10:00:00Z", "phase": "Open",
-                       "conditions": [condition("Ready", "True", "Open", "Open; due 2026-12-20T10:00:00Z"),
-                                      condition("Reconciling", "False", "Idle", "Nothing in progress")]}
-        }
-    })
-    .to_string()
+    let object = serde_json::json!({
+        "apiVersion": "kaizen.dev/v1alpha1", "kind": "ActionItem", "metadata": metadata,
+        "spec": {"title": "Add a retry budget to the checkout client", "owner": "team-payments",
+                 "priority": "P2", "incidentRef": {"name": "inc-0421"}, "dueAt": "2026-12-20T10:00:00Z"},
+        "status": {"observedGeneration": 1, "dueAt": "2026-12-20T10:00:00Z", "phase": "Open",
+                   "conditions": [condition("Ready", "True", "Open", "Open; due 2026-12-20T10:00:00Z"),
+                                  condition("Reconciling", "False", "Idle", "Nothing in progress")]}
+    });
+    // The type first, as the apiserver writes it (a `json!` map would sort "object" first).
+    format!(r#"{{"type":"MODIFIED","object":{object}}}"#)
 }
 
 /// The best time per event of three rounds of decoding `text` `n` times as `T`; `ok` checks each
