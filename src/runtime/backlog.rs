@@ -121,6 +121,16 @@ impl<K: CachedKind> Backlog<K> {
         self.wakes().set(&guard_key(guard), None);
     }
 
+    /// A list (or relist) has ended: the wakes of objects it no longer holds are forgotten. A relist
+    /// after a gap sends no Delete for what was deleted meanwhile.
+    pub fn forget_unlisted(&self) {
+        self.wakes().retain(|key| self.cached(key));
+    }
+
+    fn cached(&self, (ns, name): &Key) -> bool {
+        self.store.get(&ObjectRef::new(name).within(ns)).is_some()
+    }
+
     /// Whether this kind's cache and every cache its reconciles read hold their first full lists.
     /// Before then nothing is handed over: the whole cold start is in order before the first is, and
     /// no reconcile meets a cache still filling. (One that did was requeued by kube's own timer,
@@ -145,7 +155,8 @@ impl<K: CachedKind> Backlog<K> {
                 .map_or(Timestamp::MAX, |guard| self.due_of(&guard));
             self.lock().push((ns, name), due);
         }
-        for (key, at) in self.wakes().take_due(Timestamp::now()) {
+        let due = self.wakes().take_due(Timestamp::now());
+        for (key, at) in due {
             self.lock().push(key, at);
         }
         let room = WINDOW.saturating_sub(self.running.load(Ordering::Acquire));
@@ -181,10 +192,19 @@ impl<K: CachedKind> Backlog<K> {
                 if let Some(object) = backlog.next() {
                     return Some((object, backlog));
                 }
+                // Created before the state is read, so a park or an opening after it is not missed.
+                let mut gate_changed = std::pin::pin!(backlog.gate.changed());
+                gate_changed.as_mut().enable();
+                let told = async {
+                    tokio::select! {
+                        () = backlog.changed.notified() => {}
+                        () = gate_changed => {}
+                    }
+                };
                 match feed_wait(backlog.at_rest(), backlog.until_wake()) {
-                    None => backlog.changed.notified().await,
+                    None => told.await,
                     Some(wait) => {
-                        let _ = tokio::time::timeout(wait, backlog.changed.notified()).await;
+                        let _ = tokio::time::timeout(wait, told).await;
                     }
                 }
             }
@@ -211,9 +231,10 @@ impl<K: CachedKind> Backlog<K> {
             let reconciled = reconcile(obj, ctx);
             async move {
                 let next = reconciled.await;
-                // The wake is in place before the reconcile counts as ended (which wakes the feed).
+                // The wake is in place before the reconcile counts as ended (which wakes the feed);
+                // none for an object deleted meanwhile (its Delete has already forgotten its wake).
                 let wake = match next {
-                    Ok(Next::At(at)) => Some(at),
+                    Ok(Next::At(at)) if running.0.cached(&key) => Some(at),
                     _ => None,
                 };
                 running.0.wakes().set(&key, wake);
@@ -306,9 +327,16 @@ impl Queue {
             handed.changed_since = Some(due);
             return;
         }
-        if let Some(old) = self.queued.insert(key.clone(), due) {
-            self.order.remove(&(old, key.clone()));
-        }
+        // The earlier of the two: a change read from the object must not put back what a wake (which
+        // can carry what the object alone does not say: a reminder, a kept check) made due.
+        let due = match self.queued.remove(&key) {
+            Some(old) => {
+                self.order.remove(&(old, key.clone()));
+                old.min(due)
+            }
+            None => due,
+        };
+        self.queued.insert(key.clone(), due);
         self.order.insert((due, key));
     }
 
@@ -468,6 +496,17 @@ mod tests {
     }
 
     #[test]
+    fn a_change_does_not_put_back_what_a_wake_made_due() {
+        let mut q = Queue::default();
+        q.push(key("a"), at(5)); // a wake: a reminder the object alone does not show
+        q.push(key("b"), at(10));
+        q.push(key("a"), Timestamp::MAX); // a change whose object says nothing is due
+        let now = Instant::now();
+        assert_eq!(q.next(10, now), Some(key("a")));
+        assert_eq!(q.next(10, now), Some(key("b")));
+    }
+
+    #[test]
     fn an_object_handed_over_and_never_started_stops_counting() {
         let mut q = Queue::default();
         q.push(key("deleted"), at(0));
@@ -583,6 +622,73 @@ mod handing_over {
             "nothing is handed over while the apiserver is away"
         );
         assert_eq!(backlog.wakes().len(), 1, "the wake waits for the gate to open");
+    }
+
+    #[tokio::test]
+    async fn an_object_parked_after_the_feed_came_to_rest_is_handed_over_when_the_gate_opens() {
+        let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("web")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        let gate = Arc::new(ApiGate::default());
+        let backlog = Backlog::new(gate.clone(), store, Box::new(|_: &ConfigMap| None), Box::new(|| true));
+        let mut feed = backlog.clone().feed().boxed();
+        // At rest: the feed waits with no timer.
+        let idle = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
+        assert!(idle.is_err(), "nothing to hand over");
+        // kube's error policy parks the object after its reconcile ended, then the probe reopens.
+        gate.close();
+        gate.park("ConfigMap", ("team".into(), "web".into()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.open();
+        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
+            .await
+            .expect("the parked object is handed over once the gate opens")
+            .expect("the feed goes on");
+        assert_eq!(handed.name, "web");
+    }
+
+    #[tokio::test]
+    async fn wakes_of_objects_a_list_no_longer_holds_and_of_objects_deleted_meanwhile_are_forgotten() {
+        let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
+        let backlog = Backlog::new(
+            Arc::new(ApiGate::default()),
+            store,
+            Box::new(|_: &ConfigMap| None),
+            Box::new(|| true),
+        );
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("kept")),
+            watcher::Event::InitApply(config_map("gone")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        let mut reconcile = backlog.paced(move |_obj, _ctx: Arc<()>| async move { Ok(Next::At(later)) });
+        for name in ["kept", "gone"] {
+            reconcile(Arc::new(config_map(name)), Arc::new(())).await.unwrap();
+        }
+        assert_eq!(backlog.wakes().len(), 2);
+        // A relist after a gap: "gone" was deleted meanwhile, and no Delete comes for it.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("kept")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        backlog.forget_unlisted();
+        assert_eq!(backlog.wakes().len(), 1);
+        // A reconcile that ends after its object's Delete leaves no wake.
+        reconcile(Arc::new(config_map("gone")), Arc::new(())).await.unwrap();
+        assert_eq!(backlog.wakes().len(), 1);
+        assert_eq!(backlog.wakes().next(), Some(later));
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub type Key = (String, String);
 pub struct ApiGate {
     closed: AtomicBool,
     parked: Mutex<HashMap<&'static str, HashSet<Key>>>,
+    /// Told of every park and every opening: a backlog at rest, waiting with no timer, must learn
+    /// that an object was parked after it looked (kube's error policy parks it after the reconcile
+    /// has ended), and that the gate opened.
+    changed: tokio::sync::Notify,
 }
 
 impl ApiGate {
@@ -45,12 +49,19 @@ impl ApiGate {
                 parked,
                 "the apiserver answers again; reconciling what waited, deadlines first"
             );
+            self.changed.notify_waiters();
         }
+    }
+
+    /// Resolves at the next park or opening after it was created (or `enable`d).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// Object `key` of `kind` waits for the gate to open.
     pub fn park(&self, kind: &'static str, key: Key) {
         self.lock().entry(kind).or_default().insert(key);
+        self.changed.notify_waiters();
     }
 
     /// Whether objects of `kind` wait at the gate.

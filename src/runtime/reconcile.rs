@@ -45,7 +45,11 @@ pub fn new_controller<K: CachedKind>(
                 queued.forget(&guard);
                 None
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Ok(watcher::Event::InitDone) => {
+                queued.forget_unlisted();
+                None
+            }
+            Ok(watcher::Event::Init) => None,
             Err(e) => Some(Err(e)),
         })
     });

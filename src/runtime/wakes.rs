@@ -52,6 +52,21 @@ impl Wakes {
         due
     }
 
+    /// Keeps only the wakes of objects `keep` answers for.
+    pub fn retain(&mut self, keep: impl Fn(&Key) -> bool) {
+        let gone: Vec<Compact> = self
+            .at
+            .keys()
+            .filter(|(ns, name)| !keep(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(at) = self.at.remove(&key) {
+                self.order.remove(&(at, key));
+            }
+        }
+    }
+
     /// The soonest wake, if any.
     pub fn next(&self) -> Option<Timestamp> {
         self.order.first().map(|(at, _)| *at)
@@ -134,6 +149,16 @@ mod tests {
         w.set(&key("a"), None);
         assert!(w.is_empty());
         assert!(w.take_due(at(100)).is_empty());
+    }
+
+    #[test]
+    fn only_the_wakes_kept_remain() {
+        let mut w = Wakes::default();
+        w.set(&key("a"), Some(at(1)));
+        w.set(&key("b"), Some(at(2)));
+        w.retain(|k| k.1 == "b");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.take_due(at(10)), [(key("b"), at(2))]);
     }
 
     #[test]
