@@ -3,7 +3,6 @@
 //! receiver, the HTTP server; and all of them stop cleanly on SIGTERM or SIGINT. The pieces are the
 //! runtime's, which knows no kind, and each kind's own (its folder: its context, its controller).
 
-use crate::runtime::decoded::Decoded;
 use std::{
     net::SocketAddr,
     sync::{
@@ -19,6 +18,7 @@ use futures::{
 };
 use kube::{Client, runtime::reflector::store::Writer};
 
+use crate::runtime::decoded::Decoded;
 use crate::{
     action_item::{self, ActionItemContext},
     alerts::{self, Receiver},

@@ -1,6 +1,5 @@
 //! What an ActionItem reconcile works with, beside the shared [`Context`].
 
-use crate::runtime::decoded::Decoded;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -9,6 +8,7 @@ use std::{
 use jiff::Timestamp;
 use kube::runtime::reflector::Store;
 
+use crate::runtime::decoded::Decoded;
 use crate::{
     api::{ActionItem, Canary, Incident},
     incident::follow_ups::FollowUps,

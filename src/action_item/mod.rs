@@ -9,7 +9,6 @@ pub mod observe;
 
 pub use self::context::ActionItemContext;
 
-use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -19,6 +18,7 @@ use kube::runtime::{
     watcher,
 };
 
+use crate::runtime::decoded::Decoded;
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{

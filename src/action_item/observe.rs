@@ -2,7 +2,6 @@
 //! Canaries that can verify it stand (both from the shared caches), and the Prometheus verification
 //! query when one is due.
 
-use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use kube::{ResourceExt, runtime::reflector::Store};
@@ -19,6 +18,7 @@ use super::{
         verify,
     },
 };
+use crate::runtime::decoded::Decoded;
 use crate::{
     alerts::mapping::{EPISODE_LABEL, GROUP_LABEL, incident_name},
     api::{

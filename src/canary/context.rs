@@ -1,6 +1,5 @@
 //! What a Canary reconcile works with, beside the shared [`Context`].
 
-use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use k8s_openapi::api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service};
@@ -14,6 +13,7 @@ use super::{
     target_cache::CachedDeployment,
     targets::{TargetIndex, target_index},
 };
+use crate::runtime::decoded::Decoded;
 use crate::{
     api::{ActionItem, Canary},
     runtime::{Context, KindWriter, sent::SentWrites},

@@ -67,7 +67,6 @@ pub mod writes;
 
 pub use self::context::CanaryContext;
 
-use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -83,6 +82,7 @@ use kube::{
 use serde_json::json;
 
 use self::{decide::Lifecycle, observe::Workloads, writes::Io};
+use crate::runtime::decoded::Decoded;
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{

@@ -2,11 +2,11 @@
 //! rollout under way when an Incident named it may since have promoted or ended without promoting.
 //! Read off the one Canary watch (no request per reconcile).
 
-use crate::runtime::decoded::Decoded;
 use std::collections::HashMap;
 
 use kube::{runtime::reflector::Store, runtime::watcher};
 
+use crate::runtime::decoded::Decoded;
 use crate::{
     api::{
         Canary, Incident,

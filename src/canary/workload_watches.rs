@@ -3,7 +3,6 @@
 //! mapped to their controlling Canary), the HPAs (one on a target is refused) and, when the Gateway
 //! API is served, the HTTPRoutes.
 
-use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -27,6 +26,7 @@ use super::{
     targets,
     templates::{self, CANARY_LABEL},
 };
+use crate::runtime::decoded::Decoded;
 use crate::{
     api::Canary,
     runtime::{

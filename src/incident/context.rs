@@ -1,11 +1,11 @@
 //! What an Incident reconcile works with, beside the shared [`Context`].
 
-use crate::runtime::decoded::Decoded;
 use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
 
 use super::follow_ups::FollowUps;
+use crate::runtime::decoded::Decoded;
 use crate::{
     api::{Canary, Incident},
     runtime::{Context, KindWriter},

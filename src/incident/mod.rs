@@ -8,7 +8,6 @@ pub mod follow_ups;
 
 pub use self::context::IncidentContext;
 
-use crate::runtime::decoded::Decoded;
 use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -18,6 +17,7 @@ use kube::runtime::{
     watcher,
 };
 
+use crate::runtime::decoded::Decoded;
 use crate::runtime::run::each_in_scope;
 use crate::{
     api::{

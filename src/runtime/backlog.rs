@@ -11,7 +11,6 @@
 //! a reconcile asked to decide again at an instant ([`Next::At`], kept in [`Wakes`]), in the same
 //! order.
 
-use super::decoded::Decoded;
 use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
@@ -26,6 +25,7 @@ use futures::{FutureExt, Stream, StreamExt, future::BoxFuture};
 use jiff::Timestamp;
 use kube::runtime::{controller::Action, reflector::ObjectRef, reflector::Store};
 
+use super::decoded::Decoded;
 use super::{
     CachedKind,
     gate::{ApiGate, Key},
@@ -124,10 +124,10 @@ impl<K: CachedKind> Backlog<K> {
     /// A list (or relist) has ended: the wakes of objects it no longer holds are forgotten. A relist
     /// after a gap sends no Delete for what was deleted meanwhile.
     pub fn forget_unlisted(&self) {
-        self.wakes().retain(|key| self.cached(key));
+        self.wakes().retain(|ns, name| self.cached(ns, name));
     }
 
-    fn cached(&self, (ns, name): &Key) -> bool {
+    fn cached(&self, ns: &str, name: &str) -> bool {
         self.store.get(&ObjectRef::new(name).within(ns)).is_some()
     }
 
@@ -144,7 +144,7 @@ impl<K: CachedKind> Backlog<K> {
     /// The next object to hand over, if the gate is open, the caches are [`synced`](Self::synced) and
     /// the window has room.
     fn next(&self) -> Option<ObjectRef<Decoded<K>>> {
-        if !self.gate.is_open() || !self.synced() {
+        if !self.may_hand_over() {
             return None;
         }
         for (ns, name) in self.gate.take_parked(self.kind) {
@@ -171,14 +171,19 @@ impl<K: CachedKind> Backlog<K> {
     /// open with nothing parked, no object queued or handed over. Only a push, a finished reconcile
     /// or a dropped hand-over (each notifies), or the next wake, can give the feed work then.
     fn at_rest(&self) -> bool {
-        self.gate.is_open() && !self.gate.has_parked(self.kind) && self.synced() && self.lock().is_idle()
+        self.may_hand_over() && !self.gate.has_parked(self.kind) && self.lock().is_idle()
+    }
+
+    /// Whether anything may be handed over now: the gate is open and the caches are synced.
+    fn may_hand_over(&self) -> bool {
+        self.gate.is_open() && self.synced()
     }
 
     /// The time to the next wake that can be handed over. While the gate is closed (or the caches
     /// fill) none can: a wake already due would otherwise end every wait of the feed at once
     /// (measured: 4.3 % of a core during a 60 s outage with 100,000 items, against 1.2 %).
     fn until_wake(&self) -> Option<Duration> {
-        if !self.gate.is_open() || !self.synced() {
+        if !self.may_hand_over() {
             return None;
         }
         let next = self.wakes().next()?;
@@ -234,7 +239,7 @@ impl<K: CachedKind> Backlog<K> {
                 // The wake is in place before the reconcile counts as ended (which wakes the feed);
                 // none for an object deleted meanwhile (its Delete has already forgotten its wake).
                 let wake = match next {
-                    Ok(Next::At(at)) if running.0.cached(&key) => Some(at),
+                    Ok(Next::At(at)) if running.0.cached(&key.0, &key.1) => Some(at),
                     _ => None,
                 };
                 running.0.wakes().set(&key, wake);
@@ -523,7 +528,7 @@ mod handing_over {
     use std::sync::atomic::AtomicBool;
 
     use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::watcher;
+    use kube::runtime::{reflector::store::Writer, watcher};
 
     use super::*;
 
@@ -532,6 +537,32 @@ mod handing_over {
         cm.metadata.name = Some(name.into());
         cm.metadata.namespace = Some("team".into());
         Decoded(Ok(cm))
+    }
+
+    /// A (re)list into the cache of exactly `names`.
+    fn list(writer: &mut Writer<Decoded<ConfigMap>>, names: &[&str]) {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for name in names {
+            writer.apply_watcher_event(&watcher::Event::InitApply(config_map(name)));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// The next object the feed hands over, which must come within 2 s (`why` it should).
+    async fn handed_within_2s(
+        feed: &mut (impl Stream<Item = ObjectRef<Decoded<ConfigMap>>> + Unpin),
+        why: &str,
+    ) -> ObjectRef<Decoded<ConfigMap>> {
+        tokio::time::timeout(Duration::from_secs(2), feed.next())
+            .await
+            .expect(why)
+            .expect("the feed goes on")
+    }
+
+    /// A backlog behind `gate` over `store`, whose objects say nothing is due and whose other caches
+    /// are synced.
+    fn backlog_over(gate: Arc<ApiGate>, store: Store<Decoded<ConfigMap>>) -> Arc<Backlog<ConfigMap>> {
+        Backlog::new(gate, store, Box::new(|_: &ConfigMap| None), Box::new(|| true))
     }
 
     #[tokio::test]
@@ -546,40 +577,20 @@ mod handing_over {
             Box::new(move || synced_inputs.load(Ordering::Relaxed)),
         );
         let mut feed = backlog.clone().feed().boxed();
-        for event in [
-            watcher::Event::Init,
-            watcher::Event::InitApply(config_map("web")),
-            watcher::Event::InitDone,
-        ] {
-            writer.apply_watcher_event(&event);
-        }
+        list(&mut writer, &["web"]);
         backlog.push(&config_map("web"));
         let early = tokio::time::timeout(Duration::from_millis(600), feed.next()).await;
         assert!(early.is_err(), "handed over while another cache was still filling");
         inputs.store(true, Ordering::Relaxed);
-        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
-            .await
-            .expect("handed over once every cache is synced")
-            .expect("the feed goes on");
+        let handed = handed_within_2s(&mut feed, "handed over once every cache is synced").await;
         assert_eq!(handed.name, "web");
     }
 
     #[tokio::test]
     async fn a_reconcile_that_asks_to_decide_again_at_an_instant_is_handed_over_then_and_not_before() {
         let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
-        for event in [
-            watcher::Event::Init,
-            watcher::Event::InitApply(config_map("web")),
-            watcher::Event::InitDone,
-        ] {
-            writer.apply_watcher_event(&event);
-        }
-        let backlog = Backlog::new(
-            Arc::new(ApiGate::default()),
-            store,
-            Box::new(|_: &ConfigMap| None),
-            Box::new(|| true),
-        );
+        list(&mut writer, &["web"]);
+        let backlog = backlog_over(Arc::new(ApiGate::default()), store);
         let wake_at = Timestamp::now() + jiff::SignedDuration::from_millis(700);
         let mut reconcile = backlog.paced(move |_obj, _ctx: Arc<()>| async move { Ok(Next::At(wake_at)) });
         let action = reconcile(Arc::new(config_map("web")), Arc::new(())).await.unwrap();
@@ -591,10 +602,7 @@ mod handing_over {
         let mut feed = backlog.clone().feed().boxed();
         let early = tokio::time::timeout(Duration::from_millis(400), feed.next()).await;
         assert!(early.is_err(), "handed over before its instant");
-        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
-            .await
-            .expect("handed over at its instant")
-            .expect("the feed goes on");
+        let handed = handed_within_2s(&mut feed, "handed over at its instant").await;
         assert_eq!(handed.name, "web");
         assert!(Timestamp::now() >= wake_at);
         // A reconcile with nothing due by the clock forgets the wake.
@@ -607,10 +615,9 @@ mod handing_over {
     #[test]
     fn a_wake_is_not_waited_for_while_the_gate_is_closed() {
         let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+        list(&mut writer, &[]);
         let gate = Arc::new(ApiGate::default());
-        let backlog = Backlog::new(gate.clone(), store, Box::new(|_: &ConfigMap| None), Box::new(|| true));
+        let backlog = backlog_over(gate.clone(), store);
         let past = Timestamp::now() - jiff::SignedDuration::from_secs(1);
         backlog.wakes().set(&("team".into(), "web".into()), Some(past));
         assert!(backlog.until_wake().is_some_and(|w| w < Duration::from_millis(10)));
@@ -627,15 +634,9 @@ mod handing_over {
     #[tokio::test]
     async fn an_object_parked_after_the_feed_came_to_rest_is_handed_over_when_the_gate_opens() {
         let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
-        for event in [
-            watcher::Event::Init,
-            watcher::Event::InitApply(config_map("web")),
-            watcher::Event::InitDone,
-        ] {
-            writer.apply_watcher_event(&event);
-        }
+        list(&mut writer, &["web"]);
         let gate = Arc::new(ApiGate::default());
-        let backlog = Backlog::new(gate.clone(), store, Box::new(|_: &ConfigMap| None), Box::new(|| true));
+        let backlog = backlog_over(gate.clone(), store);
         let mut feed = backlog.clone().feed().boxed();
         // At rest: the feed waits with no timer.
         let idle = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
@@ -645,44 +646,23 @@ mod handing_over {
         gate.park("ConfigMap", ("team".into(), "web".into()));
         tokio::time::sleep(Duration::from_millis(50)).await;
         gate.open();
-        let handed = tokio::time::timeout(Duration::from_secs(2), feed.next())
-            .await
-            .expect("the parked object is handed over once the gate opens")
-            .expect("the feed goes on");
+        let handed = handed_within_2s(&mut feed, "the parked object is handed over once the gate opens").await;
         assert_eq!(handed.name, "web");
     }
 
     #[tokio::test]
     async fn wakes_of_objects_a_list_no_longer_holds_and_of_objects_deleted_meanwhile_are_forgotten() {
         let (store, mut writer) = super::super::watch::cache::<ConfigMap>();
-        let backlog = Backlog::new(
-            Arc::new(ApiGate::default()),
-            store,
-            Box::new(|_: &ConfigMap| None),
-            Box::new(|| true),
-        );
+        let backlog = backlog_over(Arc::new(ApiGate::default()), store);
         let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
-        for event in [
-            watcher::Event::Init,
-            watcher::Event::InitApply(config_map("kept")),
-            watcher::Event::InitApply(config_map("gone")),
-            watcher::Event::InitDone,
-        ] {
-            writer.apply_watcher_event(&event);
-        }
+        list(&mut writer, &["kept", "gone"]);
         let mut reconcile = backlog.paced(move |_obj, _ctx: Arc<()>| async move { Ok(Next::At(later)) });
         for name in ["kept", "gone"] {
             reconcile(Arc::new(config_map(name)), Arc::new(())).await.unwrap();
         }
         assert_eq!(backlog.wakes().len(), 2);
         // A relist after a gap: "gone" was deleted meanwhile, and no Delete comes for it.
-        for event in [
-            watcher::Event::Init,
-            watcher::Event::InitApply(config_map("kept")),
-            watcher::Event::InitDone,
-        ] {
-            writer.apply_watcher_event(&event);
-        }
+        list(&mut writer, &["kept"]);
         backlog.forget_unlisted();
         assert_eq!(backlog.wakes().len(), 1);
         // A reconcile that ends after its object's Delete leaves no wake.
@@ -694,12 +674,7 @@ mod handing_over {
     #[test]
     fn a_deleted_object_leaves_no_wake_behind() {
         let (store, _writer) = super::super::watch::cache::<ConfigMap>();
-        let backlog = Backlog::new(
-            Arc::new(ApiGate::default()),
-            store,
-            Box::new(|_: &ConfigMap| None),
-            Box::new(|| true),
-        );
+        let backlog = backlog_over(Arc::new(ApiGate::default()), store);
         backlog
             .wakes()
             .set(&("team".into(), "web".into()), Some(Timestamp::now()));

@@ -7,7 +7,6 @@
 //! kind's watch, with the same relist semantics as kube's reflector store (a relist replaces the index
 //! when it ends; until then the old one answers).
 
-use super::decoded::Decoded;
 use std::{
     collections::{BTreeSet, HashMap},
     sync::RwLock,
@@ -15,6 +14,7 @@ use std::{
 
 use kube::{Resource, runtime::watcher};
 
+use super::decoded::Decoded;
 use super::watch::guard_key;
 
 /// An object's namespace and name.

@@ -2,10 +2,11 @@
 //! writes the watch has not delivered yet, and how long to wait after a refused write. Losing it (a
 //! restart) costs at most one refused write and one re-read.
 
-use super::decoded::Decoded;
 use std::{borrow::Cow, collections::HashMap, sync::Mutex, time::Duration};
 
 use kube::{Resource, core::object::HasStatus, runtime::watcher};
+
+use super::decoded::Decoded;
 
 /// The operator's own last status write per object (by UID), until the watch delivers it.
 ///

@@ -1,7 +1,6 @@
 //! What every reconcile shares: admission (scope, undecodable objects), the error policy, timing and
 //! requeueing.
 
-use super::decoded::Decoded;
 use std::{sync::Arc, time::Instant};
 
 use futures::{Stream, StreamExt};
@@ -11,6 +10,7 @@ use kube::{
 };
 use serde_json::json;
 
+use super::decoded::Decoded;
 use super::{
     CachedKind, Context,
     backlog::{Backlog, CONCURRENCY},

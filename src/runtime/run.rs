@@ -1,7 +1,6 @@
 //! The loops every operator runs beside its controllers, whatever its kinds: the signal that stops
 //! it, the wait for its CRDs, the recount of the gauges read off the caches, and the watches' health.
 
-use super::decoded::Decoded;
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -13,6 +12,7 @@ use kube::{
     },
 };
 
+use super::decoded::Decoded;
 use super::{Context, watch};
 use crate::{
     error::{Error, Result},

@@ -4,7 +4,6 @@
 //! remembers its own writes, and backs off after a refused one. Underneath, [`StatusWriter::write`]
 //! sends the server-side apply (field manager `kaizen`).
 
-use super::decoded::Decoded;
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::{
@@ -16,6 +15,7 @@ use kube::{
 use serde::Serialize;
 use serde_json::json;
 
+use super::decoded::Decoded;
 use super::{
     FIELD_MANAGER, kind_of,
     leader::Leadership,

@@ -52,14 +52,9 @@ impl Wakes {
         due
     }
 
-    /// Keeps only the wakes of objects `keep` answers for.
-    pub fn retain(&mut self, keep: impl Fn(&Key) -> bool) {
-        let gone: Vec<Compact> = self
-            .at
-            .keys()
-            .filter(|(ns, name)| !keep(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .collect();
+    /// Keeps only the wakes of objects (namespace, name) `keep` answers for.
+    pub fn retain(&mut self, keep: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<Compact> = self.at.keys().filter(|(ns, name)| !keep(ns, name)).cloned().collect();
         for key in gone {
             if let Some(at) = self.at.remove(&key) {
                 self.order.remove(&(at, key));
@@ -156,7 +151,7 @@ mod tests {
         let mut w = Wakes::default();
         w.set(&key("a"), Some(at(1)));
         w.set(&key("b"), Some(at(2)));
-        w.retain(|k| k.1 == "b");
+        w.retain(|_, name| name == "b");
         assert_eq!(w.len(), 1);
         assert_eq!(w.take_due(at(10)), [(key("b"), at(2))]);
     }

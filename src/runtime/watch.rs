@@ -2,7 +2,6 @@
 //! the other controllers read the same cache (through [`Stores`]) and are woken through triggers its
 //! watch sends, never through a second watch.
 
-use super::decoded::Decoded;
 use std::{
     fmt::Debug,
     sync::{
@@ -27,6 +26,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
+use super::decoded::Decoded;
 use super::scope::WatchScope;
 pub use super::watch_health::WatchHealth;
 
