@@ -7,7 +7,7 @@ demo: ## local control plane + CRDs + operator + examples, then `kubectl get kai
 test: ## every check and test: fmt, clippy, CRD drift, unit and integration tests
 	hack/test.sh
 
-bench: ## benchmarks on a fresh local control plane; they print their figures (BENCH=action_items for one, BENCH=peers against Argo Rollouts and Flagger, BENCH=rest for 10,000 Canaries at rest beside Argo Rollouts, BENCH=decode for decoding a watch event alone)
+bench: ## benchmarks on a fresh local control plane; they print their figures (BENCH=action_items for one, BENCH=peers against Argo Rollouts and Flagger, BENCH=rest for 10,000 Canaries at rest beside Argo Rollouts, BENCH=decode for decoding a watch event alone, BENCH=cache for what one cached object costs)
 	hack/bench.sh $(BENCH)
 
 down: ## stop the demo cluster and the operator (whatever KAIZEN_RUN_DIR says: the demo's is hack/.run)

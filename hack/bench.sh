@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (they print their figures) on a fresh local control plane, stopped afterwards.
-#   hack/bench.sh                 action_items, canary and decode
+#   hack/bench.sh                 action_items, canary, decode and cache
 #   hack/bench.sh action_items    one of them (a [[bench]] name in Cargo.toml)
 #   hack/bench.sh peers           side by side with Argo Rollouts and Flagger: builds them from source
 #                                 first (hack/peers/build.sh) and runs the control plane with its audit log
@@ -17,7 +17,7 @@ export GOTOOLCHAIN=local
 export KAIZEN_RUN_DIR="${KAIZEN_RUN_DIR:-$here/.run-bench}"
 export KAIZEN_CLUSTER_NAME="${KAIZEN_CLUSTER_NAME:-kaizen-bench}"
 benches=("$@")
-((${#benches[@]})) || benches=(action_items canary decode)
+((${#benches[@]})) || benches=(action_items canary decode cache)
 if [[ " ${benches[*]} " == *" peers "* || " ${benches[*]} " == *" rest "* ]]; then
   hack/peers/build.sh >&2
   export KAIZEN_AUDIT=1

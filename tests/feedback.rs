@@ -474,3 +474,49 @@ async fn an_effective_improvement_tells_each_reporter_once_with_the_numbers() {
     assert_eq!(notices("/json").len(), 1, "told once");
     assert_eq!(notices("/slack").len(), 1, "told once");
 }
+
+/// The cache keeps no text of an item (its title, the reason it will not be done): a notice reads
+/// them from the apiserver, so it says what the owner wrote, as written.
+#[tokio::test]
+async fn a_declined_improvement_tells_its_reporters_why_in_the_owners_words() {
+    let receiver = Receiver::start().await;
+    let mut env = Env::new("feedback-wontdo").await;
+    env.secret("fb-token", &[("token", TOKEN)]).await;
+    env.secret("hooks", &[("json", &receiver.url("/json"))]).await;
+    let launch = env
+        .launch(&format!(
+            "sinks:\n- {{name: pager, format: json, urlSecretRef: {{name: hooks, key: json}}}}\n{}",
+            policy("")
+        ))
+        .own_namespace(&env.ns);
+    env.run_operator(launch).await;
+    for who in ["ann@example.com", "ben@example.com"] {
+        let body = json!({"source": "developer", "reporter": who, "component": "docs",
+                          "title": "The runbook for failovers is out of date"});
+        let (code, answer) = post(&env, Some(TOKEN), body.to_string()).await;
+        assert_eq!(code, 200, "{answer}");
+    }
+    let name = feedback_items(&env).await[0].name_any();
+    let why = "Failovers move to the managed database in Q1; its runbook replaces this one.";
+    env.items
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"state": "WontDo", "stateReason": why}})),
+        )
+        .await
+        .unwrap();
+    let notice = wait_for(Duration::from_secs(60), "the reporters' notice", || async {
+        receiver
+            .received()
+            .into_iter()
+            .find(|m| m.path == "/json" && m.body["kind"] == "Feedback")
+    })
+    .await;
+    assert_eq!(
+        notice.body["actionItem"]["title"],
+        "The runbook for failovers is out of date"
+    );
+    assert_eq!(notice.body["resolution"], format!("WontDo: {why}"));
+    assert_eq!(notice.body["recipients"], json!(["ann@example.com", "ben@example.com"]));
+}

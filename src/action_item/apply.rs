@@ -70,14 +70,15 @@ pub async fn apply(
     else {
         return Ok(Applied::Wake(decision.wake_at));
     };
-    // A pending notification read from the cache may already have been delivered: confirm it with the
-    // API server unless this reconcile has just recorded it.
+    // The item as the apiserver holds it now: it carries the text the cache does not keep (the
+    // title; see `cached_form`), and a pending notification read from the cache may already have
+    // been delivered, so unless this reconcile has just recorded it, it must still be pending there.
+    let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
+    let current = items
+        .get_status(name)
+        .await
+        .step("read the item to notify", format_args!("ActionItem {ns}/{name}"))?;
     if !written.wrote() {
-        let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
-        let current = items
-            .get_status(name)
-            .await
-            .step("confirm pending notification", format_args!("ActionItem {ns}/{name}"))?;
         let still_pending = current
             .status
             .as_ref()
@@ -89,7 +90,7 @@ pub async fn apply(
         // The record of the delivery goes onto the version just read, which holds this notification.
         guard = current.metadata.resource_version.clone();
     }
-    let after = deliver(ctx, item, &decision.status, pending, now).await;
+    let after = deliver(ctx, item, &current, &decision.status, pending, now).await;
     // Guarded too: had another writer moved the item on meanwhile, the delivery is decided again.
     let recorded = ctx
         .writer
@@ -113,11 +114,12 @@ pub async fn apply(
 async fn deliver(
     ctx: &Context,
     item: &ActionItem,
+    current: &ActionItem,
     status: &ActionItemStatus,
     pending: &PendingNotification,
     now: Timestamp,
 ) -> ActionItemStatus {
-    let msg = message(ctx, item, status, pending);
+    let msg = message(ctx, item, current, status, pending);
     let kind: &'static str = pending.kind.into();
     let todo: Vec<&Sink> = ctx
         .policy
@@ -163,8 +165,15 @@ async fn deliver(
     out
 }
 
-/// The notification as the sinks receive it, from the pending record and the item as it is now.
-fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending: &PendingNotification) -> Message {
+/// The notification as the sinks receive it, from the pending record and the item decided from; its
+/// text (title, the reason it will not be done) from `current`, the item as the apiserver holds it.
+fn message(
+    ctx: &Context,
+    item: &ActionItem,
+    current: &ActionItem,
+    status: &ActionItemStatus,
+    pending: &PendingNotification,
+) -> Message {
     let levels = decide::rungs(item, &ctx.policy).len();
     Message {
         id: pending.id.clone(),
@@ -174,7 +183,7 @@ fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending:
         recipients: pending.recipients.clone(),
         namespace: item.namespace().unwrap_or_default(),
         name: item.name_any(),
-        title: item.spec.title.clone(),
+        title: current.spec.title.clone(),
         owner: item.spec.owner.clone(),
         priority: item.spec.priority.as_str().to_string(),
         due_at: status.due_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
@@ -185,7 +194,7 @@ fn message(ctx: &Context, item: &ActionItem, status: &ActionItemStatus, pending:
             NotificationKind::Reminder | NotificationKind::Escalation => None,
         }
         .map(|c| c.message.clone()),
-        resolution: (pending.kind == NotificationKind::Feedback).then(|| resolution(item, status)),
+        resolution: (pending.kind == NotificationKind::Feedback).then(|| resolution(current, status)),
     }
 }
 

@@ -66,11 +66,17 @@ async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -
     }
 }
 
-/// What the cache keeps of an item: no decision reads its description (free text of up to 16 KiB);
-/// the plugin reads it from the apiserver. The reason given for its state (at most 1 KiB) stays: the
-/// reporters of an Improvement that will not be done are told why.
-fn cached_form(item: &mut ActionItem) {
-    item.spec.description = None;
+/// What the cache keeps of an item: what its decisions read. Not its text: the title (up to 256
+/// bytes), the description (up to 16 KiB), the reason given for its state (up to 1 KiB) and the
+/// external ticket's URL (up to 2 KiB) are read only by a notification, which reads the item from the apiserver before it is sent (see
+/// `apply`), and by the plugin, which reads it from the apiserver too. So the memory an item takes
+/// does not grow with what its author wrote (see docs, Performance).
+pub fn cached_form(item: &mut ActionItem) {
+    let spec = &mut item.spec;
+    spec.title = String::new();
+    spec.description = None;
+    spec.state_reason = None;
+    spec.external_ref = None;
 }
 
 /// Recounts `kaizen_action_items{phase,priority}` and `kaizen_action_items_overdue` from the cache, so

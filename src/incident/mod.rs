@@ -122,16 +122,21 @@ fn recurrence_of(g: &Decoded<Incident>) -> Option<(String, bool)> {
     Some((status.recurrence_of.clone()?, status.recurrence_unrelated.is_some()))
 }
 
-/// What the cache keeps of an incident: no decision reads its free text (summary, impact, timeline,
-/// root cause, contributing factors: up to 200 timeline entries); the plugin and the Alertmanager
-/// receiver read incidents from the apiserver.
-fn cached_form(incident: &mut Incident) {
+/// What the cache keeps of an incident: what its decisions read. Not its text (title, commander,
+/// summary, impact, timeline, root cause, contributing factors, the postmortem's URL: up to 200
+/// timeline entries and several 16 KiB fields); of the postmortem only when it was completed. The plugin and the Alertmanager receiver read incidents from the apiserver.
+pub fn cached_form(incident: &mut Incident) {
     let spec = &mut incident.spec;
+    spec.title = String::new();
+    spec.commander = None;
     spec.summary = None;
     spec.impact = None;
     spec.timeline = Vec::new();
     spec.root_cause = None;
     spec.contributing_factors = Vec::new();
+    if let Some(postmortem) = spec.postmortem.as_mut() {
+        postmortem.url = None;
+    }
 }
 
 /// Runs the Incident controller on the one Incident watch. Incidents whose items changed arrive on

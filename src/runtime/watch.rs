@@ -125,6 +125,15 @@ type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
 /// (descriptions, timelines) dropped, so the cache's memory does not follow what users write.
 pub type CachedForm<K> = fn(&mut K);
 
+/// Cuts a watched object of a Kaizen kind to what its cache keeps: [`slim_meta`], then the kind's
+/// `cached_form` (public for the benchmark of what a cached object costs, `make bench BENCH=cache`).
+pub fn cut_to_cached_form<K: CachedKind>(o: &mut Decoded<K>, cached_form: CachedForm<K>) {
+    slim_meta(o.meta_mut());
+    if let Ok(obj) = &mut o.0 {
+        cached_form(obj);
+    }
+}
+
 /// A watch of a Kaizen kind in the scope's namespaces (see [`scope`](super::scope)), tolerant of
 /// objects that do not decode, whose objects are cached without what nothing here reads
 /// ([`slim_meta`], and the kind's `cached_form`). `store` is the cache it fills (a namespace's relist
@@ -141,12 +150,7 @@ pub fn slim_watch<K: CachedKind>(
         config = config.labels(labels);
     }
     let kind = super::kind_of::<K>();
-    let slim = move |o: &mut Decoded<K>| {
-        slim_meta(o.meta_mut());
-        if let Ok(obj) = &mut o.0 {
-            cached_form(obj);
-        }
-    };
+    let slim = move |o: &mut Decoded<K>| cut_to_cached_form(o, cached_form);
     scoped(scope, store, health, kind, config, slim, |ns| match ns {
         Some(ns) => Api::<Decoded<K>>::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
