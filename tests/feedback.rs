@@ -519,4 +519,8 @@ async fn a_declined_improvement_tells_its_reporters_why_in_the_owners_words() {
     );
     assert_eq!(notice.body["resolution"], format!("WontDo: {why}"));
     assert_eq!(notice.body["recipients"], json!(["ann@example.com", "ben@example.com"]));
+    // What the cache dropped is the cache's alone: the item keeps its text.
+    let item = env.items.get(&name).await.unwrap();
+    assert_eq!(item.spec.title, "The runbook for failovers is out of date");
+    assert_eq!(item.spec.state_reason.as_deref(), Some(why));
 }

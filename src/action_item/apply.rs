@@ -71,8 +71,9 @@ pub async fn apply(
         return Ok(Applied::Wake(decision.wake_at));
     };
     // The item as the apiserver holds it now: it carries the text the cache does not keep (the
-    // title; see `cached_form`), and a pending notification read from the cache may already have
-    // been delivered, so unless this reconcile has just recorded it, it must still be pending there.
+    // title and the reason given for its state; see `cached_form`), and a pending notification
+    // read from the cache may already have been delivered, so unless this reconcile has just
+    // recorded it, it must still be pending there.
     let items: Api<ActionItem> = Api::namespaced(ctx.client.clone(), ns);
     let current = items
         .get_status(name)

@@ -66,11 +66,12 @@ async fn reconcile(obj: Arc<Decoded<ActionItem>>, ctx: Arc<ActionItemContext>) -
     }
 }
 
-/// What the cache keeps of an item: what its decisions read. Not its text: the title (up to 256
-/// bytes), the description (up to 16 KiB), the reason given for its state (up to 1 KiB) and the
-/// external ticket's URL (up to 2 KiB) are read only by a notification, which reads the item from the apiserver before it is sent (see
-/// `apply`), and by the plugin, which reads it from the apiserver too. So the memory an item takes
-/// does not grow with what its author wrote (see docs, Performance).
+/// What the cache keeps of an item: what its decisions read (its owner, deadline, escalation
+/// steps, queries...), not the free text none of them reads: the title (up to 256 bytes), the
+/// description (16 KiB), the reason given for its state (1 KiB) and the ticket's URL (2 KiB). A
+/// notification, the only reader of the title and the reason, reads the item from the apiserver
+/// before it is sent (see `apply`); the plugin reads items from the apiserver too. So the memory
+/// an item takes does not grow with the prose its author wrote (see docs, Performance).
 pub fn cached_form(item: &mut ActionItem) {
     let spec = &mut item.spec;
     spec.title = String::new();
@@ -143,4 +144,43 @@ pub fn controller(
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
     backlog.drain(fut).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::{api::action_item::ActionItemSpec, policy::Policy};
+
+    /// The cut keeps every field a decision reads: the same item with all its text and as cached
+    /// decides the same, from its first status through its reminder and escalation.
+    #[test]
+    fn an_item_decides_the_same_with_its_text_and_as_cached() {
+        let spec: ActionItemSpec = serde_json::from_value(serde_json::json!({
+            "title": "t".repeat(256), "owner": "alice", "description": "d".repeat(16_384),
+            "state": "Blocked", "stateReason": "r".repeat(1_024), "externalRef": {"url": "https://t.example/1"},
+            "dueAt": "2026-03-03T00:00:00Z", "escalation": [{"after": "2h", "notify": ["lead"]}],
+        }))
+        .unwrap();
+        let mut full = ActionItem::new("ai", spec);
+        full.metadata.creation_timestamp = Some(Time("2026-03-02T12:00:00Z".parse().unwrap()));
+        full.metadata.generation = Some(1);
+        full.metadata.uid = Some("uid-1".into());
+        let policy = Policy::default();
+        let obs = decide::Observations::NOTHING;
+        for now in ["2026-03-02T13:00:00Z", "2026-03-03T00:00:01Z", "2026-03-03T02:00:01Z"] {
+            let now: Timestamp = now.parse().unwrap();
+            let mut cached = full.clone();
+            cached_form(&mut cached);
+            assert!(cached.spec.title.is_empty() && cached.spec.description.is_none());
+            assert!(cached.spec.state_reason.is_none() && cached.spec.external_ref.is_none());
+            let decided = decide::decide(&full, &obs, &policy, None, now);
+            assert_eq!(decide::decide(&cached, &obs, &policy, None, now), decided, "at {now}");
+            full.status = Some(decided.status);
+        }
+        let notifications = full.status.unwrap().notifications.unwrap();
+        assert!(notifications.pending.is_some(), "the timeline reached a notification");
+    }
 }

@@ -122,9 +122,10 @@ fn recurrence_of(g: &Decoded<Incident>) -> Option<(String, bool)> {
     Some((status.recurrence_of.clone()?, status.recurrence_unrelated.is_some()))
 }
 
-/// What the cache keeps of an incident: what its decisions read. Not its text (title, commander,
-/// summary, impact, timeline, root cause, contributing factors, the postmortem's URL: up to 200
-/// timeline entries and several 16 KiB fields); of the postmortem only when it was completed. The plugin and the Alertmanager receiver read incidents from the apiserver.
+/// What the cache keeps of an incident: what its decisions read (severity, services, times, its
+/// postmortem's completion), not the free text none of them reads: title, commander, summary,
+/// impact, timeline (up to 200 entries), root cause, contributing factors, the postmortem's URL.
+/// The plugin and the Alertmanager receiver read incidents from the apiserver.
 pub fn cached_form(incident: &mut Incident) {
     let spec = &mut incident.spec;
     spec.title = String::new();
@@ -204,4 +205,41 @@ pub fn controller(
         .graceful_shutdown_on(shutdown)
         .run(backlog.paced(reconcile), error_policy, ctx);
     backlog.drain(fut).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{api::incident::IncidentSpec, policy::Policy};
+
+    /// The cut keeps every field a decision reads: the same incident with all its text and as cached
+    /// decides the same, open and then resolved with its postmortem completed.
+    #[test]
+    fn an_incident_decides_the_same_with_its_text_and_as_cached() {
+        let spec = |extra: serde_json::Value| -> IncidentSpec {
+            let mut spec = serde_json::json!({
+                "title": "t".repeat(256), "severity": "SEV2", "services": ["checkout"], "commander": "c".repeat(256),
+                "summary": "s".repeat(16_384), "impact": {"description": "i".repeat(16_384), "usersAffected": 12},
+                "timeline": [{"at": "2026-03-01T10:05:00Z", "event": "e".repeat(1_024)}],
+                "rootCause": "r".repeat(16_384), "contributingFactors": ["f".repeat(1_024)],
+                "startedAt": "2026-03-01T10:00:00Z", "detectedAt": "2026-03-01T10:04:00Z",
+                "postmortem": {"url": "https://wiki.example/pm"},
+            });
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(spec).unwrap()
+        };
+        let now: jiff::Timestamp = "2026-03-02T00:00:00Z".parse().unwrap();
+        let resolved = serde_json::json!({"resolvedAt": "2026-03-01T11:00:00Z",
+            "postmortem": {"url": "https://wiki.example/pm", "completedAt": "2026-03-01T18:00:00Z"}});
+        for spec in [spec(serde_json::json!({})), spec(resolved)] {
+            let mut full = Incident::new("inc", spec);
+            full.metadata.generation = Some(1);
+            let mut cached = full.clone();
+            cached_form(&mut cached);
+            assert!(cached.spec.title.is_empty() && cached.spec.timeline.is_empty());
+            assert!(cached.spec.postmortem.as_ref().is_some_and(|p| p.url.is_none()));
+            let decided = decide::decide(&full, &[], &Policy::default(), now);
+            assert_eq!(decide::decide(&cached, &[], &Policy::default(), now), decided);
+        }
+    }
 }

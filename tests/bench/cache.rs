@@ -1,13 +1,13 @@
-//! Benchmark: what one cached object costs in memory (`make bench BENCH=cache`; needs no control
-//! plane, runs in seconds).
+//! Benchmark: what one cached object costs in memory (`cargo bench --bench cache`: needs no control
+//! plane, runs in seconds; `make bench BENCH=cache` starts one around it anyway).
 //!
 //! Each kind's watch decodes an object from the apiserver's JSON (`Decoded`), cuts it to what its
 //! cache keeps (`cut_to_cached_form`: no `managedFields`, none of the text no decision reads) and
 //! stores it in kube's reflector store. This does the same with `KAIZEN_BENCH_CACHED` objects
 //! (default 20,000) of each shape below and reads jemalloc's count of allocated bytes before and
 //! after: the bytes per object include the store's entry and key. Each kind is measured with short
-//! text and with the longest text its schema admits, so the two figures say whether the cache grows
-//! with what users write.
+//! text and with its free-text fields (the ones no decision reads) at their schema's limits, so the
+//! two figures say whether the cache grows with the prose users write.
 
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ fn ready(message: &str) -> Value {
 }
 
 /// An ActionItem as the benchmark of 100,000 items makes it, with its status written; `long`: the
-/// longest title, description, state reason and ticket URL its schema admits.
+/// longest title, description and state reason its schema admits, and a 2 KiB ticket URL.
 fn action_item(i: usize, long: bool) -> Value {
     let due = "2026-12-20T10:00:00Z";
     let mut spec = json!({"title": format!("Follow-up {i}"), "owner": format!("team-{}", i % 50), "priority": "P2",
@@ -162,7 +162,7 @@ fn main() {
         short_inc,
     );
     row(
-        "Incident, longest text (title, summary, 200-entry timeline, impact, root cause, postmortem)",
+        "Incident, longest text (title, commander, summary, 200-entry timeline, impact, root cause, contributing factors, postmortem URL)",
         json_len(incident(1, true)),
         long_inc,
         short_inc,
