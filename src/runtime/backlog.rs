@@ -124,11 +124,12 @@ impl<K: CachedKind> Backlog<K> {
     /// A list (or relist) has ended: the wakes of objects it no longer holds are forgotten. A relist
     /// after a gap sends no Delete for what was deleted meanwhile.
     pub fn forget_unlisted(&self) {
-        self.wakes().retain(|ns, name| self.cached(ns, name));
+        self.wakes().retain(|ns, name| self.cached(ns, name).is_some());
     }
 
-    fn cached(&self, ns: &str, name: &str) -> bool {
-        self.store.get(&ObjectRef::new(name).within(ns)).is_some()
+    /// Object `ns/name` as the cache holds it, if it does.
+    fn cached(&self, ns: &str, name: &str) -> Option<Arc<Decoded<K>>> {
+        self.store.get(&ObjectRef::new(name).within(ns))
     }
 
     /// Whether this kind's cache and every cache its reconciles read hold their first full lists.
@@ -150,8 +151,7 @@ impl<K: CachedKind> Backlog<K> {
         for (ns, name) in self.gate.take_parked(self.kind) {
             // Not in the cache (a relist under way, or deleted): last; the controller skips the gone.
             let due = self
-                .store
-                .get(&ObjectRef::new(&name).within(&ns))
+                .cached(&ns, &name)
                 .map_or(Timestamp::MAX, |guard| self.due_of(&guard));
             self.lock().push((ns, name), due);
         }
@@ -239,7 +239,7 @@ impl<K: CachedKind> Backlog<K> {
                 // The wake is in place before the reconcile counts as ended (which wakes the feed);
                 // none for an object deleted meanwhile (its Delete has already forgotten its wake).
                 let wake = match next {
-                    Ok(Next::At(at)) if running.0.cached(&key.0, &key.1) => Some(at),
+                    Ok(Next::At(at)) if running.0.cached(&key.0, &key.1).is_some() => Some(at),
                     _ => None,
                 };
                 running.0.wakes().set(&key, wake);
